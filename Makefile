@@ -1,0 +1,110 @@
+# msa build.
+#   make            build/msa (the CLI) and build/libmsa.a (the library)
+#   make test       every test (unit, CLI, ASan+UBSan, bounded fuzzing); ends with "N passed, N failed"
+#   make demo       install the default model and run `msa demo`
+#   make asan       the same tests built with -fsanitize=address,undefined into build-asan/
+#   make fuzz       libFuzzer targets (clang) into build-fuzz/; run with `make fuzz-run FUZZ_SECONDS=60`
+#   make tsan       the concurrency tests under ThreadSanitizer into build-tsan/
+#   CC=clang make   any target with clang instead of gcc
+# Every source file under src/ is part of the library; tools/msa/*.c make the CLI; tests/unit/test_*.c are
+# one test program each; tests/fuzz/fuzz_*.c one fuzz target each.
+
+BUILD    ?= build
+SAN      ?=
+OPT      ?= -O2
+CC       ?= cc
+FUZZ_SECONDS ?= 10
+
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS   := -std=c11 $(OPT) -g -pthread -fno-strict-aliasing $(WARN) $(EXTRA_CFLAGS)
+LDLIBS   := -ljansson -lpcre2-8 -lxxhash -lzstd -lutf8proc -lpthread -lm
+
+ifeq ($(SAN),asan)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SAN),tsan)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
+ifeq ($(SAN),fuzz)
+CC       = clang
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -DMSA_FUZZING
+LDFLAGS += -fsanitize=fuzzer,address,undefined
+endif
+
+LIB_SRC  := $(shell find src -name '*.c' | sort)
+TOOL_SRC := $(sort $(wildcard tools/msa/*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all lib test test-fast asan tsan fuzz fuzz-run demo clean deps model
+all: $(BUILD)/msa
+
+lib: $(BUILD)/libmsa.a
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmsa.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/msa: $(TOOL_OBJ) $(BUILD)/libmsa.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libmsa.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libmsa.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmsa.a $(LDLIBS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libmsa.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmsa.a $(LDLIBS)
+
+tests-bin: $(BUILD)/msa $(TEST_BIN)
+.PHONY: tests-bin
+
+deps:
+	bash scripts/setup-deps.sh
+
+model:
+	bash scripts/install-default-model.sh
+
+# The README's test command: dependencies, default model, plain tests, sanitizer tests, bounded fuzzing.
+test: deps model
+	bash tests/run.sh
+
+# Only the plain build's tests, for quick iteration.
+test-fast:
+	$(MAKE) tests-bin
+	MSA_TEST_SUITES=plain bash tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=asan OPT=-O1 tests-bin
+
+tsan:
+	$(MAKE) BUILD=build-tsan SAN=tsan OPT=-O1 tests-bin
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz SAN=fuzz OPT=-O1 fuzz-bin
+
+fuzz-bin: $(FUZZ_BIN)
+.PHONY: fuzz-bin
+
+fuzz-run: fuzz
+	MSA_TEST_SUITES=fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/run.sh
+
+demo: deps model all
+	$(BUILD)/msa demo
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

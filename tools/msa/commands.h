@@ -1,0 +1,23 @@
+/* commands.h — the subcommands of the msa CLI; one file each under tools/msa/.
+ * Each takes argc/argv after the subcommand name and returns a process exit code (sysexits style,
+ * see msa_status_exit_code in msa.h). */
+#ifndef MSA_TOOLS_COMMANDS_H
+#define MSA_TOOLS_COMMANDS_H
+
+#include "msa.h"
+
+int cmd_run(int argc, char **argv);       /* cmd_run.c: generate text from a prompt */
+int cmd_tokenize(int argc, char **argv);  /* cmd_tokenize.c: text <-> ids */
+int cmd_bench(int argc, char **argv);     /* cmd_bench.c: benchmarks */
+int cmd_bank(int argc, char **argv);      /* cmd_bank.c: memory bank management */
+int cmd_ask(int argc, char **argv);       /* cmd_ask.c: answer a question from a bank */
+int cmd_chat(int argc, char **argv);      /* cmd_ask.c: interactive questions over a bank */
+int cmd_demo(int argc, char **argv);      /* cmd_demo.c: the end-to-end demo on the default model */
+
+/* Print "msa: <message>" for a failed status (msa_last_error, else msa_strerror) to stderr and return
+ * the exit code for it. */
+int cli_fail(msa_status st);
+/* Print "msa <cmd>: <message>" to stderr and return 64 (usage). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
