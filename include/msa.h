@@ -173,10 +173,43 @@ uint64_t msa_sampler_seed(uint64_t seed);
 int32_t msa_sample(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state);
 
 /* ---------------------------------------------------------------------------------------------------- bank */
-/* (the memory bank: see src/bank/; declarations added by the bank module) */
+/* The memory bank: a crash-safe on-disk store of encoded documents (src/bank/, docs/bank-format.md).
+ * Declarations of the bank module follow this line. */
+
+typedef struct msa_bank msa_bank;
+
 
 /* -------------------------------------------------------------------------------------------------- memory */
-/* (MSA encode / route / ask: see src/memory/; declarations added by the memory module) */
+/* Memory Sparse Attention: stage-1 encoding into a bank, routing, answering (src/memory/).
+ * Declarations of the memory module follow this line. */
+
+/* One document to add: a client id (unique in the bank), its text, and optional metadata JSON. */
+typedef struct msa_doc_input {
+    const char *id;         /* NUL-terminated client id */
+    const char *text;       /* UTF-8 (invalid sequences are replaced by U+FFFD before encoding) */
+    size_t text_len;
+    const char *meta_json;  /* NUL-terminated JSON object, or NULL */
+} msa_doc_input;
+
+typedef struct msa_ingest_params {
+    int batch_tokens;       /* tokens per encoder batch (many documents per batch); 0 = default */
+    bool replace;           /* same id with different content replaces instead of failing */
+    bool progress;          /* draw progress on stderr when it is a terminal */
+} msa_ingest_params;
+
+msa_ingest_params msa_ingest_default_params(void);
+
+typedef struct msa_ingest_report {
+    size_t n_added, n_unchanged, n_replaced;
+    uint64_t n_tokens_encoded;
+    double seconds;
+} msa_ingest_report;
+
+/* Encode docs with model (stage 1) and add them durably to bank: returns only after every added document
+ * is durable. Documents already present with identical content are skipped (n_unchanged). The bank must
+ * have been created for this model (fingerprint) and opened for writing. report may be NULL. */
+msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input *docs, size_t n_docs,
+                           const msa_ingest_params *params, msa_ingest_report *report);
 
 #ifdef __cplusplus
 }
