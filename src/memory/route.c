@@ -88,6 +88,7 @@ typedef struct score_job {
     msa_route_dtype dtype;
     uint64_t n_chunks;
     float *out;
+    float *per_token;      /* if set: y[c][t] into [n_chunks][q->n] instead of reducing */
 } score_job;
 
 static void score_range(void *ctx, int ith, int nth) {
@@ -126,17 +127,93 @@ static void score_range(void *ctx, int ith, int nth) {
                     if (x > y) y = x;
                 }
             }
+            if (j->per_token) j->per_token[c * (uint64_t)j->q->n + (uint64_t)t] = y;
             if (y > best) best = y;
             acc += y;
         }
+        if (j->per_token) continue;
         j->out[c] = p->query_reduce == MSA_REDUCE_MEAN ? (float)(acc / j->q->n) : best;
     }
     if (key != kbuf) free(key);
 }
 
+static void run_scores(score_job *j, msa_threadpool *tp) {
+    if (j->n_chunks < 256)
+        score_range(j, 0, 1);
+    else
+        msa_threadpool_run(tp, score_range, j);
+}
+
+/* Standardized routing (p->standardize): two passes over the keys, the first for each token's mean and
+ * standard deviation over all chunks, the second for the reductions of the z-scores. */
+static msa_status standardized_scores(const msa_route_params *p, const msa_route_query *q, const msa_route_span *spans,
+                                      size_t n_spans, msa_route_dtype dtype, uint64_t n_index, float *doc_scores,
+                                      msa_threadpool *tp) {
+    const uint64_t block = 4096;
+    const size_t kdim = (size_t)p->n_head_kv * p->head_dim, esize = dtype == MSA_ROUTE_F32 ? 4 : 2;
+    float *y = malloc(block * (size_t)q->n * sizeof *y);
+    double *sum = calloc((size_t)q->n * 2, sizeof *sum), *sq = sum ? sum + q->n : NULL;
+    double *dsum = NULL;
+    uint32_t *dcnt = NULL;
+    if (p->chunk_reduce == MSA_REDUCE_MEAN) {
+        dsum = calloc(n_index ? n_index : 1, sizeof *dsum);
+        dcnt = calloc(n_index ? n_index : 1, sizeof *dcnt);
+    }
+    if (!y || !sum || (p->chunk_reduce == MSA_REDUCE_MEAN && (!dsum || !dcnt))) {
+        free(y), free(sum), free(dsum), free(dcnt);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
+    }
+    uint64_t total = 0;
+    msa_status st = MSA_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        for (size_t si = 0; si < n_spans && !st; si++) {
+            const msa_route_span *sp = &spans[si];
+            for (uint64_t c0 = 0; c0 < sp->n_chunks && !st; c0 += block) {
+                uint64_t n = sp->n_chunks - c0 < block ? sp->n_chunks - c0 : block;
+                score_job j = {p, q, (const char *)sp->keys + c0 * kdim * esize, dtype, n, NULL, y};
+                run_scores(&j, tp);
+                for (uint64_t c = 0; c < n; c++) {
+                    const float *yc = y + c * (uint64_t)q->n;
+                    if (pass == 0) {
+                        for (int t = 0; t < q->n; t++) sum[t] += yc[t], sq[t] += (double)yc[t] * yc[t];
+                        total++;
+                        continue;
+                    }
+                    uint32_t d = sp->doc_index[c0 + c];
+                    if (d >= n_index) {
+                        st = msa_fail(MSA_ERR_BAD_DATA, "routing: chunk of document %u beyond the bank's %llu", d,
+                                      (unsigned long long)n_index);
+                        break;
+                    }
+                    double best = -INFINITY, acc = 0;
+                    for (int t = 0; t < q->n; t++) {
+                        double z = (yc[t] - sum[t]) / sq[t];
+                        if (z > best) best = z;
+                        acc += z;
+                    }
+                    float S = (float)(p->query_reduce == MSA_REDUCE_MEAN ? acc / q->n : best);
+                    if (dsum) dsum[d] += S, dcnt[d]++;
+                    else if (S > doc_scores[d]) doc_scores[d] = S;
+                }
+            }
+        }
+        if (pass == 0) /* sum -> mean, sq -> standard deviation */
+            for (int t = 0; t < q->n; t++) {
+                double m = total ? sum[t] / (double)total : 0, v = total ? sq[t] / (double)total - m * m : 0;
+                sum[t] = m;
+                sq[t] = v > 1e-20 ? sqrt(v) : 1;
+            }
+    }
+    if (dsum && !st)
+        for (uint64_t d = 0; d < n_index; d++)
+            if (dcnt[d]) doc_scores[d] = (float)(dsum[d] / dcnt[d]);
+    free(y), free(sum), free(dsum), free(dcnt);
+    return st;
+}
+
 void msa_route_score_chunks(const msa_route_params *p, const msa_route_query *q, const void *keys,
                             msa_route_dtype dtype, uint64_t n_chunks, float *out, msa_threadpool *tp) {
-    score_job j = {p, q, keys, dtype, n_chunks, out};
+    score_job j = {p, q, keys, dtype, n_chunks, out, NULL};
     if (n_chunks < 256)
         score_range(&j, 0, 1);
     else
@@ -147,6 +224,7 @@ msa_status msa_route_doc_scores(const msa_route_params *p, const msa_route_query
                                 size_t n_spans, msa_route_dtype dtype, uint64_t n_index, float *doc_scores,
                                 msa_threadpool *tp) {
     for (uint64_t i = 0; i < n_index; i++) doc_scores[i] = -INFINITY;
+    if (p->standardize) return standardized_scores(p, q, spans, n_spans, dtype, n_index, doc_scores, tp);
     const bool mean = p->chunk_reduce == MSA_REDUCE_MEAN;
     double *sum = NULL;
     uint32_t *cnt = NULL;

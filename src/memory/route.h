@@ -31,6 +31,9 @@ typedef struct msa_route_params {
     msa_reduce query_reduce;  /* MAX | MEAN | LAST */
     msa_reduce chunk_reduce;  /* MAX | MEAN */
     bool cosine;              /* unit-normalise query head vectors (keys were normalised after pooling) */
+    bool standardize;         /* read mode: per routing token, z-score y[t,c] over all chunks of the bank
+                               * before the query reduction, so that the token with the most distinctive
+                               * match decides (not the one with the largest raw logits) */
 } msa_route_params;
 
 /* Element type of stored routing keys (the bank's dtype). */
