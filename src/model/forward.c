@@ -6,6 +6,7 @@
 #include "model/forward.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,8 @@ static void rope_apply(float *v, const float *c, const float *s, int d, msa_rope
     }
 }
 
+static void pick_vector_helpers(void);
+
 /* ------------------------------------------------------------------------------------------ session */
 
 msa_session_params msa_session_default_params(void) {
@@ -151,6 +154,8 @@ msa_status msa_session_new(msa_model *model, const msa_session_params *params, m
     if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     msa_session *s = calloc(1, sizeof *s);
     if (!s) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, pick_vector_helpers);
     s->model = model;
     s->n_ctx = n_ctx;
     int L = hp->n_layer;
@@ -254,11 +259,72 @@ void msa_fwd_clear_extra_kv(msa_session *s) {
 
 /* ---------------------------------------------------------------------------------------- attention */
 
+/* Vector helpers of the attention inner loops; AVX2+FMA where the CPU has it (chosen once at run time). */
+typedef float (*dot_fn)(const float *a, const float *b, int n);
+typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
+
+static float dot_scalar(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_scalar(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+static dot_fn vec_dot = dot_scalar;
+static axpy_fn vec_axpy = axpy_scalar;
+
+static void pick_vector_helpers(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const char *force = getenv("MSA_SIMD");
+    if (!(force && !strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        vec_dot = dot_avx2;
+        vec_axpy = axpy_avx2;
+    }
+#endif
+}
+
 typedef struct {
     msa_session *s;
     int layer, n, base; /* batch of n tokens at slots base.. */
 } attn_job;
 
+/* One (token, head) item per iteration: scores over [extra K/V ; visible cache slots], softmax, weighted V.
+ * bf16 checkpoints follow transformers' eager attention in bf16: q.k rounded, times the scale rounded,
+ * softmax in f32 rounded to bf16, then P.V accumulated in f32 and rounded. */
 static void attention_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     msa_session *s = j->s;
@@ -278,38 +344,41 @@ static void attention_worker(void *ctx, int ith, int nth) {
         const float *ev = s->ex_v[j->layer] ? s->ex_v[j->layer] + (size_t)kvh * nex * D : NULL;
         const float *kc = s->k_cache[j->layer] + (size_t)kvh * n_ctx * D;
         const float *vc = s->v_cache[j->layer] + (size_t)kvh * n_ctx * D;
+        const int nk = nex + end;
         float mx = -INFINITY;
-        for (int e = 0; e < nex; e++) {
-            const float *kk = ek + (size_t)e * D;
-            float d = 0.0f;
-            for (int t = 0; t < D; t++) d += q[t] * kk[t];
-            sc[e] = d * scale;
-            if (sc[e] > mx) mx = sc[e];
-        }
-        for (int t = 0; t < end; t++) {
-            float *o = &sc[nex + t];
-            if (s->slot_seq[t] != qseq || !(s->slot_valid[t] || t == qslot)) {
-                *o = -INFINITY;
-                continue;
+        for (int e = 0; e < nk; e++) {
+            if (e >= nex) {
+                const int t = e - nex;
+                if (s->slot_seq[t] != qseq || !(s->slot_valid[t] || t == qslot)) {
+                    sc[e] = -INFINITY;
+                    continue;
+                }
             }
-            const float *kk = kc + (size_t)t * D;
-            float d = 0.0f;
-            for (int u = 0; u < D; u++) d += q[u] * kk[u];
-            *o = d * scale;
-            if (*o > mx) mx = *o;
+            const float *kk = e < nex ? ek + (size_t)e * D : kc + (size_t)(e - nex) * D;
+            float d = vec_dot(q, kk, D);
+            d = bf16 ? bf16_round(bf16_round(d) * scale) : d * scale;
+            sc[e] = d;
+            if (d > mx) mx = d;
+        }
+        float sum = 0.0f;
+        for (int e = 0; e < nk; e++) {
+            float p = sc[e] == -INFINITY ? 0.0f : expf(sc[e] - mx);
+            sc[e] = p;
+            sum += p;
         }
         float *out = s->att + ((size_t)i * H + h) * D;
         memset(out, 0, (size_t)D * sizeof(float));
-        float sum = 0.0f;
-        for (int e = 0; e < nex + end; e++) {
-            if (sc[e] == -INFINITY) continue;
-            float p = expf(sc[e] - mx);
-            sum += p;
+        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        for (int e = 0; e < nk; e++) {
+            if (sc[e] == 0.0f) continue;
             const float *vv = e < nex ? ev + (size_t)e * D : vc + (size_t)(e - nex) * D;
-            for (int u = 0; u < D; u++) out[u] += p * vv[u];
+            vec_axpy(out, bf16 ? bf16_round(sc[e] / sum) : sc[e], vv, D);
         }
-        float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        for (int u = 0; u < D; u++) out[u] = bf16 ? bf16_round(out[u] * inv) : out[u] * inv;
+        if (bf16) {
+            for (int u = 0; u < D; u++) out[u] = bf16_round(out[u]);
+        } else {
+            for (int u = 0; u < D; u++) out[u] *= inv;
+        }
     }
 }
 
