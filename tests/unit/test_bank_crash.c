@@ -3,7 +3,7 @@
  * pipe before it starts and acknowledges it after commit returned. After each kill the parent opens the bank
  * and checks: verify is clean; the live documents are exactly the acknowledged state, or that state plus the
  * one operation in flight applied whole; every document is byte-identical to its definition.
- * Iterations: 300 (100 under ASan, where each step is ~5x slower); MSA_CRASH_ITERS overrides
+ * Iterations: 300 (150 under ASan, where each step is ~5x slower); MSA_CRASH_ITERS overrides
  * (`make bank-crash-long` runs 5000). */
 #include <errno.h>
 #include <signal.h>
@@ -176,7 +176,7 @@ static int observe(state *seen, uint64_t *n_docs, const char **why) {
 
 TEST(crash_loop) {
     const char *suite = getenv("MSA_SUITE");
-    int iters = suite && !strcmp(suite, "asan") ? 100 : 300;
+    int iters = suite && !strcmp(suite, "asan") ? 150 : 300;
     if (getenv("MSA_CRASH_ITERS")) iters = atoi(getenv("MSA_CRASH_ITERS"));
     msa_bank_create_params cp = {0};
     msa_bank_shape_named("synthetic-small", &cp.shape);
