@@ -90,6 +90,30 @@ static msa_status check_texts(const bank_seg_view *sv) {
     return st;
 }
 
+static int cmp_offset(const void *a, const void *b) {
+    const bank_section *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Bytes no section covers (alignment padding) must be zero: a flipped bit there is corruption too. */
+static msa_status check_gaps(const bank_seg_view *sv, vctx *c) {
+    bank_section s[BANK_MAX_SECTIONS];
+    uint32_t n = sv->seg.n_sections;
+    memcpy(s, sv->seg.sections, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_offset);
+    uint64_t pos = BANK_SEG_HEADER_SIZE;
+    for (uint32_t i = 0; i <= n; i++) {
+        uint64_t end = i < n ? s[i].offset : sv->seg.size;
+        for (uint64_t o = pos; o < end; o++)
+            if (sv->seg.base[o])
+                return msa_fail(MSA_ERR_BAD_DATA, "%s: non-zero padding byte at offset %llu (corrupt)", sv->name,
+                                (unsigned long long)o);
+        advance(c, end > pos ? end - pos : 0);
+        if (i < n && s[i].offset + s[i].size > pos) pos = s[i].offset + s[i].size;
+    }
+    return MSA_OK;
+}
+
 msa_status msa_bank_verify(const msa_bank *b, void (*progress)(uint64_t, uint64_t, void *), void *user,
                            msa_bank_verify_report *report) {
     const bank_version *v = b->v;
@@ -107,6 +131,7 @@ msa_status msa_bank_verify(const msa_bank *b, void (*progress)(uint64_t, uint64_
                                                           : check_section(sv, sec, &c);
             if (st) return st;
         }
+        MSA_TRY(check_gaps(sv, &c));
         if (sv->seg.kind == BANK_SEG_DOCS) MSA_TRY(check_texts(sv));
         docs += sv->seg.n_docs;
     }
