@@ -198,122 +198,6 @@ static void summarize_weights(msa_model *m) {
 
 /* ----------------------------------------------------------------------------------------------- GGUF */
 
-static bool gguf_int(const msa_gguf *g, const char *arch, const char *key, int64_t *v) {
-    char k[128];
-    snprintf(k, sizeof k, "%s.%s", arch, key);
-    return msa_gguf_get_int(g, k, v);
-}
-
-static msa_status gguf_need_int(const msa_gguf *g, const char *path, const char *arch, const char *key,
-                                int64_t lo, int64_t hi, int *out) {
-    int64_t v;
-    if (!gguf_int(g, arch, key, &v))
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: missing metadata '%s.%s'", path, arch, key);
-    if (v < lo || v > hi)
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: metadata '%s.%s' = %lld is out of range", path, arch, key,
-                        (long long)v);
-    *out = (int)v;
-    return MSA_OK;
-}
-
-/* Hyper-parameters from GGUF metadata ({arch}.* keys, tokenizer.ggml.* ids). */
-static msa_status gguf_hparams(const msa_gguf *g, const char *path, msa_hparams *hp, const char **arch_name) {
-    memset(hp, 0, sizeof *hp);
-    const char *a;
-    size_t alen;
-    if (!msa_gguf_get_str(g, "general.architecture", &a, &alen))
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: missing metadata 'general.architecture'", path);
-    const char *arch;
-    if (alen == 5 && !memcmp(a, "llama", 5)) {
-        arch = "llama";
-        hp->arch = MSA_ARCH_LLAMA;
-        hp->rope_style = MSA_ROPE_NORM; /* convert_hf_to_gguf permutes llama q/k rows for adjacent pairs */
-        hp->qk_norm = false;
-    } else if (alen == 5 && !memcmp(a, "qwen3", 5)) {
-        arch = "qwen3";
-        hp->arch = MSA_ARCH_QWEN3;
-        hp->rope_style = MSA_ROPE_NEOX;
-        hp->qk_norm = true;
-    } else {
-        return msa_fail(MSA_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (llama, qwen3)", path,
-                        (int)(alen > 64 ? 64 : alen), a);
-    }
-    *arch_name = arch;
-    const int64_t big = 1 << 20;
-    MSA_TRY(gguf_need_int(g, path, arch, "block_count", 1, MSA_MAX_LAYERS, &hp->n_layer));
-    MSA_TRY(gguf_need_int(g, path, arch, "embedding_length", 1, big, &hp->n_embd));
-    MSA_TRY(gguf_need_int(g, path, arch, "feed_forward_length", 1, big, &hp->n_ff));
-    MSA_TRY(gguf_need_int(g, path, arch, "attention.head_count", 1, 4096, &hp->n_head));
-    int64_t v;
-    hp->n_head_kv = hp->n_head;
-    if (gguf_int(g, arch, "attention.head_count_kv", &v)) {
-        if (v < 1 || v > hp->n_head || hp->n_head % v)
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: head_count_kv %lld does not divide head_count %d", path,
-                            (long long)v, hp->n_head);
-        hp->n_head_kv = (int)v;
-    }
-    if (gguf_int(g, arch, "attention.key_length", &v)) {
-        if (v < 2 || v > 1024 || v % 2)
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: attention.key_length %lld is out of range", path, (long long)v);
-        hp->head_dim = (int)v;
-    } else {
-        if (hp->n_embd % hp->n_head)
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: embedding_length %d is not a multiple of head_count %d", path,
-                            hp->n_embd, hp->n_head);
-        hp->head_dim = hp->n_embd / hp->n_head;
-    }
-    if (hp->head_dim % 2 || hp->head_dim > 1024)
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: head dimension %d is unusable", path, hp->head_dim);
-    if (gguf_int(g, arch, "attention.value_length", &v) && v != hp->head_dim)
-        return msa_fail(MSA_ERR_UNSUPPORTED, "%s: value_length %lld != key_length %d", path, (long long)v,
-                        hp->head_dim);
-    if (gguf_int(g, arch, "rope.dimension_count", &v) && v != hp->head_dim)
-        return msa_fail(MSA_ERR_UNSUPPORTED, "%s: partial RoPE (dimension_count %lld of %d) is not supported",
-                        path, (long long)v, hp->head_dim);
-    hp->n_ctx_train = 4096;
-    if (gguf_int(g, arch, "context_length", &v) && v > 0 && v < (1 << 24)) hp->n_ctx_train = (int)v;
-    char k[128];
-    float f;
-    hp->rope_theta = 10000.0f;
-    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
-    if (msa_gguf_get_f32(g, k, &f)) {
-        if (!(f > 1.0f && f < 1e12f)) return msa_fail(MSA_ERR_BAD_DATA, "%s: rope.freq_base %g is out of range", path, f);
-        hp->rope_theta = f;
-    }
-    hp->rms_eps = 1e-5f;
-    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
-    if (msa_gguf_get_f32(g, k, &f)) {
-        if (!(f > 0.0f && f < 1.0f)) return msa_fail(MSA_ERR_BAD_DATA, "%s: rms epsilon %g is out of range", path, f);
-        hp->rms_eps = f;
-    }
-    snprintf(k, sizeof k, "%s.rope.scaling.type", arch);
-    const char *s;
-    size_t slen;
-    if (msa_gguf_get_str(g, k, &s, &slen) && !(slen == 4 && !memcmp(s, "none", 4)))
-        return msa_fail(MSA_ERR_UNSUPPORTED, "%s: rope scaling '%.*s' is not supported", path,
-                        (int)(slen > 32 ? 32 : slen), s);
-    size_t n_tokens = 0;
-    if (!msa_gguf_get_str_array(g, "tokenizer.ggml.tokens", &n_tokens) || n_tokens == 0)
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: missing tokenizer.ggml.tokens", path);
-    if (n_tokens > (1u << 24)) return msa_fail(MSA_ERR_BAD_DATA, "%s: %zu tokens is too many", path, n_tokens);
-    hp->n_vocab = (int)n_tokens;
-    if (gguf_int(g, arch, "vocab_size", &v) && v != hp->n_vocab)
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: vocab_size %lld != %d tokens", path, (long long)v, hp->n_vocab);
-    hp->bos_id = -1;
-    if (msa_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v) && v >= 0 && v < hp->n_vocab) hp->bos_id = (int)v;
-    hp->n_eos = 0;
-    static const char *const eog_keys[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
-                                           "tokenizer.ggml.eom_token_id"};
-    for (size_t i = 0; i < sizeof eog_keys / sizeof eog_keys[0]; i++) {
-        if (!msa_gguf_get_int(g, eog_keys[i], &v) || v < 0 || v >= hp->n_vocab) continue;
-        bool dup = false;
-        for (int j = 0; j < hp->n_eos; j++) dup |= hp->eos_ids[j] == v;
-        if (!dup && hp->n_eos < 4) hp->eos_ids[hp->n_eos++] = (int)v;
-    }
-    hp->tie_embeddings = msa_weights_find(msa_gguf_weights(g), "output.weight") == NULL;
-    return MSA_OK;
-}
-
 /* The ChatML default system message of templates like SmolLM2's:
  * {% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n...<|im_end|>\n' }} */
 static char *chatml_default_system(const char *t, size_t len) {
@@ -332,7 +216,9 @@ static char *chatml_default_system(const char *t, size_t len) {
 static msa_status load_gguf(msa_model *m, const char *path) {
     MSA_TRY(msa_gguf_open(path, &m->gguf));
     m->weights = msa_gguf_weights(m->gguf);
-    MSA_TRY(gguf_hparams(m->gguf, path, &m->hp, &m->arch_name));
+    msa_status st = msa_gguf_hparams(m->gguf, &m->hp);
+    if (st != MSA_OK) return msa_fail_prefix(st, "%s", path);
+    m->arch_name = m->hp.arch == MSA_ARCH_QWEN3 ? "qwen3" : "llama";
     bool b;
     m->add_bos = msa_gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", &b) ? b : false;
     if (m->hp.bos_id < 0) m->add_bos = false;

@@ -27,7 +27,9 @@ fi
 expect_rc run_usage_both_prompts 64 "$MSA" run -m "$MODEL" -p a -f b
 expect_rc run_bad_flag 64 "$MSA" run -m "$MODEL" -p a --frobnicate
 
-out=$("$MSA" run -m "$MODEL" --chat -p "What is the capital of France?" -n 24 -t 2 2>"$tmp/err")
+# (SmolLM2-135M Q4_1 answers "What is the capital of France?" with French word salad, in llama.cpp too;
+# this phrasing gets "The capital of France is Paris." from both)
+out=$("$MSA" run -m "$MODEL" --chat -p "Tell me the capital of France." -n 24 -t 2 2>"$tmp/err")
 if echo "$out" | grep -q "Paris"; then pass run_chat_paris; else fail run_chat_paris "got: $out"; fi
 
 out=$("$MSA" run -m "$MODEL" -p "Hello there" -n 0 2>"$tmp/err"); rc=$?
