@@ -74,8 +74,11 @@ static msa_status parse_eos(json_t *v, const char *label, int n_vocab, msa_hpara
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
-        if (!json_is_integer(e) || json_integer_value(e) < 0 || (n_vocab > 0 && json_integer_value(e) >= n_vocab))
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: 'eos_token_id' must be token ids below the vocabulary size", label);
+        if (!json_is_integer(e))
+            return msa_fail(MSA_ERR_BAD_DATA, "%s: 'eos_token_id' must be an integer or a list of integers", label);
+        if (json_integer_value(e) < 0 || (n_vocab > 0 && json_integer_value(e) >= n_vocab))
+            return msa_fail(MSA_ERR_BAD_DATA, "%s: 'eos_token_id' %lld is outside the vocabulary", label,
+                            (long long)json_integer_value(e));
         add_eos(hp, json_integer_value(e));
     }
     return MSA_OK;
