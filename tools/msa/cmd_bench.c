@@ -376,6 +376,7 @@ static void usage(FILE *f) {
                "  matmul   matmul kernels on SmolLM2-135M (q4_1) and Qwen3-4B (bf16) shapes, decode and prefill,\n"
                "           vs the read ceiling [--dtype D] [--model smollm2-135m|qwen3-4b|all] [--tokens N]\n"
                "  pool     thread-pool dispatch cost (us per msa_threadpool_run)\n"
+               "  bank     memory-bank build/open/scan/verify (see msa bench bank --help)\n"
                "  prefill  model prefill tokens/s (see msa bench prefill --help)\n"
                "  decode   model decode tokens/s\n"
                "common: -t N threads (0 = all CPUs), --reps R, --warmup W, --json\n");
@@ -394,6 +395,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(what, "mem")) return bench_mem(argc - 1, argv + 1);
     if (!strcmp(what, "matmul")) return bench_matmul(argc - 1, argv + 1);
     if (!strcmp(what, "pool")) return bench_pool(argc - 1, argv + 1);
+    if (!strcmp(what, "bank")) return bench_bank(argc - 1, argv + 1);
     if (!strcmp(what, "prefill") || !strcmp(what, "decode")) return bench_model(what, argc - 1, argv + 1);
     fprintf(stderr, "msa bench: unknown benchmark '%s'\n", what);
     usage(stderr);
