@@ -461,10 +461,11 @@ static int bench_ceilings(const char *dir, bool json) {
 }
 
 int bench_bank(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings DIR [--tokens N] [--doc-tokens D] "
+    bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    if (argc < 3 || help) {
+        fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings DIR [--tokens N] [--doc-tokens D] "
                         "[--shape NAME] [--cold] [--json]\n");
-        return 64;
+        return help ? 0 : 64;
     }
     const char *what = argv[1], *dir = argv[2], *shape = "msa-4b";
     uint64_t tokens = 10000000, doc_tokens = 4096;
