@@ -78,7 +78,8 @@ TEST(scores_every_variant) {
             for (int cc = 0; cc < 2; cc++)
                 for (int cos = 0; cos < 2; cos++)
                     for (int bf = 0; bf < 2; bf++) {
-                        msa_route_params p = {NH, NKV, HD, hr[a], qrd[b], cr[cc], cos};
+                        msa_route_params p = {.n_head = NH, .n_head_kv = NKV, .head_dim = HD, .head_reduce = hr[a],
+                                              .query_reduce = qrd[b], .chunk_reduce = cr[cc], .cosine = cos};
                         float want[NDOC], got[NDOC];
                         spec_doc_scores(&p, qr, mask, NTOK, keys, doc, 20, want);
                         msa_route_query q;
@@ -102,10 +103,68 @@ TEST(scores_every_variant) {
     CHECK_EQ_INT(n_checked, 48);
 }
 
+/* Read mode's standardized scores: z[t,c] = (y[t,c] - mean_c y[t,.]) / std_c y[t,.], then the reductions. */
+TEST(standardized_scores) {
+    enum { NC = 12 };
+    float qr[NTOK * NH * HD], keys[NC * NKV * HD];
+    for (size_t i = 0; i < sizeof qr / sizeof *qr; i++) qr[i] = frand();
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) keys[i] = frand();
+    uint32_t doc[NC] = {0, 0, 1, 3, 3, 3, 4, 5, 5, 6, 6, 6};
+    uint8_t mask[NTOK] = {1, 1, 0, 1, 1, 1};
+    for (int qm = 0; qm < 2; qm++) {
+        msa_route_params p = {.n_head = NH, .n_head_kv = NKV, .head_dim = HD, .head_reduce = MSA_REDUCE_MEAN,
+                              .query_reduce = qm ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX, .chunk_reduce = MSA_REDUCE_MAX,
+                              .standardize = true};
+        /* y[t][c] by the plain path: one chunk at a time with query_reduce "last" on a one-token mask */
+        double y[NTOK][NC];
+        for (int t = 0; t < NTOK; t++) {
+            uint8_t m1[NTOK] = {0};
+            m1[t] = 1;
+            msa_route_params p1 = p;
+            p1.standardize = false;
+            p1.query_reduce = MSA_REDUCE_LAST;
+            msa_route_query q1;
+            CHECK(msa_route_query_prepare(&p1, qr, m1, NTOK, &q1) == MSA_OK);
+            float s[NC];
+            msa_route_score_chunks(&p1, &q1, keys, MSA_ROUTE_F32, NC, s, NULL);
+            for (int c = 0; c < NC; c++) y[t][c] = s[c];
+            msa_route_query_free(&q1);
+        }
+        float want[NDOC];
+        for (int d = 0; d < NDOC; d++) want[d] = -INFINITY;
+        for (int c = 0; c < NC; c++) {
+            double best = -INFINITY, acc = 0;
+            int n = 0;
+            for (int t = 0; t < NTOK; t++) {
+                if (!mask[t]) continue;
+                double m = 0, v = 0;
+                for (int k = 0; k < NC; k++) m += y[t][k] / NC;
+                for (int k = 0; k < NC; k++) v += (y[t][k] - m) * (y[t][k] - m) / NC;
+                double z = (y[t][c] - m) / sqrt(v);
+                if (z > best) best = z;
+                acc += z, n++;
+            }
+            float S = (float)(qm ? acc / n : best);
+            if (S > want[doc[c]]) want[doc[c]] = S;
+        }
+        msa_route_query q;
+        CHECK(msa_route_query_prepare(&p, qr, mask, NTOK, &q) == MSA_OK);
+        msa_route_span sp = {keys, doc, NC};
+        float got[NDOC];
+        CHECK(msa_route_doc_scores(&p, &q, &sp, 1, MSA_ROUTE_F32, NDOC, got, NULL) == MSA_OK);
+        for (int d = 0; d < NDOC; d++) {
+            if (isinf(want[d])) CHECK(isinf(got[d]));
+            else CHECK_NEAR(got[d], want[d], 1e-4);
+        }
+        msa_route_query_free(&q);
+    }
+}
+
 TEST(no_routing_tokens) {
     float qr[NH * HD] = {0};
     uint8_t mask[1] = {0};
-    msa_route_params p = {NH, NKV, HD, MSA_REDUCE_MEAN, MSA_REDUCE_MAX, MSA_REDUCE_MAX, false};
+    msa_route_params p = {.n_head = NH, .n_head_kv = NKV, .head_dim = HD, .head_reduce = MSA_REDUCE_MEAN,
+                          .query_reduce = MSA_REDUCE_MAX, .chunk_reduce = MSA_REDUCE_MAX};
     msa_route_query q;
     CHECK(msa_route_query_prepare(&p, qr, mask, 1, &q) == MSA_ERR_INVALID_ARG);
 }
@@ -140,6 +199,7 @@ TEST(normalize_rows) {
 
 int main(void) {
     RUN(scores_every_variant);
+    RUN(standardized_scores);
     RUN(no_routing_tokens);
     RUN(topk_tie_rule);
     RUN(normalize_rows);
