@@ -10,6 +10,7 @@
  * already unsigned; Q8_0 weights are made unsigned by flipping the sign bit (w + 128). The offsets (8 for
  * Q4_0, 128 for Q8_0) are taken back out in the integer domain with the activation block sums, so the
  * result is the exact integer dot product of the scalar definition. Two blocks fill one 512-bit vector. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/kernels_impl.h"
@@ -20,6 +21,8 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
+/* Token count from which prefill uses the panel kernels (kernels.c keeps the global knob in sync). */
+#define PANEL_MIN_TOKENS 8
 #define INLINE_BF16 static inline __attribute__((always_inline)) TARGET_BF16
 
 /* ---- activation preparation (byte-identical to the scalar definitions) ---- */
@@ -241,9 +244,171 @@ INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, 
 DRIVER(gemm_f32, TARGET, tile_float, W_F32, 4, 4)
 DRIVER(gemm_f16, TARGET, tile_float, W_F16, 4, 4)
 DRIVER(gemm_bf16, TARGET_BF16, tile_bf16, 0, 4, 4)
-DRIVER(gemm_q8_0, TARGET, tile_q, MSA_DTYPE_Q8_0, 4, 4)
-DRIVER(gemm_q4_0, TARGET, tile_q, MSA_DTYPE_Q4_0, 4, 4)
-DRIVER(gemm_q4_1, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 3)
+DRIVER(gemm_q8_0_rows, TARGET, tile_q, MSA_DTYPE_Q8_0, 4, 4)
+DRIVER(gemm_q4_0_rows, TARGET, tile_q, MSA_DTYPE_Q4_0, 4, 4)
+DRIVER(gemm_q4_1_rows, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 3)
+
+/* ---- quantized prefill: lanes = 16 tokens ----
+ * For many tokens the row-wise tiles above spend most instructions on per-block scaling. Here one vector
+ * holds 16 tokens: the activations of a token block are transposed once per call into
+ *     xu[group][block][j][token][4 bytes]   (q + 128 as unsigned bytes, 4 consecutive elements per lane)
+ * and each weight row is decoded once (signed bytes w', the offset term c = -128 * sum(w') per block, the
+ * scales as f32); then for one row and one block, 8 vpdpbusd with the row's 4 weight bytes broadcast give
+ * all 16 tokens' integer dot products, and one multiply-add applies d_w * d_x. The result equals the
+ * scalar definition's integer dot products exactly. */
+
+enum { TG = 16, PR = 8 };
+
+static _Thread_local uint8_t *t_panel;
+static _Thread_local size_t t_panel_size;
+
+static uint8_t *panel_scratch(size_t bytes) {
+    if (bytes > t_panel_size) {
+        free(t_panel);
+        size_t n = (bytes + bytes / 4 + 63) & ~(size_t)63;
+        t_panel = aligned_alloc(64, n);
+        t_panel_size = t_panel ? n : 0;
+    }
+    return t_panel;
+}
+
+/* Decode one weight row into signed bytes, per-block f32 scales (and Q4_1 minimums), and offset terms. */
+INLINE void decode_row(msa_dtype kind, const uint8_t *p, int64_t nb, int8_t *wq, float *dw, float *mw, int32_t *corr) {
+    size_t bb = kind == MSA_DTYPE_Q8_0 ? 34 : kind == MSA_DTYPE_Q4_0 ? 18 : 20;
+    const __m128i low = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    for (int64_t b = 0; b < nb; b++, p += bb) {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        dw[b] = _cvtsh_ss(h);
+        __m128i lo, hi;
+        if (kind == MSA_DTYPE_Q8_0) {
+            lo = _mm_loadu_si128((const __m128i *)(p + 2));
+            hi = _mm_loadu_si128((const __m128i *)(p + 18));
+        } else {
+            const uint8_t *qs = p + (kind == MSA_DTYPE_Q4_1 ? 4 : 2);
+            __m128i v = _mm_loadu_si128((const __m128i *)qs);
+            lo = _mm_and_si128(v, low);
+            hi = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+            if (kind == MSA_DTYPE_Q4_0) lo = _mm_sub_epi8(lo, eight), hi = _mm_sub_epi8(hi, eight);
+            else {
+                memcpy(&h, p + 2, 2);
+                mw[b] = _cvtsh_ss(h);
+            }
+        }
+        _mm_storeu_si128((__m128i *)(wq + b * 32), lo);
+        _mm_storeu_si128((__m128i *)(wq + b * 32 + 16), hi);
+        /* sum of 32 signed bytes: widen to 16 bits and add */
+        __m256i w16 = _mm256_add_epi16(_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi));
+        __m256i w32 = _mm256_madd_epi16(w16, _mm256_set1_epi16(1));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(w32), _mm256_extracti128_si256(w32, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        corr[b] = -128 * _mm_cvtsi128_si32(s4);
+    }
+}
+
+/* R rows x 16 tokens over all blocks; stores the valid tokens (mask) into y. */
+INLINE void panel_tile(msa_dtype kind, int R, int64_t nb, const int8_t *wq, const float *dw, const float *mw,
+                       const int32_t *corr, const __m512i *xu, const float *dxt, const float *sxt, float *y,
+                       int64_t ldy, __mmask16 mask) {
+    __m512 acc[PR];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    int64_t wstride = nb * 32;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512i *xb = xu + b * 8;
+        __m512 dx = _mm512_load_ps(dxt + b * TG);
+        __m512 sx = kind == MSA_DTYPE_Q4_1 ? _mm512_load_ps(sxt + b * TG) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const int8_t *wr = wq + r * wstride + b * 32;
+            __m512i ai = _mm512_set1_epi32(corr[r * nb + b]);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                int32_t w4;
+                memcpy(&w4, wr + 4 * j, 4);
+                ai = _mm512_dpbusd_epi32(ai, _mm512_load_si512(xb + j), _mm512_set1_epi32(w4));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_mul_ps(_mm512_set1_ps(dw[r * nb + b]), dx), acc[r]);
+            if (kind == MSA_DTYPE_Q4_1) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(mw[r * nb + b]), sx, acc[r]);
+        }
+    }
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)ldy));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) _mm512_mask_i32scatter_ps(y + r, mask, vidx, acc[r], 4);
+}
+
+INLINE void gemm_q_panel(msa_dtype kind, const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows,
+                         const uint8_t *act, size_t as, int n_tok, float *y, int64_t ldy) {
+    int64_t nb = n_in / MSA_QK;
+    int n_groups = (n_tok + TG - 1) / TG;
+    size_t x_bytes = (size_t)n_groups * (size_t)nb * 8 * 64;       /* xu */
+    size_t s_bytes = (size_t)n_groups * (size_t)nb * TG * 4;       /* dxt, and sxt */
+    size_t w_bytes = (size_t)PR * (size_t)n_in + (size_t)PR * (size_t)nb * 12;
+    uint8_t *buf = panel_scratch(x_bytes + 2 * s_bytes + w_bytes + 64);
+    if (!buf) abort();
+    __m512i *xu = (__m512i *)buf;
+    float *dxt = (float *)(buf + x_bytes), *sxt = (float *)(buf + x_bytes + s_bytes);
+    int8_t *wq = (int8_t *)(buf + x_bytes + 2 * s_bytes);
+    float *dw = (float *)(wq + PR * n_in), *mw = dw + PR * nb;
+    int32_t *corr = (int32_t *)(mw + PR * nb);
+
+    /* Transpose the token block: gathers of 4-byte groups, one per (group, block, j). */
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i vidx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)as));
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int g = 0; g < n_groups; g++) {
+        int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+        __mmask16 m = (__mmask16)((1u << nt) - 1);
+        const uint8_t *a0 = act + (size_t)g * TG * as;
+        for (int64_t b = 0; b < nb; b++) {
+            for (int j = 0; j < 8; j++) {
+                __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, a0 + b * 32 + j * 4, 1);
+                _mm512_store_si512(xu + ((size_t)g * nb + b) * 8 + j, _mm512_xor_si512(v, flip));
+            }
+            __m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vidx, a0 + n_in + b * 4, 1);
+            _mm512_store_ps(dxt + ((size_t)g * nb + b) * TG, d);
+            if (kind == MSA_DTYPE_Q4_1) {
+                __m512i sq = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, a0 + n_in + nb * 4 + b * 4, 1);
+                _mm512_store_ps(sxt + ((size_t)g * nb + b) * TG, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sq)));
+            }
+        }
+    }
+    /* Rows in tiles of PR (then single rows), each decoded once and used for every token group. */
+    int64_t r = 0;
+    for (; r < n_rows; r += PR) {
+        int R = n_rows - r >= PR ? PR : 1;
+        if (R == 1) break;
+        for (int k = 0; k < PR; k++)
+            decode_row(kind, w + (size_t)(r + k) * rb, nb, wq + k * n_in, dw + k * nb, mw + k * nb, corr + k * nb);
+        for (int g = 0; g < n_groups; g++) {
+            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+            panel_tile(kind, PR, nb, wq, dw, mw, corr, xu + (size_t)g * nb * 8, dxt + (size_t)g * nb * TG,
+                       sxt + (size_t)g * nb * TG, y + (size_t)g * TG * ldy + r, ldy, (__mmask16)((1u << nt) - 1));
+        }
+    }
+    for (; r < n_rows; r++) {
+        decode_row(kind, w + (size_t)r * rb, nb, wq, dw, mw, corr);
+        for (int g = 0; g < n_groups; g++) {
+            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+            panel_tile(kind, 1, nb, wq, dw, mw, corr, xu + (size_t)g * nb * 8, dxt + (size_t)g * nb * TG,
+                       sxt + (size_t)g * nb * TG, y + (size_t)g * TG * ldy + r, ldy, (__mmask16)((1u << nt) - 1));
+        }
+    }
+}
+
+/* Many tokens: the panel kernel; few: the row-wise tiles. */
+#define GEMM_Q_ENTRY(name, rows_fn, kind)                                                                      \
+    TARGET static void name(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,     \
+                            size_t as, int n_tok, float *y, int64_t ldy) {                                      \
+        if (n_tok >= PANEL_MIN_TOKENS) gemm_q_panel(kind, w, rb, n_in, n_rows, act, as, n_tok, y, ldy);        \
+        else rows_fn(w, rb, n_in, n_rows, act, as, n_tok, y, ldy);                                              \
+    }
+
+GEMM_Q_ENTRY(gemm_q8_0, gemm_q8_0_rows, MSA_DTYPE_Q8_0)
+GEMM_Q_ENTRY(gemm_q4_0, gemm_q4_0_rows, MSA_DTYPE_Q4_0)
+GEMM_Q_ENTRY(gemm_q4_1, gemm_q4_1_rows, MSA_DTYPE_Q4_1)
 
 int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]) {
     __builtin_cpu_init();
