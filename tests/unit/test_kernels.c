@@ -2,11 +2,11 @@
  *
  * Two references per output:
  *   tight:  the weights dequantized by msa_row_to_f32 times the activations after the rounding kernels.h
- *           documents (bf16 for bf16 weights, q8 blocks for quantized ones), summed in double. Only the f32
+ *           documents (q8 blocks for quantized weights; float weights take f32 as given), summed in double. Only the f32
  *           summation order may differ, so the tolerance is 1e-5 of sum|w*x'| — a kernel that drops, repeats
  *           or mis-scales anything fails it.
  *   bound:  the same with the raw f32 activations: the difference must stay inside the worst case the
- *           documented rounding allows (2^-9 relative for bf16, half a q8 step per element for q8).
+ *           documented rounding allows (half a q8 step per element).
  * Outputs are poisoned with NaN before each call so an element the kernel never writes fails. */
 #include <math.h>
 #include <stdint.h>
@@ -98,12 +98,7 @@ static void make_acts(float *x, int n_tok, int64_t n_in) {
 
 /* The documented activation rounding for weights of dtype t; also returns the per-element rounding bound. */
 static void round_acts(msa_dtype t, const float *x, int64_t n, float *xr, float *err) {
-    if (t == MSA_DTYPE_BF16) {
-        for (int64_t i = 0; i < n; i++) {
-            xr[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
-            err[i] = fabsf(x[i]) * (1.0f / 512);
-        }
-    } else if (t == MSA_DTYPE_Q8_0 || t == MSA_DTYPE_Q4_0 || t == MSA_DTYPE_Q4_1) {
+    if (t == MSA_DTYPE_Q8_0 || t == MSA_DTYPE_Q4_0 || t == MSA_DTYPE_Q4_1) {
         for (int64_t b = 0; b < n; b += 32) {
             float amax = 0;
             for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));

@@ -76,6 +76,8 @@ enum { ROW_ALIGN = 16 };
 
 typedef struct job {
     const msa_kernel *k;
+    msa_gemm_fn gemm;      /* k->gemm, or k->gemm_panel for a prefill in panel layout */
+    int panel;
     const float *x;
     int64_t n_in;
     uint8_t *act;          /* prepared activations, act_stride bytes per token (or x itself) */
@@ -94,6 +96,14 @@ typedef struct job {
 
 static void prep_job(void *arg, int ith, int nth) {
     job *j = arg;
+    if (j->panel) {
+        int n_groups = (j->n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS;
+        for (int g = ith; g < n_groups; g += nth) {
+            int t0 = g * MSA_PANEL_TOKENS, nt = j->n_tok - t0 < MSA_PANEL_TOKENS ? j->n_tok - t0 : MSA_PANEL_TOKENS;
+            j->k->prep_group(j->x + (size_t)t0 * j->n_in, j->n_in, nt, j->act + (size_t)t0 * j->act_stride);
+        }
+        return;
+    }
     for (int t = ith; t < j->n_tok; t += nth) j->k->prep(j->x + (size_t)t * j->n_in, j->n_in, j->act + (size_t)t * j->act_stride);
 }
 
@@ -108,7 +118,7 @@ static void gemm_job(void *arg, int ith, int nth) {
         int64_t nr = j->n_rows - r0 < j->chunk_rows ? j->n_rows - r0 : j->chunk_rows;
         for (int t0 = 0; t0 < j->n_tok; t0 += j->tok_block) {
             int nt = j->n_tok - t0 < j->tok_block ? j->n_tok - t0 : j->tok_block;
-            j->k->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
+            j->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
                        j->act_stride, nt, j->y + (size_t)t0 * j->ldy + r0, j->ldy);
         }
     }
@@ -136,6 +146,7 @@ static void run_gemm(msa_threadpool *tp, job *j) {
     j->n_chunks = (j->n_rows + chunk - 1) / chunk;
     size_t tb = (512 * 1024) / (j->act_stride + 1);
     j->tok_block = tb < 4 ? 4 : tb > 256 ? 256 : (int)tb;
+    if (j->panel) j->tok_block = (j->tok_block + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS * MSA_PANEL_TOKENS;
     atomic_store_explicit(&j->next, 0, memory_order_relaxed);
     if (nth > 1 && j->n_chunks > 1)
         msa_threadpool_run(tp, gemm_job, j);
@@ -159,7 +170,23 @@ void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int6
     j.n_tok = n_tok;
     j.y = y;
     j.ldy = n_rows;
+    j.gemm = j.k->gemm;
 
+    if (n_tok >= MSA_PANEL_MIN_TOKENS && j.k->gemm_panel) {
+        size_t gb = j.k->panel_bytes(n_in);
+        int n_groups = (n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS;
+        uint8_t *buf = scratch(gb * (size_t)n_groups);
+        if (buf) {
+            j.panel = 1;
+            j.gemm = j.k->gemm_panel;
+            j.act = buf;
+            j.act_stride = gb / MSA_PANEL_TOKENS;
+            if (msa_threadpool_size(tp) > 1 && n_groups > 1) msa_threadpool_run(tp, prep_job, &j);
+            else prep_job(&j, 0, 1);
+            run_gemm(tp, &j);
+            return;
+        }
+    }
     if (!j.k->prep) {
         j.act = (uint8_t *)(uintptr_t)x;
         j.act_stride = (size_t)n_in * sizeof(float);
