@@ -196,7 +196,7 @@ static void threaded(msa_threadpool *tp, int n) {
     (void)n;
     for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
         int bad = 0;
-        bad += check_case(tp, (msa_dtype)dt, 301, 1024, 37, 0, 301);   /* parallel activation prep */
+        bad += check_case(tp, (msa_dtype)dt, 301, 1056, 37, 0, 301);   /* parallel prep; k in 2 passes */
         bad += check_case(tp, (msa_dtype)dt, 257, 96, 1, 0, 257);      /* decode */
         bad += check_case(tp, (msa_dtype)dt, 203, 64, 5, 17, 150);     /* a row slice */
         bad += check_case(tp, (msa_dtype)dt, 1000, 32, 1, 999, 1);     /* the last row alone */

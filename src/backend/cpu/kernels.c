@@ -137,8 +137,13 @@ static void run_gemm(msa_threadpool *tp, job *j) {
         int64_t min_rows = round_up(8192 / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
         if (chunk < min_rows) chunk = min_rows;
     } else {
-        chunk = round_up((int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
-        int64_t even = round_up(j->n_rows / nth + 1, ROW_ALIGN);
+        /* Panel kernels tile 8 (quantized) or 12 (float) rows: chunks of a multiple of 48 avoid slow
+         * single-row remainders inside a chunk. */
+        int64_t align = j->panel ? 48 : ROW_ALIGN;
+        chunk = (int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1;
+        if (j->panel && chunk < 96) chunk = 96;
+        chunk = round_up(chunk, align);
+        int64_t even = round_up(j->n_rows / nth + 1, align);
         if (chunk > even) chunk = even;
     }
     if (chunk > j->n_rows) chunk = j->n_rows;
@@ -146,7 +151,8 @@ static void run_gemm(msa_threadpool *tp, job *j) {
     j->n_chunks = (j->n_rows + chunk - 1) / chunk;
     size_t tb = (512 * 1024) / (j->act_stride + 1);
     j->tok_block = tb < 4 ? 4 : tb > 256 ? 256 : (int)tb;
-    if (j->panel) j->tok_block = (j->tok_block + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS * MSA_PANEL_TOKENS;
+    /* Panel kernels decode each weight row once per token block: give them at least 8 groups to use it on. */
+    if (j->panel) j->tok_block = j->tok_block < 128 ? 128 : (j->tok_block + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS * MSA_PANEL_TOKENS;
     atomic_store_explicit(&j->next, 0, memory_order_relaxed);
     if (nth > 1 && j->n_chunks > 1)
         msa_threadpool_run(tp, gemm_job, j);

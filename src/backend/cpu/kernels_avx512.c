@@ -392,47 +392,51 @@ INLINE void widen_row(int kind, const uint8_t *p, int64_t n_in, float *out) {
     }
 }
 
-INLINE void panel_tile_f(int R, const float *wf, int64_t wstride, int64_t n_in, const float *xt, float *y, int64_t ldy,
-                         __mmask16 mask) {
+/* wf is interleaved: wf[k * PRF + r] (rows of the tile side by side), so one pointer serves all rows.
+ * With add, the tile continues sums already in y (k is processed in chunks that stay in L2). */
+INLINE void panel_tile_f(int R, const float *wf, int64_t nk, const float *xt, float *y, int64_t ldy, __mmask16 mask,
+                         int add) {
+    const __m512i vidx = token_stride_idx(ldy);
     __m512 acc[PRF];
 #pragma GCC unroll 12
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < n_in; k++) {
+    for (int r = 0; r < R; r++)
+        acc[r] = add ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, vidx, y + r, 4) : _mm512_setzero_ps();
+    for (int64_t k = 0; k < nk; k++) {
         __m512 xv = _mm512_load_ps(xt + k * TG);
 #pragma GCC unroll 12
-        for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(xv, _mm512_set1_ps(wf[r * wstride + k]), acc[r]);
+        for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(xv, _mm512_set1_ps(wf[k * PRF + r]), acc[r]);
     }
-    const __m512i vidx = token_stride_idx(ldy);
 #pragma GCC unroll 12
     for (int r = 0; r < R; r++) _mm512_mask_i32scatter_ps(y + r, mask, vidx, acc[r], 4);
 }
+
+enum { KC = 1024 }; /* elements of k per pass: 8 token groups of xt (512 KB) stay in L2 */
 
 INLINE void gemm_panel_float(int kind, const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,
                              size_t as, int n_tok, float *y, int64_t ldy) {
     int n_groups = (n_tok + TG - 1) / TG;
     size_t gb = as * TG;
-    float *wf = (float *)panel_scratch((size_t)PRF * (size_t)n_in * 4 + 64);
-    int64_t r = 0;
-    for (; r < n_rows;) {
-        int R = n_rows - r >= PRF ? PRF : 1;
-        const float *rows;
-        int64_t stride;
-        if (kind == W_F32) {
-            rows = (const float *)(w + (size_t)r * rb);
-            stride = (int64_t)(rb / 4);
-        } else {
-            for (int k = 0; k < R; k++) widen_row(kind, w + (size_t)(r + k) * rb, n_in, wf + (size_t)k * n_in);
-            rows = wf;
-            stride = n_in;
+    int es = kind == W_F32 ? 4 : 2;
+    float *wf = (float *)panel_scratch((size_t)(PRF + 1) * KC * 4 + 64);
+    float *tmp = wf + (size_t)PRF * KC;
+    for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+        int64_t nk = n_in - k0 < KC ? n_in - k0 : KC;
+        for (int64_t r = 0; r < n_rows;) {
+            int R = n_rows - r >= PRF ? PRF : 1;
+            for (int k = 0; k < R; k++) {
+                widen_row(kind, w + (size_t)(r + k) * rb + (size_t)k0 * es, nk, tmp);
+                for (int64_t i = 0; i < nk; i++) wf[i * PRF + k] = tmp[i];
+            }
+            for (int g = 0; g < n_groups; g++) {
+                int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+                const float *xt = (const float *)(act + (size_t)g * gb) + k0 * TG;
+                float *yg = y + (size_t)g * TG * ldy + r;
+                __mmask16 m = (__mmask16)((1u << nt) - 1);
+                if (R == PRF) panel_tile_f(PRF, wf, nk, xt, yg, ldy, m, k0 > 0);
+                else panel_tile_f(1, wf, nk, xt, yg, ldy, m, k0 > 0);
+            }
+            r += R;
         }
-        for (int g = 0; g < n_groups; g++) {
-            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
-            const float *xt = (const float *)(act + (size_t)g * gb);
-            float *yg = y + (size_t)g * TG * ldy + r;
-            if (R == PRF) panel_tile_f(PRF, rows, stride, n_in, xt, yg, ldy, (__mmask16)((1u << nt) - 1));
-            else panel_tile_f(1, rows, stride, n_in, xt, yg, ldy, (__mmask16)((1u << nt) - 1));
-        }
-        r += R;
     }
 }
 
