@@ -180,13 +180,19 @@ static void random_shapes(msa_threadpool *tp, int n_cases) {
     }
 }
 
+/* Every SIMD level, with the panel (prefill) kernels off and on. */
 static void each_level(void (*fn)(msa_threadpool *, int), msa_threadpool *tp, int n) {
     msa_simd saved = msa_cpu_simd();
-    for (int l = 0; l <= (int)msa_cpu_simd_max(); l++) {
-        if (!msa_cpu_set_simd((msa_simd)l)) continue;
-        fn(tp, n);
+    int saved_panel = msa_cpu_set_panel(0);
+    for (int panel = 0; panel <= 1; panel++) {
+        msa_cpu_set_panel(panel);
+        for (int l = 0; l <= (int)msa_cpu_simd_max(); l++) {
+            if (!msa_cpu_set_simd((msa_simd)l)) continue;
+            fn(tp, n);
+        }
     }
     msa_cpu_set_simd(saved);
+    msa_cpu_set_panel(saved_panel);
 }
 
 TEST(kernels_random_shapes_single_thread) { each_level(random_shapes, NULL, asan() ? 4 : 12); }

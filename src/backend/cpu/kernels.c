@@ -17,6 +17,11 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512"};
 
+/* The panel (prefill) kernels sum each output in a different order than the one-token kernels, so a token's
+ * result would depend on how many tokens share its batch (f32 rounding, amplified through a deep model).
+ * They are off unless MSA_PANEL=1 (or msa_cpu_set_panel) until callers accept batch-dependent rounding. */
+static int g_panel;
+
 static void init_tables(void) {
     /* Each level starts as a copy of the one below and overrides what it improves. */
     g_have[MSA_SIMD_SCALAR] = msa_kernels_scalar(g_tables[MSA_SIMD_SCALAR]);
@@ -28,6 +33,8 @@ static void init_tables(void) {
     for (int l = 1; l < MSA_SIMD_COUNT; l++)
         if (g_have[l]) g_max = (msa_simd)l;
     g_level = g_max;
+    const char *pe = getenv("MSA_PANEL");
+    g_panel = pe && !strcmp(pe, "1");
     const char *env = getenv("MSA_SIMD");
     if (env && *env) {
         for (int l = 0; l < MSA_SIMD_COUNT; l++)
@@ -53,6 +60,13 @@ int msa_cpu_set_simd(msa_simd level) {
 }
 
 const char *msa_cpu_simd_name(void) { return simd_names[msa_cpu_simd()]; }
+
+int msa_cpu_set_panel(int on) {
+    pthread_once(&g_once, init_tables);
+    int old = g_panel;
+    g_panel = on != 0;
+    return old;
+}
 
 /* ---- scratch for prepared activations: one growing buffer per calling thread ---- */
 
@@ -178,7 +192,7 @@ void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int6
     j.ldy = n_rows;
     j.gemm = j.k->gemm;
 
-    if (n_tok >= MSA_PANEL_MIN_TOKENS && j.k->gemm_panel) {
+    if (g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && j.k->gemm_panel) {
         size_t gb = j.k->panel_bytes(n_in);
         int n_groups = (n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS;
         uint8_t *buf = scratch(gb * (size_t)n_groups);

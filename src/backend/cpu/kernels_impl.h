@@ -61,6 +61,9 @@ void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, cons
 /* Force an ISA level for this process (tests); returns 0 if this CPU does not have it. */
 int msa_cpu_set_simd(msa_simd level);
 msa_simd msa_cpu_simd(void);
+/* Turn the panel (prefill) kernels on or off for this process (MSA_PANEL=1 turns them on); returns the
+ * previous setting. Off by default: see kernels.c. */
+int msa_cpu_set_panel(int on);
 /* The best level this CPU supports. */
 msa_simd msa_cpu_simd_max(void);
 
