@@ -178,6 +178,227 @@ int32_t msa_sample(const float *logits, int n_vocab, const msa_sampler_params *p
 
 typedef struct msa_bank msa_bank;
 
+/* A bank is a directory (docs/bank-format.md): a MANIFEST switched atomically that names immutable,
+ * checksummed segment files. It knows shapes, a dtype and an opaque 32-byte model fingerprint, not the model.
+ * Documents get a stable index, 0-based in first-add order and never reused (the `[i]` the model sees).
+ * One writer at a time (MSA_ERR_LOCKED for a second one); any number of readers, each seeing the version
+ * it opened (or last refreshed) while a writer adds, removes or compacts.
+ * Threads: a handle's read functions may be called from several threads at once as long as no thread
+ * calls a mutating function (add, remove, commit, compact, set_template, refresh) on the same handle. */
+
+#define MSA_BANK_MAX_LAYERS 256
+#define MSA_BANK_NO_DOC UINT32_MAX   /* "no document" in chunk -> document maps */
+
+typedef enum msa_bank_dtype { MSA_BANK_F32 = 0, MSA_BANK_BF16 = 1 } msa_bank_dtype;
+typedef enum msa_bank_mode { MSA_BANK_NATIVE = 0, MSA_BANK_READ = 1 } msa_bank_mode;
+
+/* What a bank stores per chunk and per template token. */
+typedef struct msa_bank_shape {
+    msa_bank_mode mode;      /* native: content K̄/V̄ stored; read: routing keys only (no K̄/V̄, no template needed) */
+    msa_bank_dtype dtype;    /* element type of every stored vector */
+    int n_layers;            /* all model layers (the template prefix has one K/V per layer) */
+    int n_router;            /* router layers, stored in "slots" 0..n_router-1 */
+    int router_layers[MSA_BANK_MAX_LAYERS]; /* model layer id of each slot, strictly increasing */
+    int route_dim[MSA_BANK_MAX_LAYERS];     /* elements per chunk of slot s's routing keys
+                                                (n_kv_heads*head_dim for MSA-4B) */
+    int n_kv_heads, head_dim; /* K̄/V̄ per chunk: [n_kv_heads, head_dim]; template per layer [n_kv_heads, n_template, head_dim] */
+    int pooling;             /* P: tokens per chunk; n_chunks = ceil(n_tokens / P) */
+    int n_template;          /* template prefix tokens (3) */
+} msa_bank_shape;
+
+/* Named shapes for tests and benchmarks: "msa-4b" (bf16, 36 layers, router 18..35, 8x128, P=64, 3 template
+ * tokens) and "synthetic-small" (f32, 4 layers, router 2..3, 2x8, P=4, 3 template tokens).
+ * MSA_ERR_INVALID_ARG for another name. */
+msa_status msa_bank_shape_named(const char *name, msa_bank_shape *out);
+
+/* Bytes of one element of a bank dtype (2 or 4). */
+size_t msa_bank_dtype_size(msa_bank_dtype dtype);
+
+typedef struct msa_bank_create_params {
+    msa_bank_shape shape;
+    uint8_t fingerprint[32]; /* the model's msa_model_fingerprint (opaque to the bank) */
+    const char *model_path;  /* recorded so `msa bank add` can load the model; may be NULL */
+} msa_bank_create_params;
+
+/* Create an empty bank in directory path (created if missing; must be empty or absent). Durable on return. */
+msa_status msa_bank_create(const char *path, const msa_bank_create_params *params);
+
+typedef struct msa_bank_open_params {
+    bool writable;           /* take the writer lock (MSA_ERR_LOCKED when another process/handle holds it) */
+    bool verify_content;     /* check each document's content checksum when it is fetched (cheap; default true) */
+    bool routing_in_ram;     /* copy routing keys to RAM at open instead of serving them from the mmap */
+    size_t max_pending_bytes;/* writer: staged routing bytes that trigger an automatic commit; 0 = 64 MiB */
+} msa_bank_open_params;
+
+msa_bank_open_params msa_bank_default_open_params(void);
+
+/* Open a bank. Missing -> MSA_ERR_NOT_FOUND; malformed, truncated, corrupt or of an unknown major format
+ * version -> MSA_ERR_BAD_DATA (one line naming the file and the problem; CLI exit 65).
+ * On success *out is owned by the caller; release it with msa_bank_close (which also drops the lock and
+ * discards staged, uncommitted changes). */
+msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, msa_bank **out);
+void msa_bank_close(msa_bank *bank);
+
+/* MSA_OK when fingerprint equals the bank's, else MSA_ERR_MISMATCH naming both (hex prefixes). */
+msa_status msa_bank_check_fingerprint(const msa_bank *bank, const uint8_t fingerprint[32]);
+
+typedef struct msa_bank_info {
+    msa_bank_shape shape;
+    uint8_t fingerprint[32];
+    uint8_t bank_uuid[16];
+    const char *model_path;  /* "" when none; owned by the bank */
+    uint64_t version;        /* manifest generation this handle sees */
+    uint64_t n_docs;         /* live documents */
+    uint64_t n_deleted;      /* tombstoned documents still occupying segments (purged by compact) */
+    uint64_t next_index;     /* the index the next new document gets */
+    uint64_t n_tokens, n_chunks;          /* of live documents */
+    uint64_t n_segments;
+    uint64_t bytes;          /* all files of this version (manifest + segments) */
+    uint64_t text_bytes;     /* compressed text of live documents */
+    bool has_template;
+} msa_bank_info;
+
+/* Fill *info; strings belong to the bank and live until close or refresh. */
+void msa_bank_get_info(const msa_bank *bank, msa_bank_info *info);
+
+/* Reader: switch to the newest committed version (no-op on a writer handle, which always sees its own
+ * commits). Pointers obtained earlier from this handle become invalid. */
+msa_status msa_bank_refresh(msa_bank *bank);
+
+/* ---- documents (read) */
+
+typedef struct msa_bank_doc_info {
+    const char *id;          /* NUL-terminated; owned by the bank (valid until close/refresh/commit) */
+    uint32_t index;          /* stable index, never reused */
+    uint64_t n_tokens;
+    uint32_t n_chunks;
+    uint8_t hash[16];        /* msa_bank_content_hash of text and meta */
+    const char *meta_json;   /* NUL-terminated JSON ("" when none); owned by the bank */
+    uint64_t text_len;       /* uncompressed text bytes */
+} msa_bank_doc_info;
+
+/* The content hash used for idempotent adds: XXH3-128 over (u64 text_len, text, u64 meta_len, meta). */
+void msa_bank_content_hash(const char *text, size_t text_len, const char *meta_json, uint8_t out[16]);
+
+/* Number of live documents, and the i-th (0 <= i < n) in increasing index order. */
+uint64_t msa_bank_n_docs(const msa_bank *bank);
+msa_status msa_bank_doc_at(const msa_bank *bank, uint64_t i, msa_bank_doc_info *out);
+/* A live document by stable index or by id; MSA_ERR_NOT_FOUND when absent or deleted. */
+msa_status msa_bank_doc_by_index(const msa_bank *bank, uint32_t index, msa_bank_doc_info *out);
+msa_status msa_bank_doc_by_id(const msa_bank *bank, const char *id, msa_bank_doc_info *out);
+
+/* The original text, decompressed and checked. On success *text is a malloc'd NUL-terminated buffer of
+ * *len bytes owned by the caller (free() it). */
+msa_status msa_bank_doc_text(const msa_bank *bank, uint32_t index, char **text, size_t *len);
+
+/* One document's content for router slot s, zero-copy: *k and *v point to [n_chunks, n_kv_heads, head_dim]
+ * elements of the bank dtype inside the bank's mapping (valid until close/refresh/commit); k and v are
+ * adjacent (v == k + n_chunks*n_kv_heads*head_dim elements), so a fetch is one contiguous read.
+ * With verify_content the document's content checksum is checked first (MSA_ERR_BAD_DATA on mismatch).
+ * MSA_ERR_UNSUPPORTED in read mode. */
+msa_status msa_bank_doc_content(const msa_bank *bank, uint32_t index, int slot, const void **k, const void **v);
+
+/* The same bytes copied with one pread into caller buffers k_out and v_out (each n_chunks*n_kv_heads*
+ * head_dim elements) — for tiers that must not touch the mapping (pinned host buffers, GPU staging). */
+msa_status msa_bank_read_content(const msa_bank *bank, uint32_t index, int slot, void *k_out, void *v_out);
+
+/* ---- routing keys (read) */
+
+/* A run of chunks whose routing keys are contiguous: keys [n_chunks, route_dim[slot]] in the bank dtype and
+ * doc_index[c] the stable index of the document chunk c belongs to. Runs never contain chunks of deleted
+ * documents (a deleted document is never routed). Chunks of one document are consecutive, in order. */
+typedef struct msa_bank_span {
+    const void *keys;
+    const uint32_t *doc_index;
+    uint64_t n_chunks;
+} msa_bank_span;
+
+/* The routing keys of router slot s as *n_spans spans (one per segment when nothing is deleted; one after
+ * compaction). The array belongs to the bank (valid until close/refresh/commit). */
+msa_status msa_bank_route_spans(const msa_bank *bank, int slot, const msa_bank_span **spans, size_t *n_spans);
+
+/* Template prefix K/V of model layer (0..n_layers-1): *k and *v point to [n_kv_heads, n_template, head_dim]
+ * elements inside the mapping. MSA_ERR_NOT_FOUND when no template has been set. */
+msa_status msa_bank_template(const msa_bank *bank, int layer, const void **k, const void **v);
+
+/* ---- writing (a writable handle; changes are staged and become durable and visible at commit) */
+
+/* One encoded document. Vectors are in the bank dtype, row-major. */
+typedef struct msa_bank_doc {
+    const char *id;          /* NUL-terminated, 1..4096 bytes, no NUL inside */
+    const char *text;        /* original text (stored zstd-compressed) */
+    size_t text_len;
+    const char *meta_json;   /* NUL-terminated JSON, or NULL */
+    uint64_t n_tokens;       /* >= 1 */
+    uint32_t n_chunks;       /* must equal ceil(n_tokens / pooling) */
+    const void *const *route_keys; /* [n_router] pointers, each [n_chunks, route_dim[slot]] */
+    const void *const *k_mean;     /* [n_router] pointers, each [n_chunks, n_kv_heads, head_dim]; NULL in read mode */
+    const void *const *v_mean;     /* same shape as k_mean */
+} msa_bank_doc;
+
+typedef enum msa_bank_doc_state {
+    MSA_BANK_DOC_NEW = 0,    /* id not present (or deleted): adding creates it */
+    MSA_BANK_DOC_UNCHANGED,  /* present with the same content hash: adding is a no-op */
+    MSA_BANK_DOC_DIFFERENT,  /* present with another content hash: adding is a conflict unless replace */
+} msa_bank_doc_state;
+
+/* How an add of (id, hash) would be treated, including staged changes — lets an encoder skip encoding
+ * unchanged documents (zero tokens re-encoded on resume). */
+msa_bank_doc_state msa_bank_doc_state_of(const msa_bank *bank, const char *id, const uint8_t hash[16]);
+
+/* Stage a document. Same id + same content: no-op (*state UNCHANGED). Different content: MSA_ERR_CONFLICT
+ * unless replace (then the old document is tombstoned and the new one gets a new index). On success
+ * *index_out (may be NULL) is the document's index. Not durable until msa_bank_commit (an automatic commit
+ * happens when staged routing bytes exceed max_pending_bytes). */
+msa_status msa_bank_add(msa_bank *bank, const msa_bank_doc *doc, bool replace, msa_bank_doc_state *state,
+                        uint32_t *index_out);
+
+/* Stage a tombstone for a live document id (MSA_ERR_NOT_FOUND when absent). */
+msa_status msa_bank_remove(msa_bank *bank, const char *id);
+
+/* Stage the template prefix: k and v each [n_layers, n_kv_heads, n_template, head_dim]. Setting it again
+ * with identical bytes is a no-op; different bytes are MSA_ERR_CONFLICT. */
+msa_status msa_bank_set_template(msa_bank *bank, const void *k, const void *v);
+
+/* Make every staged change durable (segment written and fsynced, manifest switched atomically, directory
+ * fsynced), then visible on this handle. Returns MSA_OK only when durable. After any I/O failure the handle
+ * is poisoned (every later write fails); after a failed fsync nothing more is acknowledged in this process. */
+msa_status msa_bank_commit(msa_bank *bank);
+
+/* The index the next new document staged on this writer will get (the `[i]` an encoder renders into it). */
+uint32_t msa_bank_next_index(const msa_bank *bank);
+
+/* Number of staged (uncommitted) documents and tombstones. */
+size_t msa_bank_n_pending(const msa_bank *bank);
+
+/* Commit, then rewrite all live documents into one segment and drop tombstoned data. Durable on return.
+ * Files of the old version are unlinked only after the new manifest is durable; readers that opened them
+ * keep their mappings (POSIX unlink semantics), a reader opening concurrently retries on the new manifest. */
+msa_status msa_bank_compact(msa_bank *bank);
+
+typedef struct msa_bank_verify_report {
+    uint64_t bytes_checked;
+    uint64_t n_docs_checked;
+    double seconds;
+} msa_bank_verify_report;
+
+/* Full checksum scan of the version this handle sees: every section checksum, every document's content
+ * checksum, every text frame. progress (may be NULL) is called with (done, total) bytes now and then.
+ * MSA_ERR_BAD_DATA with a message naming the file and section on the first mismatch. */
+msa_status msa_bank_verify(const msa_bank *bank, void (*progress)(uint64_t done, uint64_t total, void *user),
+                           void *user, msa_bank_verify_report *report);
+
+/* Write the live content of the bank (one compacted segment, template, shape, fingerprint) to one portable
+ * checksummed file at path (written to a temp name, fsynced, renamed). */
+msa_status msa_bank_export(const msa_bank *bank, const char *path);
+
+/* Import an export file as a new bank at bank_path (which must not exist, or be an empty bank — no document
+ * ever added — of the same shape and fingerprint, else MSA_ERR_MISMATCH / MSA_ERR_CONFLICT). Documents keep
+ * their indices (the encoded K/V contain the `[i]` they were encoded with), so import never merges into a
+ * populated bank. The file is fully verified before anything is written. Durable on return; *n_docs (may
+ * be NULL) receives the number of documents imported. */
+msa_status msa_bank_import(const char *path, const char *bank_path, uint64_t *n_docs);
+
 
 /* -------------------------------------------------------------------------------------------------- memory */
 /* Memory Sparse Attention: stage-1 encoding into a bank, routing, answering (src/memory/).

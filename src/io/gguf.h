@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "io/weights.h"
+#include "model/hparams.h"
 #include "msa.h"
 
 typedef struct msa_gguf msa_gguf;
@@ -32,5 +33,25 @@ bool msa_gguf_get_bool(const msa_gguf *g, const char *key, bool *v);
 bool msa_gguf_get_str_array(const msa_gguf *g, const char *key, size_t *n);
 bool msa_gguf_str_array_at(const msa_gguf *g, const char *key, size_t i, const char **s, size_t *len);
 bool msa_gguf_get_i32_array(const msa_gguf *g, const char *key, const int32_t **v, size_t *n);
+
+/* Additions (io helper). Arrays of f32 (tokenizer.ggml.scores). Like the i32 getter, the values are an
+ * aligned copy owned by g (the mapping itself may hold them unaligned). */
+bool msa_gguf_get_f32_array(const msa_gguf *g, const char *key, const float **v, size_t *n);
+
+/* Metadata enumeration, for tools and tests: the i-th key (not NUL-terminated) and its GGUF value type
+ * (0 u8 .. 12 f64; 9 = array, then *elem_type is the element type, else -1). */
+size_t msa_gguf_kv_count(const msa_gguf *g);
+bool msa_gguf_kv_at(const msa_gguf *g, size_t i, const char **key, size_t *key_len, int *type, int *elem_type);
+/* "u8", "i8", ..., "f64", "array", or "?". */
+const char *msa_gguf_value_type_name(int type);
+
+/* Architecture hyper-parameters from the metadata: general.architecture llama|qwen3 and its
+ * <arch>.context_length, embedding_length, block_count, feed_forward_length, attention.head_count,
+ * attention.head_count_kv (default head_count), attention.key_length (default n_embd/n_head),
+ * attention.layer_norm_rms_epsilon, rope.freq_base (default 10000); vocab size from tokenizer.ggml.tokens
+ * (or <arch>.vocab_size); bos/eos/eot ids. rope_style NORM for llama, NEOX for qwen3; qk_norm for qwen3;
+ * tie_embeddings when output.weight is absent. Missing keys MSA_ERR_BAD_DATA naming the key; other
+ * architectures MSA_ERR_UNSUPPORTED. */
+msa_status msa_gguf_hparams(const msa_gguf *g, msa_hparams *out);
 
 #endif

@@ -1,10 +1,151 @@
-/* cmd_tokenize.c — `msa tokenize`. Placeholder until its module lands; replace this file whole. */
+/* cmd_tokenize.c — `msa tokenize`: text on stdin to token ids, or ids back to text with --decode.
+ *   msa tokenize (-m MODEL | --tokenizer FILE) [--json] [--special] [--decode]
+ * Ids print space-separated on one line (a JSON array with --json). --special lets special-token strings
+ * in the text become special ids (otherwise they are plain text). --decode reads ids separated by spaces,
+ * commas or newlines, or a JSON array, and writes the decoded bytes as they are. MODEL may be a Hugging
+ * Face directory, a tokenizer.json or a GGUF file; only its tokenizer is loaded. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: msa tokenize (-m MODEL | --tokenizer FILE) [--json] [--special] [--decode]\n"
+            "  reads text on stdin and prints its token ids (no BOS is added)\n"
+            "  -m MODEL          a Hugging Face model directory, tokenizer.json or GGUF file\n"
+            "  --tokenizer FILE  a tokenizer.json, a directory holding one, or a GGUF file\n"
+            "  --json            print a JSON array\n"
+            "  --special         recognise special-token strings such as <|im_start|> in the text\n"
+            "  --decode          read ids (space/comma separated or a JSON array) and print their text\n");
+}
+
+static int read_all(FILE *f, char **buf, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    if (!b) return -1;
+    for (;;) {
+        if (n == cap) {
+            if (cap > ((size_t)1 << 32)) { free(b); return -1; }
+            char *nb = realloc(b, cap * 2);
+            if (!nb) { free(b); return -1; }
+            b = nb;
+            cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) { free(b); return -1; }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+/* Ids from text: integers separated by whitespace, commas and JSON brackets. Returns the position of the
+ * first bad character, or -1 when all parsed. */
+static long parse_ids(const char *s, size_t len, int32_t **ids, size_t *n) {
+    size_t cap = 256, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return 0;
+    size_t i = 0;
+    while (i < len) {
+        char c = s[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '[' || c == ']') { i++; continue; }
+        bool neg = c == '-';
+        size_t j = i + (neg ? 1 : 0);
+        if (j >= len || s[j] < '0' || s[j] > '9') { free(v); return (long)i; }
+        long long x = 0;
+        while (j < len && s[j] >= '0' && s[j] <= '9') {
+            x = x * 10 + (s[j] - '0');
+            if (x > INT32_MAX) { free(v); return (long)i; }
+            j++;
+        }
+        if (k == cap) {
+            int32_t *nv = realloc(v, cap * 2 * sizeof *nv);
+            if (!nv) { free(v); return (long)i; }
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = (int32_t)(neg ? -x : x);
+        i = j;
+    }
+    *ids = v;
+    *n = k;
+    return -1;
+}
+
 int cmd_tokenize(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "msa tokenize: not built yet\n");
-    return 69;
+    const char *path = NULL;
+    bool json = false, special = false, decode = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--tokenizer")) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--special")) {
+            special = true;
+        } else if (!strcmp(a, "--decode")) {
+            decode = true;
+        } else {
+            usage(stderr);
+            return cli_usage_error("tokenize", "unknown or incomplete argument '%s'", a);
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return cli_usage_error("tokenize", "give -m MODEL or --tokenizer FILE");
+    }
+    msa_tokenizer *tok;
+    msa_status st = msa_tokenizer_load(path, &tok);
+    if (st != MSA_OK) return cli_fail(st);
+    char *in;
+    size_t len;
+    if (read_all(stdin, &in, &len) != 0) {
+        msa_tokenizer_free(tok);
+        fprintf(stderr, "msa tokenize: cannot read stdin\n");
+        return 74;
+    }
+    int rc = 0;
+    if (decode) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        long bad = parse_ids(in, len, &ids, &n);
+        if (bad >= 0) {
+            rc = cli_usage_error("tokenize", "--decode: stdin byte %ld is not part of an id list", bad);
+        } else {
+            char *text;
+            size_t tlen;
+            st = msa_detokenize(tok, ids, n, &text, &tlen);
+            if (st != MSA_OK) {
+                rc = cli_fail(st);
+            } else {
+                fwrite(text, 1, tlen, stdout);
+                free(text);
+            }
+            free(ids);
+        }
+    } else {
+        int32_t *ids;
+        size_t n;
+        st = msa_tokenize(tok, in, len, special, &ids, &n);
+        if (st != MSA_OK) {
+            rc = cli_fail(st);
+        } else {
+            if (json) fputc('[', stdout);
+            for (size_t i = 0; i < n; i++) printf(i ? (json ? ",%d" : " %d") : "%d", (int)ids[i]);
+            fputs(json ? "]\n" : "\n", stdout);
+            free(ids);
+        }
+    }
+    free(in);
+    msa_tokenizer_free(tok);
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "msa tokenize: write to stdout failed\n");
+        return 74;
+    }
+    return rc;
 }

@@ -1,0 +1,96 @@
+/* bank.h — internals of the memory bank shared by bank.c (open, versions, reads), writer.c (staging,
+ * commit, compaction), tier.c (mapping and content reads), verify.c and export.c. */
+#ifndef MSA_BANK_BANK_H
+#define MSA_BANK_BANK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bank/format.h"
+#include "msa.h"
+
+/* One opened segment: a mapping (or a borrowed byte range of an export file) and what was derived from it. */
+typedef struct bank_seg_view {
+    bank_segment seg;
+    void *map;              /* mmap of the whole file, NULL when borrowed */
+    size_t map_len;
+    int fd;                 /* -1 when borrowed */
+    char *name;             /* file name for messages */
+    uint8_t *route_ram[MSA_BANK_MAX_LAYERS]; /* routing keys copied to RAM (routing_in_ram), else NULL */
+    int refs;               /* versions sharing this view */
+} bank_seg_view;
+
+typedef struct bank_live {  /* one live document of a version */
+    uint32_t index;
+    uint32_t seg;           /* position in version->segs */
+    uint64_t rec;           /* record number in that segment */
+} bank_live;
+
+/* An immutable snapshot: a parsed manifest and the segments it names. */
+typedef struct bank_version {
+    bank_manifest man;
+    bank_seg_view **segs;   /* [man.n_segs] */
+    bank_seg_view *tmpl;    /* the template segment or NULL */
+    uint32_t **chunk_doc;   /* [n_segs][n_chunks] stable index of each chunk, MSA_BANK_NO_DOC when deleted */
+    bank_live *live;        /* [n_live] sorted by index */
+    uint64_t n_live, n_deleted, n_tokens, n_chunks, text_bytes, bytes;
+    uint64_t *id_slots;     /* open-addressing table of live positions + 1 (0 = empty), id_cap entries */
+    uint64_t id_cap;
+    msa_bank_span *spans[MSA_BANK_MAX_LAYERS]; /* [n_spans] per router slot */
+    size_t n_spans;
+} bank_version;
+
+typedef struct bank_pending bank_pending;
+
+struct msa_bank {
+    char *path;
+    msa_bank_open_params params;
+    bank_version *v;
+    int lock_fd;            /* writer: the flock'd LOCK file, else -1 */
+    bool writable;
+    bool poisoned;          /* an I/O failure happened on this writer */
+    bank_pending *pend;     /* writer staging (NULL when nothing staged) */
+    bank_manifest work;     /* writer: the next manifest being prepared */
+};
+
+/* Build a version of the bank at path from manifest m (taken over). Segment views of prev (may be NULL) with
+ * the same id are shared instead of mapped again. For a reader a missing segment means the manifest moved
+ * on (compaction): MSA_ERR_NOT_FOUND is returned so the caller can retry with the newer manifest. */
+msa_status bank_version_build(const char *path, bank_manifest *m, const bank_version *prev, bool routing_in_ram,
+                              bank_version **out);
+/* The same over segments inside one mapped export image (borrowed; no files opened). */
+msa_status bank_version_from_image(const uint8_t *base, uint64_t size, bank_manifest *m, const uint64_t *seg_off,
+                                   const uint64_t *seg_size, const char *name, bank_version **out);
+void bank_version_free(bank_version *v);
+/* Read and parse dir/MANIFEST. */
+msa_status bank_read_manifest(const char *path, bank_manifest *out);
+/* Position of live document with id in v, or UINT64_MAX. */
+uint64_t bank_version_find_id(const bank_version *v, const char *id);
+/* Position of live index in v, or UINT64_MAX. */
+uint64_t bank_version_find_index(const bank_version *v, uint64_t index);
+void bank_version_doc(const bank_version *v, uint64_t pos, bank_doc_rec *rec, const bank_seg_view **seg);
+
+/* tier.c: map one segment file; copy routing keys to RAM when asked. */
+msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank_shape *shape,
+                        const uint8_t uuid[16], bool routing_in_ram, bank_seg_view **out);
+void bank_seg_unref(bank_seg_view *sv);
+/* Routing keys of slot inside a view (RAM copy or mapping). */
+const uint8_t *bank_seg_route(const bank_seg_view *sv, int slot);
+
+/* writer.c */
+void bank_pending_free(bank_pending *p);
+/* Write the live documents of v as one segment into fd at base (compaction and export); *ref describes it. */
+msa_status bank_write_compacted(const bank_version *v, int fd, uint64_t base, uint64_t seg_id, const char *name,
+                                bank_seg_ref *ref);
+/* Write the manifest m atomically into dir (temp, fsync, rename, fsync dir); *renamed (may be NULL) says
+ * whether the rename happened (then a failure came from the directory fsync and the new manifest may stand). */
+msa_status bank_write_manifest(const char *dir, const bank_manifest *m, bool *renamed);
+/* Stage a document with a given index (>= the next index); add and import use it. */
+msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index);
+/* Writer open: remove files a crashed writer left behind. */
+void bank_clean_orphans(msa_bank *b);
+/* Segment file name of id inside dir into buf. */
+void bank_seg_path(char *buf, size_t size, const char *dir, uint64_t seg_id);
+
+#endif

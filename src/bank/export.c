@@ -1,0 +1,279 @@
+/* export.c — one portable file holding a bank's live content: a checksummed header, the template segment,
+ * one compacted document segment and a manifest naming them (docs/bank-format.md, "Export file").
+ * Import verifies the whole file, then recreates the bank with the same document indices. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "bank/bank.h"
+#include "bank/bank_io.h"
+#include "util/error.h"
+
+#define EXPORT_HEADER 4096u
+#define EXPORT_MAX_SEGS 2u
+
+static void parent_dir(const char *path, char *out, size_t size) {
+    snprintf(out, size, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash) snprintf(out, size, ".");
+    else if (slash == out) slash[1] = '\0';
+    else *slash = '\0';
+}
+
+msa_status msa_bank_export(const msa_bank *b, const char *path) {
+    const bank_version *v = b->v;
+    char tmp[4096 + 16];
+    if (strlen(path) > 4000) return msa_fail(MSA_ERR_INVALID_ARG, "export path too long");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return msa_fail(MSA_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    bank_manifest m;
+    msa_status st = bank_manifest_copy(&v->man, &m);
+    if (st) {
+        close(fd);
+        bank_io()->unlink(tmp);
+        return st;
+    }
+    uint64_t pos = EXPORT_HEADER, offs[EXPORT_MAX_SEGS], sizes[EXPORT_MAX_SEGS];
+    size_t n = 0;
+    if (v->tmpl) { /* the template segment byte for byte */
+        for (size_t i = 0; i < v->man.n_segs; i++)
+            if (v->man.segs[i].seg_id == v->man.template_seg) m.segs[n] = v->man.segs[i];
+        st = bank_write_all(fd, v->tmpl->seg.base, v->tmpl->seg.size, pos, tmp);
+        offs[n] = pos;
+        sizes[n] = v->tmpl->seg.size;
+        pos = bank_align_up(pos + sizes[n]);
+        n++;
+    }
+    if (!st && v->n_live) {
+        uint64_t seg_id = v->man.next_seg_id;
+        st = bank_write_compacted(v, fd, pos, seg_id, tmp, &m.segs[n]);
+        m.next_seg_id = seg_id + 1;
+        offs[n] = pos;
+        sizes[n] = m.segs[n].file_size;
+        pos = bank_align_up(pos + sizes[n]);
+        n++;
+    }
+    m.n_segs = n;
+    m.n_tombstones = 0;
+    uint8_t *mbuf = NULL;
+    size_t mlen = 0;
+    if (!st) st = bank_manifest_encode(&m, &mbuf, &mlen);
+    if (!st) st = bank_write_all(fd, mbuf, mlen, pos, tmp);
+    if (!st) {
+        uint8_t h[EXPORT_HEADER];
+        memset(h, 0, sizeof h);
+        memcpy(h, BANK_EXPORT_MAGIC, 8);
+        wr16(h + 8, BANK_MAJOR);
+        wr16(h + 10, BANK_MINOR);
+        wr32(h + 12, (uint32_t)n);
+        wr64(h + 16, pos + mlen);
+        wr64(h + 24, pos);
+        wr64(h + 32, mlen);
+        for (size_t i = 0; i < n; i++) {
+            wr64(h + 40 + 24 * i, m.segs[i].seg_id);
+            wr64(h + 48 + 24 * i, offs[i]);
+            wr64(h + 56 + 24 * i, sizes[i]);
+        }
+        wr64(h + EXPORT_HEADER - 8, XXH3_64bits(h, EXPORT_HEADER - 8));
+        st = bank_write_all(fd, h, sizeof h, 0, tmp);
+    }
+    free(mbuf);
+    bank_manifest_free(&m);
+    if (!st) st = bank_fsync(fd, tmp);
+    close(fd);
+    if (!st && bank_io()->rename(tmp, path) != 0) st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", path, strerror(errno));
+    if (st) {
+        bank_io()->unlink(tmp);
+        return st;
+    }
+    char dir[4096];
+    parent_dir(path, dir, sizeof dir);
+    return bank_fsync_dir(dir);
+}
+
+/* Map and fully check an export file; *v is a version over the mapping (borrowed segments). */
+static msa_status open_export(const char *path, void **map, size_t *map_len, bank_version **out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? msa_fail(MSA_ERR_NOT_FOUND, "%s: no such file", path)
+                               : msa_fail(MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size < (off_t)EXPORT_HEADER) {
+        close(fd);
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank export (too short)", path);
+    }
+    size_t len = (size_t)sb.st_size;
+    uint8_t *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return msa_fail(MSA_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+    msa_status st = MSA_OK;
+    if (memcmp(p, BANK_EXPORT_MAGIC, 8) != 0) st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank export (bad magic)", path);
+    else if (rd16(p + 8) != BANK_MAJOR)
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: unknown export format major version %u", path, rd16(p + 8));
+    else if (rd64(p + EXPORT_HEADER - 8) != XXH3_64bits(p, EXPORT_HEADER - 8))
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: export header checksum mismatch (corrupt)", path);
+    else if (rd64(p + 16) != len)
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: export is %zu bytes but declares %llu (truncated?)", path, len,
+                      (unsigned long long)rd64(p + 16));
+    uint32_t n = st ? 0 : rd32(p + 12);
+    uint64_t moff = rd64(p + 24), mlen = rd64(p + 32);
+    if (!st && (n > EXPORT_MAX_SEGS || moff > len || mlen > len - moff))
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: export table out of range", path);
+    bank_manifest m;
+    if (!st) st = bank_manifest_parse(p + moff, mlen, path, &m);
+    if (!st && m.n_segs != n) {
+        bank_manifest_free(&m);
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: export table and manifest disagree", path);
+    }
+    uint64_t offs[EXPORT_MAX_SEGS] = {0}, sizes[EXPORT_MAX_SEGS] = {0};
+    for (uint32_t i = 0; !st && i < n; i++) {
+        if (rd64(p + 40 + 24 * i) != m.segs[i].seg_id) {
+            bank_manifest_free(&m);
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: export table and manifest disagree", path);
+            break;
+        }
+        offs[i] = rd64(p + 48 + 24 * i);
+        sizes[i] = rd64(p + 56 + 24 * i);
+    }
+    bank_version *v = NULL;
+    if (!st) st = bank_version_from_image(p, len, &m, offs, sizes, path, &v);
+    if (!st && v->n_deleted) st = msa_fail(MSA_ERR_BAD_DATA, "%s: export holds deleted documents", path);
+    if (!st) { /* every checksum, before anything is written */
+        msa_bank tmp = {.path = (char *)path, .v = v, .lock_fd = -1};
+        st = msa_bank_verify(&tmp, NULL, NULL, NULL);
+    }
+    if (st) {
+        bank_version_free(v);
+        munmap(p, len);
+        return st;
+    }
+    *map = p;
+    *map_len = len;
+    *out = v;
+    return MSA_OK;
+}
+
+/* Remove a bank directory this code created (only the file names a bank holds). */
+static void remove_bank_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4096 + 300];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (strcmp(e->d_name, "MANIFEST") && strcmp(e->d_name, "MANIFEST.tmp") && strcmp(e->d_name, "LOCK") &&
+            strncmp(e->d_name, "seg-", 4))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static bool same_shape(const msa_bank_shape *a, const msa_bank_shape *b) {
+    if (a->mode != b->mode || a->dtype != b->dtype || a->n_layers != b->n_layers || a->n_router != b->n_router ||
+        a->n_kv_heads != b->n_kv_heads || a->head_dim != b->head_dim || a->pooling != b->pooling ||
+        a->n_template != b->n_template)
+        return false;
+    for (int i = 0; i < a->n_router; i++)
+        if (a->router_layers[i] != b->router_layers[i] || a->route_dim[i] != b->route_dim[i]) return false;
+    return true;
+}
+
+msa_status msa_bank_import(const char *path, const char *bank_path, uint64_t *n_docs) {
+    void *map = NULL;
+    size_t map_len = 0;
+    bank_version *ev = NULL;
+    MSA_TRY(open_export(path, &map, &map_len, &ev));
+    const msa_bank_shape *sh = &ev->man.shape;
+    msa_status st = MSA_OK;
+    struct stat sb;
+    /* a new bank is built beside its final name and renamed into place whole: a failed import leaves nothing */
+    char tmp_path[4096 + 32] = "";
+    const char *target = bank_path;
+    if (stat(bank_path, &sb) != 0) {
+        if (strlen(bank_path) > 4000) st = msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
+        snprintf(tmp_path, sizeof tmp_path, "%s.importing", bank_path);
+        remove_bank_dir(tmp_path); /* a crashed earlier import */
+        target = tmp_path;
+        msa_bank_create_params cp = {.shape = *sh, .model_path = ev->man.model_path};
+        memcpy(cp.fingerprint, ev->man.fingerprint, 32);
+        if (!st) st = msa_bank_create(target, &cp);
+    }
+    msa_bank *b = NULL;
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.writable = true;
+    op.max_pending_bytes = SIZE_MAX; /* one commit at the end */
+    if (!st) st = msa_bank_open(target, &op, &b);
+    if (!st && !same_shape(&b->v->man.shape, sh))
+        st = msa_fail(MSA_ERR_MISMATCH, "%s: bank shape differs from the export's", bank_path);
+    if (!st) st = msa_bank_check_fingerprint(b, ev->man.fingerprint);
+    if (!st && (b->work.next_index != 0 || b->v->n_live != 0))
+        st = msa_fail(MSA_ERR_CONFLICT, "%s: import needs a new or empty bank (documents keep their indices)", bank_path);
+    if (!st && ev->tmpl) {
+        uint64_t half = bank_template_bytes(sh) / 2 / (uint64_t)sh->n_layers;
+        uint8_t *k = malloc(bank_template_bytes(sh) + 1), *vv = malloc(bank_template_bytes(sh) + 1);
+        if (!k || !vv) st = msa_fail(MSA_ERR_NOMEM, "import: out of memory");
+        for (int l = 0; !st && l < sh->n_layers; l++) {
+            memcpy(k + (uint64_t)l * half, ev->tmpl->seg.tmpl + (uint64_t)l * 2 * half, half);
+            memcpy(vv + (uint64_t)l * half, ev->tmpl->seg.tmpl + (uint64_t)l * 2 * half + half, half);
+        }
+        if (!st) st = msa_bank_set_template(b, k, vv);
+        free(k);
+        free(vv);
+    }
+    const void *rk[MSA_BANK_MAX_LAYERS], *km[MSA_BANK_MAX_LAYERS], *vm[MSA_BANK_MAX_LAYERS];
+    for (uint64_t i = 0; !st && i < ev->n_live; i++) {
+        bank_doc_rec r;
+        const bank_seg_view *sv;
+        bank_version_doc(ev, i, &r, &sv);
+        char *text;
+        size_t text_len;
+        msa_bank tmp = {.path = (char *)path, .v = ev, .lock_fd = -1};
+        if ((st = msa_bank_doc_text(&tmp, (uint32_t)r.index, &text, &text_len))) break;
+        uint64_t half = (uint64_t)r.n_chunks * bank_kv_row_bytes(sh);
+        for (int l = 0; l < sh->n_router; l++) {
+            rk[l] = sv->seg.route[l] + r.chunk_first * bank_route_row_bytes(sh, l);
+            if (sh->mode == MSA_BANK_NATIVE) {
+                km[l] = sv->seg.content + r.content_off + (uint64_t)l * 2 * half;
+                vm[l] = (const uint8_t *)km[l] + half;
+            }
+        }
+        msa_bank_doc d = {.id = (const char *)sv->seg.strings + r.id_off, .text = text, .text_len = text_len,
+                          .meta_json = (const char *)sv->seg.strings + r.meta_off, .n_tokens = r.n_tokens,
+                          .n_chunks = r.n_chunks, .route_keys = rk, .k_mean = km, .v_mean = vm};
+        uint8_t h[16];
+        msa_bank_content_hash(text, text_len, d.meta_json, h);
+        st = memcmp(h, r.hash, 16) ? msa_fail(MSA_ERR_BAD_DATA, "%s: document '%.200s' does not match its content hash",
+                                              path, d.id)
+                                   : bank_stage_doc(b, &d, r.hash, r.index);
+        free(text);
+    }
+    if (!st && ev->man.next_index > b->work.next_index) b->work.next_index = ev->man.next_index;
+    if (!st) st = msa_bank_commit(b);
+    if (!st && n_docs) *n_docs = ev->n_live;
+    msa_bank_close(b);
+    if (tmp_path[0]) {
+        if (!st && bank_io()->rename(tmp_path, bank_path) != 0)
+            st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", bank_path, strerror(errno));
+        if (!st) {
+            char dir[4096];
+            parent_dir(bank_path, dir, sizeof dir);
+            st = bank_fsync_dir(dir);
+        } else {
+            remove_bank_dir(tmp_path);
+        }
+    }
+    bank_version_free(ev);
+    munmap(map, map_len);
+    return st;
+}

@@ -1,0 +1,127 @@
+/* tier.c — placement of bank data: segments are memory-mapped read-only; routing keys (the data every query
+ * scans) can be copied to RAM at open; a document's content K̄/V̄ is served from the mapping or read on
+ * demand with one pread (for callers that fill pinned or device staging buffers). GPU placement is the CUDA
+ * backend's business: it uploads from these same pointers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "bank/bank.h"
+#include "util/error.h"
+
+void bank_seg_path(char *buf, size_t size, const char *dir, uint64_t seg_id) {
+    snprintf(buf, size, "%s/seg-%016llx.msab", dir, (unsigned long long)seg_id);
+}
+
+msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank_shape *shape,
+                        const uint8_t uuid[16], bool routing_in_ram, bank_seg_view **out) {
+    char path[4096 + 64];
+    bank_seg_path(path, sizeof path, dir, ref->seg_id);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return msa_fail(MSA_ERR_NOT_FOUND, "%s: segment file named by the manifest is missing", path);
+        return msa_fail(MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return msa_fail(MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    if ((uint64_t)st.st_size != ref->file_size) {
+        close(fd);
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: segment is %llu bytes, the manifest says %llu (truncated or replaced)",
+                        path, (unsigned long long)st.st_size, (unsigned long long)ref->file_size);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        close(fd);
+        return msa_fail(MSA_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+    }
+    bank_seg_view *sv = calloc(1, sizeof *sv);
+    char *name = strdup(path);
+    if (!sv || !name) {
+        free(sv);
+        free(name);
+        munmap(map, (size_t)st.st_size);
+        close(fd);
+        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", path);
+    }
+    sv->map = map;
+    sv->map_len = (size_t)st.st_size;
+    sv->fd = fd;
+    sv->name = name;
+    sv->refs = 1;
+    msa_status s = bank_segment_parse(map, (uint64_t)st.st_size, shape, uuid, path, &sv->seg);
+    if (!s && (sv->seg.seg_id != ref->seg_id || sv->seg.header_hash != ref->header_hash ||
+               sv->seg.n_docs != ref->n_docs || sv->seg.n_chunks != ref->n_chunks))
+        s = msa_fail(MSA_ERR_BAD_DATA, "%s: segment header does not match the manifest (replaced or corrupt)", path);
+    if (!s && routing_in_ram && sv->seg.kind == BANK_SEG_DOCS) {
+        for (int l = 0; l < shape->n_router && !s; l++) {
+            uint64_t n = sv->seg.n_chunks * bank_route_row_bytes(shape, l);
+            sv->route_ram[l] = malloc(n ? n : 1);
+            if (!sv->route_ram[l]) s = msa_fail(MSA_ERR_NOMEM, "%s: no RAM for routing keys", path);
+            else memcpy(sv->route_ram[l], sv->seg.route[l], n);
+        }
+    }
+    if (s) {
+        bank_seg_unref(sv);
+        return s;
+    }
+    if (sv->seg.kind == BANK_SEG_DOCS) madvise(map, sv->map_len, MADV_RANDOM);
+    *out = sv;
+    return MSA_OK;
+}
+
+void bank_seg_unref(bank_seg_view *sv) {
+    if (!sv || --sv->refs > 0) return;
+    for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) free(sv->route_ram[l]);
+    if (sv->map) munmap(sv->map, sv->map_len);
+    if (sv->fd >= 0) close(sv->fd);
+    free(sv->name);
+    free(sv);
+}
+
+const uint8_t *bank_seg_route(const bank_seg_view *sv, int slot) {
+    return sv->route_ram[slot] ? sv->route_ram[slot] : sv->seg.route[slot];
+}
+
+msa_status msa_bank_read_content(const msa_bank *bank, uint32_t index, int slot, void *k_out, void *v_out) {
+    const bank_version *v = bank->v;
+    const msa_bank_shape *sh = &v->man.shape;
+    if (sh->mode != MSA_BANK_NATIVE) return msa_fail(MSA_ERR_UNSUPPORTED, "%s: read-mode bank stores no K/V", bank->path);
+    if (slot < 0 || slot >= sh->n_router) return msa_fail(MSA_ERR_INVALID_ARG, "router slot %d out of range", slot);
+    uint64_t pos = bank_version_find_index(v, index);
+    if (pos == UINT64_MAX) return msa_fail(MSA_ERR_NOT_FOUND, "%s: no document [%u]", bank->path, index);
+    bank_doc_rec r;
+    const bank_seg_view *sv;
+    bank_version_doc(v, pos, &r, &sv);
+    uint64_t half = (uint64_t)r.n_chunks * bank_kv_row_bytes(sh);
+    uint64_t off = (uint64_t)(sv->seg.content - sv->seg.base) + r.content_off + (uint64_t)slot * 2 * half;
+    if (sv->fd < 0) { /* borrowed image: copy from memory */
+        memcpy(k_out, sv->seg.base + off, half);
+        memcpy(v_out, sv->seg.base + off + half, half);
+        return MSA_OK;
+    }
+    /* K̄ and V̄ are adjacent: one preadv fills both buffers (a short read continues where it stopped) */
+    uint64_t done = 0;
+    while (done < 2 * half) {
+        struct iovec iov[2];
+        int n_iov = 0;
+        if (done < half) iov[n_iov++] = (struct iovec){(uint8_t *)k_out + done, half - done};
+        uint64_t vdone = done < half ? 0 : done - half;
+        iov[n_iov++] = (struct iovec){(uint8_t *)v_out + vdone, half - vdone};
+        ssize_t n = preadv(sv->fd, iov, n_iov, (off_t)(off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return msa_fail(MSA_ERR_IO, "%s: read of document [%u] failed: %s", sv->name, index,
+                            n < 0 ? strerror(errno) : "end of file");
+        done += (uint64_t)n;
+    }
+    return MSA_OK;
+}
