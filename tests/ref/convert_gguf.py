@@ -139,16 +139,52 @@ def gguf_version():
     return importlib.metadata.version("gguf")
 
 
+def rel_err(a, ref):
+    return float(np.max(np.abs(a - ref)) / np.max(np.abs(ref)))
+
+
 def measure(out):
-    """errors of an exact (float64) forward on the dequantized weights vs the transformers f32 fixture."""
-    from np_forward import compare
+    """For every GGUF: an exact float64 forward on its dequantized weights (np_forward.py), written as the
+    fixture tests/fixtures/hf/gguf/<file stem>/ (the reference for an engine that dequantizes exactly), and
+    its error against the transformers fixture of the source (the quantization error itself); plus the error
+    llama.cpp-style activation quantization adds on top of the exact forward."""
+    import np_forward as nf
+    from fixture_io import read_fixture, write_fixture
     res = {}
-    for src, arch, fx in SOURCES:
-        fixture = os.path.join(mk.FIXTURES, fx)
+    for src, arch, fxname in SOURCES:
+        tfx = read_fixture(os.path.join(mk.FIXTURES, fxname))
+        ids, cols = [int(t) for t in tfx["tokens"]], tfx["logit_cols"]
         for q in TYPES:
             name = f"{src}.{q}.gguf"
-            r = compare(os.path.join(out, name), fixture, n_greedy=64)
-            r["hidden_max"] = max(r["hidden"])
+            hp, w = nf.load_gguf(os.path.join(out, name))
+            hid, outs, lg = nf.forward(hp, w, ids)
+            margins = []
+            greedy = nf.greedy(hp, w, ids, 64, margins)
+            order = np.argsort(-lg, axis=-1, kind="stable")[:, :16]
+            mx = lg.max(-1)
+            lse = mx + np.log(np.exp(lg - mx[:, None]).sum(-1))
+            arrays = {"tokens": np.array(ids, dtype=np.int32), "hidden": hid, "layer_out": outs,
+                      "logit_cols": cols, "logits_at_cols": lg[:, cols], "topk_ids": order.astype(np.int32),
+                      "topk_logits": np.take_along_axis(lg, order, -1), "argmax": lg.argmax(-1).astype(np.int32),
+                      "max_logit": mx, "logsumexp": lse, "greedy": np.array(greedy, dtype=np.int32),
+                      "greedy_margin": np.array(margins, dtype=np.float32)}
+            meta = {k: tfx["meta"][k] for k in ("prompt", "n_tokens", "n_layers", "hidden_size", "vocab_size")}
+            meta.update({"gguf": name, "source_checkpoint": src, "type": q, "greedy_min_margin": min(margins),
+                         "note": "exact float64 forward (tests/ref/np_forward.py) on the GGUF's dequantized "
+                                 "weights, stored as float32; no logits_last"})
+            write_fixture(os.path.join(mk.FIXTURES, "gguf", name[:-len(".gguf")]), arrays, meta)
+            same = next((i for i, (a, b) in enumerate(zip(greedy, tfx["greedy"])) if a != b), 64)
+            r = {"vs_transformers": {
+                     "hidden_rel": [rel_err(hid[i], tfx["hidden"][i]) for i in range(len(hid))],
+                     "logits_rel_cols": rel_err(lg[:, cols], tfx["logits_at_cols"]),
+                     "argmax_agree": float(np.mean(lg.argmax(-1) == tfx["argmax"])),
+                     "greedy_prefix_equal": same},
+                 "greedy_min_margin": min(margins)}
+            h2, _, lg2 = nf.forward(hp, w, ids, act=nf.llamacpp_activations)
+            r["llamacpp_activations_vs_exact"] = {
+                "hidden_rel": [rel_err(h2[i], hid[i]) for i in range(len(hid))],
+                "logits_rel_cols": rel_err(lg2[:, cols], lg[:, cols]),
+                "argmax_agree": float(np.mean(lg2.argmax(-1) == lg.argmax(-1)))}
             res[name] = r
             print(name, json.dumps(r), flush=True)
     return res

@@ -101,7 +101,7 @@ def load_gguf(path):
            "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
            "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm", "ffn_gate": "mlp.gate_proj",
            "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
-    w = {}
+    w, types = {}, {}
     for t in rd.tensors:
         x = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
         shape = [int(s) for s in reversed(t.shape)]  # GGUF lists dims fastest first
@@ -117,9 +117,24 @@ def load_gguf(path):
         else:
             hf = names[base] + ".weight"
         w[hf] = x
+        types[hf] = t.tensor_type.name
     if "lm_head.weight" not in w:
         w["lm_head.weight"] = w["model.embed_tokens.weight"]
+        types["lm_head.weight"] = types["model.embed_tokens.weight"]
+    hp["types"] = types
     return hp, w
+
+
+def llamacpp_activations(x, wtype):
+    """What llama.cpp's CPU matmul does to the activations before the dot products: quantized to Q8_0
+    (blocks of 32) for Q8_0/Q4_0 weights (Q8_1 for Q4_1, the same values), rounded to f16 for F16 weights."""
+    import gguf
+    if wtype in ("Q8_0", "Q4_0", "Q4_1"):
+        T = gguf.GGMLQuantizationType.Q8_0
+        return gguf.quants.dequantize(gguf.quants.quantize(x.astype(np.float32), T), T).astype(np.float64)
+    if wtype == "F16":
+        return x.astype(np.float16).astype(np.float64)
+    return x
 
 
 def rms(x, wt, eps):
@@ -137,10 +152,16 @@ def rope(x, pos, theta):
     return x * cos + rot * sin
 
 
-def forward(hp, w, ids, last_only=False):
+def forward(hp, w, ids, last_only=False, act=None):
     """Returns (hidden [L+1, T, H] in transformers' output_hidden_states convention, layer outputs [L, T, H],
-    logits [T, V])."""
+    logits [T, V]). act(x, weight type), when given, transforms the input of every weight matmul (e.g.
+    llamacpp_activations); it needs hp["types"] (GGUF models)."""
     T = len(ids)
+
+    def lin(x, name):
+        if act is not None:
+            x = act(x.reshape(-1, x.shape[-1]), hp["types"][name]).reshape(x.shape)
+        return x @ w[name].T
     pos = np.arange(T, dtype=np.float64)
     nq, nkv, hd, eps = hp["nq"], hp["nkv"], hp["hd"], hp["eps"]
     h = w["model.embed_tokens.weight"][np.asarray(ids)]
@@ -149,9 +170,9 @@ def forward(hp, w, ids, last_only=False):
     for i in range(hp["layers"]):
         p = f"model.layers.{i}."
         x = rms(h, w[p + "input_layernorm.weight"], eps)
-        q = (x @ w[p + "self_attn.q_proj.weight"].T).reshape(T, nq, hd)
-        k = (x @ w[p + "self_attn.k_proj.weight"].T).reshape(T, nkv, hd)
-        v = (x @ w[p + "self_attn.v_proj.weight"].T).reshape(T, nkv, hd)
+        q = lin(x, p + "self_attn.q_proj.weight").reshape(T, nq, hd)
+        k = lin(x, p + "self_attn.k_proj.weight").reshape(T, nkv, hd)
+        v = lin(x, p + "self_attn.v_proj.weight").reshape(T, nkv, hd)
         if hp["arch"] != "llama":
             q = rms(q, w[p + "self_attn.q_norm.weight"], eps)
             k = rms(k, w[p + "self_attn.k_norm.weight"], eps)
@@ -163,18 +184,18 @@ def forward(hp, w, ids, last_only=False):
             s = np.exp(s - s.max(-1, keepdims=True))
             s /= s.sum(-1, keepdims=True)
             att[:, hh, :] = s @ v[:, hh // grp, :]
-        h = h + att.reshape(T, nq * hd) @ w[p + "self_attn.o_proj.weight"].T
+        h = h + lin(att.reshape(T, nq * hd), p + "self_attn.o_proj.weight")
         x = rms(h, w[p + "post_attention_layernorm.weight"], eps)
-        g = x @ w[p + "mlp.gate_proj.weight"].T
-        u = x @ w[p + "mlp.up_proj.weight"].T
-        h = h + (g / (1.0 + np.exp(-g)) * u) @ w[p + "mlp.down_proj.weight"].T
+        g = lin(x, p + "mlp.gate_proj.weight")
+        u = lin(x, p + "mlp.up_proj.weight")
+        h = h + lin(g / (1.0 + np.exp(-g)) * u, p + "mlp.down_proj.weight")
         outs.append(h)
         hidden.append(h)
     out = rms(h, w["model.norm.weight"], eps)
     hidden[-1] = out  # transformers' last hidden state is after the final norm
     if last_only:
         out = out[-1:]
-    return np.stack(hidden), np.stack(outs), out @ w["lm_head.weight"].T
+    return np.stack(hidden), np.stack(outs), lin(out, "lm_head.weight")
 
 
 def bf16(x):
@@ -245,12 +266,16 @@ def forward_bf16(hp, w, ids):
     return np.stack(hidden), np.stack(outs), mm(out, w["lm_head.weight"])
 
 
-def greedy(hp, w, ids, n):
-    """n greedy tokens (recomputes the whole sequence each step: slow but obviously right)."""
+def greedy(hp, w, ids, n, margins=None):
+    """n greedy tokens (recomputes the whole sequence each step: slow but obviously right); appends each
+    step's top-1 minus top-2 logit to `margins` when given."""
     seq = list(ids)
     for _ in range(n):
         _, _, lg = forward(hp, w, seq, last_only=True)
         seq.append(int(np.argmax(lg[-1])))
+        if margins is not None:
+            top2 = np.partition(lg[-1], -2)[-2:]
+            margins.append(float(top2[1] - top2[0]))
     return seq[len(ids):]
 
 
