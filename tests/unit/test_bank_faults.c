@@ -348,6 +348,10 @@ TEST(poisoned_writer_refuses_more) {
 }
 
 int main(void) {
+    if (getenv("MSA_TEST_ONLY_CONCURRENCY")) { /* the TSan suite runs only concurrency tests */
+        printf("SKIP test_bank_faults (not a concurrency test)\n");
+        return 0;
+    }
     const char *tmp = getenv("TMPDIR");
     snprintf(scratch, sizeof scratch, "%s/msa-test-faults-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(scratch)) {

@@ -221,6 +221,10 @@ TEST(missing_segment_and_foreign_segment) {
 }
 
 int main(void) {
+    if (getenv("MSA_TEST_ONLY_CONCURRENCY")) { /* the TSan suite runs only concurrency tests */
+        printf("SKIP test_bank_malformed (not a concurrency test)\n");
+        return 0;
+    }
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/msa-test-malformed-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(dir)) {

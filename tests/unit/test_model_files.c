@@ -76,11 +76,12 @@ TEST(mmap_errors_and_limits) {
 }
 
 static void write_st(const char *name, const char *header, size_t data_len) {
-    size_t hl = strlen(header), len = 8 + hl + data_len;
+    size_t hl = strlen(header), pad = (8 - hl % 8) % 8, len = 8 + hl + pad + data_len;
     uint8_t *b = calloc(1, len);
-    uint64_t h = hl;
+    uint64_t h = hl + pad;
     memcpy(b, &h, 8);
     memcpy(b + 8, header, hl);
+    memset(b + 8 + hl, ' ', pad);
     write_file(name, b, len);
     free(b);
 }
