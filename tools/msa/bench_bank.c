@@ -4,6 +4,7 @@
  *   scan DIR [--cold]        full routing-key scan: a bf16/f32 dot product of one query per chunk per router
  *                            layer (the routing inner loop), all threads; GB/s of keys
  *   verify DIR [--cold]      full checksum scan, GB/s
+ *   fetch DIR [--cold]       random documents' K̄/V̄ of every router layer: mapping vs one pread per layer
  *   ceilings DIR             memory bandwidth (RAM buffer reduction) and disk bandwidth (cold sequential read
  *                            of the largest segment)
  * --cold drops the bank's files from the page cache first (posix_fadvise DONTNEED). Output: one line per
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "util/error.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -279,6 +281,83 @@ static int bench_scan(const char *dir, bool cold, bool json) {
     return 0;
 }
 
+/* ----------------------------------------------------------------------------------------------- fetch */
+
+/* Random documents' content K̄/V̄ of every router layer, as the context assembly after routing reads them:
+ * through the mapping (touching every byte) and with one pread per layer into a buffer (what a pinned-host or
+ * GPU staging tier does). */
+static volatile uint64_t fetch_sink;
+
+static int bench_fetch(const char *dir, bool cold, bool json) {
+    if (cold) drop_cache(dir);
+    msa_bank *b;
+    msa_status st = msa_bank_open(dir, NULL, &b);
+    if (st) return cli_fail(st);
+    msa_bank_info in;
+    msa_bank_get_info(b, &in);
+    if (!in.n_docs || in.shape.mode != MSA_BANK_NATIVE) {
+        msa_bank_close(b);
+        return cli_fail(msa_fail(MSA_ERR_INVALID_ARG, "%s: no documents with content to fetch", dir));
+    }
+    int n = in.n_docs < 256 ? (int)in.n_docs : 256;
+    uint64_t seed = 12345;
+    double lat[2][256], bytes[2] = {0, 0};
+    void *kb = NULL, *vb = NULL;
+    size_t cap = 0;
+    for (int mode = 0; mode < 2 && !st; mode++) {
+        if (cold && mode == 1) drop_cache(dir);
+        for (int i = 0; i < n && !st; i++) {
+            msa_bank_doc_info d;
+            st = msa_bank_doc_at(b, xs(&seed) % in.n_docs, &d);
+            size_t half = (size_t)d.n_chunks * (size_t)in.shape.n_kv_heads * (size_t)in.shape.head_dim *
+                          msa_bank_dtype_size(in.shape.dtype);
+            if (half > cap) {
+                free(kb);
+                free(vb);
+                kb = malloc(half);
+                vb = malloc(half);
+                cap = half;
+            }
+            double t0 = now_s();
+            uint64_t sum = 0;
+            for (int s = 0; s < in.shape.n_router && !st; s++) {
+                if (mode == 0) {
+                    const void *k, *v;
+                    st = msa_bank_doc_content(b, d.index, s, &k, &v);
+                    for (size_t o = 0; !st && o < half; o += 64) sum += ((const uint8_t *)k)[o] + ((const uint8_t *)v)[o];
+                } else {
+                    st = msa_bank_read_content(b, d.index, s, kb, vb);
+                    sum += ((uint8_t *)kb)[0];
+                }
+                bytes[mode] += 2.0 * (double)half;
+            }
+            fetch_sink += sum; /* keep the reads */
+            lat[mode][i] = now_s() - t0;
+        }
+    }
+    free(kb);
+    free(vb);
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    for (int mode = 0; mode < 2; mode++) {
+        double total = 0;
+        for (int i = 0; i < n; i++) total += lat[mode][i];
+        qsort(lat[mode], (size_t)n, sizeof lat[mode][0], cmp_double);
+        const char *name = mode == 0 ? "mmap" : "pread";
+        if (json)
+            printf("{\"bench\":\"bank_fetch\",\"path\":\"%s\",\"cold\":%s,\"documents\":%d,\"median_ms\":%.3f,"
+                   "\"p99_ms\":%.3f,\"gb_per_s\":%.3f}\n",
+                   name, cold ? "true" : "false", n, lat[mode][n / 2] * 1e3, lat[mode][n * 99 / 100] * 1e3,
+                   bytes[mode] / total / 1e9);
+        else
+            printf("bank fetch (%s, %s, all %d router layers of %d random documents): median %.3f ms, p99 %.3f ms "
+                   "per document, %.2f GB/s\n",
+                   name, cold ? "cold" : "warm", in.shape.n_router, n, lat[mode][n / 2] * 1e3,
+                   lat[mode][n * 99 / 100] * 1e3, bytes[mode] / total / 1e9);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------------- verify */
 
 static int bench_verify(const char *dir, bool cold, bool json) {
@@ -382,10 +461,11 @@ static int bench_ceilings(const char *dir, bool json) {
 }
 
 int bench_bank(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: msa bench bank build|open|scan|verify|ceilings DIR [--tokens N] [--doc-tokens D] "
+    bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    if (argc < 3 || help) {
+        fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings DIR [--tokens N] [--doc-tokens D] "
                         "[--shape NAME] [--cold] [--json]\n");
-        return 64;
+        return help ? 0 : 64;
     }
     const char *what = argv[1], *dir = argv[2], *shape = "msa-4b";
     uint64_t tokens = 10000000, doc_tokens = 4096;
@@ -403,6 +483,7 @@ int bench_bank(int argc, char **argv) {
     if (!strcmp(what, "open")) return bench_open(dir, json);
     if (!strcmp(what, "scan")) return bench_scan(dir, cold, json);
     if (!strcmp(what, "verify")) return bench_verify(dir, cold, json);
+    if (!strcmp(what, "fetch")) return bench_fetch(dir, cold, json);
     if (!strcmp(what, "ceilings")) return bench_ceilings(dir, json);
     return cli_usage_error("bench bank", "unknown benchmark '%s'", what);
 }
