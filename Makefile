@@ -104,6 +104,11 @@ fuzz-run: fuzz
 demo: deps model all
 	$(BUILD)/msa demo
 
+# The bank crash loop for longer than CI does (tests/unit/test_bank_crash.c): MSA_CRASH_ITERS=5000 by default.
+bank-crash-long: tests-bin
+	MSA_CRASH_ITERS=$${MSA_CRASH_ITERS:-5000} $(BUILD)/tests/test_bank_crash
+.PHONY: bank-crash-long
+
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 

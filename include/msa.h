@@ -126,6 +126,10 @@ void msa_model_get_info(const msa_model *model, msa_model_info *info);
  * headers (names, shapes, dtypes) and a hash of weight bytes sampled at fixed offsets. */
 void msa_model_fingerprint(const msa_model *model, uint8_t out[32]);
 
+/* Whether prompts for this model start with its BOS token (GGUF tokenizer.ggml.add_bos_token, HF tokenizer
+ * post-processor). msa_tokenize never adds it; callers prepend info.bos_id when this is true. */
+bool msa_model_add_bos(const msa_model *model);
+
 /* Render a chat conversation with the model's template (ChatML for Qwen3/MSA; the GGUF's own where present
  * and recognised) ending with the assistant prefix. roles[i] is "system", "user" or "assistant".
  * On success *text is a malloc'd NUL-terminated string owned by the caller (free() it). */

@@ -1,6 +1,7 @@
 /* export.c — one portable file holding a bank's live content: a checksummed header, the template segment,
  * one compacted document segment and a manifest naming them (docs/bank-format.md, "Export file").
  * Import verifies the whole file, then recreates the bank with the same document indices. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -160,6 +161,24 @@ static msa_status open_export(const char *path, void **map, size_t *map_len, ban
     return MSA_OK;
 }
 
+/* Remove a bank directory this code created (only the file names a bank holds). */
+static void remove_bank_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4096 + 300];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (strcmp(e->d_name, "MANIFEST") && strcmp(e->d_name, "MANIFEST.tmp") && strcmp(e->d_name, "LOCK") &&
+            strncmp(e->d_name, "seg-", 4))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
 static bool same_shape(const msa_bank_shape *a, const msa_bank_shape *b) {
     if (a->mode != b->mode || a->dtype != b->dtype || a->n_layers != b->n_layers || a->n_router != b->n_router ||
         a->n_kv_heads != b->n_kv_heads || a->head_dim != b->head_dim || a->pooling != b->pooling ||
@@ -178,16 +197,23 @@ msa_status msa_bank_import(const char *path, const char *bank_path, uint64_t *n_
     const msa_bank_shape *sh = &ev->man.shape;
     msa_status st = MSA_OK;
     struct stat sb;
+    /* a new bank is built beside its final name and renamed into place whole: a failed import leaves nothing */
+    char tmp_path[4096 + 32] = "";
+    const char *target = bank_path;
     if (stat(bank_path, &sb) != 0) {
+        if (strlen(bank_path) > 4000) st = msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
+        snprintf(tmp_path, sizeof tmp_path, "%s.importing", bank_path);
+        remove_bank_dir(tmp_path); /* a crashed earlier import */
+        target = tmp_path;
         msa_bank_create_params cp = {.shape = *sh, .model_path = ev->man.model_path};
         memcpy(cp.fingerprint, ev->man.fingerprint, 32);
-        st = msa_bank_create(bank_path, &cp);
+        if (!st) st = msa_bank_create(target, &cp);
     }
     msa_bank *b = NULL;
     msa_bank_open_params op = msa_bank_default_open_params();
     op.writable = true;
     op.max_pending_bytes = SIZE_MAX; /* one commit at the end */
-    if (!st) st = msa_bank_open(bank_path, &op, &b);
+    if (!st) st = msa_bank_open(target, &op, &b);
     if (!st && !same_shape(&b->v->man.shape, sh))
         st = msa_fail(MSA_ERR_MISMATCH, "%s: bank shape differs from the export's", bank_path);
     if (!st) st = msa_bank_check_fingerprint(b, ev->man.fingerprint);
@@ -236,6 +262,17 @@ msa_status msa_bank_import(const char *path, const char *bank_path, uint64_t *n_
     if (!st) st = msa_bank_commit(b);
     if (!st && n_docs) *n_docs = ev->n_live;
     msa_bank_close(b);
+    if (tmp_path[0]) {
+        if (!st && bank_io()->rename(tmp_path, bank_path) != 0)
+            st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", bank_path, strerror(errno));
+        if (!st) {
+            char dir[4096];
+            parent_dir(bank_path, dir, sizeof dir);
+            st = bank_fsync_dir(dir);
+        } else {
+            remove_bank_dir(tmp_path);
+        }
+    }
     bank_version_free(ev);
     munmap(map, map_len);
     return st;

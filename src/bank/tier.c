@@ -73,7 +73,6 @@ msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank
         bank_seg_unref(sv);
         return s;
     }
-    if (sv->seg.kind == BANK_SEG_DOCS) madvise(map, sv->map_len, MADV_RANDOM);
     *out = sv;
     return MSA_OK;
 }

@@ -1,71 +1,60 @@
-/* verify.c — the full checksum scan of a bank version: every section of every segment (XXH3-64), every
- * document's content checksum (computed in the same pass over cache-hot bytes) and every text frame
- * (zstd's own checksum plus the recorded length). Open already checked the manifest, segment headers,
- * document tables and strings. */
+/* verify.c — the full checksum scan of a bank version, spread over all CPUs: every section of every segment
+ * (XXH3-64), every document's content checksum (the content section is exactly the concatenation of its
+ * documents' content, so those checksums cover it), every text frame (zstd's own checksum plus the recorded
+ * length), and zero padding between sections. Open already checked the manifest, segment headers, document
+ * tables and strings. Work is cut into items (a section, a document's content, a segment's texts) that
+ * threads take in order; the calling thread works too and reports progress. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
 #include "bank/bank.h"
 #include "util/error.h"
 
-#define PIECE ((uint64_t)1 << 20)
+#define MAX_THREADS 32
 
-typedef struct vctx {
-    void (*progress)(uint64_t, uint64_t, void *);
-    void *user;
-    uint64_t done, total, next_report;
-} vctx;
+enum { ITEM_SECTION, ITEM_DOC_CONTENT, ITEM_TEXTS, ITEM_GAPS };
 
-static void advance(vctx *c, uint64_t n) {
-    c->done += n;
-    if (c->progress && c->done >= c->next_report) {
-        c->progress(c->done, c->total, c->user);
-        c->next_report = c->done + ((uint64_t)64 << 20);
-    }
-}
+typedef struct item {
+    int kind;
+    const bank_seg_view *sv;
+    uint32_t section;       /* ITEM_SECTION: index in the section table */
+    uint64_t doc;           /* ITEM_DOC_CONTENT: record number */
+    uint64_t bytes;         /* for progress */
+} item;
 
-static msa_status check_section(const bank_seg_view *sv, const bank_section *sec, vctx *c) {
-    XXH3_state_t st;
-    XXH3_64bits_reset(&st);
-    const uint8_t *p = sv->seg.base + sec->offset;
-    for (uint64_t off = 0; off < sec->size; off += PIECE) {
-        uint64_t n = sec->size - off < PIECE ? sec->size - off : PIECE;
-        XXH3_64bits_update(&st, p + off, n);
-        advance(c, n);
-    }
-    if (XXH3_64bits_digest(&st) != sec->hash)
+typedef struct vstate {
+    const bank_version *v;
+    item *items;
+    size_t n_items;
+    atomic_size_t next;
+    atomic_uint_least64_t done;
+    atomic_int failed;
+    pthread_mutex_t lock;
+    msa_status st;
+    char msg[1024];
+} vstate;
+
+static msa_status check_section(const bank_seg_view *sv, const bank_section *sec) {
+    if (XXH3_64bits(sv->seg.base + sec->offset, sec->size) != sec->hash)
         return msa_fail(MSA_ERR_BAD_DATA, "%s: checksum mismatch in section type %u layer %u (corrupt)", sv->name,
                         sec->type, sec->layer);
     return MSA_OK;
 }
 
-/* CONTENT: the section hash and each document's hash in one pass */
-static msa_status check_content(const bank_seg_view *sv, const bank_section *sec, const msa_bank_shape *sh,
-                                vctx *c) {
-    XXH3_state_t whole, doc;
-    XXH3_64bits_reset(&whole);
-    const uint8_t *base = sv->seg.base + sec->offset;
-    for (uint64_t i = 0; i < sv->seg.n_docs; i++) {
-        bank_doc_rec r;
-        bank_segment_doc(&sv->seg, i, &r);
-        uint64_t size = bank_doc_content_bytes(sh, r.n_chunks);
-        XXH3_64bits_reset(&doc);
-        for (uint64_t off = 0; off < size; off += PIECE) {
-            uint64_t n = size - off < PIECE ? size - off : PIECE;
-            XXH3_64bits_update(&whole, base + r.content_off + off, n);
-            XXH3_64bits_update(&doc, base + r.content_off + off, n);
-            advance(c, n);
-        }
-        if (XXH3_64bits_digest(&doc) != r.content_hash)
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: content of document [%llu] fails its checksum (corrupt)", sv->name,
-                            (unsigned long long)r.index);
-    }
-    if (XXH3_64bits_digest(&whole) != sec->hash)
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: checksum mismatch in the content section (corrupt)", sv->name);
+static msa_status check_doc_content(const bank_seg_view *sv, uint64_t i, const msa_bank_shape *sh) {
+    bank_doc_rec r;
+    bank_segment_doc(&sv->seg, i, &r);
+    if (XXH3_64bits(sv->seg.content + r.content_off, bank_doc_content_bytes(sh, r.n_chunks)) != r.content_hash)
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: content of document [%llu] fails its checksum (corrupt)", sv->name,
+                        (unsigned long long)r.index);
     return MSA_OK;
 }
 
@@ -90,30 +79,143 @@ static msa_status check_texts(const bank_seg_view *sv) {
     return st;
 }
 
+static int cmp_offset(const void *a, const void *b) {
+    const bank_section *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Bytes no section covers (alignment padding) must be zero: a flipped bit there is corruption too. */
+static msa_status check_gaps(const bank_seg_view *sv) {
+    bank_section s[BANK_MAX_SECTIONS];
+    uint32_t n = sv->seg.n_sections;
+    memcpy(s, sv->seg.sections, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_offset);
+    uint64_t pos = BANK_SEG_HEADER_SIZE;
+    for (uint32_t i = 0; i <= n; i++) {
+        uint64_t end = i < n ? s[i].offset : sv->seg.size;
+        for (uint64_t o = pos; o < end; o++)
+            if (sv->seg.base[o])
+                return msa_fail(MSA_ERR_BAD_DATA, "%s: non-zero padding byte at offset %llu (corrupt)", sv->name,
+                                (unsigned long long)o);
+        if (i < n && s[i].offset + s[i].size > pos) pos = s[i].offset + s[i].size;
+    }
+    return MSA_OK;
+}
+
+static msa_status run_item(const vstate *vs, const item *it) {
+    switch (it->kind) {
+    case ITEM_SECTION: return check_section(it->sv, &it->sv->seg.sections[it->section]);
+    case ITEM_DOC_CONTENT: return check_doc_content(it->sv, it->doc, &vs->v->man.shape);
+    case ITEM_TEXTS: return check_texts(it->sv);
+    default: return check_gaps(it->sv);
+    }
+}
+
+typedef struct worker_arg {
+    vstate *vs;
+    void (*progress)(uint64_t, uint64_t, void *);
+    void *user;
+    uint64_t total;
+} worker_arg;
+
+static void *worker(void *p) {
+    worker_arg *a = p;
+    vstate *vs = a->vs;
+    for (;;) {
+        if (atomic_load(&vs->failed)) break;
+        size_t i = atomic_fetch_add(&vs->next, 1);
+        if (i >= vs->n_items) break;
+        msa_status st = run_item(vs, &vs->items[i]);
+        if (st) {
+            pthread_mutex_lock(&vs->lock);
+            if (!atomic_load(&vs->failed)) {
+                vs->st = st;
+                snprintf(vs->msg, sizeof vs->msg, "%s", msa_last_error());
+                atomic_store(&vs->failed, 1);
+            }
+            pthread_mutex_unlock(&vs->lock);
+            break;
+        }
+        uint64_t done = atomic_fetch_add(&vs->done, vs->items[i].bytes) + vs->items[i].bytes;
+        if (a->progress) a->progress(done, a->total, a->user); /* only the calling thread has a callback */
+    }
+    return NULL;
+}
+
 msa_status msa_bank_verify(const msa_bank *b, void (*progress)(uint64_t, uint64_t, void *), void *user,
                            msa_bank_verify_report *report) {
     const bank_version *v = b->v;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    vctx c = {progress, user, 0, 0, 0};
-    for (size_t i = 0; i < v->man.n_segs; i++)
-        for (uint32_t s = 0; s < v->segs[i]->seg.n_sections; s++) c.total += v->segs[i]->seg.sections[s].size;
-    uint64_t docs = 0;
-    for (size_t i = 0; i < v->man.n_segs; i++) {
-        const bank_seg_view *sv = v->segs[i];
-        for (uint32_t s = 0; s < sv->seg.n_sections; s++) {
-            const bank_section *sec = &sv->seg.sections[s];
-            msa_status st = sec->type == BANK_SEC_CONTENT ? check_content(sv, sec, &v->man.shape, &c)
-                                                          : check_section(sv, sec, &c);
-            if (st) return st;
+    size_t n_items = 0, cap = 0;
+    uint64_t total = 0, docs = 0;
+    item *items = NULL;
+    for (int pass = 0; pass < 2; pass++) { /* count, then fill */
+        n_items = 0;
+        for (size_t i = 0; i < v->man.n_segs; i++) {
+            const bank_seg_view *sv = v->segs[i];
+            for (uint32_t s = 0; s < sv->seg.n_sections; s++) {
+                const bank_section *sec = &sv->seg.sections[s];
+                if (sec->type == BANK_SEC_CONTENT && sv->seg.content) {
+                    for (uint64_t d = 0; d < sv->seg.n_docs; d++) {
+                        if (pass) {
+                            bank_doc_rec r;
+                            bank_segment_doc(&sv->seg, d, &r);
+                            items[n_items] = (item){ITEM_DOC_CONTENT, sv, 0, d,
+                                                    bank_doc_content_bytes(&v->man.shape, r.n_chunks)};
+                        }
+                        n_items++;
+                    }
+                } else {
+                    if (pass) items[n_items] = (item){ITEM_SECTION, sv, s, 0, sec->size};
+                    n_items++;
+                }
+            }
+            if (pass) items[n_items] = (item){ITEM_GAPS, sv, 0, 0, 0};
+            n_items++;
+            if (sv->seg.kind == BANK_SEG_DOCS) {
+                if (pass) items[n_items] = (item){ITEM_TEXTS, sv, 0, 0, 0};
+                n_items++;
+            }
         }
-        if (sv->seg.kind == BANK_SEG_DOCS) MSA_TRY(check_texts(sv));
-        docs += sv->seg.n_docs;
+        if (!pass) {
+            cap = n_items;
+            items = malloc((cap + 1) * sizeof *items);
+            if (!items) return msa_fail(MSA_ERR_NOMEM, "verify: out of memory");
+        }
     }
+    for (size_t i = 0; i < v->man.n_segs; i++) {
+        docs += v->segs[i]->seg.n_docs;
+        if (v->segs[i]->map) madvise(v->segs[i]->map, v->segs[i]->map_len, MADV_SEQUENTIAL);
+    }
+    for (size_t i = 0; i < n_items; i++) total += items[i].bytes;
+    vstate vs = {.v = v, .items = items, .n_items = n_items};
+    atomic_init(&vs.next, 0);
+    atomic_init(&vs.done, 0);
+    atomic_init(&vs.failed, 0);
+    pthread_mutex_init(&vs.lock, NULL);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = ncpu < 1 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS : (int)ncpu;
+    if ((size_t)nth > n_items) nth = n_items ? (int)n_items : 1;
+    pthread_t th[MAX_THREADS];
+    worker_arg args[MAX_THREADS];
+    int started = 0;
+    for (int i = 1; i < nth; i++) {
+        args[i] = (worker_arg){&vs, NULL, NULL, total};
+        if (pthread_create(&th[i], NULL, worker, &args[i]) == 0) started = i;
+        else break;
+    }
+    args[0] = (worker_arg){&vs, progress, user, total};
+    worker(&args[0]);
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&vs.lock);
+    for (size_t i = 0; i < v->man.n_segs; i++)
+        if (v->segs[i]->map) madvise(v->segs[i]->map, v->segs[i]->map_len, MADV_NORMAL);
+    free(items);
+    if (atomic_load(&vs.failed)) return msa_fail(vs.st, "%s", vs.msg);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (progress) progress(c.total, c.total, user);
     if (report) {
-        report->bytes_checked = c.done;
+        report->bytes_checked = total;
         report->n_docs_checked = docs;
         report->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     }

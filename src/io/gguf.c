@@ -261,6 +261,11 @@ typedef struct tinfo {
     size_t nbytes;
 } tinfo;
 
+static int tinfo_cmp(const void *a, const void *b) {
+    const tinfo *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
 static msa_status parse_tensor_info(reader *r, tinfo *t) {
     MSA_TRY(rd_string(r, &t->name, &t->name_len, "tensor name"));
     if (t->name_len == 0 || t->name_len > GGUF_MAX_NAME || memchr(t->name, 0, t->name_len))
@@ -378,6 +383,18 @@ static msa_status parse(msa_gguf *g, const char *label) {
                 st = msa_weights_add(g->w, t->name, t->name_len, t->dtype, t->n_dims, t->shape,
                                      g->buf + data_start + t->offset, t->nbytes, 0);
             }
+        }
+    }
+    if (!st && n_tensors > 1) {
+        /* overlapping data would let one tensor alias another: a corrupt type or shape, never a real file */
+        qsort(ti, (size_t)n_tensors, sizeof *ti, tinfo_cmp);
+        const tinfo *last = NULL;
+        for (uint64_t i = 0; i < n_tensors && !st; i++) {
+            if (ti[i].nbytes == 0) continue;
+            if (last && ti[i].offset < last->offset + last->nbytes)
+                st = msa_fail(MSA_ERR_BAD_DATA, "%s: tensors '%.*s' and '%.*s' overlap", label, (int)last->name_len,
+                              last->name, (int)ti[i].name_len, ti[i].name);
+            last = &ti[i];
         }
     }
     free(ti);

@@ -74,8 +74,11 @@ static msa_status parse_eos(json_t *v, const char *label, int n_vocab, msa_hpara
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
-        if (!json_is_integer(e) || json_integer_value(e) < 0 || (n_vocab > 0 && json_integer_value(e) >= n_vocab))
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: 'eos_token_id' must be token ids below the vocabulary size", label);
+        if (!json_is_integer(e))
+            return msa_fail(MSA_ERR_BAD_DATA, "%s: 'eos_token_id' must be an integer or a list of integers", label);
+        if (json_integer_value(e) < 0 || (n_vocab > 0 && json_integer_value(e) >= n_vocab))
+            return msa_fail(MSA_ERR_BAD_DATA, "%s: 'eos_token_id' %lld is outside the vocabulary", label,
+                            (long long)json_integer_value(e));
         add_eos(hp, json_integer_value(e));
     }
     return MSA_OK;
@@ -203,6 +206,23 @@ static msa_status parse_root(json_t *root, msa_hparams *hp) {
     MSA_TRY(get_int(root, "max_position_embeddings", llama ? 2048 : 32768, 1, 1 << 30, &hp->n_ctx_train));
     MSA_TRY(get_float(root, "rms_norm_eps", 1e-6, 0, 1, &hp->rms_eps));
     MSA_TRY(get_float(root, "rope_theta", 10000.0, 0, 1e12, &hp->rope_theta));
+    /* transformers >= 5 writes rope_parameters {rope_theta, rope_type} instead of rope_theta/rope_scaling */
+    json_t *rp = json_object_get(root, "rope_parameters");
+    if (rp && !json_is_null(rp)) {
+        if (!json_is_object(rp)) return msa_fail(MSA_ERR_BAD_DATA, CFG ": 'rope_parameters' must be an object");
+        json_t *th = json_object_get(rp, "rope_theta");
+        if (th && !json_is_null(th)) {
+            if (!json_is_number(th) || !(json_number_value(th) > 0 && json_number_value(th) < 1e12))
+                return msa_fail(MSA_ERR_BAD_DATA, CFG ": 'rope_parameters.rope_theta' must be a positive number");
+            if (json_object_get(root, "rope_theta") && (float)json_number_value(th) != hp->rope_theta)
+                return msa_fail(MSA_ERR_BAD_DATA, CFG ": 'rope_theta' and 'rope_parameters.rope_theta' differ");
+            hp->rope_theta = (float)json_number_value(th);
+        }
+        json_t *rt = json_object_get(rp, "rope_type");
+        if (rt && !json_is_null(rt) && (!json_is_string(rt) || strcmp(json_string_value(rt), "default") != 0))
+            return msa_fail(MSA_ERR_UNSUPPORTED, CFG ": rope_parameters rope_type '%.32s' is not supported",
+                            json_is_string(rt) ? json_string_value(rt) : "?");
+    }
     MSA_TRY(get_bool(root, CFG, "tie_word_embeddings", false, &hp->tie_embeddings));
 
     json_t *rs = json_object_get(root, "rope_scaling");

@@ -87,6 +87,10 @@ static msa_status parse_tensor(msa_weights *w, const char *label, const char *na
         return msa_fail(MSA_ERR_BAD_DATA, "%s: tensor '%s': %llu bytes stored but %s x %lld elements need %llu", label,
                         name, (unsigned long long)(end - begin), info->name, (long long)nel,
                         (unsigned long long)want);
+    if (want && ((uintptr_t)(data + begin)) % esize)
+        /* kernels read elements through typed pointers; every real writer pads the header to keep them aligned */
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: tensor '%s': data is not aligned to its %zu-byte elements", label,
+                        name, esize);
     range->begin = begin;
     range->end = end;
     range->name = name;

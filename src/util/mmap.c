@@ -20,7 +20,8 @@ static msa_status open_error(const char *path, int err) {
 /* Open path and check it is a regular, non-empty (unless allow_empty) file within max_size. */
 static msa_status open_checked(const char *path, size_t max_size, int allow_empty, int *fd_out,
                                size_t *size_out) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO or device must not hang; regular files ignore the flag */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return open_error(path, errno);
     struct stat st;
     if (fstat(fd, &st) != 0) {

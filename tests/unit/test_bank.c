@@ -425,6 +425,10 @@ TEST(read_mode_bank) {
 }
 
 int main(void) {
+    if (getenv("MSA_TEST_ONLY_CONCURRENCY")) { /* the TSan suite runs only concurrency tests */
+        printf("SKIP test_bank (not a concurrency test)\n");
+        return 0;
+    }
     const char *tmp = getenv("TMPDIR");
     snprintf(scratch, sizeof scratch, "%s/msa-test-bank-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(scratch)) {

@@ -349,6 +349,8 @@ TEST(gguf_bad_headers) {
     CHECK(fails_with(c, len, MSA_ERR_BAD_DATA, "beyond end of file"));
     FRESH(); patch64(c, l.t0_offset, 1);
     CHECK(fails_with(c, len, MSA_ERR_BAD_DATA, "not a multiple of the alignment"));
+    FRESH(); patch32(c, l.t0_type, 1); /* Q8_0 -> F16: 4x the bytes, runs into the next tensor */
+    CHECK(fails_with(c, len, MSA_ERR_BAD_DATA, "overlap"));
     FRESH(); patch64(c, l.last_offset, UINT64_MAX - 63);
     CHECK(fails_with(c, len, MSA_ERR_BAD_DATA, "beyond end of file"));
     CHECK(fails_with(buf, 3, MSA_ERR_BAD_DATA, "too short"));

@@ -211,6 +211,24 @@ TEST(hfconfig_unsupported) {
     CHECK(hp.head_dim == 16 && hp.n_head_kv == 4 && hp.n_ctx_train == 2048);
 }
 
+TEST(hfconfig_transformers5_rope_parameters) {
+    /* transformers 5 re-saves rope_theta inside rope_parameters */
+    msa_hparams hp;
+    char buf[2048];
+    const char *at = strstr(qwen3, "\"rope_theta\":1000000.0,");
+    snprintf(buf, sizeof buf, "%.*s\"rope_parameters\":{\"rope_theta\":5000000,\"rope_type\":\"default\"},%s",
+             (int)(at - qwen3), qwen3, at + strlen("\"rope_theta\":1000000.0,"));
+    CHECK_EQ_INT(parse(buf, &hp), MSA_OK);
+    CHECK_NEAR(hp.rope_theta, 5e6, 1);
+    CHECK(edit_fails(qwen3, "\"rope_theta\":1000000.0", "\"rope_parameters\":{\"rope_theta\":1e6,\"rope_type\":\"yarn\"}",
+                     MSA_ERR_UNSUPPORTED, "yarn"));
+    CHECK(edit_fails(qwen3, "\"rope_theta\":1000000.0", "\"rope_parameters\":{\"rope_theta\":\"x\"}", MSA_ERR_BAD_DATA,
+                     "rope_parameters"));
+    CHECK(edit_fails(qwen3, "\"rope_theta\":1000000.0", "\"rope_theta\":1000000.0,\"rope_parameters\":{\"rope_theta\":10000}",
+                     MSA_ERR_BAD_DATA, "differ"));
+    CHECK(edit_fails(qwen3, "\"rope_theta\":1000000.0", "\"rope_parameters\":[]", MSA_ERR_BAD_DATA, "rope_parameters"));
+}
+
 TEST(hfconfig_truncated_and_garbage) {
     size_t n = strlen(msa4b);
     msa_hparams hp;
@@ -243,6 +261,7 @@ int main(void) {
     RUN(hfconfig_missing_and_wrong_types);
     RUN(hfconfig_nonsense_values);
     RUN(hfconfig_unsupported);
+    RUN(hfconfig_transformers5_rope_parameters);
     RUN(hfconfig_truncated_and_garbage);
     return test_summary();
 }

@@ -9,16 +9,22 @@
 #include "io/weights.h"
 #include "test.h"
 
-/* header JSON + data bytes -> a whole file image (malloc'd) */
-static uint8_t *st_image(const char *header, size_t data_len, size_t *len) {
-    size_t hl = strlen(header);
-    *len = 8 + hl + data_len;
+/* header JSON (padded with spaces to a multiple of 8 bytes unless raw, as every writer does) + data bytes
+ * -> a whole file image (malloc'd) */
+static uint8_t *st_image_ex(const char *header, size_t data_len, size_t *len, int raw) {
+    size_t hl = strlen(header), pad = raw ? 0 : (8 - hl % 8) % 8;
+    *len = 8 + hl + pad + data_len;
     uint8_t *b = malloc(*len);
-    uint64_t h = hl;
+    uint64_t h = hl + pad;
     memcpy(b, &h, 8);
     memcpy(b + 8, header, hl);
-    for (size_t i = 0; i < data_len; i++) b[8 + hl + i] = (uint8_t)(i * 13 + 5);
+    memset(b + 8 + hl, ' ', pad);
+    for (size_t i = 0; i < data_len; i++) b[8 + hl + pad + i] = (uint8_t)(i * 13 + 5);
     return b;
+}
+
+static uint8_t *st_image(const char *header, size_t data_len, size_t *len) {
+    return st_image_ex(header, data_len, len, 0);
 }
 
 /* f32 [2,3] at 0..24, bf16 [4] at 24..32, f16 [] (scalar) at 32..34, a zero-size f32 [0,5] at 34..34 */
@@ -176,6 +182,11 @@ TEST(safetensors_bad_headers) {
     CHECK(header_fails(T("F32", "[4294967296,4294967296,4]", "[0,4]"), 4, MSA_ERR_BAD_DATA, "too large"));
     CHECK(header_fails(T("F32", "[9223372036854775807,2]", "[0,4]"), 4, MSA_ERR_BAD_DATA, "too large"));
     CHECK(header_fails(T("F32", "[1]", "[0]"), 4, MSA_ERR_BAD_DATA, "data_offsets"));
+    CHECK(header_fails(T("F32", "[1]", "[2,6]"), 8, MSA_ERR_BAD_DATA, "not aligned"));
+    CHECK(header_fails(T("BF16", "[1]", "[1,3]"), 4, MSA_ERR_BAD_DATA, "not aligned"));
+    uint8_t *odd = st_image_ex(T("F32", "[1]", "[0,4]") " ", 4, &len, 1); /* header of 57 bytes */
+    CHECK(fails_with(odd, len, MSA_ERR_BAD_DATA, "not aligned"));
+    free(odd);
     CHECK(header_fails(T("F32", "[1]", "[-4,0]"), 4, MSA_ERR_BAD_DATA, "data_offsets"));
     CHECK(header_fails(T("F32", "[1]", "[0,99999999999999999999999]"), 4, MSA_ERR_BAD_DATA, "JSON"));
     CHECK(header_fails("{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, MSA_ERR_BAD_DATA, "dtype"));

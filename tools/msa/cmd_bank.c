@@ -1,10 +1,621 @@
-/* cmd_bank.c — `msa bank`. Placeholder until its module lands; replace this file whole. */
+/* cmd_bank.c — `msa bank`: create, add, rm, ls, info, verify, compact, export and import memory banks
+ * (docs/bank-format.md). `add` collects documents (files, directories, stdin, JSONL) and hands them to the
+ * encoder (msa_bank_ingest); it exits 0 only after they are durable. Exit codes come from the status:
+ * 65 malformed bank or other model, 66 missing, 73 conflict, 74 I/O, 75 locked. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "commands.h"
+#include "model_glue.h"
+#include "util/error.h"
+
+#define MAX_DOC_BYTES ((size_t)1 << 30)
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: msa bank COMMAND ...\n"
+            "  create BANK -m MODEL [--mode native|read] [--pooling P]   (fingerprint and shapes from the model)\n"
+            "  create BANK --shape-of msa-4b|synthetic-small             (no model: tests and benchmarks)\n"
+            "  add BANK [FILE|DIR|-]... [--jsonl FILE] [-m MODEL] [--replace] [--id ID] [--synthetic]\n"
+            "        files: id = the path as given; directories recursively; '-' = stdin as one document (id from\n"
+            "        --id, default 'stdin'); JSONL lines {\"id\": ..., \"text\": ..., \"meta\": {...}}.\n"
+            "        --synthetic stores deterministic vectors derived from the text instead of encoding (tests).\n"
+            "  rm BANK ID...            tombstone documents (all or nothing)\n"
+            "  ls BANK [--json]         one line (or JSON object) per document: id, index, tokens, hash\n"
+            "  info BANK [--json]       shapes, fingerprint, counts, sizes\n"
+            "  verify BANK [--json]     full checksum scan\n"
+            "  compact BANK             purge deleted documents, merge segments\n"
+            "  export BANK FILE         one portable checksummed file\n"
+            "  import FILE BANK         a new bank from an export (fingerprint kept, indices kept)\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+    for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+static msa_status open_bank(const char *path, bool writable, msa_bank **b) {
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.writable = writable;
+    return msa_bank_open(path, &op, b);
+}
+
+/* ----------------------------------------------------------------------------------------------- create */
+
+static int bank_create(int argc, char **argv) {
+    const char *path = NULL, *model = NULL, *shape_of = NULL, *mode = "native";
+    int pooling = 0;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--shape-of") && i + 1 < argc) shape_of = argv[++i];
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
+        else if (!strcmp(argv[i], "--pooling") && i + 1 < argc) pooling = atoi(argv[++i]);
+        else if (argv[i][0] == '-') return cli_usage_error("bank create", "unknown option '%s'", argv[i]);
+        else if (!path) path = argv[i];
+        else return cli_usage_error("bank create", "unexpected argument '%s'", argv[i]);
+    }
+    if (!path) return cli_usage_error("bank create", "missing BANK");
+    if (!model == !shape_of) return cli_usage_error("bank create", "give exactly one of -m MODEL or --shape-of NAME");
+    if (strcmp(mode, "native") && strcmp(mode, "read")) return cli_usage_error("bank create", "--mode native|read");
+    msa_bank_create_params cp = {0};
+    msa_status st;
+    if (shape_of) {
+        if (msa_bank_shape_named(shape_of, &cp.shape)) return cli_usage_error("bank create", "%s", msa_last_error());
+        /* a fixed fingerprint per named shape: banks of the same synthetic shape can exchange exports */
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits(shape_of, strlen(shape_of)));
+        memcpy(cp.fingerprint, c.digest, 16);
+        memcpy(cp.fingerprint + 16, "synthetic-shape\0", 16);
+    } else {
+        st = model_glue_bank_params(model, !strcmp(mode, "read"), pooling, &cp);
+        if (st) return cli_fail(st);
+    }
+    st = msa_bank_create(path, &cp);
+    if (st) return cli_fail(st);
+    printf("created %s (%s, %s, %d router layers, P=%d)\n", path, cp.shape.mode == MSA_BANK_NATIVE ? "native" : "read",
+           cp.shape.dtype == MSA_BANK_BF16 ? "bf16" : "f32", cp.shape.n_router, cp.shape.pooling);
+    return 0;
+}
+
+/* -------------------------------------------------------------------------------------------------- add */
+
+typedef struct doc_list {
+    msa_doc_input *docs;
+    char **owned;          /* strings to free */
+    size_t n, cap, n_owned, cap_owned;
+} doc_list;
+
+static char *keep(doc_list *l, char *s) {
+    if (!s) return NULL;
+    if (l->n_owned == l->cap_owned) {
+        l->cap_owned = l->cap_owned ? 2 * l->cap_owned : 64;
+        char **o = realloc(l->owned, l->cap_owned * sizeof *o);
+        if (!o) {
+            free(s);
+            return NULL;
+        }
+        l->owned = o;
+    }
+    l->owned[l->n_owned++] = s;
+    return s;
+}
+
+static msa_status push(doc_list *l, const char *id, char *text, size_t len, const char *meta) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        msa_doc_input *d = realloc(l->docs, l->cap * sizeof *d);
+        if (!d) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+        l->docs = d;
+    }
+    l->docs[l->n++] = (msa_doc_input){.id = id, .text = text, .text_len = len, .meta_json = meta};
+    return MSA_OK;
+}
+
+static msa_status read_stream(FILE *f, const char *name, char **out, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap >= MAX_DOC_BYTES) {
+                free(buf);
+                return msa_fail(MSA_ERR_LIMIT, "%s: larger than 1 GiB", name);
+            }
+            char *b = realloc(buf, cap * 2);
+            if (!b) {
+                free(buf);
+                return msa_fail(MSA_ERR_NOMEM, "out of memory");
+            }
+            buf = b;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return msa_fail(MSA_ERR_IO, "%s: read failed", name);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return MSA_OK;
+}
+
+static msa_status add_file(doc_list *l, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return msa_fail(errno == ENOENT ? MSA_ERR_NOT_FOUND : MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    char *text;
+    size_t len;
+    msa_status st = read_stream(f, path, &text, &len);
+    fclose(f);
+    if (st) return st;
+    char *id = keep(l, strdup(path));
+    if (!keep(l, text) || !id) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    return push(l, id, text, len, NULL);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static msa_status add_dir(doc_list *l, const char *dir, int depth) {
+    if (depth > 64) return msa_fail(MSA_ERR_LIMIT, "%s: directories nested too deeply", dir);
+    DIR *d = opendir(dir);
+    if (!d) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    msa_status st = MSA_OK;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue; /* ., .., hidden files */
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(names, cap * sizeof *nn);
+            if (!nn) {
+                st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+                break;
+            }
+            names = nn;
+        }
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        if (!(names[n] = malloc(len))) {
+            st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(names[n++], len, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    if (names) qsort(names, n, sizeof *names, cmp_str); /* a stable order: indices follow it */
+    for (size_t i = 0; i < n && !st; i++) {
+        struct stat sb;
+        if (stat(names[i], &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) st = add_dir(l, names[i], depth + 1);
+        else if (S_ISREG(sb.st_mode)) st = add_file(l, names[i]);
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return st;
+}
+
+static msa_status add_jsonl(doc_list *l, const char *path) {
+    FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
+    if (!f) return msa_fail(errno == ENOENT ? MSA_ERR_NOT_FOUND : MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    msa_status st = MSA_OK;
+    for (size_t lineno = 1; !st && (len = getline(&line, &cap, f)) >= 0; lineno++) {
+        size_t i = 0;
+        while (i < (size_t)len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n')) i++;
+        if (i == (size_t)len) continue; /* blank line */
+        json_error_t err;
+        json_t *o = json_loadb(line, (size_t)len, 0, &err);
+        json_t *id = o ? json_object_get(o, "id") : NULL, *text = o ? json_object_get(o, "text") : NULL;
+        json_t *meta = o ? json_object_get(o, "meta") : NULL;
+        if (!o || !json_is_object(o)) st = msa_fail(MSA_ERR_BAD_DATA, "%s:%zu: not a JSON object (%s)", path, lineno, o ? "" : err.text);
+        else if (!json_is_string(id) || json_string_length(id) == 0)
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s:%zu: \"id\" must be a non-empty string", path, lineno);
+        else if (!json_is_string(text)) st = msa_fail(MSA_ERR_BAD_DATA, "%s:%zu: \"text\" must be a string", path, lineno);
+        else if (meta && !json_is_object(meta) && !json_is_null(meta))
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s:%zu: \"meta\" must be an object", path, lineno);
+        else if (strlen(json_string_value(id)) != json_string_length(id))
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s:%zu: \"id\" contains a NUL character", path, lineno);
+        if (!st) {
+            char *sid = keep(l, strdup(json_string_value(id)));
+            size_t tl = json_string_length(text);
+            char *t = keep(l, malloc(tl + 1));
+            char *m = meta && json_is_object(meta) ? keep(l, json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS)) : NULL;
+            if (!sid || !t || (meta && json_is_object(meta) && !m)) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            else {
+                memcpy(t, json_string_value(text), tl);
+                t[tl] = '\0';
+                st = push(l, sid, t, tl, m);
+            }
+        }
+        json_decref(o);
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    return st;
+}
+
+static void free_docs(doc_list *l) {
+    for (size_t i = 0; i < l->n_owned; i++) free(l->owned[i]);
+    free(l->owned);
+    free(l->docs);
+}
+
+/* --synthetic: deterministic vectors from the text (for tests and benchmarks without a model) */
+static msa_status add_synthetic(msa_bank *b, const doc_list *l, bool replace, msa_ingest_report *rep) {
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    const msa_bank_shape *sh = &bi.shape;
+    size_t es = msa_bank_dtype_size(sh->dtype);
+    double t0 = now_s(), last = 0;
+    bool tty = isatty(2);
+    msa_status st = MSA_OK;
+    for (size_t i = 0; i < l->n && !st; i++) {
+        const msa_doc_input *in = &l->docs[i];
+        uint64_t n_tokens = in->text_len / 4 + 1;
+        uint32_t n_chunks = (uint32_t)((n_tokens + (uint64_t)sh->pooling - 1) / (uint64_t)sh->pooling);
+        uint64_t seed = XXH3_64bits(in->text, in->text_len);
+        void *rk[MSA_BANK_MAX_LAYERS] = {0}, *km[MSA_BANK_MAX_LAYERS] = {0}, *vm[MSA_BANK_MAX_LAYERS] = {0};
+        uint64_t kv = (uint64_t)n_chunks * (uint64_t)sh->n_kv_heads * (uint64_t)sh->head_dim;
+        for (int s = 0; s < sh->n_router && !st; s++) {
+            uint64_t nr = (uint64_t)n_chunks * (uint64_t)sh->route_dim[s];
+            rk[s] = malloc(nr * es);
+            if (sh->mode == MSA_BANK_NATIVE) {
+                km[s] = malloc(kv * es);
+                vm[s] = malloc(kv * es);
+            }
+            if (!rk[s] || (sh->mode == MSA_BANK_NATIVE && (!km[s] || !vm[s]))) {
+                st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+                break;
+            }
+            void *bufs[3] = {rk[s], km[s], vm[s]};
+            uint64_t counts[3] = {nr, kv, kv};
+            for (int k = 0; k < 3; k++) {
+                if (!bufs[k]) continue;
+                uint64_t x = seed ^ ((uint64_t)s << 40) ^ ((uint64_t)k << 56);
+                for (uint64_t e = 0; e < counts[k]; e++) {
+                    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                    float f = (float)((int64_t)(x >> 40) - (1 << 23)) / (float)(1 << 23);
+                    if (sh->dtype == MSA_BANK_F32) memcpy((float *)bufs[k] + e, &f, 4);
+                    else {
+                        uint32_t u;
+                        memcpy(&u, &f, 4);
+                        ((uint16_t *)bufs[k])[e] = (uint16_t)(u >> 16);
+                    }
+                }
+            }
+        }
+        if (!st) {
+            msa_bank_doc d = {.id = in->id, .text = in->text, .text_len = in->text_len, .meta_json = in->meta_json,
+                              .n_tokens = n_tokens, .n_chunks = n_chunks, .route_keys = (const void *const *)rk,
+                              .k_mean = (const void *const *)km, .v_mean = (const void *const *)vm};
+            msa_bank_doc_state ds;
+            st = msa_bank_add(b, &d, replace, &ds, NULL);
+            if (!st) {
+                if (ds == MSA_BANK_DOC_UNCHANGED) rep->n_unchanged++;
+                else {
+                    rep->n_tokens_encoded += n_tokens;
+                    if (ds == MSA_BANK_DOC_DIFFERENT) rep->n_replaced++;
+                    else rep->n_added++;
+                }
+            }
+        }
+        for (int s = 0; s < MSA_BANK_MAX_LAYERS; s++) {
+            free(rk[s]);
+            free(km[s]);
+            free(vm[s]);
+        }
+        double t = now_s();
+        if (tty && (t - last > 0.2 || i + 1 == l->n)) {
+            double dt = t - t0, tps = dt > 0 ? (double)rep->n_tokens_encoded / dt : 0;
+            double eta = i + 1 < l->n ? dt * (double)(l->n - i - 1) / (double)(i + 1) : 0;
+            fprintf(stderr, "\radding: %zu/%zu documents, %.0f tokens/s, ETA %.0f s   ", i + 1, l->n, tps, eta);
+            last = t;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    if (!st) st = msa_bank_commit(b);
+    rep->seconds = now_s() - t0;
+    return st;
+}
+
+static int bank_add(int argc, char **argv) {
+    const char *path = NULL, *model_path = NULL, *stdin_id = "stdin";
+    bool replace = false, synthetic = false;
+    doc_list l = {0};
+    msa_status st = MSA_OK;
+    const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
+    const char **jsonl = calloc((size_t)argc + 1, sizeof *jsonl);
+    size_t n_inputs = 0, n_jsonl = 0;
+    int rc = 0;
+    if (!inputs || !jsonl) return cli_fail(msa_fail(MSA_ERR_NOMEM, "out of memory"));
+    for (int i = 1; i < argc && !rc; i++) {
+        if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model_path = argv[++i];
+        else if (!strcmp(argv[i], "--jsonl") && i + 1 < argc) jsonl[n_jsonl++] = argv[++i];
+        else if (!strcmp(argv[i], "--id") && i + 1 < argc) stdin_id = argv[++i];
+        else if (!strcmp(argv[i], "--replace")) replace = true;
+        else if (!strcmp(argv[i], "--synthetic")) synthetic = true;
+        else if (argv[i][0] == '-' && argv[i][1]) rc = cli_usage_error("bank add", "unknown option '%s'", argv[i]);
+        else if (!path) path = argv[i];
+        else inputs[n_inputs++] = argv[i];
+    }
+    if (!rc && !path) rc = cli_usage_error("bank add", "missing BANK");
+    if (!rc && n_inputs + n_jsonl == 0) rc = cli_usage_error("bank add", "nothing to add (files, directories, - or --jsonl)");
+    for (size_t i = 0; !rc && !st && i < n_inputs; i++) {
+        if (!strcmp(inputs[i], "-")) {
+            char *text;
+            size_t len;
+            st = read_stream(stdin, "stdin", &text, &len);
+            if (!st && !keep(&l, text)) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            if (!st) st = push(&l, stdin_id, text, len, NULL);
+            continue;
+        }
+        struct stat sb;
+        if (stat(inputs[i], &sb) != 0) st = msa_fail(MSA_ERR_NOT_FOUND, "%s: %s", inputs[i], strerror(errno));
+        else if (S_ISDIR(sb.st_mode)) st = add_dir(&l, inputs[i], 0);
+        else st = add_file(&l, inputs[i]);
+    }
+    for (size_t i = 0; !rc && !st && i < n_jsonl; i++) st = add_jsonl(&l, jsonl[i]);
+    free(inputs);
+    free(jsonl);
+    if (rc || st) {
+        free_docs(&l);
+        return rc ? rc : cli_fail(st);
+    }
+    msa_bank *b = NULL;
+    st = open_bank(path, true, &b);
+    msa_ingest_report rep = {0};
+    if (!st && synthetic) {
+        st = add_synthetic(b, &l, replace, &rep);
+    } else if (!st) {
+        msa_bank_info bi;
+        msa_bank_get_info(b, &bi);
+        if (!model_path && bi.model_path[0]) model_path = bi.model_path;
+        if (!model_path) st = msa_fail(MSA_ERR_INVALID_ARG, "%s: no model recorded; give -m MODEL", path);
+        else st = model_glue_ingest(b, model_path, l.docs, l.n, replace, &rep);
+    }
+    msa_bank_close(b);
+    free_docs(&l);
+    if (st) return cli_fail(st);
+    printf("added %zu, replaced %zu, unchanged %zu; %" PRIu64 " tokens encoded in %.2f s (durable)\n", rep.n_added,
+           rep.n_replaced, rep.n_unchanged, rep.n_tokens_encoded, rep.seconds);
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------- rm, ls, info */
+
+static int bank_rm(int argc, char **argv) {
+    if (argc < 3) return cli_usage_error("bank rm", "usage: msa bank rm BANK ID...");
+    msa_bank *b;
+    msa_status st = open_bank(argv[1], true, &b);
+    if (st) return cli_fail(st);
+    for (int i = 2; i < argc && !st; i++) st = msa_bank_remove(b, argv[i]);
+    if (!st) st = msa_bank_commit(b); /* all or nothing: a missing id commits none */
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    printf("removed %d\n", argc - 2);
+    return 0;
+}
+
+static int bank_ls(int argc, char **argv) {
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (argv[i][0] == '-') return cli_usage_error("bank ls", "unknown option '%s'", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) return cli_usage_error("bank ls", "missing BANK");
+    msa_bank *b;
+    msa_status st = open_bank(path, false, &b);
+    if (st) return cli_fail(st);
+    for (uint64_t i = 0; i < msa_bank_n_docs(b); i++) {
+        msa_bank_doc_info d;
+        msa_bank_doc_at(b, i, &d);
+        char h[33];
+        hex(d.hash, 16, h);
+        if (json) {
+            json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "id", d.id, "index", (json_int_t)d.index, "tokens",
+                                  (json_int_t)d.n_tokens, "chunks", (json_int_t)d.n_chunks, "hash", h);
+            if (o && d.meta_json[0]) {
+                json_t *m = json_loads(d.meta_json, 0, NULL);
+                if (m) json_object_set_new(o, "meta", m);
+            }
+            char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            if (s) puts(s);
+            free(s);
+            json_decref(o);
+        } else {
+            printf("%6u %10" PRIu64 " %s %s\n", d.index, d.n_tokens, h, d.id);
+        }
+    }
+    msa_bank_close(b);
+    return 0;
+}
+
+static int bank_info(int argc, char **argv) {
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (argv[i][0] == '-') return cli_usage_error("bank info", "unknown option '%s'", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) return cli_usage_error("bank info", "missing BANK");
+    msa_bank *b;
+    msa_status st = open_bank(path, false, &b);
+    if (st) return cli_fail(st);
+    msa_bank_info in;
+    msa_bank_get_info(b, &in);
+    const msa_bank_shape *s = &in.shape;
+    char fp[65];
+    hex(in.fingerprint, 32, fp);
+    uint64_t vec_per_chunk = 0;
+    for (int l = 0; l < s->n_router; l++) vec_per_chunk += (uint64_t)s->route_dim[l];
+    if (s->mode == MSA_BANK_NATIVE) vec_per_chunk += (uint64_t)s->n_router * 2 * (uint64_t)s->n_kv_heads * (uint64_t)s->head_dim;
+    double vec_per_token = (double)(vec_per_chunk * msa_bank_dtype_size(s->dtype)) / s->pooling;
+    double per_token = in.n_tokens ? (double)in.bytes / (double)in.n_tokens : 0;
+    if (json) {
+        json_t *layers = json_array();
+        for (int l = 0; l < s->n_router; l++) json_array_append_new(layers, json_integer(s->router_layers[l]));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                              "s:I, s:b, s:f, s:f}",
+                              "mode", s->mode == MSA_BANK_NATIVE ? "native" : "read", "dtype",
+                              s->dtype == MSA_BANK_BF16 ? "bf16" : "f32", "fingerprint", fp, "model_path", in.model_path,
+                              "n_layers", s->n_layers, "router_layers", layers, "n_kv_heads", s->n_kv_heads, "head_dim",
+                              s->head_dim, "pooling", s->pooling, "n_template", s->n_template, "version",
+                              (json_int_t)in.version, "documents", (json_int_t)in.n_docs, "deleted",
+                              (json_int_t)in.n_deleted, "next_index", (json_int_t)in.next_index, "tokens",
+                              (json_int_t)in.n_tokens, "chunks", (json_int_t)in.n_chunks, "segments",
+                              (json_int_t)in.n_segments, "bytes", (json_int_t)in.bytes, "has_template",
+                              in.has_template, "vector_bytes_per_token", vec_per_token, "bytes_per_token", per_token);
+        char *str = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (str) puts(str);
+        free(str);
+        json_decref(o);
+    } else {
+        printf("bank         %s (format %d.%d, version %" PRIu64 ")\n", path, 1, 0, in.version);
+        printf("mode         %s, %s\n", s->mode == MSA_BANK_NATIVE ? "native" : "read",
+               s->dtype == MSA_BANK_BF16 ? "bf16" : "f32");
+        printf("model        %s\nfingerprint  %s\n", in.model_path[0] ? in.model_path : "(none)", fp);
+        printf("shape        %d layers, router layers %d..%d (%d), %d kv heads x %d, P=%d, template %d tokens\n",
+               s->n_layers, s->router_layers[0], s->router_layers[s->n_router - 1], s->n_router, s->n_kv_heads,
+               s->head_dim, s->pooling, s->n_template);
+        printf("documents    %" PRIu64 " live, %" PRIu64 " deleted (compact purges), next index %" PRIu64 "\n", in.n_docs,
+               in.n_deleted, in.next_index);
+        printf("tokens       %" PRIu64 " (%" PRIu64 " chunks)\n", in.n_tokens, in.n_chunks);
+        printf("size         %" PRIu64 " bytes in %" PRIu64 " segments; %.0f vector bytes/token, %.1f bytes/token "
+               "overall; text %" PRIu64 " bytes compressed\n",
+               in.bytes, in.n_segments, vec_per_token, per_token, in.text_bytes);
+        printf("template     %s\n", in.has_template ? "stored" : "not set");
+    }
+    msa_bank_close(b);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------ verify, compact, export */
+
+typedef struct vprog {
+    double t0, last;
+} vprog;
+
+static void verify_progress(uint64_t done, uint64_t total, void *user) {
+    vprog *p = user;
+    double t = now_s();
+    if (t - p->last < 0.2 && done < total) return;
+    p->last = t;
+    double dt = t - p->t0, rate = dt > 0 ? (double)done / dt : 0;
+    double eta = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\rverifying: %.2f / %.2f GB, %.2f GB/s, ETA %.0f s   ", (double)done / 1e9, (double)total / 1e9,
+            rate / 1e9, eta);
+}
+
+static int bank_verify(int argc, char **argv) {
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (argv[i][0] == '-') return cli_usage_error("bank verify", "unknown option '%s'", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) return cli_usage_error("bank verify", "missing BANK");
+    double t0 = now_s();
+    msa_bank *b;
+    msa_status st = open_bank(path, false, &b);
+    if (st) return cli_fail(st);
+    double t_open = now_s() - t0;
+    vprog p = {now_s(), 0};
+    bool tty = isatty(2);
+    msa_bank_verify_report rep;
+    st = msa_bank_verify(b, tty ? verify_progress : NULL, &p, &rep);
+    if (tty) fputc('\n', stderr);
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    double gbs = rep.seconds > 0 ? (double)rep.bytes_checked / rep.seconds / 1e9 : 0;
+    if (json)
+        printf("{\"ok\":true,\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.4f,\"gb_per_s\":%.3f,"
+               "\"open_seconds\":%.4f}\n",
+               rep.n_docs_checked, rep.bytes_checked, rep.seconds, gbs, t_open);
+    else
+        printf("ok: %" PRIu64 " documents, %.3f GB checked in %.3f s (%.2f GB/s); opened in %.3f s\n",
+               rep.n_docs_checked, (double)rep.bytes_checked / 1e9, rep.seconds, gbs, t_open);
+    return 0;
+}
+
+static int bank_compact(int argc, char **argv) {
+    if (argc != 2) return cli_usage_error("bank compact", "usage: msa bank compact BANK");
+    msa_bank *b;
+    msa_status st = open_bank(argv[1], true, &b);
+    if (st) return cli_fail(st);
+    msa_bank_info before, after;
+    msa_bank_get_info(b, &before);
+    st = msa_bank_compact(b);
+    msa_bank_get_info(b, &after);
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    printf("compacted: %" PRIu64 " -> %" PRIu64 " bytes, %" PRIu64 " deleted documents purged, %" PRIu64 " segments\n",
+           before.bytes, after.bytes, before.n_deleted, after.n_segments);
+    return 0;
+}
+
+static int bank_export(int argc, char **argv) {
+    if (argc != 3) return cli_usage_error("bank export", "usage: msa bank export BANK FILE");
+    msa_bank *b;
+    msa_status st = open_bank(argv[1], false, &b);
+    if (st) return cli_fail(st);
+    st = msa_bank_export(b, argv[2]);
+    uint64_t n = msa_bank_n_docs(b);
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    printf("exported %" PRIu64 " documents to %s\n", n, argv[2]);
+    return 0;
+}
+
+static int bank_import(int argc, char **argv) {
+    if (argc != 3) return cli_usage_error("bank import", "usage: msa bank import FILE BANK");
+    uint64_t n = 0;
+    msa_status st = msa_bank_import(argv[1], argv[2], &n);
+    if (st) return cli_fail(st);
+    printf("imported %" PRIu64 " documents into %s\n", n, argv[2]);
+    return 0;
+}
 
 int cmd_bank(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "msa bank: not built yet\n");
-    return 69;
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 64 : 0;
+    }
+    const char *c = argv[1];
+    argc--;
+    argv++;
+    if (!strcmp(c, "create")) return bank_create(argc, argv);
+    if (!strcmp(c, "add")) return bank_add(argc, argv);
+    if (!strcmp(c, "rm")) return bank_rm(argc, argv);
+    if (!strcmp(c, "ls")) return bank_ls(argc, argv);
+    if (!strcmp(c, "info")) return bank_info(argc, argv);
+    if (!strcmp(c, "verify")) return bank_verify(argc, argv);
+    if (!strcmp(c, "compact")) return bank_compact(argc, argv);
+    if (!strcmp(c, "export")) return bank_export(argc, argv);
+    if (!strcmp(c, "import")) return bank_import(argc, argv);
+    fprintf(stderr, "msa bank: unknown command '%s'\n", c);
+    usage(stderr);
+    return 64;
 }

@@ -13,6 +13,10 @@ int cmd_bank(int argc, char **argv);      /* cmd_bank.c: memory bank management 
 int cmd_ask(int argc, char **argv);       /* cmd_ask.c: answer a question from a bank */
 int cmd_chat(int argc, char **argv);      /* cmd_ask.c: interactive questions over a bank */
 int cmd_demo(int argc, char **argv);      /* cmd_demo.c: the end-to-end demo on the default model */
+int bench_bank(int argc, char **argv);     /* bench_bank.c: `msa bench bank ...` (argv[0] = "bank") */
+
+/* bench_model.c: `msa bench prefill|decode`; what is "prefill" or "decode", argv[0] is what, options follow. */
+int bench_model(const char *what, int argc, char **argv);
 
 /* Print "msa: <message>" for a failed status (msa_last_error, else msa_strerror) to stderr and return
  * the exit code for it. */

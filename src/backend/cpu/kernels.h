@@ -1,7 +1,20 @@
 /* kernels.h — CPU compute kernels: matrix products against stored-dtype weights, with run-time dispatch to
- * AVX-512 / AVX2 / scalar. Activations are float32 in and out; a kernel may convert activations to the
- * weight's partner format internally (bf16 for bf16, q8 blocks for quantized, as llama.cpp does) — that is
- * part of its documented numerics and is checked against the scalar reference within tolerance. */
+ * AVX-512 / AVX2 / scalar. Activations are float32 in and out; a kernel converts activations to the
+ * weight's partner format once per call, as llama.cpp does. That conversion is part of the numerics:
+ *
+ *   weights  activations used                     worst-case effect of the activation rounding
+ *   f32      f32 as given                         none (f32 products, f32 accumulation)
+ *   f16      f32 as given (weights widened)       none
+ *   bf16     rounded to bf16, nearest-even        |x' - x| <= 2^-9 |x| per element
+ *   q8_0,    q8 blocks of 32: d = max|x|/127      |x' - x| <= d/2 per element (d kept in f32, not f16;
+ *   q4_0,    (f32), q = round-half-even(x/d)      q4_1 also uses the exact integer sum of q per block)
+ *   q4_1
+ *
+ * Products of the weights with x' are exact for the quantized dtypes (integer dot products per block, then
+ * one f32 scale d_w*d_x per block) and f32 multiply-adds otherwise; accumulation is f32 in an order that
+ * depends on the SIMD path, so paths agree to about 1e-6 of sum|w*x'|, not bit for bit. On AVX512-BF16
+ * (vdpbf16ps) bf16 subnormal products are flushed to zero. tests/unit/test_kernels.c checks every dtype on
+ * every path against a double-precision reference with exactly this rounding. */
 #ifndef MSA_BACKEND_CPU_KERNELS_H
 #define MSA_BACKEND_CPU_KERNELS_H
 
@@ -11,7 +24,10 @@
 #include "util/threadpool.h"
 
 /* y[t, o] = sum_i W[o, i] * x[t, i]   for t < n_tok, o < n_out (W is [n_out, n_in], any msa_dtype).
- * x: [n_tok, n_in] f32 row-major, y: [n_tok, n_out] f32 row-major. Parallel over tp. */
+ * x: [n_tok, n_in] f32 row-major, y: [n_tok, n_out] f32 row-major. Parallel over tp (NULL: this thread).
+ * n_tok == 1 is the decode path (each weight row streamed once, rows split among threads); n_tok > 1 tiles
+ * rows x tokens so each weight block is reused across tokens. Not reentrant per calling thread (a scratch
+ * buffer for the converted activations is kept per calling thread); different threads may call at once. */
 void msa_matmul(msa_threadpool *tp, const msa_tensor *w, const float *x, float *y, int n_tok);
 
 /* The same over a row range of W: y[t, o - row0] for o in [row0, row0+n_rows) (used for vocab slices). */
@@ -22,7 +38,7 @@ void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int6
 void msa_get_row_f32(const msa_tensor *w, int64_t r, float *out);
 
 /* Which SIMD path was chosen ("avx512", "avx2", "scalar"); MSA_SIMD=scalar|avx2 in the environment forces a
- * lower one (for tests). */
+ * lower one (for tests). avx512 means F/BW/VL/DQ + VNNI (bf16 weights use AVX512-BF16 when present). */
 const char *msa_cpu_simd_name(void);
 
 #endif

@@ -1,0 +1,200 @@
+/* kernels.c — the matmul entry points: picks the ISA once, converts the activations into the kernel's
+ * partner format once per call, and splits the weight rows among the pool's threads in chunks taken from a
+ * shared counter (so a thread slowed by another process does not hold the others back). */
+#include "backend/cpu/kernels.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/kernels_impl.h"
+
+static msa_kernel g_tables[MSA_SIMD_COUNT][MSA_DTYPE_COUNT];
+static int g_have[MSA_SIMD_COUNT];
+static msa_simd g_max, g_level;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512"};
+
+static void init_tables(void) {
+    /* Each level starts as a copy of the one below and overrides what it improves. */
+    g_have[MSA_SIMD_SCALAR] = msa_kernels_scalar(g_tables[MSA_SIMD_SCALAR]);
+    memcpy(g_tables[MSA_SIMD_AVX2], g_tables[MSA_SIMD_SCALAR], sizeof g_tables[0]);
+    g_have[MSA_SIMD_AVX2] = msa_kernels_avx2(g_tables[MSA_SIMD_AVX2]);
+    memcpy(g_tables[MSA_SIMD_AVX512], g_tables[MSA_SIMD_AVX2], sizeof g_tables[0]);
+    g_have[MSA_SIMD_AVX512] = g_have[MSA_SIMD_AVX2] && msa_kernels_avx512(g_tables[MSA_SIMD_AVX512]);
+    g_max = MSA_SIMD_SCALAR;
+    for (int l = 1; l < MSA_SIMD_COUNT; l++)
+        if (g_have[l]) g_max = (msa_simd)l;
+    g_level = g_max;
+    const char *env = getenv("MSA_SIMD");
+    if (env && *env) {
+        for (int l = 0; l < MSA_SIMD_COUNT; l++)
+            if (!strcmp(env, simd_names[l]) && l < (int)g_level) g_level = (msa_simd)l;
+    }
+}
+
+msa_simd msa_cpu_simd_max(void) {
+    pthread_once(&g_once, init_tables);
+    return g_max;
+}
+
+msa_simd msa_cpu_simd(void) {
+    pthread_once(&g_once, init_tables);
+    return g_level;
+}
+
+int msa_cpu_set_simd(msa_simd level) {
+    pthread_once(&g_once, init_tables);
+    if ((unsigned)level >= MSA_SIMD_COUNT || !g_have[level]) return 0;
+    g_level = level;
+    return 1;
+}
+
+const char *msa_cpu_simd_name(void) { return simd_names[msa_cpu_simd()]; }
+
+/* ---- scratch for prepared activations: one growing buffer per calling thread ---- */
+
+static _Thread_local uint8_t *t_scratch;
+static _Thread_local size_t t_scratch_size;
+
+static uint8_t *scratch(size_t bytes) {
+    if (bytes > t_scratch_size) {
+        free(t_scratch);
+        size_t n = bytes + bytes / 4;
+        n = (n + 63) & ~(size_t)63;
+        t_scratch = aligned_alloc(64, n);
+        t_scratch_size = t_scratch ? n : 0;
+    }
+    return t_scratch;
+}
+
+/* ---- the parallel job ---- */
+
+enum { ROW_ALIGN = 16 };
+
+typedef struct job {
+    const msa_kernel *k;
+    const float *x;
+    int64_t n_in;
+    uint8_t *act;          /* prepared activations, act_stride bytes per token (or x itself) */
+    size_t act_stride;
+    const uint8_t *w;      /* first row of the range */
+    size_t row_bytes;
+    int64_t n_rows;
+    int n_tok;
+    float *y;
+    int64_t ldy;
+    int64_t chunk_rows;    /* rows per chunk (multiple of ROW_ALIGN unless it is all rows) */
+    int64_t n_chunks;
+    int tok_block;         /* tokens per inner block (keeps a block of activations in L2) */
+    _Atomic int64_t next;  /* next chunk to take */
+} job;
+
+static void prep_job(void *arg, int ith, int nth) {
+    job *j = arg;
+    for (int t = ith; t < j->n_tok; t += nth) j->k->prep(j->x + (size_t)t * j->n_in, j->n_in, j->act + (size_t)t * j->act_stride);
+}
+
+static void gemm_job(void *arg, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    job *j = arg;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->n_chunks) break;
+        int64_t r0 = c * j->chunk_rows;
+        int64_t nr = j->n_rows - r0 < j->chunk_rows ? j->n_rows - r0 : j->chunk_rows;
+        for (int t0 = 0; t0 < j->n_tok; t0 += j->tok_block) {
+            int nt = j->n_tok - t0 < j->tok_block ? j->n_tok - t0 : j->tok_block;
+            j->k->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
+                       j->act_stride, nt, j->y + (size_t)t0 * j->ldy + r0, j->ldy);
+        }
+    }
+}
+
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Chunking and the parallel run over already prepared activations. */
+static void run_gemm(msa_threadpool *tp, job *j) {
+    int nth = msa_threadpool_size(tp);
+    /* Rows per chunk: decode wants enough chunks for balance (the weights stream once either way); prefill
+     * wants each chunk's weights to stay in L2 while every token block passes over them. */
+    int64_t chunk;
+    if (j->n_tok == 1) {
+        chunk = round_up(j->n_rows / (nth * 4) + 1, ROW_ALIGN);
+        int64_t min_rows = round_up(8192 / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
+        if (chunk < min_rows) chunk = min_rows;
+    } else {
+        chunk = round_up((int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
+        int64_t even = round_up(j->n_rows / nth + 1, ROW_ALIGN);
+        if (chunk > even) chunk = even;
+    }
+    if (chunk > j->n_rows) chunk = j->n_rows;
+    j->chunk_rows = chunk;
+    j->n_chunks = (j->n_rows + chunk - 1) / chunk;
+    size_t tb = (512 * 1024) / (j->act_stride + 1);
+    j->tok_block = tb < 4 ? 4 : tb > 256 ? 256 : (int)tb;
+    atomic_store_explicit(&j->next, 0, memory_order_relaxed);
+    if (nth > 1 && j->n_chunks > 1)
+        msa_threadpool_run(tp, gemm_job, j);
+    else
+        gemm_job(j, 0, 1);
+}
+
+void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int64_t n_rows, const float *x,
+                     float *y, int n_tok) {
+    pthread_once(&g_once, init_tables);
+    if (n_rows <= 0 || n_tok <= 0) return;
+    int64_t n_in = w->shape[w->n_dims - 1];
+    job j;
+    memset(&j, 0, sizeof j);
+    j.k = &g_tables[g_level][w->dtype];
+    j.x = x;
+    j.n_in = n_in;
+    j.row_bytes = msa_dtype_row_bytes(w->dtype, n_in);
+    j.w = (const uint8_t *)w->data + (size_t)row0 * j.row_bytes;
+    j.n_rows = n_rows;
+    j.n_tok = n_tok;
+    j.y = y;
+    j.ldy = n_rows;
+
+    if (!j.k->prep) {
+        j.act = (uint8_t *)(uintptr_t)x;
+        j.act_stride = (size_t)n_in * sizeof(float);
+        run_gemm(tp, &j);
+        return;
+    }
+    j.act_stride = j.k->prep_bytes(n_in);
+    j.act = scratch(j.act_stride * (size_t)n_tok);
+    if (j.act) {
+        if (msa_threadpool_size(tp) > 1 && (int64_t)n_tok * n_in >= 32768)
+            msa_threadpool_run(tp, prep_job, &j);
+        else
+            prep_job(&j, 0, 1);
+        run_gemm(tp, &j);
+        return;
+    }
+    /* Out of memory for a large prefill: one token at a time through a small fixed buffer. */
+    static _Thread_local _Alignas(64) uint8_t one[1 << 17];
+    if (j.act_stride > sizeof one) abort();
+    j.act = one;
+    j.n_tok = 1;
+    for (int t = 0; t < n_tok; t++) {
+        j.x = x + (size_t)t * n_in;
+        j.y = y + (size_t)t * n_rows;
+        prep_job(&j, 0, 1);
+        run_gemm(tp, &j);
+    }
+}
+
+void msa_matmul(msa_threadpool *tp, const msa_tensor *w, const float *x, float *y, int n_tok) {
+    msa_matmul_rows(tp, w, 0, w->shape[0], x, y, n_tok);
+}
+
+void msa_get_row_f32(const msa_tensor *w, int64_t r, float *out) {
+    int64_t n_in = w->shape[w->n_dims - 1];
+    size_t rb = msa_dtype_row_bytes(w->dtype, n_in);
+    msa_row_to_f32(w->dtype, (const uint8_t *)w->data + (size_t)r * rb, out, n_in);
+}

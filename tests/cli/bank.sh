@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# bank.sh — `msa bank` end to end through the CLI ($MSA): create, add (files, directories, stdin, JSONL,
+# idempotent, conflict, --replace), ls/info (text and JSON), rm, verify, compact, export/import, and the exit
+# codes: 65 malformed (truncated, bit flip, unknown major version, another model's export), 66 missing,
+# 73 conflict, 75 locked, 64 usage. Without a model, documents get --synthetic vectors.
+set -u
+MSA=${MSA:-build/msa}
+T=$(mktemp -d "${TMPDIR:-/tmp}/msa-cli-bank-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1${2:+: $2}"; }
+expect() { # name expected-exit command...
+    local name=$1 want=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"; local rc=$?
+    if [ "$rc" -eq "$want" ]; then pass "$name"; else fail "$name" "exit $rc, wanted $want: $(head -c 300 "$T/err")"; fi
+}
+
+B=$T/bank
+expect create 0 "$MSA" bank create "$B" --shape-of synthetic-small
+expect create_again_conflict 73 "$MSA" bank create "$B" --shape-of synthetic-small
+expect create_usage 64 "$MSA" bank create "$T/x"
+mkdir -p "$T/docs/sub"
+printf 'alpha document text' >"$T/docs/a.txt"
+printf 'beta document, a little longer than alpha' >"$T/docs/sub/b.txt"
+expect add_dir 0 "$MSA" bank add "$B" "$T/docs" --synthetic
+grep -q "added 2" "$T/out" && pass add_dir_count || fail add_dir_count "$(cat "$T/out")"
+expect add_again_unchanged 0 "$MSA" bank add "$B" "$T/docs" --synthetic
+grep -q "added 0, replaced 0, unchanged 2" "$T/out" && pass idempotent || fail idempotent "$(cat "$T/out")"
+printf '{"id":"j1","text":"from jsonl","meta":{"src":"test"}}\n\n{"id":"j2","text":"second"}\n' >"$T/d.jsonl"
+expect add_jsonl 0 "$MSA" bank add "$B" --jsonl "$T/d.jsonl" --synthetic
+echo "piped text" | "$MSA" bank add "$B" - --id piped --synthetic >/dev/null 2>&1 && pass add_stdin || fail add_stdin
+printf 'alpha changed' >"$T/docs/a.txt"
+expect add_conflict 73 "$MSA" bank add "$B" "$T/docs/a.txt" --synthetic
+grep -q "different content" "$T/err" && pass conflict_message || fail conflict_message "$(cat "$T/err")"
+expect add_replace 0 "$MSA" bank add "$B" "$T/docs/a.txt" --synthetic --replace
+expect add_missing_file 66 "$MSA" bank add "$B" "$T/nope.txt" --synthetic
+printf '{"id": 5}\n' >"$T/bad.jsonl"
+expect add_bad_jsonl 65 "$MSA" bank add "$B" --jsonl "$T/bad.jsonl" --synthetic
+
+expect ls 0 "$MSA" bank ls "$B"
+[ "$(wc -l <"$T/out")" -eq 5 ] && pass ls_count || fail ls_count "$(cat "$T/out")"
+expect ls_json 0 "$MSA" bank ls "$B" --json
+grep -q '"id":"j1","index":2,' "$T/out" && grep -q '"meta":{"src":"test"}' "$T/out" && pass ls_json_fields || fail ls_json_fields "$(cat "$T/out")"
+# the replaced document got a new index (5); index 0 is gone for good
+grep -q "\"id\":\"$T/docs/a.txt\",\"index\":5" "$T/out" && pass replace_new_index || fail replace_new_index "$(cat "$T/out")"
+expect info_json 0 "$MSA" bank info "$B" --json
+grep -q '"documents":5,"deleted":1' "$T/out" && pass info_counts || fail info_counts "$(cat "$T/out")"
+expect rm 0 "$MSA" bank rm "$B" j2 piped
+expect rm_missing 66 "$MSA" bank rm "$B" j1 not-there
+"$MSA" bank ls "$B" | grep -q " j1$" && pass rm_all_or_nothing || fail rm_all_or_nothing
+expect verify 0 "$MSA" bank verify "$B"
+expect compact 0 "$MSA" bank compact "$B"
+grep -q "3 deleted documents purged" "$T/out" && pass compact_purged || fail compact_purged "$(cat "$T/out")"
+expect verify_after_compact 0 "$MSA" bank verify "$B" --json
+expect export 0 "$MSA" bank export "$B" "$T/b.msax"
+expect import 0 "$MSA" bank import "$T/b.msax" "$T/imported"
+diff <("$MSA" bank ls "$B") <("$MSA" bank ls "$T/imported") >/dev/null && pass import_identical || fail import_identical
+expect import_into_populated 73 "$MSA" bank import "$T/b.msax" "$T/imported"
+
+# another model's export into an empty bank of that model: exit 65 (fingerprint)
+expect create_other 0 "$MSA" bank create "$T/other" --shape-of msa-4b
+expect import_other_model 65 "$MSA" bank import "$T/b.msax" "$T/other"
+
+# locked: a second writer while another holds the lock
+if command -v flock >/dev/null; then
+    flock "$B/LOCK" sleep 3 &
+    sleep 0.5
+    expect add_locked 75 "$MSA" bank add "$B" "$T/docs/sub/b.txt" --synthetic
+    wait
+else
+    echo "SKIP add_locked (flock(1) not installed)"
+fi
+
+expect missing_bank 66 "$MSA" bank info "$T/no-such-bank"
+expect not_a_bank 65 "$MSA" bank info "$T/docs"
+
+# malformed banks: each refused with exit 65 and a message naming the file
+cp -a "$B" "$T/m"
+seg=$(ls "$T/m"/seg-* | head -n 1)
+size=$(stat -c %s "$seg")
+for cut in 0 100 4096 4097 $((size / 2)) $((size - 1)); do
+    cp -a "$B/." "$T/m/"
+    truncate -s "$cut" "$seg"
+    expect "truncated_segment_at_$cut" 65 "$MSA" bank verify "$T/m"
+done
+for off in 20 200 5000 $((size - 10)); do
+    cp -a "$B/." "$T/m/"
+    printf '\x5a' | dd of="$seg" bs=1 seek="$off" conv=notrunc status=none
+    expect "bit_flip_segment_at_$off" 65 "$MSA" bank verify "$T/m"
+    grep -q "$(basename "$seg")" "$T/err" && pass "bit_flip_message_$off" || fail "bit_flip_message_$off" "$(cat "$T/err")"
+done
+cp -a "$B/." "$T/m/"
+printf '\x01' | dd of="$T/m/MANIFEST" bs=1 seek=40 conv=notrunc status=none
+expect bit_flip_manifest 65 "$MSA" bank ls "$T/m"
+cp -a "$B/." "$T/m/"
+truncate -s 100 "$T/m/MANIFEST"
+expect truncated_manifest 65 "$MSA" bank ls "$T/m"
+cp -a "$B/." "$T/m/"
+printf '\x07' | dd of="$T/m/MANIFEST" bs=1 seek=8 conv=notrunc status=none
+expect unknown_major_version 65 "$MSA" bank info "$T/m"
+grep -q "major version 7" "$T/err" && pass unknown_major_message || fail unknown_major_message "$(cat "$T/err")"
+cp -a "$B/." "$T/m/"
+rm -f "$seg"
+expect missing_segment 65 "$MSA" bank verify "$T/m"
+head -c 5000 "$T/b.msax" >"$T/trunc.msax"
+expect truncated_export 65 "$MSA" bank import "$T/trunc.msax" "$T/imp2"
+[ ! -e "$T/imp2" ] && pass failed_import_leaves_nothing || fail failed_import_leaves_nothing

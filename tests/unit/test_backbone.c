@@ -1,0 +1,475 @@
+/* test_backbone.c — the forward pass against Hugging Face transformers and llama.cpp, and the forward controls
+ * the MSA module relies on (forward.h).
+ *  - hf_*: the small random checkpoints of tests/ref/make_hf_checkpoints.py (tests/fixtures/generated/hf/NAME)
+ *    against transformers' fixtures (tests/fixtures/hf/NAME: every layer's output, logits at a column subset,
+ *    argmax, 64 greedy tokens). f32: max relative error <= 1e-4 everywhere and identical greedy tokens;
+ *    bf16: <= 2e-2 and the same argmax at >= 99% of positions.
+ *  - gguf_*: the same checkpoints converted to GGUF (F16, Q8_0, Q4_1) within quantization tolerance.
+ *  - default_model_*: SmolLM2-135M-Instruct Q4_1 (models/) greedy tokens equal llama.cpp's
+ *    (tests/fixtures/llamacpp/), and the seq/block/valid/extra-K/V/hook semantics of msa_fwd_eval.
+ * Relative error = max |ours - ref| / max |ref| over the tensor (the fixtures README's metric). */
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model/forward.h"
+#include "msa.h"
+#include "test.h"
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static bool exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* ------------------------------------------------------------------------------- fixture directories */
+
+typedef struct {
+    json_t *meta;
+    char dir[512];
+} fixture;
+
+static bool fixture_open(fixture *f, const char *dir) {
+    char p[600];
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    snprintf(p, sizeof p, "%s/meta.json", dir);
+    json_error_t err;
+    f->meta = json_load_file(p, 0, &err);
+    return f->meta != NULL;
+}
+
+static void fixture_close(fixture *f) { json_decref(f->meta); }
+
+/* Reads array `name` (dtype float32/int32); *n elements; shape into dims (up to 4). NULL when absent. */
+static void *fixture_array(const fixture *f, const char *name, size_t *n, int64_t dims[4], int *ndims) {
+    json_t *info = json_object_get(json_object_get(f->meta, "files"), name);
+    if (!info) return NULL;
+    json_t *shape = json_object_get(info, "shape");
+    size_t count = 1;
+    *ndims = (int)json_array_size(shape);
+    for (size_t i = 0; i < json_array_size(shape); i++) {
+        int64_t d = json_integer_value(json_array_get(shape, i));
+        if (i < 4) dims[i] = d;
+        count *= (size_t)d;
+    }
+    char p[800];
+    snprintf(p, sizeof p, "%s/%s", f->dir, json_string_value(json_object_get(info, "file")));
+    FILE *fp = fopen(p, "rb");
+    if (!fp) return NULL;
+    void *buf = malloc(count * 4 + 4);
+    size_t got = buf ? fread(buf, 4, count, fp) : 0;
+    fclose(fp);
+    if (got != count) {
+        free(buf);
+        return NULL;
+    }
+    *n = count;
+    return buf;
+}
+
+static double rel_err(const float *a, const float *ref, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d; /* NaN propagates as a failure */
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+static int argmax_row(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* Compare one model against one transformers fixture. tol: relative tolerance of layer outputs and logits;
+ * min_agree: fraction of positions whose argmax must agree; greedy_exact: 64 greedy tokens identical. */
+static void compare_with_fixture(const char *model_path, const char *fixture_dir, double tol, double min_agree,
+                                 bool greedy_exact, const char *label) {
+    fixture fx;
+    if (!fixture_open(&fx, fixture_dir)) {
+        fprintf(stderr, "  %s: no fixture at %s\n", label, fixture_dir);
+        CHECK(!"fixture present");
+        return;
+    }
+    size_t n_tok = 0, n_out = 0, n_cols = 0, n_lc = 0, n_am = 0, n_gr = 0;
+    int64_t d_tok[4], d_out[4], d_cols[4], d_lc[4], d_am[4], d_gr[4];
+    int nd;
+    int32_t *tokens = fixture_array(&fx, "tokens", &n_tok, d_tok, &nd);
+    float *layer_out = fixture_array(&fx, "layer_out", &n_out, d_out, &nd);
+    int32_t *cols = fixture_array(&fx, "logit_cols", &n_cols, d_cols, &nd);
+    float *lcols = fixture_array(&fx, "logits_at_cols", &n_lc, d_lc, &nd);
+    int32_t *am = fixture_array(&fx, "argmax", &n_am, d_am, &nd);
+    int32_t *greedy = fixture_array(&fx, "greedy", &n_gr, d_gr, &nd);
+    CHECK(tokens && layer_out && cols && lcols && am && greedy);
+    msa_model *m = NULL;
+    msa_model_params mp = msa_model_default_params();
+    mp.n_threads = 2;
+    msa_status st = msa_model_load(model_path, &mp, &m);
+    if (st != MSA_OK) fprintf(stderr, "  %s: %s\n", label, msa_last_error());
+    CHECK_EQ_INT(st, MSA_OK);
+    if (!(tokens && layer_out && cols && lcols && am && greedy) || st != MSA_OK) goto out;
+    {
+        msa_model_info info;
+        msa_model_get_info(m, &info);
+        const int T = (int)n_tok, E = info.n_embd, L = info.n_layer, V = info.n_vocab;
+        CHECK_EQ_INT(d_out[0], L);
+        CHECK_EQ_INT(d_out[2], E);
+        msa_session *s = NULL;
+        msa_session_params sp = msa_session_default_params();
+        sp.n_ctx = T + (int)n_gr + 1;
+        CHECK_EQ_INT(msa_session_new(m, &sp, &s), MSA_OK);
+        float **taps = calloc((size_t)L, sizeof *taps);
+        for (int l = 0; l < L; l++) taps[l] = malloc((size_t)T * E * sizeof(float));
+        float *logits = malloc((size_t)T * V * sizeof(float));
+        msa_fwd_set_layer_taps(s, taps);
+        CHECK_EQ_INT(msa_session_eval(s, tokens, (size_t)T, true, logits), MSA_OK);
+        msa_fwd_set_layer_taps(s, NULL);
+        double worst = 0;
+        for (int l = 0; l < L; l++) {
+            double e = rel_err(taps[l], layer_out + (size_t)l * T * E, (size_t)T * E);
+            if (!(e <= worst)) worst = e;
+            if (!(e <= tol)) fprintf(stderr, "  %s: layer %d relative error %.3g > %.3g\n", label, l, e, tol);
+            CHECK(e <= tol);
+        }
+        float *mine = malloc(n_lc * sizeof(float));
+        for (int t = 0; t < T; t++)
+            for (size_t c = 0; c < n_cols; c++) mine[(size_t)t * n_cols + c] = logits[(size_t)t * V + cols[c]];
+        double el = rel_err(mine, lcols, n_lc);
+        CHECK(el <= tol);
+        int agree = 0;
+        for (int t = 0; t < T; t++) agree += argmax_row(logits + (size_t)t * V, V) == am[t];
+        CHECK((double)agree >= min_agree * T);
+        /* greedy continuation through the KV cache, one token per call */
+        float *last = logits + (size_t)(T - 1) * V;
+        int same = 0;
+        bool diverged = false;
+        for (size_t g = 0; g < n_gr; g++) {
+            int32_t next = msa_sample(last, V, NULL, NULL);
+            if (next == greedy[g] && !diverged) same++;
+            else diverged = true;
+            if (msa_session_eval(s, &next, 1, false, last) != MSA_OK) break;
+        }
+        fprintf(stderr, "  %s: max layer rel err %.3g, logits rel err %.3g, argmax %d/%d, greedy prefix %d/%zu\n",
+                label, worst, el, agree, T, same, n_gr);
+        if (greedy_exact) CHECK_EQ_INT(same, (int)n_gr);
+        free(mine);
+        free(logits);
+        for (int l = 0; l < L; l++) free(taps[l]);
+        free(taps);
+        msa_session_free(s);
+    }
+out:
+    msa_model_free(m);
+    free(tokens); free(layer_out); free(cols); free(lcols); free(am); free(greedy);
+    fixture_close(&fx);
+}
+
+static void hf_case(const char *name) {
+    char ckpt[256], fx[256];
+    snprintf(ckpt, sizeof ckpt, "tests/fixtures/generated/hf/%s", name);
+    snprintf(fx, sizeof fx, "tests/fixtures/hf/%s", name);
+    if (!exists(fx)) SKIP("transformers fixture not committed yet (tests/fixtures/hf/)");
+    if (!exists(ckpt)) SKIP("checkpoint not generated: python3 tests/ref/make_hf_checkpoints.py");
+    bool bf16 = strstr(name, "bf16") != NULL;
+    compare_with_fixture(ckpt, fx, bf16 ? 2e-2 : 1e-4, bf16 ? 0.99 : 1.0, !bf16, name);
+}
+
+TEST(hf_qwen3_f32) { hf_case("qwen3-f32"); }
+TEST(hf_qwen3_bf16) { hf_case("qwen3-bf16"); }
+TEST(hf_msa_f32) { hf_case("msa-f32"); }
+TEST(hf_msa_bf16) { hf_case("msa-bf16"); }
+TEST(hf_llama_f32) { hf_case("llama-f32"); }
+TEST(hf_llama_bf16) { hf_case("llama-bf16"); }
+
+/* The MSA checkpoint exposes its router projectors on router layers only (msa_config router_layer_idx). */
+TEST(hf_msa_router_weights) {
+    const char *ckpt = "tests/fixtures/generated/hf/msa-bf16";
+    if (!exists(ckpt)) SKIP("checkpoint not generated: python3 tests/ref/make_hf_checkpoints.py");
+    msa_model *m = NULL;
+    CHECK_EQ_INT(msa_model_load(ckpt, NULL, &m), MSA_OK);
+    if (!m) return;
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    CHECK(info.is_msa);
+    const msa_hparams *hp = msa_model_hparams(m);
+    int n_router = 0;
+    for (int l = 0; l < info.n_layer; l++) {
+        const msa_tensor *rq = msa_model_router_q(m, l), *rk = msa_model_router_k(m, l);
+        CHECK((rq != NULL) == hp->msa.router_layer[l]);
+        CHECK((rk != NULL) == hp->msa.router_layer[l]);
+        if (rq && rk) {
+            n_router++;
+            CHECK_EQ_INT(rq->shape[0], info.n_head * info.head_dim);
+            CHECK_EQ_INT(rk->shape[0], info.n_head_kv * info.head_dim);
+            CHECK_EQ_INT(rq->shape[1], info.n_embd);
+        }
+    }
+    CHECK(n_router > 0);
+    CHECK_EQ_INT(n_router, hp->msa.n_router_layers);
+    msa_model_free(m);
+}
+
+/* ------------------------------------------------------------------------- default model and llama.cpp */
+
+static msa_model *default_model(void) {
+    if (!exists(DEFAULT_MODEL)) return NULL;
+    msa_model *m = NULL;
+    msa_model_params mp = msa_model_default_params();
+    mp.n_threads = 2;
+    if (msa_model_load(DEFAULT_MODEL, &mp, &m) != MSA_OK) {
+        fprintf(stderr, "  %s\n", msa_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+TEST(default_model_loads) {
+    if (!exists(DEFAULT_MODEL)) SKIP("default model not installed (make model)");
+    msa_model *m = default_model();
+    CHECK(m != NULL);
+    if (!m) return;
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    CHECK(!strcmp(info.arch, "llama"));
+    CHECK_EQ_INT(info.n_layer, 30);
+    CHECK_EQ_INT(info.n_embd, 576);
+    CHECK_EQ_INT(info.n_vocab, 49152);
+    CHECK(!strcmp(info.weight_dtype, "q4_1"));
+    CHECK(!msa_model_add_bos(m)); /* SmolLM2's GGUF: tokenizer.ggml.add_bos_token = false */
+    uint8_t fp1[32], fp2[32];
+    msa_model_fingerprint(m, fp1);
+    msa_model_free(m);
+    m = default_model();
+    msa_model_fingerprint(m, fp2);
+    CHECK(!memcmp(fp1, fp2, 32));
+    msa_model_free(m);
+}
+
+/* ------------------------------------------------------------------------------ forward controls */
+
+/* Logits of the last token of ids evaluated alone (fresh session), for comparisons. */
+static void logits_alone(msa_model *m, const int32_t *ids, int n, float *out) {
+    msa_session *s = NULL;
+    msa_session_new(m, NULL, &s);
+    msa_session_eval(s, ids, (size_t)n, false, out);
+    msa_session_free(s);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)a[i] - b[i]) <= d)) d = fabs((double)a[i] - b[i]);
+    return d;
+}
+
+/* Two documents packed in one batch with seq ids and per-document positions give the same last-token
+ * logits as each document alone (stage-1 encoding). */
+TEST(fwd_seq_isolation) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    int32_t a[5] = {504, 3575, 282, 4649, 314}, b[4] = {1797, 1918, 553, 253};
+    float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4), *lo = malloc((size_t)2 * V * 4);
+    logits_alone(m, a, 5, la);
+    logits_alone(m, b, 4, lb);
+    int32_t ids[9], pos[9], seq[9], rows[2] = {4, 8};
+    for (int i = 0; i < 9; i++) {
+        ids[i] = i < 5 ? a[i] : b[i - 5];
+        pos[i] = i < 5 ? i : i - 5;
+        seq[i] = i < 5 ? 0 : 1;
+    }
+    msa_session *s = NULL;
+    msa_session_new(m, NULL, &s);
+    msa_fwd_batch bt = {.n_tokens = 9, .ids = ids, .pos = pos, .seq = seq, .logit_rows = rows, .n_logit_rows = 2,
+                        .logits = lo};
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+    CHECK(max_abs_diff(lo, la, (size_t)V) < 1e-3);
+    CHECK(max_abs_diff(lo + V, lb, (size_t)V) < 1e-3);
+    msa_session_free(s);
+    free(la); free(lb); free(lo);
+    msa_model_free(m);
+}
+
+/* A token fed with valid = 0 is never attended afterwards and does not advance positions: [a, x(masked), b]
+ * gives the logits of [a, b]. */
+TEST(fwd_masked_token) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    int32_t ref[4] = {504, 3575, 282, 4649};
+    float *l0 = malloc((size_t)V * 4), *l1 = malloc((size_t)V * 4);
+    logits_alone(m, ref, 4, l0);
+    int32_t ids[5] = {504, 3575, 9999, 282, 4649};
+    uint8_t valid[5] = {1, 1, 0, 1, 1};
+    int32_t row = 4;
+    msa_session *s = NULL;
+    msa_session_new(m, NULL, &s);
+    msa_fwd_batch bt = {.n_tokens = 5, .ids = ids, .valid = valid, .logit_rows = &row, .n_logit_rows = 1,
+                        .logits = l1};
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+    CHECK_EQ_INT(msa_fwd_next_pos(s), 4);
+    CHECK_EQ_INT(msa_fwd_n_cached(s), 5);
+    CHECK(max_abs_diff(l0, l1, (size_t)V) < 1e-3);
+    /* decoding after it: the masked slot stays invisible */
+    int32_t nxt = 314, ref5[5] = {504, 3575, 282, 4649, 314};
+    logits_alone(m, ref5, 5, l0);
+    CHECK_EQ_INT(msa_session_eval(s, &nxt, 1, false, l1), MSA_OK);
+    CHECK(max_abs_diff(l0, l1, (size_t)V) < 1e-3);
+    msa_session_free(s);
+    free(l0); free(l1);
+    msa_model_free(m);
+}
+
+/* Block ids: a block of equal ids attends to itself bidirectionally, so its first token sees the later ones
+ * (its logits change), while one-block-per-token equals causal. */
+TEST(fwd_blocks) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    int32_t ids[4] = {504, 3575, 282, 4649}, rows[2] = {1, 3};
+    int32_t causal[4] = {0, 1, 2, 3}, bidir[4] = {0, 1, 1, 1};
+    float *lc = malloc((size_t)2 * V * 4), *lb = malloc((size_t)2 * V * 4), *ld = malloc((size_t)2 * V * 4);
+    msa_session *s = NULL;
+    msa_session_new(m, NULL, &s);
+    msa_fwd_batch bt = {.n_tokens = 4, .ids = ids, .block = causal, .logit_rows = rows, .n_logit_rows = 2, .logits = lc};
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+    msa_session_reset(s);
+    bt.block = NULL;
+    bt.logits = ld;
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+    CHECK(max_abs_diff(lc, ld, (size_t)2 * V) == 0);
+    msa_session_reset(s);
+    bt.block = bidir;
+    bt.logits = lb;
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+    CHECK(max_abs_diff(lc, lb, (size_t)V) > 1e-2);      /* token 1 now sees tokens 2, 3 */
+    msa_session_reset(s);
+    int32_t bad[4] = {0, 2, 1, 3};
+    bt.block = bad;
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_ERR_INVALID_ARG);
+    msa_session_free(s);
+    free(lc); free(lb); free(ld);
+    msa_model_free(m);
+}
+
+/* Extra K/V: capture a prefix's K/V with the kv hook, then give it to a fresh session as extra entries of
+ * every layer: the continuation's logits equal those of prefix+continuation in one sequence. Also checks the
+ * attn_input hook and encode-only calls (n_layers, no logits). */
+typedef struct {
+    int n_layer, kvdim, n;
+    float **k, **v;   /* [layer] -> [n_head_kv][n][head_dim] (the extra-K/V layout) */
+    int head_dim, n_head_kv, attn_input_calls;
+} kv_capture;
+
+static msa_status capture_kv(void *user, int layer, const float *k, const float *v, int n) {
+    kv_capture *c = user;
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < c->n_head_kv; h++) {
+            memcpy(c->k[layer] + ((size_t)h * n + t) * c->head_dim, k + (size_t)t * c->kvdim + (size_t)h * c->head_dim,
+                   (size_t)c->head_dim * 4);
+            memcpy(c->v[layer] + ((size_t)h * n + t) * c->head_dim, v + (size_t)t * c->kvdim + (size_t)h * c->head_dim,
+                   (size_t)c->head_dim * 4);
+        }
+    return MSA_OK;
+}
+
+static msa_status count_input(void *user, int layer, const float *xn, int n) {
+    (void)layer; (void)xn; (void)n;
+    ((kv_capture *)user)->attn_input_calls++;
+    return MSA_OK;
+}
+
+TEST(fwd_extra_kv_and_hooks) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    const int V = info.n_vocab, L = info.n_layer;
+    int32_t pre[3] = {504, 3575, 282}, all[5] = {504, 3575, 282, 4649, 314};
+    kv_capture c = {.n_layer = L, .kvdim = info.n_head_kv * info.head_dim, .n = 3, .head_dim = info.head_dim,
+                    .n_head_kv = info.n_head_kv};
+    c.k = calloc((size_t)L, sizeof *c.k);
+    c.v = calloc((size_t)L, sizeof *c.v);
+    for (int l = 0; l < L; l++) {
+        c.k[l] = malloc((size_t)c.kvdim * 3 * 4);
+        c.v[l] = malloc((size_t)c.kvdim * 3 * 4);
+    }
+    msa_fwd_hooks hooks = {.user = &c, .attn_input = count_input, .kv = capture_kv};
+    msa_session *s = NULL;
+    msa_session_new(m, NULL, &s);
+    msa_fwd_batch enc = {.n_tokens = 3, .ids = pre, .hooks = &hooks}; /* encode only: no logits */
+    CHECK_EQ_INT(msa_fwd_eval(s, &enc), MSA_OK);
+    CHECK_EQ_INT(c.attn_input_calls, L);
+    msa_session_reset(s);
+    for (int l = 0; l < L; l++) CHECK_EQ_INT(msa_fwd_set_extra_kv(s, l, c.k[l], c.v[l], 3), MSA_OK);
+    float *l0 = malloc((size_t)V * 4), *l1 = malloc((size_t)V * 4);
+    logits_alone(m, all, 5, l0);
+    int32_t pos[2] = {3, 4}, row = 1;
+    msa_fwd_batch bt = {.n_tokens = 2, .ids = all + 3, .pos = pos, .logit_rows = &row, .n_logit_rows = 1, .logits = l1};
+    CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+    CHECK(max_abs_diff(l0, l1, (size_t)V) < 1e-3);
+    /* encode-only with fewer layers stops early: the hook sees only those layers */
+    c.attn_input_calls = 0;
+    msa_session_reset(s);
+    msa_fwd_clear_extra_kv(s);
+    enc.n_layers = 4;
+    CHECK_EQ_INT(msa_fwd_eval(s, &enc), MSA_OK);
+    CHECK_EQ_INT(c.attn_input_calls, 4);
+    msa_session_free(s);
+    for (int l = 0; l < L; l++) {
+        free(c.k[l]);
+        free(c.v[l]);
+    }
+    free(c.k); free(c.v); free(l0); free(l1);
+    msa_model_free(m);
+}
+
+/* The cache refuses to overflow and reports it. */
+TEST(fwd_context_limit) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    msa_session_params sp = msa_session_default_params();
+    sp.n_ctx = 4;
+    msa_session *s = NULL;
+    CHECK_EQ_INT(msa_session_new(m, &sp, &s), MSA_OK);
+    int32_t ids[5] = {1, 2, 3, 4, 5};
+    CHECK_EQ_INT(msa_session_eval(s, ids, 5, false, NULL), MSA_ERR_LIMIT);
+    CHECK_EQ_INT(msa_session_eval(s, ids, 4, false, NULL), MSA_OK);
+    CHECK_EQ_INT(msa_session_eval(s, ids, 1, false, NULL), MSA_ERR_LIMIT);
+    int32_t bad = 1 << 30;
+    msa_session_reset(s);
+    CHECK_EQ_INT(msa_session_eval(s, &bad, 1, false, NULL), MSA_ERR_INVALID_ARG);
+    msa_session_free(s);
+    msa_model_free(m);
+}
+
+int main(void) {
+    RUN(hf_qwen3_f32);
+    RUN(hf_qwen3_bf16);
+    RUN(hf_msa_f32);
+    RUN(hf_msa_bf16);
+    RUN(hf_llama_f32);
+    RUN(hf_llama_bf16);
+    RUN(hf_msa_router_weights);
+    RUN(default_model_loads);
+    RUN(fwd_seq_isolation);
+    RUN(fwd_masked_token);
+    RUN(fwd_blocks);
+    RUN(fwd_extra_kv_and_hooks);
+    RUN(fwd_context_limit);
+    return test_summary();
+}

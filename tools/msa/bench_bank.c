@@ -1,0 +1,489 @@
+/* bench_bank.c — `msa bench bank ...`: memory-bank benchmarks against this machine's ceilings.
+ *   build DIR [--tokens N] [--doc-tokens D] [--shape msa-4b]   synthetic bank (vectors from a fast PRNG)
+ *   open DIR                 time to open (manifest, headers, document tables), 5 runs
+ *   scan DIR [--cold]        full routing-key scan: a bf16/f32 dot product of one query per chunk per router
+ *                            layer (the routing inner loop), all threads; GB/s of keys
+ *   verify DIR [--cold]      full checksum scan, GB/s
+ *   fetch DIR [--cold]       random documents' K̄/V̄ of every router layer: mapping vs one pread per layer
+ *   ceilings DIR             memory bandwidth (RAM buffer reduction) and disk bandwidth (cold sequential read
+ *                            of the largest segment)
+ * --cold drops the bank's files from the page cache first (posix_fadvise DONTNEED). Output: one line per
+ * measurement, `--json` for machine output. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "util/error.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int n_cpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Drop every file of dir from the page cache (best effort). */
+static void drop_cache(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4096 + 300];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        int fd = open(p, O_RDONLY);
+        if (fd < 0) continue;
+        fdatasync(fd);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* ---------------------------------------------------------------------------------------------- build */
+
+static uint64_t xs(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* small finite values: bf16/f32 bit patterns with a fixed exponent */
+static void fill(void *buf, uint64_t n, msa_bank_dtype dt, uint64_t *seed) {
+    if (dt == MSA_BANK_BF16) {
+        uint16_t *p = buf;
+        uint64_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            uint64_t r = xs(seed);
+            for (int k = 0; k < 4; k++) p[i + (uint64_t)k] = (uint16_t)(0x3c00 | ((r >> (16 * k)) & 0x80ff));
+        }
+        for (; i < n; i++) p[i] = 0x3c00;
+    } else {
+        float *p = buf;
+        for (uint64_t i = 0; i < n; i++) p[i] = (float)(int)(xs(seed) & 0xff) / 256.0f - 0.5f;
+    }
+}
+
+static int bench_build(const char *dir, uint64_t tokens, uint64_t doc_tokens, const char *shape_name) {
+    msa_bank_create_params cp = {0};
+    if (msa_bank_shape_named(shape_name, &cp.shape)) return cli_fail(MSA_ERR_INVALID_ARG);
+    memcpy(cp.fingerprint, "bench-bank-synthetic-fingerprint", 32);
+    msa_status st = msa_bank_create(dir, &cp);
+    if (st) return cli_fail(st);
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.writable = true;
+    op.max_pending_bytes = (size_t)256 << 20;
+    msa_bank *b;
+    if ((st = msa_bank_open(dir, &op, &b))) return cli_fail(st);
+    const msa_bank_shape *sh = &cp.shape;
+    uint32_t n_chunks = (uint32_t)((doc_tokens + (uint64_t)sh->pooling - 1) / (uint64_t)sh->pooling);
+    size_t es = msa_bank_dtype_size(sh->dtype);
+    uint64_t kv = (uint64_t)n_chunks * (uint64_t)sh->n_kv_heads * (uint64_t)sh->head_dim;
+    void *rk[MSA_BANK_MAX_LAYERS], *km[MSA_BANK_MAX_LAYERS], *vm[MSA_BANK_MAX_LAYERS];
+    for (int s = 0; s < sh->n_router; s++) {
+        rk[s] = malloc((uint64_t)n_chunks * (uint64_t)sh->route_dim[s] * es);
+        km[s] = malloc(kv * es);
+        vm[s] = malloc(kv * es);
+        if (!rk[s] || !km[s] || !vm[s]) return cli_fail(MSA_ERR_NOMEM);
+    }
+    size_t text_len = doc_tokens * 4;
+    char *text = malloc(text_len + 1);
+    if (!text) return cli_fail(MSA_ERR_NOMEM);
+    uint64_t seed = 0x9e3779b97f4a7c15ULL, n_docs = (tokens + doc_tokens - 1) / doc_tokens;
+    static const char *words[] = {"memory ", "sparse ", "router ", "chunk ", "token ", "bank ", "query ", "doc "};
+    double t0 = now_s(), last = 0;
+    for (uint64_t d = 0; d < n_docs && !st; d++) {
+        for (int s = 0; s < sh->n_router; s++) { /* fresh vectors per document: no dedup, real bytes */
+            fill(rk[s], (uint64_t)n_chunks * (uint64_t)sh->route_dim[s], sh->dtype, &seed);
+            fill(km[s], kv, sh->dtype, &seed);
+            fill(vm[s], kv, sh->dtype, &seed);
+        }
+        size_t n = 0;
+        while (n < text_len) {
+            const char *w = words[xs(&seed) & 7];
+            size_t wl = strlen(w);
+            if (wl > text_len - n) wl = text_len - n;
+            memcpy(text + n, w, wl);
+            n += wl;
+        }
+        char id[64];
+        snprintf(id, sizeof id, "bench/%08" PRIu64, d);
+        msa_bank_doc doc = {.id = id, .text = text, .text_len = text_len, .n_tokens = doc_tokens,
+                            .n_chunks = n_chunks, .route_keys = (const void *const *)rk,
+                            .k_mean = (const void *const *)km, .v_mean = (const void *const *)vm};
+        st = msa_bank_add(b, &doc, false, NULL, NULL);
+        double t = now_s();
+        if (isatty(2) && t - last > 0.5) {
+            double rate = (double)(d + 1) * (double)doc_tokens / (t - t0);
+            fprintf(stderr, "\rbuilding: %" PRIu64 "/%" PRIu64 " documents, %.0f tokens/s, ETA %.0f s   ", d + 1,
+                    n_docs, rate, (double)(n_docs - d - 1) * (double)doc_tokens / rate);
+            last = t;
+        }
+    }
+    if (!st) st = msa_bank_compact(b); /* one segment: each layer's keys one contiguous span */
+    double dt = now_s() - t0;
+    if (isatty(2)) fputc('\n', stderr);
+    msa_bank_info in;
+    msa_bank_get_info(b, &in);
+    msa_bank_close(b);
+    for (int s = 0; s < sh->n_router; s++) {
+        free(rk[s]);
+        free(km[s]);
+        free(vm[s]);
+    }
+    free(text);
+    if (st) return cli_fail(st);
+    printf("bank build: %" PRIu64 " documents, %" PRIu64 " tokens, %.2f GB in %.1f s (%.2f GB/s incl. compaction), "
+           "%.1f bytes/token (vectors %.0f + text and tables)\n",
+           in.n_docs, in.n_tokens, (double)in.bytes / 1e9, dt, (double)in.bytes / 1e9 / dt,
+           (double)in.bytes / (double)in.n_tokens, (double)(in.bytes - in.text_bytes) / (double)in.n_tokens);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ open */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int bench_open(const char *dir, bool json) {
+    double t[5];
+    msa_bank_info in = {0};
+    for (int i = 0; i < 5; i++) {
+        if (i == 0) drop_cache(dir);
+        double t0 = now_s();
+        msa_bank *b;
+        msa_status st = msa_bank_open(dir, NULL, &b);
+        t[i] = now_s() - t0;
+        if (st) return cli_fail(st);
+        msa_bank_get_info(b, &in);
+        msa_bank_close(b);
+    }
+    double cold = t[0];
+    qsort(t + 1, 4, sizeof *t, cmp_double);
+    if (json)
+        printf("{\"bench\":\"bank_open\",\"tokens\":%" PRIu64 ",\"documents\":%" PRIu64 ",\"cold_s\":%.4f,"
+               "\"warm_median_s\":%.4f,\"warm_min_s\":%.4f,\"warm_max_s\":%.4f}\n",
+               in.n_tokens, in.n_docs, cold, (t[2] + t[3]) / 2, t[1], t[4]);
+    else
+        printf("bank open: %" PRIu64 " tokens, %" PRIu64 " documents, %.2f GB: cold %.3f s, warm median %.4f s "
+               "(min %.4f, max %.4f)\n",
+               in.n_tokens, in.n_docs, (double)in.bytes / 1e9, cold, (t[2] + t[3]) / 2, t[1], t[4]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ scan */
+
+typedef struct scan_job {
+    const msa_bank *b;
+    const msa_bank_shape *sh;
+    int ith, nth;
+    const float *q;        /* [route_dim] query, f32 */
+    double best;           /* max score seen (keeps the work alive) */
+    uint64_t bytes;
+} scan_job;
+
+static float bf16f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void *scan_worker(void *arg) {
+    scan_job *j = arg;
+    const msa_bank_shape *sh = j->sh;
+    double best = -1e30;
+    for (int s = 0; s < sh->n_router; s++) {
+        const msa_bank_span *sp;
+        size_t n;
+        if (msa_bank_route_spans(j->b, s, &sp, &n)) continue;
+        uint64_t dim = (uint64_t)sh->route_dim[s];
+        for (size_t i = 0; i < n; i++) {
+            uint64_t c0 = sp[i].n_chunks * (uint64_t)j->ith / (uint64_t)j->nth;
+            uint64_t c1 = sp[i].n_chunks * (uint64_t)(j->ith + 1) / (uint64_t)j->nth;
+            for (uint64_t c = c0; c < c1; c++) {
+                float acc[16] = {0};
+                if (sh->dtype == MSA_BANK_BF16) {
+                    const uint16_t *k = (const uint16_t *)sp[i].keys + c * dim;
+                    for (uint64_t e = 0; e + 16 <= dim; e += 16)
+                        for (int t = 0; t < 16; t++) acc[t] += bf16f(k[e + (uint64_t)t]) * j->q[e + (uint64_t)t];
+                } else {
+                    const float *k = (const float *)sp[i].keys + c * dim;
+                    for (uint64_t e = 0; e + 16 <= dim; e += 16)
+                        for (int t = 0; t < 16; t++) acc[t] += k[e + (uint64_t)t] * j->q[e + (uint64_t)t];
+                }
+                float sum = 0;
+                for (int t = 0; t < 16; t++) sum += acc[t];
+                if (sum > best) best = sum;
+            }
+            j->bytes += (c1 - c0) * dim * msa_bank_dtype_size(sh->dtype);
+        }
+    }
+    j->best = best;
+    return NULL;
+}
+
+static int bench_scan(const char *dir, bool cold, bool json) {
+    if (cold) drop_cache(dir);
+    msa_bank *b;
+    msa_status st = msa_bank_open(dir, NULL, &b);
+    if (st) return cli_fail(st);
+    msa_bank_info in;
+    msa_bank_get_info(b, &in);
+    int nth = n_cpus();
+    float *q = malloc((size_t)MSA_BANK_MAX_LAYERS * 4096 * sizeof *q);
+    for (int i = 0; i < MSA_BANK_MAX_LAYERS * 4096; i++) q[i] = (float)(i % 17) / 17.0f - 0.5f;
+    int runs = cold ? 1 : 3;
+    double best_t = 1e30, bytes = 0;
+    for (int r = 0; r < runs; r++) {
+        scan_job jobs[256];
+        pthread_t th[256];
+        if (nth > 256) nth = 256;
+        double t0 = now_s();
+        for (int i = 0; i < nth; i++) {
+            jobs[i] = (scan_job){b, &in.shape, i, nth, q, 0, 0};
+            pthread_create(&th[i], NULL, scan_worker, &jobs[i]);
+        }
+        bytes = 0;
+        for (int i = 0; i < nth; i++) {
+            pthread_join(th[i], NULL);
+            bytes += (double)jobs[i].bytes;
+        }
+        double t = now_s() - t0;
+        if (t < best_t) best_t = t;
+    }
+    msa_bank_close(b);
+    free(q);
+    if (json)
+        printf("{\"bench\":\"bank_scan\",\"cold\":%s,\"threads\":%d,\"bytes\":%.0f,\"seconds\":%.4f,\"gb_per_s\":%.3f}\n",
+               cold ? "true" : "false", nth, bytes, best_t, bytes / best_t / 1e9);
+    else
+        printf("bank routing-key scan (%s, %d threads, dot product per chunk per layer): %.2f GB in %.3f s = "
+               "%.2f GB/s, %.1f M chunk-layer scores/s\n",
+               cold ? "cold" : "warm, best of 3", nth, bytes / 1e9, best_t, bytes / best_t / 1e9,
+               (double)in.n_chunks * in.shape.n_router / best_t / 1e6);
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------------- fetch */
+
+/* Random documents' content K̄/V̄ of every router layer, as the context assembly after routing reads them:
+ * through the mapping (touching every byte) and with one pread per layer into a buffer (what a pinned-host or
+ * GPU staging tier does). */
+static volatile uint64_t fetch_sink;
+
+static int bench_fetch(const char *dir, bool cold, bool json) {
+    if (cold) drop_cache(dir);
+    msa_bank *b;
+    msa_status st = msa_bank_open(dir, NULL, &b);
+    if (st) return cli_fail(st);
+    msa_bank_info in;
+    msa_bank_get_info(b, &in);
+    if (!in.n_docs || in.shape.mode != MSA_BANK_NATIVE) {
+        msa_bank_close(b);
+        return cli_fail(msa_fail(MSA_ERR_INVALID_ARG, "%s: no documents with content to fetch", dir));
+    }
+    int n = in.n_docs < 256 ? (int)in.n_docs : 256;
+    uint64_t seed = 12345;
+    double lat[2][256], bytes[2] = {0, 0};
+    void *kb = NULL, *vb = NULL;
+    size_t cap = 0;
+    for (int mode = 0; mode < 2 && !st; mode++) {
+        if (cold && mode == 1) drop_cache(dir);
+        for (int i = 0; i < n && !st; i++) {
+            msa_bank_doc_info d;
+            st = msa_bank_doc_at(b, xs(&seed) % in.n_docs, &d);
+            size_t half = (size_t)d.n_chunks * (size_t)in.shape.n_kv_heads * (size_t)in.shape.head_dim *
+                          msa_bank_dtype_size(in.shape.dtype);
+            if (half > cap) {
+                free(kb);
+                free(vb);
+                kb = malloc(half);
+                vb = malloc(half);
+                cap = half;
+            }
+            double t0 = now_s();
+            uint64_t sum = 0;
+            for (int s = 0; s < in.shape.n_router && !st; s++) {
+                if (mode == 0) {
+                    const void *k, *v;
+                    st = msa_bank_doc_content(b, d.index, s, &k, &v);
+                    for (size_t o = 0; !st && o < half; o += 64) sum += ((const uint8_t *)k)[o] + ((const uint8_t *)v)[o];
+                } else {
+                    st = msa_bank_read_content(b, d.index, s, kb, vb);
+                    sum += ((uint8_t *)kb)[0];
+                }
+                bytes[mode] += 2.0 * (double)half;
+            }
+            fetch_sink += sum; /* keep the reads */
+            lat[mode][i] = now_s() - t0;
+        }
+    }
+    free(kb);
+    free(vb);
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    for (int mode = 0; mode < 2; mode++) {
+        double total = 0;
+        for (int i = 0; i < n; i++) total += lat[mode][i];
+        qsort(lat[mode], (size_t)n, sizeof lat[mode][0], cmp_double);
+        const char *name = mode == 0 ? "mmap" : "pread";
+        if (json)
+            printf("{\"bench\":\"bank_fetch\",\"path\":\"%s\",\"cold\":%s,\"documents\":%d,\"median_ms\":%.3f,"
+                   "\"p99_ms\":%.3f,\"gb_per_s\":%.3f}\n",
+                   name, cold ? "true" : "false", n, lat[mode][n / 2] * 1e3, lat[mode][n * 99 / 100] * 1e3,
+                   bytes[mode] / total / 1e9);
+        else
+            printf("bank fetch (%s, %s, all %d router layers of %d random documents): median %.3f ms, p99 %.3f ms "
+                   "per document, %.2f GB/s\n",
+                   name, cold ? "cold" : "warm", in.shape.n_router, n, lat[mode][n / 2] * 1e3,
+                   lat[mode][n * 99 / 100] * 1e3, bytes[mode] / total / 1e9);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- verify */
+
+static int bench_verify(const char *dir, bool cold, bool json) {
+    if (cold) drop_cache(dir);
+    msa_bank *b;
+    msa_status st = msa_bank_open(dir, NULL, &b);
+    if (st) return cli_fail(st);
+    msa_bank_verify_report rep;
+    st = msa_bank_verify(b, NULL, NULL, &rep);
+    msa_bank_close(b);
+    if (st) return cli_fail(st);
+    double gbs = (double)rep.bytes_checked / rep.seconds / 1e9;
+    if (json)
+        printf("{\"bench\":\"bank_verify\",\"cold\":%s,\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"gb_per_s\":%.3f}\n",
+               cold ? "true" : "false", rep.bytes_checked, rep.seconds, gbs);
+    else
+        printf("bank verify (%s, all threads): %.2f GB in %.2f s = %.2f GB/s\n", cold ? "cold" : "warm",
+               (double)rep.bytes_checked / 1e9, rep.seconds, gbs);
+    return 0;
+}
+
+/* -------------------------------------------------------------------------------------------- ceilings */
+
+typedef struct bw_job {
+    const uint64_t *p;
+    uint64_t n;
+    uint64_t sum;
+} bw_job;
+
+static void *bw_worker(void *arg) {
+    bw_job *j = arg;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (uint64_t i = 0; i + 4 <= j->n; i += 4) {
+        s0 += j->p[i];
+        s1 += j->p[i + 1];
+        s2 += j->p[i + 2];
+        s3 += j->p[i + 3];
+    }
+    j->sum = s0 ^ s1 ^ s2 ^ s3;
+    return NULL;
+}
+
+static int bench_ceilings(const char *dir, bool json) {
+    /* memory: a 2 GiB buffer read by all threads, best of 3 */
+    uint64_t words = ((uint64_t)2 << 30) / 8;
+    uint64_t *buf = malloc(words * 8);
+    if (!buf) return cli_fail(MSA_ERR_NOMEM);
+    for (uint64_t i = 0; i < words; i++) buf[i] = i;
+    int nth = n_cpus();
+    if (nth > 64) nth = 64;
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        bw_job jobs[64];
+        pthread_t th[64];
+        double t0 = now_s();
+        for (int i = 0; i < nth; i++) {
+            jobs[i] = (bw_job){buf + words * (uint64_t)i / (uint64_t)nth, words / (uint64_t)nth, 0};
+            pthread_create(&th[i], NULL, bw_worker, &jobs[i]);
+        }
+        for (int i = 0; i < nth; i++) pthread_join(th[i], NULL);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    free(buf);
+    double mem = (double)words * 8 / best / 1e9;
+    /* disk: the largest file of the bank, dropped from the cache, read sequentially in 8 MiB blocks */
+    DIR *d = opendir(dir);
+    char biggest[4096 + 300] = "";
+    off_t big = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char p[4096 + 300];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > big) {
+            big = sb.st_size;
+            snprintf(biggest, sizeof biggest, "%s", p);
+        }
+    }
+    if (d) closedir(d);
+    double disk = 0, disk_bytes = 0;
+    if (biggest[0]) {
+        int fd = open(biggest, O_RDONLY);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        char *blk = malloc((size_t)8 << 20);
+        double t0 = now_s();
+        ssize_t n;
+        uint64_t limit = (uint64_t)8 << 30; /* at most 8 GiB */
+        while (blk && disk_bytes < (double)limit && (n = read(fd, blk, (size_t)8 << 20)) > 0) disk_bytes += (double)n;
+        disk = disk_bytes / (now_s() - t0) / 1e9;
+        free(blk);
+        close(fd);
+    }
+    if (json)
+        printf("{\"bench\":\"bank_ceilings\",\"memory_gb_per_s\":%.3f,\"threads\":%d,\"disk_gb_per_s\":%.3f,"
+               "\"disk_bytes\":%.0f}\n", mem, nth, disk, disk_bytes);
+    else
+        printf("ceilings: memory read %.2f GB/s (%d threads, 2 GiB buffer); disk sequential read %.2f GB/s "
+               "(%.2f GB of %s, page cache dropped)\n", mem, nth, disk, disk_bytes / 1e9, biggest);
+    return 0;
+}
+
+int bench_bank(int argc, char **argv) {
+    bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    if (argc < 3 || help) {
+        fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings DIR [--tokens N] [--doc-tokens D] "
+                        "[--shape NAME] [--cold] [--json]\n");
+        return help ? 0 : 64;
+    }
+    const char *what = argv[1], *dir = argv[2], *shape = "msa-4b";
+    uint64_t tokens = 10000000, doc_tokens = 4096;
+    bool cold = false, json = false;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--doc-tokens") && i + 1 < argc) doc_tokens = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
+        else if (!strcmp(argv[i], "--cold")) cold = true;
+        else if (!strcmp(argv[i], "--json")) json = true;
+        else return cli_usage_error("bench bank", "unknown option '%s'", argv[i]);
+    }
+    if (!tokens || !doc_tokens) return cli_usage_error("bench bank", "--tokens and --doc-tokens must be positive");
+    if (!strcmp(what, "build")) return bench_build(dir, tokens, doc_tokens, shape);
+    if (!strcmp(what, "open")) return bench_open(dir, json);
+    if (!strcmp(what, "scan")) return bench_scan(dir, cold, json);
+    if (!strcmp(what, "verify")) return bench_verify(dir, cold, json);
+    if (!strcmp(what, "fetch")) return bench_fetch(dir, cold, json);
+    if (!strcmp(what, "ceilings")) return bench_ceilings(dir, json);
+    return cli_usage_error("bench bank", "unknown benchmark '%s'", what);
+}

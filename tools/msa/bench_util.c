@@ -1,0 +1,221 @@
+/* bench_util.c — timing, statistics and table/JSON output shared by the `msa bench` benchmarks. */
+#include "bench_util.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+bench_opts bench_default_opts(void) { return (bench_opts){.n_threads = 0, .reps = 10, .warmup = 2, .json = false}; }
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int bench_parse_opt(bench_opts *o, const char *cmd, int argc, char **argv, int *i, int *rc) {
+    const char *a = argv[*i];
+    *rc = 0;
+    if (!strcmp(a, "--json")) {
+        o->json = true;
+        return 1;
+    }
+    int *dst = NULL, lo = 0, hi = 0;
+    if (!strcmp(a, "-t") || !strcmp(a, "--threads")) dst = &o->n_threads, lo = 0, hi = 512;
+    else if (!strcmp(a, "--reps")) dst = &o->reps, lo = 1, hi = 1000000;
+    else if (!strcmp(a, "--warmup")) dst = &o->warmup, lo = 0, hi = 1000000;
+    if (!dst) return 0;
+    if (*i + 1 >= argc) {
+        *rc = cli_usage_error(cmd, "%s needs a value", a);
+        return 1;
+    }
+    if (!parse_int(argv[*i + 1], lo, hi, dst)) {
+        *rc = cli_usage_error(cmd, "%s: '%s' is not an integer in [%d, %d]", a, argv[*i + 1], lo, hi);
+        return 1;
+    }
+    (*i)++;
+    return 1;
+}
+
+double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Linear interpolation between order statistics (the usual "type 7" quantile). */
+static double quantile(const double *v, int n, double q) {
+    double pos = q * (n - 1);
+    int lo = (int)pos;
+    if (lo >= n - 1) return v[n - 1];
+    return v[lo] + (pos - lo) * (v[lo + 1] - v[lo]);
+}
+
+void bench_stats_from(double *samples, int n, bench_stats *s) {
+    memset(s, 0, sizeof *s);
+    if (n <= 0) return;
+    qsort(samples, (size_t)n, sizeof *samples, cmp_double);
+    s->n = n;
+    s->min = samples[0];
+    s->max = samples[n - 1];
+    s->median = quantile(samples, n, 0.5);
+    s->q1 = quantile(samples, n, 0.25);
+    s->q3 = quantile(samples, n, 0.75);
+}
+
+void bench_time(bench_fn fn, void *ctx, int warmup, int reps, bench_stats *s) {
+    for (int i = 0; i < warmup; i++) fn(ctx);
+    double *t = malloc(sizeof(double) * (size_t)(reps > 0 ? reps : 1));
+    if (!t) {
+        fprintf(stderr, "msa bench: out of memory\n");
+        exit(71);
+    }
+    for (int i = 0; i < reps; i++) {
+        double t0 = bench_now();
+        fn(ctx);
+        t[i] = bench_now() - t0;
+    }
+    bench_stats_from(t, reps, s);
+    free(t);
+}
+
+struct bench_report {
+    bool json;
+    bool header_done;
+    json_t *doc;  /* {"bench": suite, "meta": {...}, "results": [...]} */
+    json_t *meta;
+    json_t *results;
+};
+
+bench_report *bench_report_new(const char *suite, const bench_opts *o) {
+    bench_report *r = calloc(1, sizeof *r);
+    if (!r) {
+        fprintf(stderr, "msa bench: out of memory\n");
+        exit(71);
+    }
+    r->json = o->json;
+    r->doc = json_object();
+    r->meta = json_object();
+    r->results = json_array();
+    json_object_set_new(r->doc, "bench", json_string(suite));
+    json_object_set(r->doc, "meta", r->meta);
+    json_object_set(r->doc, "results", r->results);
+    json_object_set_new(r->meta, "reps", json_integer(o->reps));
+    json_object_set_new(r->meta, "warmup", json_integer(o->warmup));
+    return r;
+}
+
+void bench_report_meta(bench_report *r, const char *key, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    json_object_set_new(r->meta, key, json_string(buf));
+    if (!r->json) printf("# %s: %s\n", key, buf);
+}
+
+/* A duration with a readable unit. */
+static void fmt_time(char *buf, size_t n, double s) {
+    if (s < 1e-3) snprintf(buf, n, "%.1f us", s * 1e6);
+    else if (s < 1) snprintf(buf, n, "%.3f ms", s * 1e3);
+    else snprintf(buf, n, "%.3f s", s);
+}
+
+void bench_report_row(bench_report *r, const char *name, const bench_stats *s, const bench_metric *m, int n_m,
+                      const char *note) {
+    json_t *row = json_object();
+    json_object_set_new(row, "name", json_string(name));
+    json_t *t = json_object();
+    json_object_set_new(t, "median", json_real(s->median));
+    json_object_set_new(t, "min", json_real(s->min));
+    json_object_set_new(t, "max", json_real(s->max));
+    json_object_set_new(t, "q1", json_real(s->q1));
+    json_object_set_new(t, "q3", json_real(s->q3));
+    json_object_set_new(t, "n", json_integer(s->n));
+    json_object_set_new(row, "seconds", t);
+    for (int i = 0; i < n_m; i++) {
+        json_t *v = json_object();
+        double med = s->median > 0 ? m[i].amount / s->median : 0;
+        json_object_set_new(v, "median", json_real(med));
+        json_object_set_new(v, "min", json_real(s->max > 0 ? m[i].amount / s->max : 0));
+        json_object_set_new(v, "max", json_real(s->min > 0 ? m[i].amount / s->min : 0));
+        if (m[i].ceiling > 0) json_object_set_new(v, "fraction_of_ceiling", json_real(med / m[i].ceiling));
+        json_object_set_new(row, m[i].name, v);
+    }
+    if (note) json_object_set_new(row, "note", json_string(note));
+    json_array_append_new(r->results, row);
+    if (r->json) return;
+
+    bench_progress_done();
+    if (!r->header_done) {
+        printf("%-34s %12s %22s %8s", "name", "time/call", "min .. max", "IQR%");
+        for (int i = 0; i < n_m; i++) printf("  %26s", m[i].name);
+        printf("\n");
+        r->header_done = true;
+    }
+    char med[32], lo[32], hi[32], range[80];
+    fmt_time(med, sizeof med, s->median);
+    fmt_time(lo, sizeof lo, s->min);
+    fmt_time(hi, sizeof hi, s->max);
+    snprintf(range, sizeof range, "%s .. %s", lo, hi);
+    printf("%-34s %12s %22s %7.1f%%", name, med, range, s->median > 0 ? 100 * (s->q3 - s->q1) / s->median : 0);
+    for (int i = 0; i < n_m; i++) {
+        char cell[64];
+        double v = s->median > 0 ? m[i].amount / s->median : 0;
+        double vlo = s->max > 0 ? m[i].amount / s->max : 0, vhi = s->min > 0 ? m[i].amount / s->min : 0;
+        if (m[i].ceiling > 0)
+            snprintf(cell, sizeof cell, "%.2f (%.2f-%.2f) %3.0f%%", v, vlo, vhi, 100 * v / m[i].ceiling);
+        else
+            snprintf(cell, sizeof cell, "%.2f (%.2f-%.2f)", v, vlo, vhi);
+        printf("  %26s", cell);
+    }
+    if (note) printf("  %s", note);
+    printf("\n");
+    fflush(stdout);
+}
+
+int bench_report_finish(bench_report *r) {
+    if (r->json) {
+        char *s = json_dumps(r->doc, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        if (s) {
+            printf("%s\n", s);
+            free(s);
+        }
+    }
+    bench_progress_done();
+    json_decref(r->meta);
+    json_decref(r->results);
+    json_decref(r->doc);
+    free(r);
+    return 0;
+}
+
+static int progress_shown;
+
+void bench_progress(int i, int n, const char *name) {
+    if (!isatty(2)) return;
+    fprintf(stderr, "\r\033[K[%d/%d] %s", i, n, name);
+    fflush(stderr);
+    progress_shown = 1;
+}
+
+void bench_progress_done(void) {
+    if (!progress_shown) return;
+    fprintf(stderr, "\r\033[K");
+    fflush(stderr);
+    progress_shown = 0;
+}

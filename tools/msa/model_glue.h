@@ -1,0 +1,15 @@
+/* model_glue.h — what `msa bank` needs from a model: bank parameters (shape, fingerprint, path) and encoding
+ * documents into a bank. Kept apart so cmd_bank.c stays about banks. */
+#ifndef MSA_TOOLS_MODEL_GLUE_H
+#define MSA_TOOLS_MODEL_GLUE_H
+
+#include "msa.h"
+
+/* Load the model at model_path and fill cp (shape from its config/msa_config, fingerprint, model path). */
+msa_status model_glue_bank_params(const char *model_path, bool read_mode, int pooling, msa_bank_create_params *cp);
+
+/* Load the model, check it matches the bank's fingerprint, and encode docs into the bank (durable on return). */
+msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const msa_doc_input *docs, size_t n_docs,
+                             bool replace, msa_ingest_report *report);
+
+#endif
