@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_peer.h"
 #include "backend/cpu/kernels.h"
 #include "bench_util.h"
 #include "commands.h"
@@ -110,6 +111,10 @@ int bench_model(const char *what, int argc, char **argv) {
         }
     }
     if (!model_path) return cli_usage_error(cmd, "-m MODEL is required");
+    if (peer && !strcmp(peer, "auto")) {
+        peer = bench_peer_find();
+        if (!peer) fprintf(stderr, "msa %s: no llama-bench found ($MSA_LLAMA_BENCH or %s)\n", cmd, BENCH_PEER_DEFAULT_PATH);
+    }
 
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = o.n_threads;
@@ -169,8 +174,34 @@ int bench_model(const char *what, int argc, char **argv) {
     bench_metric mets[2] = {{"tok/s", (double)n, 0}, {"GB/s", (double)per_token * n / 1e9, ceiling}};
     bench_report_row(r, name, &bs, mets, decode ? 2 : 1, decode ? "weights streamed per token vs read bandwidth" : NULL);
 
-    if (peer) /* llama.cpp's llama-bench through tools/msa/bench_peer.c once that lands */
-        fprintf(stderr, "msa %s: --peer is not available in this build yet\n", cmd);
+    if (peer) {
+        bench_peer_result pr;
+        char line[1024];
+        bench_peer_command(line, sizeof line, peer, model_path, decode ? 0 : n, decode ? n : 0, threads, o.reps);
+        bench_report_meta(r, "peer_command", "%s", line);
+        bench_progress(2, 2, "llama.cpp");
+        st = bench_peer_run(peer, model_path, decode ? 0 : n, decode ? n : 0, threads, o.reps, &pr);
+        bench_progress_done();
+        if (st != MSA_OK) {
+            fprintf(stderr, "msa %s: llama.cpp peer failed: %s\n", cmd, msa_last_error());
+        } else {
+            const bench_peer_rate *pt = decode ? &pr.tg : &pr.pp;
+            /* express llama.cpp's tokens/s as seconds per run so it fits the same table */
+            bench_stats ps = {.n = pt->n_samples,
+                              .median = n / pt->median_ts,
+                              .min = n / pt->max_ts,
+                              .max = n / pt->min_ts,
+                              .q1 = n / pt->max_ts,
+                              .q3 = n / pt->min_ts};
+            char pname[128];
+            snprintf(pname, sizeof pname, "llama.cpp %s %s%d (%.12s)", decode ? "decode" : "prefill",
+                     decode ? "tg" : "pp", n, pr.build_commit);
+            bench_report_row(r, pname, &ps, mets, decode ? 2 : 1, NULL);
+            double ours = bs.median > 0 ? n / bs.median : 0;
+            bench_report_meta(r, "ratio_msa_over_llamacpp", "%.3f (median tok/s %.1f vs %.1f)",
+                              ours / pt->median_ts, ours, pt->median_ts);
+        }
+    }
 out:
     if (rc == 0) rc = bench_report_finish(r);
     free(ids);
