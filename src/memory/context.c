@@ -152,7 +152,7 @@ static msa_status set_context(msa_memctx *c, int l, const uint32_t *chosen, size
     const int s = c->slot_of_layer[l];
     uint32_t sorted[1024];
     size_t ns = n_chosen < 1024 ? n_chosen : 1024;
-    memcpy(sorted, chosen, ns * sizeof *sorted);
+    if (ns) memcpy(sorted, chosen, ns * sizeof *sorted);
     for (size_t i = 1; i < ns; i++) /* insertion sort: ascending index (the reference's single-GPU order) */
         for (size_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
             uint32_t t = sorted[j];

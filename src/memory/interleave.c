@@ -28,7 +28,7 @@ static msa_status ibuf_push(ibuf *b, const int32_t *ids, size_t n, int8_t role) 
         if (!id || !r) return msa_fail(MSA_ERR_NOMEM, "interleave: out of memory for %zu tokens", cap);
         b->cap = cap;
     }
-    memcpy(b->id + b->n, ids, n * sizeof *ids);
+    if (n) memcpy(b->id + b->n, ids, n * sizeof *ids);
     memset(b->role + b->n, role, n);
     b->n += n;
     return MSA_OK;
