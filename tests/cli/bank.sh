@@ -105,3 +105,16 @@ expect missing_segment 65 "$MSA" bank verify "$T/m"
 head -c 5000 "$T/b.msax" >"$T/trunc.msax"
 expect truncated_export 65 "$MSA" bank import "$T/trunc.msax" "$T/imp2"
 [ ! -e "$T/imp2" ] && pass failed_import_leaves_nothing || fail failed_import_leaves_nothing
+
+# with a real model (the default GGUF, when installed): shapes and fingerprint come from it
+M=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$M" ]; then
+    expect create_from_model_read 0 "$MSA" bank create "$T/mb" -m "$M" --mode read
+    "$MSA" bank info "$T/mb" | grep -q "SmolLM2-135M-Instruct.Q4_1.gguf" && pass model_path_recorded || fail model_path_recorded
+    expect create_native_needs_msa_checkpoint 69 "$MSA" bank create "$T/mb2" -m "$M"
+    [ ! -e "$T/mb2" ] && pass failed_create_leaves_nothing || fail failed_create_leaves_nothing
+    expect add_other_model_fingerprint 65 "$MSA" bank add "$B" "$T/docs/a.txt" -m "$M"
+    grep -q "another model" "$T/err" && pass fingerprint_message || fail fingerprint_message "$(cat "$T/err")"
+else
+    echo "SKIP create_from_model_read (default model not installed: make model)"
+fi
