@@ -77,8 +77,13 @@ deps:
 model:
 	bash scripts/install-default-model.sh
 
+# The small random Hugging Face / GGUF checkpoints of the backbone tests (tests/fixtures/hf/README.md).
+checkpoints: deps
+	bash scripts/make-test-checkpoints.sh
+.PHONY: checkpoints
+
 # The README's test command: dependencies, default model, plain tests, sanitizer tests, bounded fuzzing.
-test: deps model
+test: deps model checkpoints
 	bash tests/run.sh
 
 # Only the plain build's tests, for quick iteration.

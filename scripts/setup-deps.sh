@@ -12,3 +12,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
+# Python packages for the test fixtures' generators (scripts/make-test-checkpoints.sh): numpy, safetensors,
+# gguf, tokenizers. Installed with pip only when one of them cannot be imported.
+if ! python3 -c 'import numpy, safetensors, gguf, tokenizers' >/dev/null 2>&1; then
+    echo "setup-deps: installing python packages numpy safetensors gguf tokenizers"
+    python3 -m pip install --quiet numpy safetensors gguf tokenizers \
+        || python3 -m pip install --quiet --break-system-packages numpy safetensors gguf tokenizers
+fi

@@ -4,6 +4,7 @@
 #include "bank/bank.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -206,6 +207,7 @@ void bank_version_free(bank_version *v) {
         for (size_t i = 0; i < v->man.n_segs; i++) free(v->chunk_doc[i]);
     free(v->chunk_doc);
     free(v->live);
+    free((void *)v->verified);
     free(v->id_slots);
     for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) free(v->spans[l]);
     bank_manifest_free(&v->man);
@@ -273,6 +275,8 @@ static msa_status version_index(bank_version *v, const char *name) {
     }
     v->n_deleted = n_tomb_seen;
     qsort(v->live, v->n_live, sizeof *v->live, cmp_live);
+    v->verified = calloc(v->n_live + 1, sizeof *v->verified);
+    if (!v->verified) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     for (uint64_t i = 1; i < v->n_live; i++)
         if (v->live[i].index == v->live[i - 1].index)
             return msa_fail(MSA_ERR_BAD_DATA, "%s: document index %u appears twice", name, v->live[i].index);
@@ -584,9 +588,12 @@ msa_status msa_bank_doc_content(const msa_bank *b, uint32_t index, int slot, con
     const bank_seg_view *sv;
     bank_version_doc(v, pos, &r, &sv);
     const uint8_t *c = sv->seg.content + r.content_off;
-    if (b->params.verify_content &&
-        XXH3_64bits(c, bank_doc_content_bytes(sh, r.n_chunks)) != r.content_hash)
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: content of document [%u] fails its checksum", sv->name, index);
+    /* the whole document's checksum, once per version (a fetch of all layers then costs one pass) */
+    if (b->params.verify_content && !atomic_load_explicit(&v->verified[pos], memory_order_acquire)) {
+        if (XXH3_64bits(c, bank_doc_content_bytes(sh, r.n_chunks)) != r.content_hash)
+            return msa_fail(MSA_ERR_BAD_DATA, "%s: content of document [%u] fails its checksum", sv->name, index);
+        atomic_store_explicit(&v->verified[pos], 1, memory_order_release);
+    }
     uint64_t half = (uint64_t)r.n_chunks * bank_kv_row_bytes(sh);
     *k = c + (uint64_t)slot * 2 * half;
     *vv = c + (uint64_t)slot * 2 * half + half;

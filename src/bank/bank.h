@@ -3,6 +3,7 @@
 #ifndef MSA_BANK_BANK_H
 #define MSA_BANK_BANK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@ typedef struct bank_version {
     bank_seg_view *tmpl;    /* the template segment or NULL */
     uint32_t **chunk_doc;   /* [n_segs][n_chunks] stable index of each chunk, MSA_BANK_NO_DOC when deleted */
     bank_live *live;        /* [n_live] sorted by index */
+    _Atomic unsigned char *verified; /* [n_live] content checksum already checked (verify_content) */
     uint64_t n_live, n_deleted, n_tokens, n_chunks, text_bytes, bytes;
     uint64_t *id_slots;     /* open-addressing table of live positions + 1 (0 = empty), id_cap entries */
     uint64_t id_cap;

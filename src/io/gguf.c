@@ -323,6 +323,18 @@ void msa_gguf_free(msa_gguf *g) {
     free(g);
 }
 
+/* Make room for need elements in *p (capacity *cap), doubling. */
+static msa_status grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return MSA_OK;
+    size_t c = *cap ? *cap * 2 : 64;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    *p = q;
+    *cap = c;
+    return MSA_OK;
+}
+
 static msa_status parse(msa_gguf *g, const char *label) {
     reader r = {g->buf, g->len, 0, label};
     uint32_t magic;
@@ -342,9 +354,11 @@ static msa_status parse(msa_gguf *g, const char *label) {
     if (n_tensors > remaining(&r) / 24)
         return msa_fail(MSA_ERR_BAD_DATA, "%s: tensor count %llu does not fit in the file", label,
                         (unsigned long long)n_tensors);
-    g->kv = calloc(n_kv ? n_kv : 1, sizeof *g->kv);
-    if (!g->kv) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    /* arrays grow with what is actually parsed: a lying count must not reserve memory up front */
+    size_t kv_cap = 0;
     for (uint64_t i = 0; i < n_kv; i++) {
+        MSA_TRY(grow((void **)&g->kv, &kv_cap, (size_t)i + 1, sizeof *g->kv));
+        memset(&g->kv[i], 0, sizeof g->kv[i]);
         g->n_kv = i + 1; /* so that msa_gguf_free releases a partly parsed entry */
         MSA_TRY(parse_kv(&r, &g->kv[i]));
     }
@@ -359,10 +373,13 @@ static msa_status parse(msa_gguf *g, const char *label) {
         g->alignment = (size_t)a;
     }
 
-    tinfo *ti = calloc(n_tensors ? n_tensors : 1, sizeof *ti);
-    if (!ti) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    tinfo *ti = NULL;
+    size_t ti_cap = 0;
     msa_status st = msa_weights_new(&g->w);
-    for (uint64_t i = 0; !st && i < n_tensors; i++) st = parse_tensor_info(&r, &ti[i]);
+    for (uint64_t i = 0; !st && i < n_tensors; i++) {
+        st = grow((void **)&ti, &ti_cap, (size_t)i + 1, sizeof *ti);
+        if (!st) st = parse_tensor_info(&r, &ti[i]);
+    }
     if (!st) {
         size_t data_start = r.pos + (g->alignment - r.pos % g->alignment) % g->alignment;
         if (data_start > g->len) {

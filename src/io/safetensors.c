@@ -15,6 +15,7 @@
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* 100 MiB, the limit the reference implementation uses */
 #define ST_MAX_INDEX ((size_t)64 << 20)      /* model.safetensors.index.json */
 #define ST_MAX_PATH 4096
+#define ST_MAX_SHARDS 4096 /* keeps the shard de-duplication cheap; real checkpoints have a few dozen */
 
 typedef struct { const char *name; int supported; msa_dtype dtype; } st_dtype_info;
 
@@ -237,6 +238,10 @@ static msa_status load_index(msa_weights *w, const char *dir, const char *index_
         const char *f = json_string_value(file);
         size_t i = 0;
         while (i < n_shards && strcmp(shards[i], f) != 0) i++;
+        if (i == n_shards && n_shards == ST_MAX_SHARDS) {
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: more than %d shard files", index_path, ST_MAX_SHARDS);
+            goto done;
+        }
         if (i == n_shards) shards[n_shards++] = f;
     }
     if (n_shards == 0) {

@@ -263,7 +263,7 @@ TEST(crash_loop) {
     CHECK_EQ_INT(t.torn, 0);
     CHECK_EQ_INT(t.checks_failed, 0);
     /* the loop really did work between kills, and kills landed both before and after commit points */
-    CHECK(t.acked_ops >= (uint64_t)iters / 2);
+    CHECK(t.acked_ops >= (uint64_t)iters / 4);
     CHECK(t.inflight_applied > 0 && t.inflight_not_applied > 0);
 }
 

@@ -220,6 +220,43 @@ TEST(missing_segment_and_foreign_segment) {
     if (b) msa_bank_close(b);
 }
 
+/* a flipped bit inside a document's K̄/V̄ is caught at fetch time with verify_content, before verify runs */
+TEST(fetch_detects_corrupt_content) {
+    int seg = -1;
+    for (int f = 0; f < n_files && seg < 0; f++)
+        if (!strncmp(strrchr(files[f].path, '/') + 1, "seg-", 4) && rd32(files[f].data + 24) == BANK_SEG_DOCS) seg = f;
+    CHECK(seg >= 0);
+    if (seg < 0) return;
+    const uint8_t *h = files[seg].data;
+    uint64_t content_off = 0;
+    for (uint32_t i = 0; i < rd32(h + 28); i++)
+        if (rd32(h + 104 + 32 * i) == 5) content_off = rd64(h + 104 + 32 * i + 8);
+    CHECK(content_off > 0);
+    files[seg].data[content_off + 3] ^= 0x10; /* the first document of the segment */
+    write_file(files[seg].path, files[seg].data, files[seg].len);
+    files[seg].data[content_off + 3] ^= 0x10;
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.verify_content = true;
+    msa_bank *b = NULL;
+    CHECK_EQ_INT(msa_bank_open(dir, &op, &b), MSA_OK); /* open does not read content */
+    if (b) {
+        int bad = 0, ok = 0;
+        for (uint64_t i = 0; i < msa_bank_n_docs(b); i++) {
+            msa_bank_doc_info info;
+            const void *k, *v;
+            msa_bank_doc_at(b, i, &info);
+            msa_status st = msa_bank_doc_content(b, info.index, 1, &k, &v);
+            if (st == MSA_ERR_BAD_DATA && strstr(msa_last_error(), "checksum")) bad++;
+            else if (st == MSA_OK) ok++;
+        }
+        CHECK_EQ_INT(bad, 1);
+        CHECK_EQ_INT(ok, (int)msa_bank_n_docs(b) - 1);
+        CHECK_EQ_INT(msa_bank_verify(b, NULL, NULL, NULL), MSA_ERR_BAD_DATA);
+        msa_bank_close(b);
+    }
+    restore(seg);
+}
+
 int main(void) {
     if (getenv("MSA_TEST_ONLY_CONCURRENCY")) { /* the TSan suite runs only concurrency tests */
         printf("SKIP test_bank_malformed (not a concurrency test)\n");
@@ -238,6 +275,7 @@ int main(void) {
     RUN(bit_flips);
     RUN(unknown_major_version);
     RUN(missing_segment_and_foreign_segment);
+    RUN(fetch_detects_corrupt_content);
     for (int f = 0; f < n_files; f++) free(files[f].data);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

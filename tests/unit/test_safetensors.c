@@ -307,6 +307,17 @@ TEST(safetensors_files_and_dirs) {
     write_index("{\"weight_map\":");
     CHECK_EQ_INT(open_dir(&w), MSA_ERR_BAD_DATA);
     CHECK(strstr(msa_last_error(), "not valid JSON") != NULL);
+    /* a hostile index naming thousands of shards is refused before any is opened */
+    size_t cap = 5000 * 48 + 64, n = 0;
+    char *big = malloc(cap);
+    n += (size_t)snprintf(big + n, cap - n, "{\"weight_map\":{");
+    for (int i = 0; i < 5000; i++)
+        n += (size_t)snprintf(big + n, cap - n, "%s\"t%d\":\"s%d.safetensors\"", i ? "," : "", i, i);
+    snprintf(big + n, cap - n, "}}");
+    write_index(big);
+    free(big);
+    CHECK_EQ_INT(open_dir(&w), MSA_ERR_BAD_DATA);
+    CHECK(strstr(msa_last_error(), "more than 4096 shard files") != NULL);
     /* the same tensor in two shards */
     write_st("s2.safetensors", "{\"a\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]}}", 6);
     write_index("{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\",\"x\":\"s2.safetensors\"}}");

@@ -306,6 +306,7 @@ static int bench_matmul(int argc, char **argv) {
     bench_report *r = bench_report_new("matmul", &o);
     bench_report_meta(r, "threads", "%d", msa_threadpool_size(tp));
     bench_report_meta(r, "simd", "%s", msa_cpu_simd_name());
+    bench_report_meta(r, "panel_kernels", "%s", getenv("MSA_PANEL") && !strcmp(getenv("MSA_PANEL"), "1") ? "on (MSA_PANEL=1)" : "off");
     bench_progress(0, 1, "memory ceiling");
     bench_stats ms;
     double ceiling = measure_read(tp, (size_t)512 << 20, 1, 5, &ms);

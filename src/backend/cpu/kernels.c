@@ -17,6 +17,11 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512"};
 
+/* The panel (prefill) kernels sum each output in a different order than the one-token kernels, so a token's
+ * result would depend on how many tokens share its batch (f32 rounding, amplified through a deep model).
+ * They are off unless MSA_PANEL=1 (or msa_cpu_set_panel) until callers accept batch-dependent rounding. */
+static int g_panel;
+
 static void init_tables(void) {
     /* Each level starts as a copy of the one below and overrides what it improves. */
     g_have[MSA_SIMD_SCALAR] = msa_kernels_scalar(g_tables[MSA_SIMD_SCALAR]);
@@ -28,6 +33,8 @@ static void init_tables(void) {
     for (int l = 1; l < MSA_SIMD_COUNT; l++)
         if (g_have[l]) g_max = (msa_simd)l;
     g_level = g_max;
+    const char *pe = getenv("MSA_PANEL");
+    g_panel = pe && !strcmp(pe, "1");
     const char *env = getenv("MSA_SIMD");
     if (env && *env) {
         for (int l = 0; l < MSA_SIMD_COUNT; l++)
@@ -54,6 +61,13 @@ int msa_cpu_set_simd(msa_simd level) {
 
 const char *msa_cpu_simd_name(void) { return simd_names[msa_cpu_simd()]; }
 
+int msa_cpu_set_panel(int on) {
+    pthread_once(&g_once, init_tables);
+    int old = g_panel;
+    g_panel = on != 0;
+    return old;
+}
+
 /* ---- scratch for prepared activations: one growing buffer per calling thread ---- */
 
 static _Thread_local uint8_t *t_scratch;
@@ -76,6 +90,8 @@ enum { ROW_ALIGN = 16 };
 
 typedef struct job {
     const msa_kernel *k;
+    msa_gemm_fn gemm;      /* k->gemm, or k->gemm_panel for a prefill in panel layout */
+    int panel;
     const float *x;
     int64_t n_in;
     uint8_t *act;          /* prepared activations, act_stride bytes per token (or x itself) */
@@ -94,6 +110,14 @@ typedef struct job {
 
 static void prep_job(void *arg, int ith, int nth) {
     job *j = arg;
+    if (j->panel) {
+        int n_groups = (j->n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS;
+        for (int g = ith; g < n_groups; g += nth) {
+            int t0 = g * MSA_PANEL_TOKENS, nt = j->n_tok - t0 < MSA_PANEL_TOKENS ? j->n_tok - t0 : MSA_PANEL_TOKENS;
+            j->k->prep_group(j->x + (size_t)t0 * j->n_in, j->n_in, nt, j->act + (size_t)t0 * j->act_stride);
+        }
+        return;
+    }
     for (int t = ith; t < j->n_tok; t += nth) j->k->prep(j->x + (size_t)t * j->n_in, j->n_in, j->act + (size_t)t * j->act_stride);
 }
 
@@ -108,7 +132,7 @@ static void gemm_job(void *arg, int ith, int nth) {
         int64_t nr = j->n_rows - r0 < j->chunk_rows ? j->n_rows - r0 : j->chunk_rows;
         for (int t0 = 0; t0 < j->n_tok; t0 += j->tok_block) {
             int nt = j->n_tok - t0 < j->tok_block ? j->n_tok - t0 : j->tok_block;
-            j->k->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
+            j->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
                        j->act_stride, nt, j->y + (size_t)t0 * j->ldy + r0, j->ldy);
         }
     }
@@ -127,8 +151,13 @@ static void run_gemm(msa_threadpool *tp, job *j) {
         int64_t min_rows = round_up(8192 / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
         if (chunk < min_rows) chunk = min_rows;
     } else {
-        chunk = round_up((int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
-        int64_t even = round_up(j->n_rows / nth + 1, ROW_ALIGN);
+        /* Panel kernels tile 8 (quantized) or 12 (float) rows: chunks of a multiple of 48 avoid slow
+         * single-row remainders inside a chunk. */
+        int64_t align = j->panel ? 48 : ROW_ALIGN;
+        chunk = (int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1;
+        if (j->panel && chunk < 96) chunk = 96;
+        chunk = round_up(chunk, align);
+        int64_t even = round_up(j->n_rows / nth + 1, align);
         if (chunk > even) chunk = even;
     }
     if (chunk > j->n_rows) chunk = j->n_rows;
@@ -136,6 +165,8 @@ static void run_gemm(msa_threadpool *tp, job *j) {
     j->n_chunks = (j->n_rows + chunk - 1) / chunk;
     size_t tb = (512 * 1024) / (j->act_stride + 1);
     j->tok_block = tb < 4 ? 4 : tb > 256 ? 256 : (int)tb;
+    /* Panel kernels decode each weight row once per token block: give them at least 8 groups to use it on. */
+    if (j->panel) j->tok_block = j->tok_block < 128 ? 128 : (j->tok_block + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS * MSA_PANEL_TOKENS;
     atomic_store_explicit(&j->next, 0, memory_order_relaxed);
     if (nth > 1 && j->n_chunks > 1)
         msa_threadpool_run(tp, gemm_job, j);
@@ -159,7 +190,23 @@ void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int6
     j.n_tok = n_tok;
     j.y = y;
     j.ldy = n_rows;
+    j.gemm = j.k->gemm;
 
+    if (g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && j.k->gemm_panel) {
+        size_t gb = j.k->panel_bytes(n_in);
+        int n_groups = (n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS;
+        uint8_t *buf = scratch(gb * (size_t)n_groups);
+        if (buf) {
+            j.panel = 1;
+            j.gemm = j.k->gemm_panel;
+            j.act = buf;
+            j.act_stride = gb / MSA_PANEL_TOKENS;
+            if (msa_threadpool_size(tp) > 1 && n_groups > 1) msa_threadpool_run(tp, prep_job, &j);
+            else prep_job(&j, 0, 1);
+            run_gemm(tp, &j);
+            return;
+        }
+    }
     if (!j.k->prep) {
         j.act = (uint8_t *)(uintptr_t)x;
         j.act_stride = (size_t)n_in * sizeof(float);

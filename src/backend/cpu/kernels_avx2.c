@@ -66,26 +66,6 @@ TARGET static void prep_q8(const float *x, int64_t n_in, void *out) {
     }
 }
 
-/* bf16 weights on this path: activations are rounded to bf16 (as on every path) but kept as f32 values. */
-static size_t prep_bf16f_bytes(int64_t n_in) { return ((size_t)n_in * 4 + 63) & ~(size_t)63; }
-
-TARGET static void prep_bf16f(const float *x, int64_t n_in, void *out) {
-    float *o = out;
-    int64_t i = 0;
-    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
-    const __m256i keep = _mm256_set1_epi32((int)0xffff0000u), quiet = _mm256_set1_epi32(0x400000);
-    for (; i + 8 <= n_in; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256i b = _mm256_castps_si256(v);
-        __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(b, 16), one)));
-        r = _mm256_and_si256(r, keep);
-        __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        r = _mm256_blendv_epi8(r, _mm256_and_si256(_mm256_or_si256(b, quiet), keep), nan);
-        _mm256_storeu_ps(o + i, _mm256_castsi256_ps(r));
-    }
-    for (; i < n_in; i++) o[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
-}
-
 /* ---- float weights: f32, f16, bf16 share one tile loop over 8-wide f32 vectors ---- */
 
 enum { W_F32, W_F16, W_BF16 };
@@ -254,12 +234,12 @@ int msa_kernels_avx2(msa_kernel table[MSA_DTYPE_COUNT]) {
     unsigned a, b, c, d;
     int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !f16c) return 0;
-    table[MSA_DTYPE_F32] = (msa_kernel){NULL, NULL, gemm_f32};
-    table[MSA_DTYPE_F16] = (msa_kernel){NULL, NULL, gemm_f16};
-    table[MSA_DTYPE_BF16] = (msa_kernel){prep_bf16f_bytes, prep_bf16f, gemm_bf16};
-    table[MSA_DTYPE_Q8_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q8_0};
-    table[MSA_DTYPE_Q4_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_0};
-    table[MSA_DTYPE_Q4_1] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_1};
+    table[MSA_DTYPE_F32] = (msa_kernel){.gemm = gemm_f32};
+    table[MSA_DTYPE_F16] = (msa_kernel){.gemm = gemm_f16};
+    table[MSA_DTYPE_BF16] = (msa_kernel){.gemm = gemm_bf16};
+    table[MSA_DTYPE_Q8_0] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8, .gemm = gemm_q8_0};
+    table[MSA_DTYPE_Q4_0] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8, .gemm = gemm_q4_0};
+    table[MSA_DTYPE_Q4_1] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8, .gemm = gemm_q4_1};
     return 1;
 }
 

@@ -10,6 +10,7 @@
  * already unsigned; Q8_0 weights are made unsigned by flipping the sign bit (w + 128). The offsets (8 for
  * Q4_0, 128 for Q8_0) are taken back out in the integer domain with the activation block sums, so the
  * result is the exact integer dot product of the scalar definition. Two blocks fill one 512-bit vector. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/kernels_impl.h"
@@ -18,9 +19,7 @@
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
-#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
-#define INLINE_BF16 static inline __attribute__((always_inline)) TARGET_BF16
 
 /* ---- activation preparation (byte-identical to the scalar definitions) ---- */
 
@@ -44,30 +43,15 @@ TARGET static void prep_q8(const float *x, int64_t n_in, void *out) {
     }
 }
 
-static size_t prep_bf16_bytes(int64_t n_in) { return ((size_t)n_in * 2 + 63) & ~(size_t)63; }
+/* ---- float weights (f32, f16, bf16) x f32 activations: 16-wide f32 FMA, masked tail ---- */
 
-TARGET static void prep_bf16(const float *x, int64_t n_in, void *out) {
-    uint16_t *o = out;
-    int64_t i = 0;
-    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x400000);
-    for (; i + 16 <= n_in; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        __m512i b = _mm512_castps_si512(v);
-        __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(b, 16), one)));
-        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        r = _mm512_mask_or_epi32(r, nan, b, quiet);
-        _mm256_storeu_si256((__m256i *)(o + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
-    }
-    for (; i < n_in; i++) o[i] = msa_f32_to_bf16(x[i]);
-}
-
-/* ---- float weights (f32, f16): 16-wide f32 FMA, masked tail ---- */
-
-enum { W_F32, W_F16 };
+enum { W_F32, W_F16, W_BF16 };
 
 INLINE __m512 load_w16(int kind, const uint8_t *p, __mmask16 m) {
     if (kind == W_F32) return _mm512_maskz_loadu_ps(m, p);
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+    __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    if (kind == W_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 INLINE void tile_float(int kind, int nr, int nt, const uint8_t *w, size_t rb, int64_t n_in, const uint8_t *act,
@@ -88,34 +72,6 @@ INLINE void tile_float(int kind, int nr, int nt, const uint8_t *w, size_t rb, in
             __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(act + (size_t)t * as) + i);
 #pragma GCC unroll 4
             for (int r = 0; r < nr; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < nr; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
-}
-
-/* ---- bf16 weights x bf16 activations: vdpbf16ps, 32 pairs per instruction ---- */
-
-INLINE_BF16 void tile_bf16(int kind, int nr, int nt, const uint8_t *w, size_t rb, int64_t n_in, const uint8_t *act,
-                           size_t as, float *y, int64_t ldy) {
-    (void)kind;
-    __m512 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < nr; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n_in; i += 32) {
-        __mmask32 m = n_in - i >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (n_in - i)) - 1);
-        __m512i wv[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < nr; r++) wv[r] = _mm512_maskz_loadu_epi16(m, w + (size_t)r * rb + (size_t)i * 2);
-#pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) {
-            __m512i xv = _mm512_maskz_loadu_epi16(m, act + (size_t)t * as + (size_t)i * 2);
-#pragma GCC unroll 4
-            for (int r = 0; r < nr; r++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], (__m512bh)xv);
         }
     }
 #pragma GCC unroll 4
@@ -240,10 +196,253 @@ INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, 
 
 DRIVER(gemm_f32, TARGET, tile_float, W_F32, 4, 4)
 DRIVER(gemm_f16, TARGET, tile_float, W_F16, 4, 4)
-DRIVER(gemm_bf16, TARGET_BF16, tile_bf16, 0, 4, 4)
+DRIVER(gemm_bf16, TARGET, tile_float, W_BF16, 4, 4)
 DRIVER(gemm_q8_0, TARGET, tile_q, MSA_DTYPE_Q8_0, 4, 4)
 DRIVER(gemm_q4_0, TARGET, tile_q, MSA_DTYPE_Q4_0, 4, 4)
 DRIVER(gemm_q4_1, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 3)
+
+/* ---- prefill panels: lanes = 16 tokens ----
+ * For many tokens the row-wise tiles above spend much of their time on horizontal sums and per-block
+ * scaling. The panel kernels put 16 tokens in one vector instead: the activations are transposed once per
+ * call (prep_group, in kernels.c's parallel prep) and each weight row is decoded once per token block and
+ * then used, element by element broadcast, against every group of 16 tokens. Outputs need no horizontal
+ * sums (a vector is 16 tokens of one row) and are scattered into y.
+ *
+ * Quantized group layout (nb blocks):   xu[nb][8][16 tokens][4 bytes]  q + 128 as unsigned bytes
+ *                                       dxt[nb][16] f32, sxt[nb][16] f32 (= d * sum q, for Q4_1)
+ * Each weight row is decoded to signed bytes w' (Q4_0: nibble - 8, Q4_1: nibble, Q8_0: as stored) with
+ * c = -128 * sum(w') per block, so 8 vpdpbusd per block give sum (q+128) w' + c = sum q w' exactly.
+ * Float group layout: xt[n_in][16] f32. */
+
+enum { TG = MSA_PANEL_TOKENS, PR = 8, PRF = 12 };
+
+static _Thread_local uint8_t *t_panel;
+static _Thread_local size_t t_panel_size;
+
+static uint8_t *panel_scratch(size_t bytes) {
+    if (bytes > t_panel_size) {
+        free(t_panel);
+        size_t n = (bytes + bytes / 4 + 63) & ~(size_t)63;
+        t_panel = aligned_alloc(64, n);
+        t_panel_size = t_panel ? n : 0;
+        if (!t_panel) abort(); /* a few hundred KB per thread; nothing sensible to do without it */
+    }
+    return t_panel;
+}
+
+static size_t panel_q_bytes(int64_t n_in) { return (size_t)(n_in / MSA_QK) * 640; }
+
+TARGET static void prep_group_q(const float *x, int64_t n_in, int nt, void *out) {
+    int64_t nb = n_in / MSA_QK;
+    size_t pb = msa_q8_prep_bytes(n_in);
+    uint8_t *tmp = panel_scratch(pb * TG);
+    for (int l = 0; l < nt; l++) prep_q8(x + (size_t)l * n_in, n_in, tmp + (size_t)l * pb);
+    __m512i *xu = out;
+    float *dxt = (float *)((uint8_t *)out + nb * 512), *sxt = dxt + nb * TG;
+    __mmask16 m = (__mmask16)((1u << nt) - 1);
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)pb));
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++) {
+        for (int j = 0; j < 8; j++) {
+            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, tmp + b * 32 + j * 4, 1);
+            _mm512_store_si512(xu + b * 8 + j, _mm512_xor_si512(v, flip));
+        }
+        __m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vidx, tmp + n_in + b * 4, 1);
+        __m512i sq = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, tmp + n_in + nb * 4 + b * 4, 1);
+        _mm512_store_ps(dxt + b * TG, d);
+        _mm512_store_ps(sxt + b * TG, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sq)));
+    }
+}
+
+/* Decode one weight row into signed bytes, per-block f32 scales (and Q4_1 minimums), and offset terms. */
+INLINE void decode_row(msa_dtype kind, const uint8_t *p, int64_t nb, int8_t *wq, float *dw, float *mw, int32_t *corr) {
+    size_t bb = kind == MSA_DTYPE_Q8_0 ? 34 : kind == MSA_DTYPE_Q4_0 ? 18 : 20;
+    const __m128i low = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    for (int64_t b = 0; b < nb; b++, p += bb) {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        dw[b] = _cvtsh_ss(h);
+        __m128i lo, hi;
+        if (kind == MSA_DTYPE_Q8_0) {
+            lo = _mm_loadu_si128((const __m128i *)(p + 2));
+            hi = _mm_loadu_si128((const __m128i *)(p + 18));
+        } else {
+            const uint8_t *qs = p + (kind == MSA_DTYPE_Q4_1 ? 4 : 2);
+            __m128i v = _mm_loadu_si128((const __m128i *)qs);
+            lo = _mm_and_si128(v, low);
+            hi = _mm_and_si128(_mm_srli_epi16(v, 4), low);
+            if (kind == MSA_DTYPE_Q4_0) lo = _mm_sub_epi8(lo, eight), hi = _mm_sub_epi8(hi, eight);
+            else {
+                memcpy(&h, p + 2, 2);
+                mw[b] = _cvtsh_ss(h);
+            }
+        }
+        _mm_storeu_si128((__m128i *)(wq + b * 32), lo);
+        _mm_storeu_si128((__m128i *)(wq + b * 32 + 16), hi);
+        __m256i w16 = _mm256_add_epi16(_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi));
+        __m256i w32 = _mm256_madd_epi16(w16, _mm256_set1_epi16(1));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(w32), _mm256_extracti128_si256(w32, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        corr[b] = -128 * _mm_cvtsi128_si32(s4);
+    }
+}
+
+INLINE __m512i token_stride_idx(int64_t ldy) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)ldy));
+}
+
+/* R rows x 16 tokens over all blocks; stores the group's valid tokens (mask) into y. */
+INLINE void panel_tile_q(msa_dtype kind, int R, int64_t nb, const int8_t *wq, const float *dw, const float *mw,
+                         const int32_t *corr, const uint8_t *grp, float *y, int64_t ldy, __mmask16 mask) {
+    const __m512i *xu = (const __m512i *)grp;
+    const float *dxt = (const float *)(grp + nb * 512), *sxt = dxt + nb * TG;
+    __m512 acc[PR];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    int64_t wstride = nb * 32;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512i *xb = xu + b * 8;
+        __m512 dx = _mm512_load_ps(dxt + b * TG);
+        __m512 sx = kind == MSA_DTYPE_Q4_1 ? _mm512_load_ps(sxt + b * TG) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const int8_t *wr = wq + r * wstride + b * 32;
+            __m512i ai = _mm512_set1_epi32(corr[r * nb + b]);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                int32_t w4;
+                memcpy(&w4, wr + 4 * j, 4);
+                ai = _mm512_dpbusd_epi32(ai, _mm512_load_si512(xb + j), _mm512_set1_epi32(w4));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_mul_ps(_mm512_set1_ps(dw[r * nb + b]), dx), acc[r]);
+            if (kind == MSA_DTYPE_Q4_1) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(mw[r * nb + b]), sx, acc[r]);
+        }
+    }
+    const __m512i vidx = token_stride_idx(ldy);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) _mm512_mask_i32scatter_ps(y + r, mask, vidx, acc[r], 4);
+}
+
+INLINE void gemm_panel_q(msa_dtype kind, const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows,
+                         const uint8_t *act, size_t as, int n_tok, float *y, int64_t ldy) {
+    int64_t nb = n_in / MSA_QK;
+    int n_groups = (n_tok + TG - 1) / TG;
+    size_t gb = as * TG;
+    uint8_t *buf = panel_scratch((size_t)PR * (size_t)n_in + (size_t)PR * (size_t)nb * 12 + 64);
+    int8_t *wq = (int8_t *)buf;
+    float *dw = (float *)(wq + PR * n_in), *mw = dw + PR * nb;
+    int32_t *corr = (int32_t *)(mw + PR * nb);
+    int64_t r = 0;
+    for (; r + PR <= n_rows; r += PR) {
+        for (int k = 0; k < PR; k++)
+            decode_row(kind, w + (size_t)(r + k) * rb, nb, wq + k * n_in, dw + k * nb, mw + k * nb, corr + k * nb);
+        for (int g = 0; g < n_groups; g++) {
+            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+            panel_tile_q(kind, PR, nb, wq, dw, mw, corr, act + (size_t)g * gb, y + (size_t)g * TG * ldy + r, ldy,
+                         (__mmask16)((1u << nt) - 1));
+        }
+    }
+    for (; r < n_rows; r++) {
+        decode_row(kind, w + (size_t)r * rb, nb, wq, dw, mw, corr);
+        for (int g = 0; g < n_groups; g++) {
+            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+            panel_tile_q(kind, 1, nb, wq, dw, mw, corr, act + (size_t)g * gb, y + (size_t)g * TG * ldy + r, ldy,
+                         (__mmask16)((1u << nt) - 1));
+        }
+    }
+}
+
+#define GEMM_PANEL(name, fn, kind)                                                                              \
+    TARGET static void name(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,     \
+                            size_t as, int n_tok, float *y, int64_t ldy) {                                      \
+        fn(kind, w, rb, n_in, n_rows, act, as, n_tok, y, ldy);                                                  \
+    }
+GEMM_PANEL(gemm_panel_q8_0, gemm_panel_q, MSA_DTYPE_Q8_0)
+GEMM_PANEL(gemm_panel_q4_0, gemm_panel_q, MSA_DTYPE_Q4_0)
+GEMM_PANEL(gemm_panel_q4_1, gemm_panel_q, MSA_DTYPE_Q4_1)
+
+/* Float panel: xt[n_in][16 tokens] f32; weight rows widened to f32 once, then one FMA per element and row
+ * with the weight broadcast. */
+static size_t panel_f_bytes(int64_t n_in) { return (size_t)n_in * TG * 4; }
+
+TARGET static void prep_group_f(const float *x, int64_t n_in, int nt, void *out) {
+    float *xt = out;
+    for (int64_t k = 0; k < n_in; k += 16) {
+        int n = n_in - k < 16 ? (int)(n_in - k) : 16;
+        __mmask16 mk = (__mmask16)((1u << n) - 1);
+        __m512 rows[TG];
+        for (int l = 0; l < TG; l++) rows[l] = l < nt ? _mm512_maskz_loadu_ps(mk, x + (size_t)l * n_in + k) : _mm512_setzero_ps();
+        _Alignas(64) float tile[TG][16];
+        for (int l = 0; l < TG; l++) _mm512_store_ps(tile[l], rows[l]);
+        for (int kk = 0; kk < n; kk++) {
+            __m512 col = _mm512_i32gather_ps(_mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176,
+                                                               192, 208, 224, 240), &tile[0][kk], 4);
+            _mm512_store_ps(xt + (k + kk) * TG, col);
+        }
+    }
+}
+
+INLINE void widen_row(int kind, const uint8_t *p, int64_t n_in, float *out) {
+    for (int64_t i = 0; i < n_in; i += 16) {
+        __mmask16 m = n_in - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n_in - i)) - 1);
+        _mm512_mask_storeu_ps(out + i, m, load_w16(kind, p + (size_t)i * (kind == W_F32 ? 4 : 2), m));
+    }
+}
+
+/* wf is interleaved: wf[k * PRF + r] (rows of the tile side by side), so one pointer serves all rows.
+ * With add, the tile continues sums already in y (k is processed in chunks that stay in L2). */
+INLINE void panel_tile_f(int R, const float *wf, int64_t nk, const float *xt, float *y, int64_t ldy, __mmask16 mask,
+                         int add) {
+    const __m512i vidx = token_stride_idx(ldy);
+    __m512 acc[PRF];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+        acc[r] = add ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, vidx, y + r, 4) : _mm512_setzero_ps();
+    for (int64_t k = 0; k < nk; k++) {
+        __m512 xv = _mm512_load_ps(xt + k * TG);
+#pragma GCC unroll 12
+        for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(xv, _mm512_set1_ps(wf[k * PRF + r]), acc[r]);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) _mm512_mask_i32scatter_ps(y + r, mask, vidx, acc[r], 4);
+}
+
+enum { KC = 1024 }; /* elements of k per pass: 8 token groups of xt (512 KB) stay in L2 */
+
+INLINE void gemm_panel_float(int kind, const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,
+                             size_t as, int n_tok, float *y, int64_t ldy) {
+    int n_groups = (n_tok + TG - 1) / TG;
+    size_t gb = as * TG;
+    int es = kind == W_F32 ? 4 : 2;
+    float *wf = (float *)panel_scratch((size_t)(PRF + 1) * KC * 4 + 64);
+    float *tmp = wf + (size_t)PRF * KC;
+    for (int64_t k0 = 0; k0 < n_in; k0 += KC) {
+        int64_t nk = n_in - k0 < KC ? n_in - k0 : KC;
+        for (int64_t r = 0; r < n_rows;) {
+            int R = n_rows - r >= PRF ? PRF : 1;
+            for (int k = 0; k < R; k++) {
+                widen_row(kind, w + (size_t)(r + k) * rb + (size_t)k0 * es, nk, tmp);
+                for (int64_t i = 0; i < nk; i++) wf[i * PRF + k] = tmp[i];
+            }
+            for (int g = 0; g < n_groups; g++) {
+                int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
+                const float *xt = (const float *)(act + (size_t)g * gb) + k0 * TG;
+                float *yg = y + (size_t)g * TG * ldy + r;
+                __mmask16 m = (__mmask16)((1u << nt) - 1);
+                if (R == PRF) panel_tile_f(PRF, wf, nk, xt, yg, ldy, m, k0 > 0);
+                else panel_tile_f(1, wf, nk, xt, yg, ldy, m, k0 > 0);
+            }
+            r += R;
+        }
+    }
+}
+
+GEMM_PANEL(gemm_panel_f32, gemm_panel_float, W_F32)
+GEMM_PANEL(gemm_panel_f16, gemm_panel_float, W_F16)
+GEMM_PANEL(gemm_panel_bf16, gemm_panel_float, W_BF16)
 
 int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]) {
     __builtin_cpu_init();
@@ -251,12 +450,12 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]) {
         !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") ||
         !__builtin_cpu_supports("avx512vnni"))
         return 0;
-    table[MSA_DTYPE_F32] = (msa_kernel){NULL, NULL, gemm_f32};
-    table[MSA_DTYPE_F16] = (msa_kernel){NULL, NULL, gemm_f16};
-    if (__builtin_cpu_supports("avx512bf16")) table[MSA_DTYPE_BF16] = (msa_kernel){prep_bf16_bytes, prep_bf16, gemm_bf16};
-    table[MSA_DTYPE_Q8_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q8_0};
-    table[MSA_DTYPE_Q4_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_0};
-    table[MSA_DTYPE_Q4_1] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_1};
+    table[MSA_DTYPE_F32] = (msa_kernel){NULL, NULL, gemm_f32, panel_f_bytes, prep_group_f, gemm_panel_f32};
+    table[MSA_DTYPE_F16] = (msa_kernel){NULL, NULL, gemm_f16, panel_f_bytes, prep_group_f, gemm_panel_f16};
+    table[MSA_DTYPE_BF16] = (msa_kernel){NULL, NULL, gemm_bf16, panel_f_bytes, prep_group_f, gemm_panel_bf16};
+    table[MSA_DTYPE_Q8_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q8_0, panel_q_bytes, prep_group_q, gemm_panel_q8_0};
+    table[MSA_DTYPE_Q4_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_0, panel_q_bytes, prep_group_q, gemm_panel_q4_0};
+    table[MSA_DTYPE_Q4_1] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_1, panel_q_bytes, prep_group_q, gemm_panel_q4_1};
     return 1;
 }
 

@@ -5,7 +5,9 @@
  *   prep: each activation row x[t] (f32, n_in) is converted once per call into the partner format the
  *         kernel wants (bf16 values, q8 blocks with scales ...), `prep_bytes(n_in)` bytes per token;
  *   gemm: y[t * ldy + r] = sum_i W[r, i] * x'[t, i] for r < n_rows, t < n_tok over prepared rows.
- * F32 and F16 weights use the f32 activations directly (prep == NULL). */
+ * F32, F16 and BF16 weights use the f32 activations directly (prep == NULL).
+ * With n_tok >= MSA_PANEL_MIN_TOKENS and a panel kernel, the activations are instead transposed once per call
+ * into groups of 16 tokens so that one vector holds 16 tokens (see kernels_avx512.c). */
 #ifndef MSA_BACKEND_CPU_KERNELS_IMPL_H
 #define MSA_BACKEND_CPU_KERNELS_IMPL_H
 
@@ -22,10 +24,21 @@ typedef void (*msa_prep_fn)(const float *x, int64_t n_in, void *out);
 typedef void (*msa_gemm_fn)(const uint8_t *w, size_t row_bytes, int64_t n_in, int64_t n_rows, const uint8_t *act,
                             size_t act_stride, int n_tok, float *y, int64_t ldy);
 
+/* Panel (prefill) layout: tokens in groups of MSA_PANEL_TOKENS, each group prep_group()ed into
+ * panel_bytes(n_in) bytes; gemm_panel then receives act at group 0 of its token block with
+ * act_stride = panel_bytes / MSA_PANEL_TOKENS (so act + t0 * act_stride is group t0 / 16; t0 is always a
+ * multiple of 16). */
+#define MSA_PANEL_TOKENS 16
+#define MSA_PANEL_MIN_TOKENS 8
+typedef void (*msa_prep_group_fn)(const float *x, int64_t n_in, int n_tok_in_group, void *out);
+
 typedef struct msa_kernel {
     msa_prep_bytes_fn prep_bytes; /* NULL: activations are used as f32 */
     msa_prep_fn prep;
     msa_gemm_fn gemm;
+    msa_prep_bytes_fn panel_bytes; /* NULL: no panel kernel; gemm serves every token count */
+    msa_prep_group_fn prep_group;
+    msa_gemm_fn gemm_panel;
 } msa_kernel;
 
 typedef enum msa_simd { MSA_SIMD_SCALAR = 0, MSA_SIMD_AVX2, MSA_SIMD_AVX512, MSA_SIMD_COUNT } msa_simd;
@@ -38,7 +51,6 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
 
 /* Shared activation formats (the scalar definitions are the specification; SIMD preps must produce the
  * same bytes):
- *   bf16 rows: n_in uint16 bf16 values, x rounded to nearest even.
  *   q8 rows (for Q8_0/Q4_0/Q4_1 weights), nb = n_in/32 blocks:
  *       int8  q[n_in]            q = round_half_even(x / d), d = max|x in block| / 127 (q = 0 when d = 0)
  *       float d[nb]              the block scale (f32, not rounded to f16)
@@ -49,6 +61,9 @@ void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, cons
 /* Force an ISA level for this process (tests); returns 0 if this CPU does not have it. */
 int msa_cpu_set_simd(msa_simd level);
 msa_simd msa_cpu_simd(void);
+/* Turn the panel (prefill) kernels on or off for this process (MSA_PANEL=1 turns them on); returns the
+ * previous setting. Off by default: see kernels.c. */
+int msa_cpu_set_panel(int on);
 /* The best level this CPU supports. */
 msa_simd msa_cpu_simd_max(void);
 

@@ -46,13 +46,6 @@ static void prep_q8_scalar(const float *x, int64_t n_in, void *out) {
     }
 }
 
-static size_t prep_bf16_bytes(int64_t n_in) { return ((size_t)n_in * 2 + 63) & ~(size_t)63; }
-
-static void prep_bf16_scalar(const float *x, int64_t n_in, void *out) {
-    uint16_t *o = out;
-    for (int64_t i = 0; i < n_in; i++) o[i] = msa_f32_to_bf16(x[i]);
-}
-
 static void gemm_f32(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act, size_t as,
                      int n_tok, float *y, int64_t ldy) {
     for (int t = 0; t < n_tok; t++) {
@@ -82,14 +75,14 @@ static void gemm_f16(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, 
 static void gemm_bf16(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act, size_t as,
                       int n_tok, float *y, int64_t ldy) {
     for (int t = 0; t < n_tok; t++) {
-        const uint16_t *x = (const uint16_t *)(act + (size_t)t * as);
+        const float *x = (const float *)(act + (size_t)t * as);
         for (int64_t r = 0; r < n_rows; r++) {
             const uint8_t *wr = w + (size_t)r * rb;
             float s = 0;
             for (int64_t i = 0; i < n_in; i++) {
                 uint16_t h;
                 memcpy(&h, wr + 2 * i, 2);
-                s += msa_bf16_to_f32(h) * msa_bf16_to_f32(x[i]);
+                s += msa_bf16_to_f32(h) * x[i];
             }
             y[t * ldy + r] = s;
         }
@@ -140,11 +133,11 @@ GEMM_Q(gemm_q4_0, MSA_DTYPE_Q4_0)
 GEMM_Q(gemm_q4_1, MSA_DTYPE_Q4_1)
 
 int msa_kernels_scalar(msa_kernel table[MSA_DTYPE_COUNT]) {
-    table[MSA_DTYPE_F32] = (msa_kernel){NULL, NULL, gemm_f32};
-    table[MSA_DTYPE_F16] = (msa_kernel){NULL, NULL, gemm_f16};
-    table[MSA_DTYPE_BF16] = (msa_kernel){prep_bf16_bytes, prep_bf16_scalar, gemm_bf16};
-    table[MSA_DTYPE_Q8_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8_scalar, gemm_q8_0};
-    table[MSA_DTYPE_Q4_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8_scalar, gemm_q4_0};
-    table[MSA_DTYPE_Q4_1] = (msa_kernel){msa_q8_prep_bytes, prep_q8_scalar, gemm_q4_1};
+    table[MSA_DTYPE_F32] = (msa_kernel){.gemm = gemm_f32};
+    table[MSA_DTYPE_F16] = (msa_kernel){.gemm = gemm_f16};
+    table[MSA_DTYPE_BF16] = (msa_kernel){.gemm = gemm_bf16};
+    table[MSA_DTYPE_Q8_0] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8_scalar, .gemm = gemm_q8_0};
+    table[MSA_DTYPE_Q4_0] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8_scalar, .gemm = gemm_q4_0};
+    table[MSA_DTYPE_Q4_1] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8_scalar, .gemm = gemm_q4_1};
     return 1;
 }
