@@ -436,6 +436,64 @@ typedef struct msa_ingest_report {
 msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input *docs, size_t n_docs,
                            const msa_ingest_params *params, msa_ingest_report *report);
 
+/* The shape of a bank for this model's memory (pass it to msa_bank_create with msa_model_fingerprint):
+ * MSA_BANK_NATIVE needs an MSA checkpoint (its router layers, pooling P, bf16 for bf16 checkpoints else f32);
+ * MSA_BANK_READ works for any model: the identity router over the upper half of the layers, routing keys only,
+ * bf16, with pooling P tokens per chunk (0 = 16). */
+msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int pooling, msa_bank_shape *out);
+
+typedef enum msa_ask_mode {
+    MSA_ASK_AUTO = 0,   /* the bank's mode */
+    MSA_ASK_NATIVE,     /* MSA: routing inside the router layers, sparse attention over the selected documents'
+                           pooled K/V, generative retrieval of [ids] with original-text injection (interleave) */
+    MSA_ASK_READ,       /* route with the bank's keys, then inject the best documents' original text into the
+                           prompt and let the model answer (models without MSA training) */
+} msa_ask_mode;
+
+typedef struct msa_ask_params {
+    msa_ask_mode mode;
+    int top_k;            /* documents per router layer; 0 = msa_config's (native) or 3 (read) */
+    int max_rounds;       /* Memory Interleave rounds, >= 1 (default 8) */
+    int max_new_tokens;   /* per round (default 512) */
+    float temperature;    /* 0 = greedy (default) */
+    uint64_t seed;
+    int max_question_tokens; /* longer questions fail with MSA_ERR_LIMIT (default 1024) */
+} msa_ask_params;
+
+msa_ask_params msa_ask_default_params(void);
+
+typedef struct msa_ask_routing {
+    int layer;            /* model layer */
+    size_t n;
+    uint32_t *index;      /* [n] stable bank indices, best first (ties: lower index first) */
+    char **doc_id;        /* [n] client ids as given to add */
+    float *score;         /* [n] */
+} msa_ask_routing;
+
+typedef struct msa_ask_round {
+    msa_ask_routing *routing; /* [n_routing], one per router layer */
+    int n_routing;
+    char *generated;          /* the model's text this round (special tokens as text) */
+    size_t n_injected;
+    uint32_t *injected_index; /* documents whose original text was injected after this round */
+    char **injected_id;
+} msa_ask_round;
+
+typedef struct msa_ask_result {
+    char *answer;
+    msa_ask_round *rounds;
+    int n_rounds;
+    char *transcript;     /* native: the interleave history; read: the prompt and the answer */
+    uint64_t n_prompt_tokens, n_generated_tokens;
+    double seconds_route, seconds_total;
+} msa_ask_result;
+
+/* Answer question (UTF-8) from bank with model (the bank must have been made with this model: fingerprint).
+ * Fills *out (release with msa_ask_result_free). An empty bank answers without memory. */
+msa_status msa_ask(msa_model *model, msa_bank *bank, const char *question, size_t len, const msa_ask_params *params,
+                   msa_ask_result *out);
+void msa_ask_result_free(msa_ask_result *r);
+
 #ifdef __cplusplus
 }
 #endif

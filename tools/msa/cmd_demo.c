@@ -1,10 +1,223 @@
-/* cmd_demo.c — `msa demo`. Placeholder until its module lands; replace this file whole. */
+/* cmd_demo.c — `msa demo`: the end-to-end demo on the default model. Builds (or reuses) a read-mode bank from
+ * the corpus shipped in data/demo/ (public-domain passages plus planted facts), then asks the planted facts'
+ * questions and prints each answer with the documents it was routed to.
+ *
+ *   msa demo [-m MODEL] [--corpus DIR] [--bank DIR] [--top-k K] [-n N] [-t THREADS] [--check]
+ *
+ * Defaults: MODEL models/SmolLM2-135M-Instruct.Q4_1.gguf, corpus data/demo (both also looked up next to the
+ * executable's ../), bank $XDG_CACHE_HOME/msa/demo-bank (else ~/.cache/msa/demo-bank). Rerunning reuses the
+ * bank: unchanged documents are not encoded again. --check exits 1 unless every planted fact's question is
+ * routed to its own document first. */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "msa.h"
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+/* path if it exists, else the same path relative to the executable's parent directory. */
+static const char *locate(const char *path, char *buf, size_t cap) {
+    if (access(path, R_OK) == 0) return path;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return path;
+    exe[n] = 0;
+    char *s = strrchr(exe, '/');
+    if (!s) return path;
+    *s = 0;
+    size_t a = strlen(exe), b = strlen(path);
+    if (a + b + 5 > cap) return path;
+    memcpy(buf, exe, a);
+    memcpy(buf + a, "/../", 4);
+    memcpy(buf + a + 4, path, b + 1);
+    return access(buf, R_OK) == 0 ? buf : path;
+}
+
+static int mkdirs(const char *path) {
+    char tmp[PATH_MAX];
+    if (strlen(path) >= sizeof tmp) return -1;
+    memcpy(tmp, path, strlen(path) + 1);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return 0;
+}
+
+typedef struct jl { json_t **v; size_t n; } jl;
+
+static int read_jsonl(const char *path, jl *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "msa demo: cannot open %s: %s\n", path, strerror(errno));
+        return 66;
+    }
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t n;
+    out->v = NULL;
+    out->n = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (n <= 1) continue;
+        json_error_t err;
+        json_t *j = json_loadb(line, (size_t)n, 0, &err);
+        if (!j || !json_is_string(json_object_get(j, "id")) || !json_is_string(json_object_get(j, "text"))) {
+            fprintf(stderr, "msa demo: %s:%zu: not a {\"id\", \"text\"} object\n", path, lineno);
+            json_decref(j);
+            free(line);
+            fclose(f);
+            return 65;
+        }
+        json_t **v = realloc(out->v, (out->n + 1) * sizeof *v);
+        if (!v) {
+            json_decref(j);
+            break;
+        }
+        out->v = v;
+        out->v[out->n++] = j;
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static void jl_free(jl *l) {
+    for (size_t i = 0; i < l->n; i++) json_decref(l->v[i]);
+    free(l->v);
+}
 
 int cmd_demo(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "msa demo: not built yet\n");
-    return 69;
+    const char *model_path = NULL, *corpus = NULL, *bank_path = NULL;
+    int threads = 0, top_k = 3, max_new = 48, pooling = 0;
+    bool check = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: msa demo [-m MODEL] [--corpus DIR] [--bank DIR] [--top-k K] [-n N] [-t THREADS] [--pooling P] [--check]\n"
+                   "Builds a memory bank from data/demo (public-domain passages + planted facts) with the default\n"
+                   "model in read mode, then asks the planted facts' questions and shows the routed documents.\n");
+            return 0;
+        }
+        if (!strcmp(a, "--check")) { check = true; continue; }
+        if (!v) return cli_usage_error("demo", "%s needs a value", a);
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "--corpus")) corpus = v;
+        else if (!strcmp(a, "--bank")) bank_path = v;
+        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
+        else if (!strcmp(a, "-n")) max_new = atoi(v);
+        else if (!strcmp(a, "-t")) threads = atoi(v);
+        else if (!strcmp(a, "--pooling")) pooling = atoi(v);
+        else return cli_usage_error("demo", "unknown option '%s'", a);
+        i++;
+    }
+    if (top_k < 1 || top_k > 64) return cli_usage_error("demo", "--top-k must be 1..64");
+    if (max_new < 1) return cli_usage_error("demo", "-n must be >= 1");
+    char mbuf[PATH_MAX], cbuf[PATH_MAX], bbuf[PATH_MAX], pbuf[PATH_MAX];
+    if (!model_path) model_path = locate(DEFAULT_MODEL, mbuf, sizeof mbuf);
+    if (!corpus) corpus = locate("data/demo", cbuf, sizeof cbuf);
+    if (!bank_path) {
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        if (xdg && *xdg) snprintf(bbuf, sizeof bbuf, "%s/msa/demo-bank", xdg);
+        else snprintf(bbuf, sizeof bbuf, "%s/.cache/msa/demo-bank", home && *home ? home : "/tmp");
+        bank_path = bbuf;
+    }
+
+    fprintf(stderr, "msa demo: model %s\n", model_path);
+    msa_model_params mp = msa_model_default_params();
+    mp.n_threads = threads;
+    msa_model *model;
+    msa_status st = msa_model_load(model_path, &mp, &model);
+    if (st) {
+        if (st == MSA_ERR_NOT_FOUND) fprintf(stderr, "msa demo: install the default model first: make model\n");
+        return cli_fail(st);
+    }
+    jl docs = {0}, facts = {0};
+    snprintf(pbuf, sizeof pbuf, "%s/passages.jsonl", corpus);
+    int rc = read_jsonl(pbuf, &docs);
+    snprintf(pbuf, sizeof pbuf, "%s/facts.jsonl", corpus);
+    if (!rc) rc = read_jsonl(pbuf, &facts);
+    msa_bank *bank = NULL;
+    uint8_t fp[32];
+    msa_model_fingerprint(model, fp);
+    if (!rc && access(bank_path, F_OK) != 0) {
+        msa_bank_create_params cp = {0};
+        memcpy(cp.fingerprint, fp, 32);
+        cp.model_path = model_path;
+        st = msa_memory_bank_shape(model, MSA_BANK_READ, pooling, &cp.shape);
+        if (!st && mkdirs(bank_path)) st = MSA_ERR_IO;
+        if (!st) st = msa_bank_create(bank_path, &cp);
+        if (st) rc = cli_fail(st);
+    }
+    if (!rc) {
+        msa_bank_open_params bp = msa_bank_default_open_params();
+        bp.writable = true;
+        st = msa_bank_open(bank_path, &bp, &bank);
+        if (!st) st = msa_bank_check_fingerprint(bank, fp);
+        if (st) {
+            rc = cli_fail(st);
+            if (st == MSA_ERR_MISMATCH || st == MSA_ERR_BAD_DATA)
+                fprintf(stderr, "msa demo: remove %s (made by another model or damaged) or pass --bank DIR\n", bank_path);
+        }
+    }
+    if (!rc) {
+        fprintf(stderr, "msa demo: bank %s, %zu documents from %s\n", bank_path, docs.n, corpus);
+        msa_doc_input *in = calloc(docs.n ? docs.n : 1, sizeof *in);
+        for (size_t i = 0; in && i < docs.n; i++) {
+            in[i].id = json_string_value(json_object_get(docs.v[i], "id"));
+            in[i].text = json_string_value(json_object_get(docs.v[i], "text"));
+            in[i].text_len = json_string_length(json_object_get(docs.v[i], "text"));
+        }
+        msa_ingest_params ip = msa_ingest_default_params();
+        msa_ingest_report rep;
+        st = in ? msa_bank_ingest(bank, model, in, docs.n, &ip, &rep) : MSA_ERR_NOMEM;
+        free(in);
+        if (st) rc = cli_fail(st);
+        else
+            fprintf(stderr, "msa demo: encoded %zu new documents (%llu tokens) in %.1f s; %zu already in the bank\n",
+                    rep.n_added + rep.n_replaced, (unsigned long long)rep.n_tokens_encoded, rep.seconds, rep.n_unchanged);
+    }
+    int n_ok = 0;
+    for (size_t i = 0; !rc && i < facts.n; i++) {
+        const char *q = json_string_value(json_object_get(facts.v[i], "question"));
+        const char *want = json_string_value(json_object_get(facts.v[i], "id"));
+        if (!q || !want) continue;
+        msa_ask_params ap = msa_ask_default_params();
+        ap.mode = MSA_ASK_READ;
+        ap.top_k = top_k;
+        ap.max_new_tokens = max_new;
+        msa_ask_result r;
+        st = msa_ask(model, bank, q, strlen(q), &ap, &r);
+        if (st) {
+            rc = cli_fail(st);
+            break;
+        }
+        const msa_ask_round *R = &r.rounds[0];
+        bool ok = R->n_injected > 0 && !strcmp(R->injected_id[0], want);
+        n_ok += ok;
+        printf("\nQ: %s\nA: %s\n   routed to:", q, r.answer ? r.answer : "");
+        for (size_t k = 0; k < R->n_injected; k++) printf(" %s%s", k ? ", " : "", R->injected_id[k]);
+        printf("\n   %s (%.2f s routing, %.1f s total)\n", ok ? "[ok] the planted fact came first" : "[miss] the planted fact did not come first",
+               r.seconds_route, r.seconds_total);
+        fflush(stdout);
+        msa_ask_result_free(&r);
+    }
+    if (!rc) {
+        printf("\n%d/%zu planted facts routed to their document first.\n", n_ok, facts.n);
+        if (check && (size_t)n_ok != facts.n) rc = 1;
+    }
+    if (bank) msa_bank_close(bank);
+    jl_free(&docs);
+    jl_free(&facts);
+    msa_model_free(model);
+    return rc;
 }

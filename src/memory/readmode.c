@@ -1,0 +1,267 @@
+/* readmode.c — read mode (design.md §2): route the question with the bank's keys (the identity router of a
+ * read-mode bank: the model's own pre-RoPE q/k in the upper half of its layers; or an MSA checkpoint's trained
+ * router over a native bank), fuse the per-layer document scores, inject the original text of the best
+ * documents into an ordinary chat prompt and let the model answer. For models with no MSA training.
+ *
+ * Routing query: "<|im_start|>" (not routed) followed by the question's own tokens (routed, positions from 0),
+ * mirroring how documents are encoded. Fusion: a document's score is the sum over router layers of its
+ * per-layer score (scaled dot, head mean, token max, chunk max); top-k by that sum, ties by lower index.
+ * Document text goes in as plain text (it can never become special tokens). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "memory/ask.h"
+#include "memory/route.h"
+#include "model/model.h"
+#include "util/error.h"
+
+#define READ_INSTRUCTION "Answer the question using the documents below.\n\n"
+
+typedef struct tbuf { int32_t *v; size_t n, cap; } tbuf;
+
+static msa_status tb_add(tbuf *b, int32_t *ids, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->n + n) cap *= 2;
+        int32_t *v = realloc(b->v, cap * sizeof *v);
+        if (!v) {
+            free(ids);
+            return msa_fail(MSA_ERR_NOMEM, "out of memory");
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->v + b->n, ids, n * sizeof *ids);
+    b->n += n;
+    free(ids);
+    return MSA_OK;
+}
+
+static msa_status tb_tok(tbuf *b, const msa_tokenizer *tok, const char *s, size_t len, bool special) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    MSA_TRY(msa_tokenize(tok, s, len, special, &ids, &n));
+    return tb_add(b, ids, n);
+}
+
+/* The answer prompt: the model's chat template around one user message whose content is plain text. */
+static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
+                               const char *question, size_t len, tbuf *out, char **text_out) {
+    const msa_tokenizer *tok = msa_model_tokenizer(model);
+    const char *roles[1] = {"user"}, *contents[1] = {"\x01"};
+    char *tmpl = NULL;
+    MSA_TRY(msa_chat_render(model, roles, contents, 1, true, &tmpl));
+    char *hole = strchr(tmpl, '\x01');
+    if (!hole) {
+        free(tmpl);
+        return msa_fail(MSA_ERR_INTERNAL, "chat template lost the message content");
+    }
+    /* content: instruction, documents, question */
+    size_t cap = 256 + len, n = 0;
+    char *content = malloc(cap);
+    msa_status st = content ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "out of memory");
+#define ADD(s, l)                                                                          \
+    do {                                                                                   \
+        size_t l_ = (l);                                                                   \
+        if (!st && n + l_ + 1 > cap) {                                                     \
+            while (n + l_ + 1 > cap) cap *= 2;                                             \
+            char *c_ = realloc(content, cap);                                              \
+            if (!c_) st = msa_fail(MSA_ERR_NOMEM, "out of memory");                        \
+            else content = c_;                                                             \
+        }                                                                                  \
+        if (!st) memcpy(content + n, (s), l_), n += l_;                                    \
+    } while (0)
+    ADD(READ_INSTRUCTION, strlen(READ_INSTRUCTION));
+    for (size_t i = 0; i < n_docs && !st; i++) {
+        char *t = NULL;
+        size_t tl = 0;
+        st = msa_bank_doc_text(bank, docs[i], &t, &tl);
+        char head[32];
+        int hn = snprintf(head, sizeof head, "[%u]. ", docs[i]);
+        ADD(head, (size_t)hn);
+        ADD(t, tl);
+        ADD("\n\n", 2);
+        free(t);
+    }
+    ADD("Question: ", 10);
+    ADD(question, len);
+#undef ADD
+    if (!st) {
+        content[n] = 0;
+        if (msa_model_add_bos(model) && msa_model_hparams(model)->bos_id >= 0) {
+            int32_t *bos = malloc(sizeof *bos);
+            if (!bos) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            else {
+                *bos = msa_model_hparams(model)->bos_id;
+                st = tb_add(out, bos, 1);
+            }
+        }
+        if (!st) st = tb_tok(out, tok, tmpl, (size_t)(hole - tmpl), true);
+        if (!st) st = tb_tok(out, tok, content, n, false);
+        if (!st) st = tb_tok(out, tok, hole + 1, strlen(hole + 1), true);
+        if (!st && text_out) {
+            size_t a = (size_t)(hole - tmpl), b = strlen(hole + 1);
+            *text_out = malloc(a + n + b + 1);
+            if (!*text_out) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            else {
+                memcpy(*text_out, tmpl, a);
+                memcpy(*text_out + a, content, n);
+                memcpy(*text_out + a + n, hole + 1, b + 1);
+            }
+        }
+    }
+    free(content);
+    free(tmpl);
+    return st;
+}
+
+msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
+                           const msa_ask_params *p, msa_ask_result *out) {
+    const msa_hparams *hp = msa_model_hparams(model);
+    const msa_tokenizer *tok = msa_model_tokenizer(model);
+    tbuf q = {0};
+    msa_status st = MSA_OK;
+    int32_t im_start = msa_tokenizer_find(tok, "<|im_start|>");
+    if (im_start >= 0) {
+        q.v = malloc(sizeof *q.v);
+        if (!q.v) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+        q.v[0] = im_start;
+        q.n = q.cap = 1;
+    }
+    size_t n_head = q.n;
+    st = tb_tok(&q, tok, question, len, false);
+    int8_t *roles = st ? NULL : malloc(q.n);
+    if (!st && !roles) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < q.n; i++) roles[i] = i < n_head ? -1 : 0;
+
+    msa_memctx_params mp = {.top_k = p->top_k > 0 ? p->top_k : 3, .attend_memory = false, .n_ctx = (int)q.n + 1};
+    if (mp.top_k > 1024) mp.top_k = 1024;
+    mp.sampler = msa_sampler_default_params();
+    msa_memctx *mc = NULL;
+    out->rounds = calloc(1, sizeof *out->rounds);
+    if (!st && !out->rounds) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+    if (!st) out->n_rounds = 1;
+    if (!st) st = msa_memctx_new(model, bank, &mp, &mc);
+    uint32_t *best = NULL;
+    size_t n_best = 0;
+    double t0 = 0;
+    if (!st) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+        st = msa_memctx_prefill(mc, q.v, roles, (int)q.n, 0, false, NULL);
+    }
+    if (!st) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        out->seconds_route = (double)ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
+        st = msa_ask_record_routing(mc, bank, &out->rounds[0]);
+    }
+    if (!st) { /* fuse: sum of per-layer scores */
+        const msa_memctx_layer *L;
+        int nl;
+        uint64_t n_index;
+        msa_memctx_routing(mc, &L, &nl, &n_index);
+        float *fused = malloc((n_index ? n_index : 1) * sizeof *fused);
+        best = malloc((size_t)mp.top_k * sizeof *best);
+        float *bs = malloc((size_t)mp.top_k * sizeof *bs);
+        if (!fused || !best || !bs) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+        const char *fz = getenv("MSA_RM_FUSE");
+        int l0 = getenv("MSA_RM_L0") ? atoi(getenv("MSA_RM_L0")) : 0, l1 = getenv("MSA_RM_L1") ? atoi(getenv("MSA_RM_L1")) : nl;
+        for (uint64_t d = 0; !st && d < n_index; d++) {
+            double s = fz && !strcmp(fz, "max") ? -INFINITY : 0;
+            for (int l = l0; l < l1 && l < nl && isfinite(s); l++)
+                s = fz && !strcmp(fz, "max") ? (L[l].all_scores[d] > s ? L[l].all_scores[d] : s) : s + L[l].all_scores[d];
+            fused[d] = (float)s;
+        }
+        if (!st) n_best = msa_route_topk(fused, n_index, (size_t)mp.top_k, best, bs);
+        free(fused), free(bs);
+    }
+    msa_memctx_free(mc);
+    free(q.v), free(roles);
+    if (!st) st = msa_ask_record_injected(bank, best, n_best, &out->rounds[0]);
+
+    /* answer */
+    if (!st && getenv("MSA_RM_NOANSWER")) {
+        free(best);
+        out->answer = calloc(1, 1);
+        out->rounds[0].generated = calloc(1, 1);
+        return MSA_OK;
+    }
+    tbuf pr = {0};
+    char *ptext = NULL;
+    if (!st) st = build_prompt(model, bank, best, n_best, question, len, &pr, &ptext);
+    free(best);
+    msa_session *s = NULL;
+    int max_new = p->max_new_tokens > 0 ? p->max_new_tokens : 512;
+    if (!st && pr.n + (size_t)max_new > (size_t)hp->n_ctx_train) {
+        if (pr.n >= (size_t)hp->n_ctx_train)
+            st = msa_fail(MSA_ERR_LIMIT, "the prompt with %zu documents is %zu tokens, over the model's context %d",
+                          n_best, pr.n, hp->n_ctx_train);
+        else
+            max_new = hp->n_ctx_train - (int)pr.n;
+    }
+    if (!st) {
+        msa_session_params sp = msa_session_default_params();
+        sp.n_ctx = (int)pr.n + max_new;
+        st = msa_session_new(model, &sp, &s);
+    }
+    float *logits = st ? NULL : malloc((size_t)hp->n_vocab * sizeof *logits);
+    if (!st && !logits) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+    if (!st) st = msa_session_eval(s, pr.v, pr.n, false, logits);
+    char *ans = NULL;
+    size_t an = 0, acap = 0;
+    msa_sampler_params spar = msa_sampler_default_params();
+    spar.temperature = p->temperature;
+    spar.seed = p->seed;
+    uint64_t rng = msa_sampler_seed(p->seed);
+    int n_gen = 0;
+    for (; !st && n_gen < max_new; n_gen++) {
+        int32_t y = msa_sample(logits, hp->n_vocab, &spar, &rng);
+        bool eos = false;
+        for (int i = 0; i < hp->n_eos; i++) eos |= hp->eos_ids[i] == y;
+        if (eos) break;
+        char buf[256];
+        int k = msa_token_to_piece(tok, y, buf, sizeof buf);
+        if (k > 0 && k <= (int)sizeof buf) {
+            if (an + (size_t)k + 1 > acap) {
+                acap = acap ? acap * 2 : 1024;
+                while (an + (size_t)k + 1 > acap) acap *= 2;
+                char *a = realloc(ans, acap);
+                if (!a) {
+                    st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                ans = a;
+            }
+            memcpy(ans + an, buf, (size_t)k);
+            an += (size_t)k;
+        }
+        if (n_gen + 1 < max_new) st = msa_session_eval(s, &y, 1, false, logits);
+    }
+    free(logits);
+    if (s) msa_session_free(s);
+    if (!st) {
+        /* trim */
+        size_t a = 0;
+        while (a < an && (ans[a] == ' ' || ans[a] == '\n')) a++;
+        while (an > a && (ans[an - 1] == ' ' || ans[an - 1] == '\n')) an--;
+        out->answer = malloc(an - a + 1);
+        out->rounds[0].generated = malloc(an - a + 1);
+        if (!out->answer || !out->rounds[0].generated) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+        else {
+            if (an > a) memcpy(out->answer, ans + a, an - a), memcpy(out->rounds[0].generated, ans + a, an - a);
+            out->answer[an - a] = 0;
+            out->rounds[0].generated[an - a] = 0;
+        }
+        out->transcript = ptext;
+        ptext = NULL;
+        out->n_prompt_tokens = pr.n;
+        out->n_generated_tokens = (uint64_t)n_gen;
+    }
+    free(ans), free(ptext), free(pr.v);
+    return st;
+}

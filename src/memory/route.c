@@ -1,0 +1,298 @@
+/* route.c — routing scores, reductions and top-k (see route.h for the formulas and the tie rule). */
+#include "memory/route.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/tensor.h"
+#include "util/error.h"
+
+void msa_l2_normalize_rows(float *x, size_t n, int dim) {
+    for (size_t r = 0; r < n; r++) {
+        float *v = x + r * (size_t)dim;
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += (double)v[i] * v[i];
+        /* A zero vector stays zero (torch's F.normalize clamps the norm the same way). */
+        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (int i = 0; i < dim; i++) v[i] *= inv;
+    }
+}
+
+msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, const uint8_t *route_mask,
+                                   int n_tok, msa_route_query *out) {
+    memset(out, 0, sizeof *out);
+    const int hd = p->head_dim, nh = p->n_head, nkv = p->n_head_kv;
+    if (nh <= 0 || nkv <= 0 || hd <= 0 || nh % nkv)
+        return msa_fail(MSA_ERR_INVALID_ARG, "routing: bad head shape %d/%d x %d", nh, nkv, hd);
+    int n_route = 0, last = -1;
+    for (int t = 0; t < n_tok; t++)
+        if (route_mask[t]) n_route++, last = t;
+    if (n_route == 0) return msa_fail(MSA_ERR_INVALID_ARG, "routing: the query has no routing tokens");
+    const int rows = p->query_reduce == MSA_REDUCE_LAST ? 1 : n_route;
+    const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
+    const int dim = fold ? nkv * hd : nh * hd;
+    float *q = calloc((size_t)rows * dim, sizeof *q);
+    float *tmp = malloc((size_t)nh * hd * sizeof *tmp);
+    if (!q || !tmp) {
+        free(q), free(tmp);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %d query rows", rows);
+    }
+    const int g = nh / nkv;
+    int r = 0;
+    for (int t = 0; t < n_tok && r < rows; t++) {
+        if (!route_mask[t] || (p->query_reduce == MSA_REDUCE_LAST && t != last)) continue;
+        memcpy(tmp, qr + (size_t)t * nh * hd, (size_t)nh * hd * sizeof *tmp);
+        if (p->cosine)
+            msa_l2_normalize_rows(tmp, (size_t)nh, hd);
+        else
+            for (int i = 0; i < nh * hd; i++) tmp[i] *= 1.0f / sqrtf((float)hd);
+        float *row = q + (size_t)r * dim;
+        if (fold) { /* mean over heads of <q'_h, k_{h/g}> = < sum_{h in group} q'_h / nh , k > */
+            for (int h = 0; h < nh; h++)
+                for (int i = 0; i < hd; i++) row[(h / g) * hd + i] += tmp[h * hd + i] / (float)nh;
+        } else {
+            memcpy(row, tmp, (size_t)nh * hd * sizeof *tmp);
+        }
+        r++;
+    }
+    free(tmp);
+    out->n = rows;
+    out->dim = dim;
+    out->q = q;
+    return MSA_OK;
+}
+
+void msa_route_query_free(msa_route_query *q) {
+    if (!q) return;
+    free(q->q);
+    q->q = NULL;
+    q->n = 0;
+}
+
+static float dot(const float *a, const float *b, int n) {
+    /* Eight independent partial sums so the compiler can vectorise without reassociating. */
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+    float r = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+typedef struct score_job {
+    const msa_route_params *p;
+    const msa_route_query *q;
+    const void *keys;
+    msa_route_dtype dtype;
+    uint64_t n_chunks;
+    float *out;
+    float *per_token;      /* if set: y[c][t] into [n_chunks][q->n] instead of reducing */
+} score_job;
+
+static void score_range(void *ctx, int ith, int nth) {
+    const score_job *j = ctx;
+    const msa_route_params *p = j->p;
+    const int kdim = p->n_head_kv * p->head_dim, hd = p->head_dim, g = p->n_head / p->n_head_kv;
+    const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
+    const uint64_t per = (j->n_chunks + (uint64_t)nth - 1) / (uint64_t)nth;
+    const uint64_t c0 = per * (uint64_t)ith, c1 = c0 + per < j->n_chunks ? c0 + per : j->n_chunks;
+    float kbuf[8192];
+    float *key = kdim <= 8192 ? kbuf : malloc((size_t)kdim * sizeof *key);
+    if (!key) { /* cannot happen for any supported shape (kdim is bounded at load); mark as unscorable */
+        for (uint64_t c = c0; c < c1; c++) j->out[c] = NAN;
+        return;
+    }
+    for (uint64_t c = c0; c < c1; c++) {
+        const float *k;
+        if (j->dtype == MSA_ROUTE_F32) {
+            k = (const float *)j->keys + c * (uint64_t)kdim;
+        } else {
+            const uint16_t *src = (const uint16_t *)j->keys + c * (uint64_t)kdim;
+            for (int i = 0; i < kdim; i++) key[i] = msa_bf16_to_f32(src[i]);
+            k = key;
+        }
+        double acc = 0;
+        float best = -INFINITY;
+        for (int t = 0; t < j->q->n; t++) {
+            const float *qt = j->q->q + (size_t)t * j->q->dim;
+            float y;
+            if (fold) {
+                y = dot(qt, k, kdim);
+            } else {
+                y = -INFINITY;
+                for (int h = 0; h < p->n_head; h++) {
+                    float x = dot(qt + (size_t)h * hd, k + (size_t)(h / g) * hd, hd);
+                    if (x > y) y = x;
+                }
+            }
+            if (j->per_token) j->per_token[c * (uint64_t)j->q->n + (uint64_t)t] = y;
+            if (y > best) best = y;
+            acc += y;
+        }
+        if (j->per_token) continue;
+        j->out[c] = p->query_reduce == MSA_REDUCE_MEAN ? (float)(acc / j->q->n) : best;
+    }
+    if (key != kbuf) free(key);
+}
+
+static void run_scores(score_job *j, msa_threadpool *tp) {
+    if (j->n_chunks < 256)
+        score_range(j, 0, 1);
+    else
+        msa_threadpool_run(tp, score_range, j);
+}
+
+/* Standardized routing (p->standardize): two passes over the keys, the first for each token's mean and
+ * standard deviation over all chunks, the second for the reductions of the z-scores. */
+static msa_status standardized_scores(const msa_route_params *p, const msa_route_query *q, const msa_route_span *spans,
+                                      size_t n_spans, msa_route_dtype dtype, uint64_t n_index, float *doc_scores,
+                                      msa_threadpool *tp) {
+    const uint64_t block = 4096;
+    const size_t kdim = (size_t)p->n_head_kv * p->head_dim, esize = dtype == MSA_ROUTE_F32 ? 4 : 2;
+    float *y = malloc(block * (size_t)q->n * sizeof *y);
+    double *sum = calloc((size_t)q->n * 2, sizeof *sum), *sq = sum ? sum + q->n : NULL;
+    double *dsum = NULL;
+    uint32_t *dcnt = NULL;
+    if (p->chunk_reduce == MSA_REDUCE_MEAN) {
+        dsum = calloc(n_index ? n_index : 1, sizeof *dsum);
+        dcnt = calloc(n_index ? n_index : 1, sizeof *dcnt);
+    }
+    if (!y || !sum || (p->chunk_reduce == MSA_REDUCE_MEAN && (!dsum || !dcnt))) {
+        free(y), free(sum), free(dsum), free(dcnt);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
+    }
+    uint64_t total = 0;
+    msa_status st = MSA_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        for (size_t si = 0; si < n_spans && !st; si++) {
+            const msa_route_span *sp = &spans[si];
+            for (uint64_t c0 = 0; c0 < sp->n_chunks && !st; c0 += block) {
+                uint64_t n = sp->n_chunks - c0 < block ? sp->n_chunks - c0 : block;
+                score_job j = {p, q, (const char *)sp->keys + c0 * kdim * esize, dtype, n, NULL, y};
+                run_scores(&j, tp);
+                for (uint64_t c = 0; c < n; c++) {
+                    const float *yc = y + c * (uint64_t)q->n;
+                    if (pass == 0) {
+                        for (int t = 0; t < q->n; t++) sum[t] += yc[t], sq[t] += (double)yc[t] * yc[t];
+                        total++;
+                        continue;
+                    }
+                    uint32_t d = sp->doc_index[c0 + c];
+                    if (d >= n_index) {
+                        st = msa_fail(MSA_ERR_BAD_DATA, "routing: chunk of document %u beyond the bank's %llu", d,
+                                      (unsigned long long)n_index);
+                        break;
+                    }
+                    double best = -INFINITY, acc = 0;
+                    for (int t = 0; t < q->n; t++) {
+                        double z = (yc[t] - sum[t]) / sq[t];
+                        if (z > best) best = z;
+                        acc += z;
+                    }
+                    float S = (float)(p->query_reduce == MSA_REDUCE_MEAN ? acc / q->n : best);
+                    if (dsum) dsum[d] += S, dcnt[d]++;
+                    else if (S > doc_scores[d]) doc_scores[d] = S;
+                }
+            }
+        }
+        if (pass == 0) /* sum -> mean, sq -> standard deviation */
+            for (int t = 0; t < q->n; t++) {
+                double m = total ? sum[t] / (double)total : 0, v = total ? sq[t] / (double)total - m * m : 0;
+                sum[t] = m;
+                sq[t] = v > 1e-20 ? sqrt(v) : 1;
+            }
+    }
+    if (dsum && !st)
+        for (uint64_t d = 0; d < n_index; d++)
+            if (dcnt[d]) doc_scores[d] = (float)(dsum[d] / dcnt[d]);
+    free(y), free(sum), free(dsum), free(dcnt);
+    return st;
+}
+
+void msa_route_score_chunks(const msa_route_params *p, const msa_route_query *q, const void *keys,
+                            msa_route_dtype dtype, uint64_t n_chunks, float *out, msa_threadpool *tp) {
+    score_job j = {p, q, keys, dtype, n_chunks, out, NULL};
+    if (n_chunks < 256)
+        score_range(&j, 0, 1);
+    else
+        msa_threadpool_run(tp, score_range, &j);
+}
+
+msa_status msa_route_doc_scores(const msa_route_params *p, const msa_route_query *q, const msa_route_span *spans,
+                                size_t n_spans, msa_route_dtype dtype, uint64_t n_index, float *doc_scores,
+                                msa_threadpool *tp) {
+    for (uint64_t i = 0; i < n_index; i++) doc_scores[i] = -INFINITY;
+    if (p->standardize) return standardized_scores(p, q, spans, n_spans, dtype, n_index, doc_scores, tp);
+    const bool mean = p->chunk_reduce == MSA_REDUCE_MEAN;
+    double *sum = NULL;
+    uint32_t *cnt = NULL;
+    if (mean) {
+        sum = calloc(n_index ? n_index : 1, sizeof *sum);
+        cnt = calloc(n_index ? n_index : 1, sizeof *cnt);
+        if (!sum || !cnt) {
+            free(sum), free(cnt);
+            return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %llu document scores",
+                            (unsigned long long)n_index);
+        }
+    }
+    const uint64_t block = 1 << 16;
+    float *s = malloc(block * sizeof *s);
+    if (!s) {
+        free(sum), free(cnt);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for chunk scores");
+    }
+    msa_status st = MSA_OK;
+    const size_t kdim = (size_t)p->n_head_kv * p->head_dim;
+    const size_t esize = dtype == MSA_ROUTE_F32 ? 4 : 2;
+    for (size_t si = 0; si < n_spans && st == MSA_OK; si++) {
+        const msa_route_span *sp = &spans[si];
+        for (uint64_t c0 = 0; c0 < sp->n_chunks && st == MSA_OK; c0 += block) {
+            uint64_t n = sp->n_chunks - c0 < block ? sp->n_chunks - c0 : block;
+            msa_route_score_chunks(p, q, (const char *)sp->keys + c0 * kdim * esize, dtype, n, s, tp);
+            for (uint64_t c = 0; c < n; c++) {
+                uint32_t d = sp->doc_index[c0 + c];
+                if (d >= n_index) {
+                    st = msa_fail(MSA_ERR_BAD_DATA, "routing: chunk of document %u beyond the bank's %llu",
+                                  d, (unsigned long long)n_index);
+                    break;
+                }
+                if (mean) {
+                    sum[d] += s[c];
+                    cnt[d]++;
+                } else if (s[c] > doc_scores[d]) {
+                    doc_scores[d] = s[c];
+                }
+            }
+        }
+    }
+    if (mean && st == MSA_OK)
+        for (uint64_t d = 0; d < n_index; d++)
+            if (cnt[d]) doc_scores[d] = (float)(sum[d] / cnt[d]);
+    free(s), free(sum), free(cnt);
+    return st;
+}
+
+/* a ranks before b */
+static bool better(float sa, uint32_t ia, float sb, uint32_t ib) { return sa > sb || (sa == sb && ia < ib); }
+
+size_t msa_route_topk(const float *scores, size_t n, size_t k, uint32_t *idx, float *out_scores) {
+    /* Insertion into a sorted list of at most k: O(n k) worst case, O(n) typical for k = 16. */
+    size_t m = 0;
+    for (size_t i = 0; i < n && k; i++) {
+        float s = scores[i];
+        if (!isfinite(s)) continue;
+        if (m == k && !better(s, (uint32_t)i, out_scores[m - 1], idx[m - 1])) continue;
+        size_t pos = m < k ? m : k - 1;
+        while (pos > 0 && better(s, (uint32_t)i, out_scores[pos - 1], idx[pos - 1])) {
+            out_scores[pos] = out_scores[pos - 1];
+            idx[pos] = idx[pos - 1];
+            pos--;
+        }
+        out_scores[pos] = s;
+        idx[pos] = (uint32_t)i;
+        if (m < k) m++;
+    }
+    return m;
+}
