@@ -55,7 +55,7 @@ def st_layout(d):
     out = {}
     for fn in sorted(os.listdir(d)):
         if fn.endswith(".safetensors"):
-            with safe_open(os.path.join(d, fn), "np" if False else "pt") as f:
+            with safe_open(os.path.join(d, fn), "pt") as f:
                 for k in f.keys():
                     sl = f.get_slice(k)
                     out[k] = (list(sl.get_shape()), sl.get_dtype())
