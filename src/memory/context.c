@@ -26,7 +26,6 @@ struct msa_memctx {
     msa_memctx_layer *layers;    /* [n_router] */
     const int8_t *roles;         /* of the prefill in progress */
     uint8_t *mask;               /* [n_ctx] */
-    bool key_key;                /* read mode: route with the question's keys instead of its queries */
 };
 
 static float elem(msa_bank_dtype dt, const void *p, size_t i) {
@@ -65,19 +64,14 @@ msa_status msa_memctx_new(msa_model *model, msa_bank *bank, const msa_memctx_par
         c->rp.chunk_reduce = hp->msa.chunk_reduce;
         c->rp.cosine = !strcmp(hp->msa.aux_loss_method, "INFONCE");
     } else {
+        /* Read mode (identity router, untrained): scaled dot, head mean, then per-token z-scores over the
+         * bank, mean over the question's tokens, mean over a document's chunks. Chosen on the demo corpus
+         * (SmolLM2-135M): raw max reductions let a few long "hub" documents win every query. */
         c->rp.head_reduce = MSA_REDUCE_MEAN;
-        c->rp.query_reduce = MSA_REDUCE_MAX;
-        c->rp.chunk_reduce = MSA_REDUCE_MAX;
+        c->rp.query_reduce = MSA_REDUCE_MEAN;
+        c->rp.chunk_reduce = MSA_REDUCE_MEAN;
         c->rp.cosine = false;
         c->rp.standardize = true;
-        const char *e;
-        if ((e = getenv("MSA_RM_STD"))) c->rp.standardize = atoi(e);
-        if ((e = getenv("MSA_RM_HEAD"))) c->rp.head_reduce = !strcmp(e, "max") ? MSA_REDUCE_MAX : MSA_REDUCE_MEAN;
-        if ((e = getenv("MSA_RM_QUERY"))) c->rp.query_reduce = !strcmp(e, "mean") ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX;
-        if ((e = getenv("MSA_RM_CHUNK"))) c->rp.chunk_reduce = !strcmp(e, "mean") ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX;
-        if ((e = getenv("MSA_RM_COS"))) c->rp.cosine = atoi(e);
-        if ((e = getenv("MSA_RM_KK"))) c->key_key = atoi(e);
-        if (c->key_key) c->rp.n_head = c->rp.n_head_kv;
     }
     if (!st && c->p.attend_memory && sh->mode != MSA_BANK_NATIVE)
         st = msa_fail(MSA_ERR_UNSUPPORTED, "this bank was built for read mode (routing keys only): ask with --mode read");
@@ -142,6 +136,8 @@ void msa_memctx_free(msa_memctx *c) {
     free(c->tmpl_k), free(c->tmpl_v), free(c->qr), free(c->mask), free(c->logits);
     free(c);
 }
+
+const float *msa_memctx_logits(const msa_memctx *c) { return c->logits; }
 
 void msa_memctx_routing(const msa_memctx *c, const msa_memctx_layer **layers, int *n_layers, uint64_t *n_index) {
     *layers = c->layers;
@@ -218,16 +214,6 @@ static msa_status hook_route(void *user, int l, const float *xn, int n) {
         const int hd = hp->head_dim;
         if (c->info.shape.mode == MSA_BANK_NATIVE) {
             msa_matmul(msa_model_threadpool(c->model), msa_model_router_q(c->model, l), xn, c->qr, n);
-        } else if (c->key_key) { /* identity router, key-to-key: the question's own pre-RoPE keys */
-            msa_matmul(msa_model_threadpool(c->model), L->wk, xn, c->qr, n);
-            if (L->k_norm)
-                for (int t = 0; t < n * hp->n_head_kv; t++) {
-                    float *x = c->qr + (size_t)t * hd;
-                    double ss = 0;
-                    for (int i = 0; i < hd; i++) ss += (double)x[i] * x[i];
-                    float r = (float)(1.0 / sqrt(ss / hd + hp->rms_eps));
-                    for (int i = 0; i < hd; i++) x[i] = x[i] * r * L->k_norm[i];
-                }
         } else { /* identity router: pre-RoPE queries, q_norm'd where the architecture has it */
             msa_matmul(msa_model_threadpool(c->model), L->wq, xn, c->qr, n);
             if (L->q_norm)

@@ -50,4 +50,7 @@ msa_status msa_memctx_feed(msa_memctx *c, const int32_t *ids, int n, int32_t *ne
  * prefill). n_index = the length of all_scores arrays. */
 void msa_memctx_routing(const msa_memctx *c, const msa_memctx_layer **layers, int *n_layers, uint64_t *n_index);
 
+/* The logits [n_vocab] of the last prefill or feed (owned by c). */
+const float *msa_memctx_logits(const msa_memctx *c);
+
 #endif

@@ -40,7 +40,7 @@ msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int
         out->dtype = model->bf16_acts ? MSA_BANK_BF16 : MSA_BANK_F32;
     } else {
         /* the identity router: the model's own keys in the upper half of its layers */
-        out->pooling = pooling > 0 ? pooling : 16;
+        out->pooling = pooling > 0 ? pooling : 8;
         for (int l = hp->n_layer / 2; l < hp->n_layer; l++) out->router_layers[out->n_router++] = l;
         out->dtype = MSA_BANK_BF16;
     }

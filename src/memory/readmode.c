@@ -5,7 +5,8 @@
  *
  * Routing query: "<|im_start|>" (not routed) followed by the question's own tokens (routed, positions from 0),
  * mirroring how documents are encoded. Fusion: a document's score is the sum over router layers of its
- * per-layer score (scaled dot, head mean, token max, chunk max); top-k by that sum, ties by lower index.
+ * per-layer score (context.c: scaled dot, head mean, per-token z-score over the bank, mean over tokens, mean
+ * over chunks); top-k by that sum, ties by lower index.
  * Document text goes in as plain text (it can never become special tokens). */
 #include <math.h>
 #include <stdio.h>
@@ -169,12 +170,9 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
         best = malloc((size_t)mp.top_k * sizeof *best);
         float *bs = malloc((size_t)mp.top_k * sizeof *bs);
         if (!fused || !best || !bs) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        const char *fz = getenv("MSA_RM_FUSE");
-        int l0 = getenv("MSA_RM_L0") ? atoi(getenv("MSA_RM_L0")) : 0, l1 = getenv("MSA_RM_L1") ? atoi(getenv("MSA_RM_L1")) : nl;
         for (uint64_t d = 0; !st && d < n_index; d++) {
-            double s = fz && !strcmp(fz, "max") ? -INFINITY : 0;
-            for (int l = l0; l < l1 && l < nl && isfinite(s); l++)
-                s = fz && !strcmp(fz, "max") ? (L[l].all_scores[d] > s ? L[l].all_scores[d] : s) : s + L[l].all_scores[d];
+            double s = 0;
+            for (int l = 0; l < nl && isfinite(s); l++) s += L[l].all_scores[d];
             fused[d] = (float)s;
         }
         if (!st) n_best = msa_route_topk(fused, n_index, (size_t)mp.top_k, best, bs);
@@ -185,12 +183,6 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
     if (!st) st = msa_ask_record_injected(bank, best, n_best, &out->rounds[0]);
 
     /* answer */
-    if (!st && getenv("MSA_RM_NOANSWER")) {
-        free(best);
-        out->answer = calloc(1, 1);
-        out->rounds[0].generated = calloc(1, 1);
-        return MSA_OK;
-    }
     tbuf pr = {0};
     char *ptext = NULL;
     if (!st) st = build_prompt(model, bank, best, n_best, question, len, &pr, &ptext);
