@@ -48,6 +48,8 @@ struct msa_session {
 
 static inline float bf16_round(float f) { return msa_bf16_to_f32(msa_f32_to_bf16(f)); }
 
+static inline float f16_round(float f) { return msa_f16_to_f32(msa_f32_to_f16(f)); }
+
 static void round_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
 }
@@ -132,7 +134,7 @@ static msa_status ensure_scratch(msa_session *s, int n) {
 }
 
 static msa_status ensure_scores(msa_session *s) {
-    int need = s->n_ctx + s->ex_max;
+    int need = s->n_ctx + s->ex_max + 2 * s->model->hp.head_dim; /* scores, then two head vectors */
     if (need <= s->scores_cap) return MSA_OK;
     int nth = msa_threadpool_size(s->model->tp);
     if (nth < 1) nth = 1;
@@ -322,6 +324,42 @@ typedef struct {
     int layer, n, base; /* batch of n tokens at slots base.. */
 } attn_job;
 
+/* Is key slot t (or extra entry) visible to query i of the batch? */
+static inline bool key_visible(const msa_session *s, int t, int qslot, int qseq) {
+    return s->slot_seq[t] == qseq && (s->slot_valid[t] || t == qslot);
+}
+
+/* llama.cpp's CPU flash attention for fewer than 64 query rows (ggml_compute_forward_flash_attn_ext_f16,
+ * one_chunk path; GGUF models): q rounded to f16, online softmax over the keys in order, the V accumulator
+ * held in f16 (scaled and fma'd per key, each element rounded to f16), divided by the sum at the end. Used so
+ * that greedy tokens on GGUF models follow llama.cpp's. */
+static void attention_llamacpp_one(const msa_session *s, const float *q, float *out, float *q16, float *acc,
+                                   const float *ek, const float *ev, int nex, const float *kc, const float *vc,
+                                   int end, int qslot, int qseq) {
+    const int D = s->model->hp.head_dim;
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int u = 0; u < D; u++) q16[u] = f16_round(q[u]);
+    memset(acc, 0, (size_t)D * sizeof(float));
+    float M = -INFINITY, S = 0.0f;
+    for (int e = 0; e < nex + end; e++) {
+        if (e >= nex && !key_visible(s, e - nex, qslot, qseq)) continue;
+        const float *kk = e < nex ? ek + (size_t)e * D : kc + (size_t)(e - nex) * D;
+        const float *vv = e < nex ? ev + (size_t)e * D : vc + (size_t)(e - nex) * D;
+        float sc = vec_dot(q16, kk, D) * scale, ms = 1.0f, vs = 1.0f;
+        if (sc > M) {
+            ms = expf(M - sc);
+            M = sc;
+            for (int u = 0; u < D; u++) acc[u] = f16_round(acc[u] * ms);
+        } else {
+            vs = expf(sc - M);
+        }
+        for (int u = 0; u < D; u++) acc[u] = f16_round(fmaf(vv[u], vs, acc[u]));
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int u = 0; u < D; u++) out[u] = acc[u] * inv;
+}
+
 /* One (token, head) item per iteration: scores over [extra K/V ; visible cache slots], softmax, weighted V.
  * bf16 checkpoints follow transformers' eager attention in bf16: q.k rounded, times the scale rounded,
  * softmax in f32 rounded to bf16, then P.V accumulated in f32 and rounded. */
@@ -345,11 +383,17 @@ static void attention_worker(void *ctx, int ith, int nth) {
         const float *kc = s->k_cache[j->layer] + (size_t)kvh * n_ctx * D;
         const float *vc = s->v_cache[j->layer] + (size_t)kvh * n_ctx * D;
         const int nk = nex + end;
+        float *out = s->att + ((size_t)i * H + h) * D;
+        if (s->model->llamacpp_attn && j->n < 64) {
+            float *q16 = sc + s->n_ctx + s->ex_max, *acc = q16 + D;
+            attention_llamacpp_one(s, q, out, q16, acc, ek, ev, nex, kc, vc, end, qslot, qseq);
+            continue;
+        }
         float mx = -INFINITY;
         for (int e = 0; e < nk; e++) {
             if (e >= nex) {
                 const int t = e - nex;
-                if (s->slot_seq[t] != qseq || !(s->slot_valid[t] || t == qslot)) {
+                if (!key_visible(s, t, qslot, qseq)) {
                     sc[e] = -INFINITY;
                     continue;
                 }
@@ -366,7 +410,6 @@ static void attention_worker(void *ctx, int ith, int nth) {
             sc[e] = p;
             sum += p;
         }
-        float *out = s->att + ((size_t)i * H + h) * D;
         memset(out, 0, (size_t)D * sizeof(float));
         const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
         for (int e = 0; e < nk; e++) {
@@ -467,6 +510,11 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
             rope_apply(kh, c, sn, D, hp->rope_style, bf16);
         }
     }
+    if (m->llamacpp_attn) /* llama.cpp keeps its KV cache in f16 */
+        for (size_t i = 0; i < (size_t)n * Dkv; i++) {
+            s->k[i] = f16_round(s->k[i]);
+            s->v[i] = f16_round(s->v[i]);
+        }
     if (hooks && hooks->kv) MSA_TRY(hooks->kv(hooks->user, l, s->k, s->v, n));
 
     const int base = s->n_cached;

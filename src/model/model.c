@@ -221,6 +221,7 @@ static msa_status load_gguf(msa_model *m, const char *path) {
     m->arch_name = m->hp.arch == MSA_ARCH_QWEN3 ? "qwen3" : "llama";
     bool b;
     m->add_bos = msa_gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", &b) ? b : false;
+    m->llamacpp_attn = true;
     if (m->hp.bos_id < 0) m->add_bos = false;
     MSA_TRY(bind_weights(m, &gguf_names, false));
     MSA_TRY(msa_tokenizer_load(path, &m->tok));

@@ -55,6 +55,9 @@ struct msa_model {
     /* Round activations to bf16 at the points where transformers does for a bf16 checkpoint
      * (msa-reference.md §1.1), so hidden states track the checkpoint's authors' numerics. */
     bool bf16_acts;
+    /* GGUF models: attention with llama.cpp's CPU numerics (f16 K/V cache; for batches under 64 rows, f16 q and
+     * an f16 online-softmax accumulator) so that greedy decoding follows llama.cpp, the GGUF's reference. */
+    bool llamacpp_attn;
     msa_threadpool *tp;         /* compute threads (msa_model_params.n_threads) */
     msa_chat_kind chat_kind;
     char *chat_default_system;  /* ChatML default system message when the first message is not "system" */

@@ -165,7 +165,8 @@ static msa_status translate_regex(const char *pat, size_t len, sbuf *out) {
 static msa_status compile(const char *pattern, size_t len, uint32_t extra_opts, const char *what, void **re_out) {
     int err;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, len, PCRE2_UTF | PCRE2_UCP | extra_opts, &err, &off, NULL);
+    uint32_t opts = (extra_opts & PCRE2_LITERAL) ? PCRE2_UTF | extra_opts : PCRE2_UTF | PCRE2_UCP | extra_opts;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &off, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);

@@ -79,9 +79,9 @@ msa_status tok_alloc_ids(msa_tokenizer *t, size_t n_ids) {
 
 /* The bytes a token stands for: its string read in the byte-level alphabet, or, when any character lies
  * outside it (added tokens such as "中"), the string itself — as HF's ByteLevel decoder does per token. */
-static msa_status decode_token_bytes(msa_tokenizer *t, int32_t id) {
-    const uint8_t *s = (const uint8_t *)t->blob + t->str_off[id];
-    size_t n = t->str_len[id];
+static msa_status decode_token_bytes(msa_tokenizer *t, int32_t id, uint32_t str_off, uint32_t str_len) {
+    const uint8_t *s = (const uint8_t *)t->blob + str_off;
+    size_t n = str_len;
     char tmp[TOK_MAX_TOKEN_BYTES];
     size_t o = 0, i = 0;
     bool alphabet = true;
@@ -94,8 +94,8 @@ static msa_status decode_token_bytes(msa_tokenizer *t, int32_t id) {
         i += l;
     }
     if (!alphabet) {
-        t->bytes_off[id] = t->str_off[id];
-        t->bytes_len[id] = t->str_len[id];
+        t->bytes_off[id] = str_off;
+        t->bytes_len[id] = str_len;
         return MSA_OK;
     }
     uint32_t off;
@@ -114,7 +114,7 @@ msa_status tok_set_id(msa_tokenizer *t, int32_t id, uint32_t off, uint32_t len, 
     t->str_off[id] = off;
     t->str_len[id] = len;
     t->flags[id] = (uint8_t)(flags | TOK_FLAG_PRESENT);
-    return decode_token_bytes(t, id);
+    return decode_token_bytes(t, id, off, len);
 }
 
 msa_status tok_index_vocab(msa_tokenizer *t) {
@@ -170,7 +170,10 @@ msa_status tok_add_added(msa_tokenizer *t, const char *content, size_t len, size
         uint32_t off;
         MSA_TRY(tok_blob_add(t, content, len, &off));
         if ((size_t)id >= t->n_ids) MSA_TRY(tok_alloc_ids(t, (size_t)id + 1));
-        MSA_TRY(tok_set_id(t, id, off, (uint32_t)len, 0));
+        /* With holes in the vocabulary the new id can be a model token's; HF then decodes the id as the added
+         * token (its added map is consulted first), while the model string still encodes to it. */
+        t->flags[id] &= (uint8_t)~TOK_FLAG_PRESENT;
+        MSA_TRY(tok_set_id(t, id, off, (uint32_t)len, t->flags[id]));
         MSA_TRY(tok_strmap_put(&t->vocab, content, len, id));
     }
     tok_added a = {.off = t->str_off[id], .len = t->str_len[id], .norm_off = t->str_off[id],
@@ -236,6 +239,8 @@ msa_status tok_finish(msa_tokenizer *t) {
             MSA_TRY(st);
             a->norm_off = off;
             a->norm_len = (uint32_t)nn;
+            /* HF decodes a normalized added token as its normalized text ("ﬁx" -> "fix") */
+            MSA_TRY(decode_token_bytes(t, a->id, off, (uint32_t)nn));
         }
     }
     tok_strmap_free(&t->added_map);

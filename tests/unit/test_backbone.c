@@ -89,10 +89,20 @@ static int argmax_row(const float *x, int n) {
     return b;
 }
 
-/* Compare one model against one transformers fixture. tol: relative tolerance of layer outputs and logits;
- * min_agree: fraction of positions whose argmax must agree; greedy_exact: 64 greedy tokens identical. */
-static void compare_with_fixture(const char *model_path, const char *fixture_dir, double tol, double min_agree,
-                                 bool greedy_exact, const char *label) {
+typedef struct {
+    double hidden_rel, logits_rel, argmax_agree_min;
+    int greedy_equal; /* leading greedy tokens that must be equal */
+} tolerance;
+
+static tolerance tolerance_from(json_t *t) {
+    tolerance r = {json_number_value(json_object_get(t, "hidden_rel")), json_number_value(json_object_get(t, "logits_rel")),
+                   json_number_value(json_object_get(t, "argmax_agree_min")),
+                   (int)json_integer_value(json_object_get(t, "greedy_equal"))};
+    return r;
+}
+
+/* Compare one model against one fixture directory with the manifest's tolerances. */
+static void compare_with_fixture(msa_model *m, const char *fixture_dir, tolerance tol, const char *label) {
     fixture fx;
     if (!fixture_open(&fx, fixture_dir)) {
         fprintf(stderr, "  %s: no fixture at %s\n", label, fixture_dir);
@@ -109,13 +119,7 @@ static void compare_with_fixture(const char *model_path, const char *fixture_dir
     int32_t *am = fixture_array(&fx, "argmax", &n_am, d_am, &nd);
     int32_t *greedy = fixture_array(&fx, "greedy", &n_gr, d_gr, &nd);
     CHECK(tokens && layer_out && cols && lcols && am && greedy);
-    msa_model *m = NULL;
-    msa_model_params mp = msa_model_default_params();
-    mp.n_threads = 2;
-    msa_status st = msa_model_load(model_path, &mp, &m);
-    if (st != MSA_OK) fprintf(stderr, "  %s: %s\n", label, msa_last_error());
-    CHECK_EQ_INT(st, MSA_OK);
-    if (!(tokens && layer_out && cols && lcols && am && greedy) || st != MSA_OK) goto out;
+    if (!(tokens && layer_out && cols && lcols && am && greedy)) goto out;
     {
         msa_model_info info;
         msa_model_get_info(m, &info);
@@ -136,17 +140,19 @@ static void compare_with_fixture(const char *model_path, const char *fixture_dir
         for (int l = 0; l < L; l++) {
             double e = rel_err(taps[l], layer_out + (size_t)l * T * E, (size_t)T * E);
             if (!(e <= worst)) worst = e;
-            if (!(e <= tol)) fprintf(stderr, "  %s: layer %d relative error %.3g > %.3g\n", label, l, e, tol);
-            CHECK(e <= tol);
+            if (!(e <= tol.hidden_rel))
+                fprintf(stderr, "  %s: layer %d relative error %.3g > %.3g\n", label, l, e, tol.hidden_rel);
+            CHECK(e <= tol.hidden_rel);
         }
-        float *mine = malloc(n_lc * sizeof(float));
+        CHECK_EQ_INT(n_lc, (size_t)T * n_cols);
+        float *mine = calloc(n_lc, sizeof(float));
         for (int t = 0; t < T; t++)
             for (size_t c = 0; c < n_cols; c++) mine[(size_t)t * n_cols + c] = logits[(size_t)t * V + cols[c]];
         double el = rel_err(mine, lcols, n_lc);
-        CHECK(el <= tol);
+        CHECK(el <= tol.logits_rel);
         int agree = 0;
         for (int t = 0; t < T; t++) agree += argmax_row(logits + (size_t)t * V, V) == am[t];
-        CHECK((double)agree >= min_agree * T);
+        CHECK((double)agree >= tol.argmax_agree_min * T - 1e-9);
         /* greedy continuation through the KV cache, one token per call */
         float *last = logits + (size_t)(T - 1) * V;
         int same = 0;
@@ -159,7 +165,7 @@ static void compare_with_fixture(const char *model_path, const char *fixture_dir
         }
         fprintf(stderr, "  %s: max layer rel err %.3g, logits rel err %.3g, argmax %d/%d, greedy prefix %d/%zu\n",
                 label, worst, el, agree, T, same, n_gr);
-        if (greedy_exact) CHECK_EQ_INT(same, (int)n_gr);
+        CHECK(same >= tol.greedy_equal);
         free(mine);
         free(logits);
         for (int l = 0; l < L; l++) free(taps[l]);
@@ -167,27 +173,66 @@ static void compare_with_fixture(const char *model_path, const char *fixture_dir
         msa_session_free(s);
     }
 out:
-    msa_model_free(m);
     free(tokens); free(layer_out); free(cols); free(lcols); free(am); free(greedy);
     fixture_close(&fx);
 }
 
-static void hf_case(const char *name) {
-    char ckpt[256], fx[256];
-    snprintf(ckpt, sizeof ckpt, "tests/fixtures/generated/hf/%s", name);
-    snprintf(fx, sizeof fx, "tests/fixtures/hf/%s", name);
-    if (!exists(fx)) SKIP("transformers fixture not committed yet (tests/fixtures/hf/)");
-    if (!exists(ckpt)) SKIP("checkpoint not generated: python3 tests/ref/make_hf_checkpoints.py");
-    bool bf16 = strstr(name, "bf16") != NULL;
-    compare_with_fixture(ckpt, fx, bf16 ? 2e-2 : 1e-4, bf16 ? 0.99 : 1.0, !bf16, name);
+#define MANIFEST "tests/fixtures/hf/manifest.json"
+
+/* Every checkpoint (kind "checkpoints": HF directories vs transformers) or GGUF conversion (kind "gguf": vs the
+ * exact forward on its dequantized weights, with the tolerance for llama.cpp-style q8 activations, which our
+ * quantized kernels use; and loosely vs transformers) listed in the manifest. */
+static void manifest_cases(const char *kind) {
+    struct stat st;
+    if (stat(MANIFEST, &st) != 0) SKIP("no tests/fixtures/hf/manifest.json");
+    json_error_t err;
+    json_t *man = json_load_file(MANIFEST, 0, &err);
+    CHECK(man != NULL);
+    json_t *list = json_object_get(man, kind);
+    CHECK(json_array_size(list) > 0);
+    int ran = 0, missing = 0;
+    /* under ASan+UBSan (CI's 2-core machine, ~10x slower) two models per kind keep the program under a minute */
+    const char *suite = getenv("MSA_SUITE");
+    const bool quick = suite && !strcmp(suite, "asan");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        bool gguf = !strcmp(kind, "gguf");
+        const char *model = json_string_value(json_object_get(e, gguf ? "file" : "model_dir"));
+        if (!model || !exists(model)) {
+            missing++;
+            continue;
+        }
+        if (quick && ran >= 2) break;
+        msa_model *m = NULL;
+        msa_model_params mp = msa_model_default_params();
+        mp.n_threads = 2;
+        msa_status st = msa_model_load(model, &mp, &m);
+        if (st != MSA_OK) fprintf(stderr, "  %s: %s\n", model, msa_last_error());
+        CHECK_EQ_INT(st, MSA_OK);
+        if (!m) continue;
+        /* these fixtures model exact f32 attention; llama.cpp's f16 attention numerics (on by default for GGUF,
+         * tested against llama.cpp itself in default_model_vs_llamacpp) would flip their near-tied argmaxes */
+        m->llamacpp_attn = false;
+        if (gguf) {
+            compare_with_fixture(m, json_string_value(json_object_get(e, "dequant_fixture")),
+                                 tolerance_from(json_object_get(e, "dequant_tolerance_llamacpp_activations")), model);
+        }
+        compare_with_fixture(m, json_string_value(json_object_get(e, "fixture")),
+                             tolerance_from(json_object_get(e, "tolerance")), model);
+        msa_model_free(m);
+        ran++;
+    }
+    json_decref(man);
+    if (missing) {
+        fprintf(stderr, "  %d of %zu models not generated (bash scripts/make-test-checkpoints.sh)\n", missing,
+                json_array_size(list));
+        if (ran == 0) SKIP("checkpoints not generated: bash scripts/make-test-checkpoints.sh");
+        if (!quick) CHECK(missing == 0);
+    }
 }
 
-TEST(hf_qwen3_f32) { hf_case("qwen3-f32"); }
-TEST(hf_qwen3_bf16) { hf_case("qwen3-bf16"); }
-TEST(hf_msa_f32) { hf_case("msa-f32"); }
-TEST(hf_msa_bf16) { hf_case("msa-bf16"); }
-TEST(hf_llama_f32) { hf_case("llama-f32"); }
-TEST(hf_llama_bf16) { hf_case("llama-bf16"); }
+TEST(hf_checkpoints_vs_transformers) { manifest_cases("checkpoints"); }
+TEST(gguf_conversions) { manifest_cases("gguf"); }
 
 /* The MSA checkpoint exposes its router projectors on router layers only (msa_config router_layer_idx). */
 TEST(hf_msa_router_weights) {
@@ -250,6 +295,99 @@ TEST(default_model_loads) {
     m = default_model();
     msa_model_fingerprint(m, fp2);
     CHECK(!memcmp(fp1, fp2, 32));
+    msa_model_free(m);
+}
+
+#define LLAMACPP_FIXTURE "tests/fixtures/llamacpp/greedy-smollm2-q4_1.json"
+#define NEAR_TIE 0.25 /* logits; our margins differ from llama.cpp's by up to ~0.3 (measured, plain-code) */
+
+/* llama.cpp's greedy tokens on the default model (tests/fixtures/llamacpp/README.md): our tokenization (and
+ * chat rendering) must give its prompt ids, and our greedy continuation its generated ids (EOG kept, then stop). */
+TEST(default_model_vs_llamacpp) {
+    if (!exists(LLAMACPP_FIXTURE)) SKIP("no tests/fixtures/llamacpp/greedy-smollm2-q4_1.json");
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    json_error_t err;
+    json_t *fx = json_load_file(LLAMACPP_FIXTURE, 0, &err);
+    CHECK(fx != NULL);
+    json_t *cases = json_object_get(fx, "cases");
+    CHECK(json_array_size(cases) >= 3);
+    CHECK(json_is_false(json_object_get(fx, "add_bos")) == !msa_model_add_bos(m));
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    float *logits = malloc((size_t)V * sizeof(float));
+    int fully_equal = 0;
+    for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+        json_t *c = json_array_get(cases, ci);
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const char *prompt = json_string_value(json_object_get(c, "prompt"));
+        bool chat = !strcmp(json_string_value(json_object_get(c, "mode")), "chat");
+        if (chat) { /* our template rendering must produce the text llama.cpp was given */
+            json_t *msgs = json_object_get(c, "messages");
+            size_t nm = json_array_size(msgs);
+            const char *roles[8], *contents[8];
+            for (size_t i = 0; i < nm && i < 8; i++) {
+                roles[i] = json_string_value(json_object_get(json_array_get(msgs, i), "role"));
+                contents[i] = json_string_value(json_object_get(json_array_get(msgs, i), "content"));
+            }
+            char *text = NULL;
+            CHECK_EQ_INT(msa_chat_render(m, roles, contents, nm < 8 ? nm : 8, true, &text), MSA_OK);
+            CHECK(text && !strcmp(text, prompt));
+            free(text);
+        }
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        CHECK_EQ_INT(msa_tokenize(msa_model_tokenizer(m), prompt, strlen(prompt), chat, &ids, &n_ids), MSA_OK);
+        json_t *want_prompt = json_object_get(c, "prompt_ids"), *want_gen = json_object_get(c, "generated_ids");
+        bool same_prompt = n_ids == json_array_size(want_prompt);
+        for (size_t i = 0; same_prompt && i < n_ids; i++)
+            same_prompt = ids[i] == json_integer_value(json_array_get(want_prompt, i));
+        CHECK(same_prompt);
+        /* free-running greedy: how many leading tokens equal llama.cpp's (reported) */
+        msa_session *s = NULL;
+        CHECK_EQ_INT(msa_session_new(m, NULL, &s), MSA_OK);
+        CHECK_EQ_INT(msa_session_eval(s, ids, n_ids, false, logits), MSA_OK);
+        size_t n_want = json_array_size(want_gen), same = 0;
+        bool diverged = false;
+        for (size_t g = 0; g < n_want && !diverged; g++) {
+            int32_t next = msa_sample(logits, V, NULL, NULL);
+            if (next == json_integer_value(json_array_get(want_gen, g))) same++;
+            else diverged = true;
+            if (!diverged && msa_session_eval(s, &next, 1, false, logits) != MSA_OK) break;
+        }
+        /* teacher-forced on llama.cpp's tokens: at every step where llama.cpp's own top-1/top-2 gap is at least
+         * NEAR_TIE our argmax must be its token (below that, independent correct implementations flip: see
+         * docs/perf.md "numerics vs llama.cpp") */
+        msa_session_reset(s);
+        CHECK_EQ_INT(msa_session_eval(s, ids, n_ids, false, logits), MSA_OK);
+        json_t *margins = json_object_get(c, "top1_minus_top2_logit");
+        int checked = 0, agree = 0, bad = 0;
+        for (size_t g = 0; g < n_want; g++) {
+            int32_t want = (int32_t)json_integer_value(json_array_get(want_gen, g));
+            int32_t mine = msa_sample(logits, V, NULL, NULL);
+            double gap = json_number_value(json_array_get(margins, g));
+            agree += mine == want;
+            if (gap >= NEAR_TIE) {
+                checked++;
+                if (mine != want) {
+                    bad++;
+                    fprintf(stderr, "  %s step %zu: ours %d, llama.cpp %d (its gap %.3f)\n", name, g, mine, want, gap);
+                }
+            }
+            if (msa_session_eval(s, &want, 1, false, logits) != MSA_OK) break;
+        }
+        fprintf(stderr, "  %s: prompt ids %s; free-running greedy %zu/%zu equal to llama.cpp; teacher-forced argmax "
+                        "%d/%zu equal (%d/%d steps with gap >= %.2f)\n", name, same_prompt ? "equal" : "DIFFER", same,
+                n_want, agree, n_want, checked - bad, checked, NEAR_TIE);
+        CHECK_EQ_INT(bad, 0);
+        fully_equal += same == n_want;
+        msa_session_free(s);
+        free(ids);
+    }
+    CHECK(fully_equal >= 3); /* the bar: greedy tokens equal llama.cpp's on three prompts */
+    free(logits);
+    json_decref(fx);
     msa_model_free(m);
 }
 
@@ -458,14 +596,11 @@ TEST(fwd_context_limit) {
 }
 
 int main(void) {
-    RUN(hf_qwen3_f32);
-    RUN(hf_qwen3_bf16);
-    RUN(hf_msa_f32);
-    RUN(hf_msa_bf16);
-    RUN(hf_llama_f32);
-    RUN(hf_llama_bf16);
+    RUN(hf_checkpoints_vs_transformers);
+    RUN(gguf_conversions);
     RUN(hf_msa_router_weights);
     RUN(default_model_loads);
+    RUN(default_model_vs_llamacpp);
     RUN(fwd_seq_isolation);
     RUN(fwd_masked_token);
     RUN(fwd_blocks);
