@@ -7,6 +7,7 @@
  * re-checks them through the code-point sweep fixtures). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,48 @@ msa_status tok_pretokenize(const msa_tokenizer *t, tok_run *r, const char *s, si
     return st;
 }
 
+/* Code points that NFC leaves alone in any context: combining class 0, not a mark and not a Hangul vowel or
+ * trailing consonant (so nothing composes onto them), and NFC of the character alone is itself. Text made
+ * only of these is already NFC, which spares utf8proc on most text (em dashes, curly quotes, CJK, emoji). */
+static uint8_t nfc_inert[0x110000 / 8];
+static pthread_once_t nfc_inert_once = PTHREAD_ONCE_INIT;
+
+static void nfc_inert_init(void) {
+    for (uint32_t cp = 0; cp < 0x110000; cp++) {
+        if (cp >= 0xD800 && cp < 0xE000) continue;
+        const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
+        if (p->combining_class != 0) continue;
+        if (p->category == UTF8PROC_CATEGORY_MN || p->category == UTF8PROC_CATEGORY_MC ||
+            p->category == UTF8PROC_CATEGORY_ME)
+            continue;
+        if ((cp >= 0x1160 && cp <= 0x11FF) || (cp >= 0xD7B0 && cp <= 0xD7FF)) continue;  /* jamo V/T */
+        if (p->decomp_seqindex != UINT16_MAX) {  /* has a decomposition: inert only if NFC gives it back */
+            char enc[4];
+            size_t l = tok_utf8_encode(cp, enc);
+            utf8proc_uint8_t *dst = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)enc, (utf8proc_ssize_t)l, &dst,
+                                              UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            bool same = r == (utf8proc_ssize_t)l && memcmp(dst, enc, l) == 0;
+            free(dst);
+            if (!same) continue;
+        }
+        nfc_inert[cp >> 3] |= (uint8_t)(1u << (cp & 7));
+    }
+}
+
+static bool already_nfc(const char *s, size_t n) {
+    pthread_once(&nfc_inert_once, nfc_inert_init);
+    const uint8_t *b = (const uint8_t *)s;
+    for (size_t i = 0; i < n;) {
+        if (b[i] < 0x80) { i++; continue; }
+        uint32_t cp;
+        size_t l = tok_utf8_decode(b + i, n - i, &cp);
+        if (!l || !(nfc_inert[cp >> 3] & (1u << (cp & 7)))) return false;
+        i += l;
+    }
+    return true;
+}
+
 msa_status tok_normalize(const msa_tokenizer *t, const char *s, size_t n, char **out, size_t *out_n) {
     *out = NULL;
     *out_n = n;
@@ -426,6 +469,9 @@ msa_status tok_normalize(const msa_tokenizer *t, const char *s, size_t n, char *
     bool ascii = true;  /* every Unicode normal form leaves ASCII as it is */
     for (size_t i = 0; i < n && ascii; i++) ascii = (uint8_t)s[i] < 0x80;
     if (ascii) return MSA_OK;
+    bool only_nfc = true;
+    for (size_t k = 0; k < t->n_norm; k++) only_nfc = only_nfc && t->norm[k] == TOK_NORM_NFC;
+    if (only_nfc && already_nfc(s, n)) return MSA_OK;
     if (n > (size_t)PTRDIFF_MAX / 8) return msa_fail(MSA_ERR_LIMIT, "tokenizer: text of %zu bytes is too long", n);
     char *cur = NULL;
     size_t cur_n = n;

@@ -68,21 +68,42 @@ int msa_cpu_set_panel(int on) {
     return old;
 }
 
-/* ---- scratch for prepared activations: one growing buffer per calling thread ---- */
+/* ---- per-thread scratch: grows as needed, freed when the thread exits ---- */
 
-static _Thread_local uint8_t *t_scratch;
-static _Thread_local size_t t_scratch_size;
+typedef struct scratch_set {
+    uint8_t *buf[MSA_SCRATCH_SLOTS];
+    size_t size[MSA_SCRATCH_SLOTS];
+} scratch_set;
 
-static uint8_t *scratch(size_t bytes) {
-    if (bytes > t_scratch_size) {
-        free(t_scratch);
-        size_t n = bytes + bytes / 4;
-        n = (n + 63) & ~(size_t)63;
-        t_scratch = aligned_alloc(64, n);
-        t_scratch_size = t_scratch ? n : 0;
-    }
-    return t_scratch;
+static _Thread_local scratch_set *t_scratch;
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; i < MSA_SCRATCH_SLOTS; i++) free(s->buf[i]);
+    free(s);
 }
+
+static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
+
+void *msa_thread_scratch(int slot, size_t bytes) {
+    if (!t_scratch) {
+        pthread_once(&g_scratch_once, scratch_key_init);
+        t_scratch = calloc(1, sizeof *t_scratch);
+        if (!t_scratch) return NULL;
+        pthread_setspecific(g_scratch_key, t_scratch);
+    }
+    if (bytes > t_scratch->size[slot]) {
+        free(t_scratch->buf[slot]);
+        size_t n = (bytes + bytes / 4 + 63) & ~(size_t)63;
+        t_scratch->buf[slot] = aligned_alloc(64, n);
+        t_scratch->size[slot] = t_scratch->buf[slot] ? n : 0;
+    }
+    return t_scratch->buf[slot];
+}
+
+static uint8_t *scratch(size_t bytes) { return msa_thread_scratch(0, bytes); }
 
 /* ---- the parallel job ---- */
 

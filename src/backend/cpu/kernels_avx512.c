@@ -216,18 +216,10 @@ DRIVER(gemm_q4_1, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 3)
 
 enum { TG = MSA_PANEL_TOKENS, PR = 8, PRF = 12 };
 
-static _Thread_local uint8_t *t_panel;
-static _Thread_local size_t t_panel_size;
-
 static uint8_t *panel_scratch(size_t bytes) {
-    if (bytes > t_panel_size) {
-        free(t_panel);
-        size_t n = (bytes + bytes / 4 + 63) & ~(size_t)63;
-        t_panel = aligned_alloc(64, n);
-        t_panel_size = t_panel ? n : 0;
-        if (!t_panel) abort(); /* a few hundred KB per thread; nothing sensible to do without it */
-    }
-    return t_panel;
+    uint8_t *p = msa_thread_scratch(1, bytes);
+    if (!p) abort(); /* a few hundred KB per thread; nothing sensible to do without it */
+    return p;
 }
 
 static size_t panel_q_bytes(int64_t n_in) { return (size_t)(n_in / MSA_QK) * 640; }

@@ -58,6 +58,12 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
 size_t msa_q8_prep_bytes(int64_t n_in);
 void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, const float **d, const int32_t **sum);
 
+/* A per-thread buffer of at least bytes bytes (64-byte aligned), kept for reuse and freed at thread exit;
+ * slot 0 holds a call's prepared activations (kernels.c), slot 1 a kernel's own working space. NULL when
+ * out of memory. */
+#define MSA_SCRATCH_SLOTS 2
+void *msa_thread_scratch(int slot, size_t bytes);
+
 /* Force an ISA level for this process (tests); returns 0 if this CPU does not have it. */
 int msa_cpu_set_simd(msa_simd level);
 msa_simd msa_cpu_simd(void);
