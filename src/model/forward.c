@@ -304,10 +304,47 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, con
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
 }
+
+/* llama.cpp's f16 accumulator steps: acc = f16(acc * a) and acc = f16(fma(x, a, acc)), element-wise. */
+typedef void (*f16acc_fn)(float *acc, const float *x, float a, int n);
+
+static void f16_scale_scalar(float *acc, const float *x, float a, int n) {
+    (void)x;
+    for (int i = 0; i < n; i++) acc[i] = msa_f16_to_f32(msa_f32_to_f16(acc[i] * a));
+}
+
+static void f16_fma_scalar(float *acc, const float *x, float a, int n) {
+    for (int i = 0; i < n; i++) acc[i] = msa_f16_to_f32(msa_f32_to_f16(fmaf(x[i], a, acc[i])));
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* F16C conversions round to nearest-even like msa_f32_to_f16 */
+__attribute__((target("avx2,fma,f16c"))) static void f16_scale_f16c(float *acc, const float *x, float a, int n) {
+    (void)x;
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(acc + i), va), _MM_FROUND_TO_NEAREST_INT);
+        _mm256_storeu_ps(acc + i, _mm256_cvtph_ps(h));
+    }
+    f16_scale_scalar(acc + i, NULL, a, n - i);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void f16_fma_f16c(float *acc, const float *x, float a, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 r = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), va, _mm256_loadu_ps(acc + i));
+        _mm256_storeu_ps(acc + i, _mm256_cvtph_ps(_mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT)));
+    }
+    f16_fma_scalar(acc + i, x + i, a, n - i);
+}
+#endif
 #endif
 
 static dot_fn vec_dot = dot_scalar;
 static axpy_fn vec_axpy = axpy_scalar;
+static f16acc_fn vec_f16_scale = f16_scale_scalar, vec_f16_fma = f16_fma_scalar;
 
 static void pick_vector_helpers(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -315,6 +352,10 @@ static void pick_vector_helpers(void) {
     if (!(force && !strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         vec_dot = dot_avx2;
         vec_axpy = axpy_avx2;
+        if (__builtin_cpu_supports("f16c")) {
+            vec_f16_scale = f16_scale_f16c;
+            vec_f16_fma = f16_fma_f16c;
+        }
     }
 #endif
 }
@@ -349,11 +390,11 @@ static void attention_llamacpp_one(const msa_session *s, const float *q, float *
         if (sc > M) {
             ms = expf(M - sc);
             M = sc;
-            for (int u = 0; u < D; u++) acc[u] = f16_round(acc[u] * ms);
+            vec_f16_scale(acc, NULL, ms, D);
         } else {
             vs = expf(sc - M);
         }
-        for (int u = 0; u < D; u++) acc[u] = f16_round(fmaf(vv[u], vs, acc[u]));
+        vec_f16_fma(acc, vv, vs, D);
         S = S * ms + vs;
     }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# ask.sh — `msa ask` / `msa chat` end to end on the small synthetic MSA checkpoint (native mode):
+# bank create + add, the --json shape, routing to a top-k larger than the bank, restart (re-add encodes
+# nothing, same greedy answer), and errors (question too long is limited by -q size, missing bank, bank of
+# another model, read-only bank of read mode asked natively). Needs python3 + numpy for the checkpoint.
+set -u
+MSA=${MSA:-build/msa}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+ok() { echo "PASS $1"; }
+no() { echo "FAIL $1"; }
+if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1; then
+    echo "SKIP ask_native (python3 with numpy needed for the synthetic checkpoint)"; exit 0
+fi
+python3 tests/ref/make_msa_checkpoint.py "$tmp/ck2" --variant cosine >/dev/null 2>&1
+cat > "$tmp/docs.jsonl" <<'J'
+{"id": "lighthouse", "text": "The lighthouse keeper on Skerry Island was named Oswin Tamsworth."}
+{"id": "quartz", "text": "Quartz crystals vibrate at a precise frequency when voltage is applied."}
+{"id": "marmalade", "text": "Marmalade was first sold in Dundee by the Keiller family in 1797."}
+J
+if $MSA bank create "$tmp/bank" -m "$tmp/ck" --mode native >/dev/null 2>&1 &&
+   $MSA bank add "$tmp/bank" -m "$tmp/ck" --jsonl "$tmp/docs.jsonl" >/dev/null 2>&1; then ok bank_native_add; else no bank_native_add; fi
+
+out=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" --json -n 6 --rounds 2 --top-k 10 2>"$tmp/err")
+if echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert isinstance(d["answer"], str)
+assert 1 <= len(d["rounds"]) <= 2
+r = d["rounds"][0]
+assert [x["layer"] for x in r["routing"]] == [2, 3]
+for x in r["routing"]:
+    assert sorted(x["docs"]) == ["lighthouse", "marmalade", "quartz"], x   # top-k 10 > 3 documents: all routed
+    assert len(x["scores"]) == 3 and x["scores"] == sorted(x["scores"], reverse=True)
+assert isinstance(r["generated"], str) and isinstance(r["injected"], list)
+'; then ok ask_json_shape; else no ask_json_shape; cat "$tmp/err"; fi
+
+a1=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>/dev/null)
+$MSA bank add "$tmp/bank" -m "$tmp/ck" --jsonl "$tmp/docs.jsonl" >"$tmp/add2" 2>&1
+a2=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>/dev/null)
+if [ "$a1" = "$a2" ]; then ok restart_same_greedy_answer; else no restart_same_greedy_answer; fi
+
+echo "Who kept the lighthouse?" | $MSA chat -m "$tmp/ck" --bank "$tmp/bank" -n 4 --rounds 1 --json >"$tmp/chat" 2>/dev/null
+if python3 -c 'import json,sys; json.loads(open(sys.argv[1]).readline())' "$tmp/chat"; then ok chat_json_line; else no chat_json_line; fi
+
+$MSA ask -m "$tmp/ck2" --bank "$tmp/bank" -q "x" >/dev/null 2>"$tmp/err"; rc=$?
+if [ $rc -eq 65 ] && grep -qi "fingerprint\|model" "$tmp/err"; then ok bank_of_another_model; else no "bank_of_another_model (rc $rc)"; fi
+$MSA ask -m "$tmp/ck" --bank "$tmp/nope" -q "x" >/dev/null 2>&1; rc=$?
+if [ $rc -eq 66 ]; then ok missing_bank; else no "missing_bank (rc $rc)"; fi
+$MSA ask -m "$tmp/ck" --bank "$tmp/bank" >/dev/null 2>&1; rc=$?
+if [ $rc -eq 64 ]; then ok missing_question_usage; else no "missing_question_usage (rc $rc)"; fi
+long=$(python3 -c 'print("word " * 3000)')
+$MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "$long" >/dev/null 2>"$tmp/err"; rc=$?
+if [ $rc -eq 65 ] && grep -q "at most" "$tmp/err"; then ok question_too_long; else no "question_too_long (rc $rc)"; fi
+$MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "x" --mode bogus >/dev/null 2>&1; rc=$?
+if [ $rc -eq 64 ]; then ok bad_mode_usage; else no "bad_mode_usage (rc $rc)"; fi
