@@ -280,6 +280,7 @@ static void axpy_scalar(float *y, float a, const float *x, int n) {
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -352,7 +353,8 @@ static void pick_vector_helpers(void) {
     if (!(force && !strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         vec_dot = dot_avx2;
         vec_axpy = axpy_avx2;
-        if (__builtin_cpu_supports("f16c")) {
+        unsigned a, b, c, d; /* clang's __builtin_cpu_supports does not know "f16c": ask cpuid (leaf 1, ecx) */
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C)) {
             vec_f16_scale = f16_scale_f16c;
             vec_f16_fma = f16_fma_f16c;
         }
