@@ -191,7 +191,7 @@ static void manifest_cases(const char *kind) {
     json_t *list = json_object_get(man, kind);
     CHECK(json_array_size(list) > 0);
     int ran = 0, missing = 0;
-    /* under ASan+UBSan (CI's 2-core machine, ~10x slower) two models per kind keep the program under a minute */
+    /* under ASan+UBSan (CI's 2-core machine, ~10x slower) one model per kind keeps the program near a minute */
     const char *suite = getenv("MSA_SUITE");
     const bool quick = suite && !strcmp(suite, "asan");
     for (size_t i = 0; i < json_array_size(list); i++) {
@@ -202,7 +202,7 @@ static void manifest_cases(const char *kind) {
             missing++;
             continue;
         }
-        if (quick && ran >= 2) break;
+        if (quick && ran >= 1) break;
         msa_model *m = NULL;
         msa_model_params mp = msa_model_default_params();
         mp.n_threads = 2;
@@ -318,7 +318,9 @@ TEST(default_model_vs_llamacpp) {
     const int V = info.n_vocab;
     float *logits = malloc((size_t)V * sizeof(float));
     int fully_equal = 0;
-    for (size_t ci = 0; ci < json_array_size(cases); ci++) {
+    const char *suite = getenv("MSA_SUITE");
+    const bool quick = suite && !strcmp(suite, "asan"); /* ASan: the first two cases only */
+    for (size_t ci = 0; ci < json_array_size(cases) && !(quick && ci >= 2); ci++) {
         json_t *c = json_array_get(cases, ci);
         const char *name = json_string_value(json_object_get(c, "name"));
         const char *prompt = json_string_value(json_object_get(c, "prompt"));
@@ -385,7 +387,7 @@ TEST(default_model_vs_llamacpp) {
         msa_session_free(s);
         free(ids);
     }
-    CHECK(fully_equal >= 3); /* the bar: greedy tokens equal llama.cpp's on three prompts */
+    if (!quick) CHECK(fully_equal >= 3); /* the bar: greedy tokens equal llama.cpp's on three prompts */
     free(logits);
     json_decref(fx);
     msa_model_free(m);
