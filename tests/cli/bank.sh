@@ -118,3 +118,22 @@ if [ -f "$M" ]; then
 else
     echo "SKIP create_from_model_read (default model not installed: make model)"
 fi
+
+# with a small MSA checkpoint (tests/ref/make_hf_checkpoints.py; generated, not committed): encode for real,
+# then the same documents again encode nothing (restart costs zero tokens), then a conflicting edit
+MC=tests/fixtures/generated/hf/msa-f32
+if [ -d "$MC" ]; then
+    expect create_from_msa_checkpoint 0 "$MSA" bank create "$T/enc" -m "$MC"
+    printf 'The capital of France is Paris.' >"$T/e1.txt"
+    printf 'Bananas are yellow.' >"$T/e2.txt"
+    expect encode_add 0 "$MSA" bank add "$T/enc" "$T/e1.txt" "$T/e2.txt"
+    grep -q "added 2, replaced 0, unchanged 0" "$T/out" && pass encode_add_counts || fail encode_add_counts "$(cat "$T/out")"
+    expect encode_again_nothing 0 "$MSA" bank add "$T/enc" "$T/e1.txt" "$T/e2.txt"
+    grep -q "unchanged 2; 0 tokens encoded" "$T/out" && pass zero_tokens_reencoded || fail zero_tokens_reencoded "$(cat "$T/out")"
+    "$MSA" bank info "$T/enc" | grep -q "template     stored" && pass template_stored || fail template_stored
+    expect encoded_verify 0 "$MSA" bank verify "$T/enc"
+    printf 'The capital of France is Lyon.' >"$T/e1.txt"
+    expect encode_conflict 73 "$MSA" bank add "$T/enc" "$T/e1.txt"
+else
+    echo "SKIP create_from_msa_checkpoint ($MC not generated: python3 tests/ref/make_hf_checkpoints.py)"
+fi
