@@ -30,7 +30,7 @@ static int bench_route(int argc, char **argv) {
     double max_tokens = 1e7;
     int layers = 18, S = 50, threads = 0;
     const char *plot = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return cli_usage_error("bench route", "%s needs a value", argv[i]);
         if (!strcmp(argv[i], "--max-tokens")) max_tokens = atof(v);
@@ -39,7 +39,6 @@ static int bench_route(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t")) threads = atoi(v);
         else if (!strcmp(argv[i], "--plot")) plot = v;
         else return cli_usage_error("bench route", "unknown option '%s'", argv[i]);
-        i++;
     }
     if (S < 1 || layers < 1) return cli_usage_error("bench route", "bad sizes");
     msa_threadpool *tp;
@@ -124,14 +123,13 @@ static int bench_route(int argc, char **argv) {
 static int bench_encode(int argc, char **argv) {
     const char *model_path = NULL;
     int tokens = 4096, threads = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return cli_usage_error("bench encode", "%s needs a value", argv[i]);
         if (!strcmp(argv[i], "-m")) model_path = v;
         else if (!strcmp(argv[i], "--tokens")) tokens = atoi(v);
         else if (!strcmp(argv[i], "-t")) threads = atoi(v);
         else return cli_usage_error("bench encode", "unknown option '%s'", argv[i]);
-        i++;
     }
     if (!model_path) return cli_usage_error("bench encode", "-m MODEL is required");
     msa_model_params mp = msa_model_default_params();
