@@ -68,7 +68,12 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libmsa.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmsa.a $(LDLIBS)
 
-tests-bin: $(BUILD)/msa $(TEST_BIN)
+# The Qwen3 tokenizer fixture is committed zstd-compressed (11 MB as JSON); tests read the JSON.
+QWEN3_TOKENIZER := tests/fixtures/tokenizer/qwen3/tokenizer.json
+$(QWEN3_TOKENIZER): $(QWEN3_TOKENIZER).zst
+	zstd -q -d -f $< -o $@
+
+tests-bin: $(BUILD)/msa $(TEST_BIN) $(QWEN3_TOKENIZER)
 .PHONY: tests-bin
 
 deps:
@@ -100,7 +105,7 @@ tsan:
 fuzz:
 	$(MAKE) BUILD=build-fuzz SAN=fuzz OPT=-O1 fuzz-bin
 
-fuzz-bin: $(FUZZ_BIN)
+fuzz-bin: $(FUZZ_BIN) $(QWEN3_TOKENIZER)
 .PHONY: fuzz-bin
 
 fuzz-run: fuzz
