@@ -366,20 +366,28 @@ static msa_status version_index(bank_version *v, const char *name) {
     return st;
 }
 
-msa_status bank_version_build(const char *path, bank_manifest *m, const bank_version *prev, bool routing_in_ram,
-                              bank_version **out) {
+/* A version taking over manifest m (m is emptied, and freed on failure) with room for its segment views. */
+static msa_status version_alloc(bank_manifest *m, const char *name, bank_version **out) {
     bank_version *v = calloc(1, sizeof *v);
     if (!v) {
         bank_manifest_free(m);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", path);
+        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     }
     v->man = *m;
     memset(m, 0, sizeof *m);
     v->segs = calloc(v->man.n_segs + 1, sizeof *v->segs);
     if (!v->segs) {
         bank_version_free(v);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", path);
+        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     }
+    *out = v;
+    return MSA_OK;
+}
+
+msa_status bank_version_build(const char *path, bank_manifest *m, const bank_version *prev, bool routing_in_ram,
+                              bank_version **out) {
+    bank_version *v;
+    MSA_TRY(version_alloc(m, path, &v));
     msa_status st = MSA_OK;
     size_t n_ok = 0;
     for (size_t i = 0; i < v->man.n_segs && !st; i++) {
@@ -622,18 +630,8 @@ msa_status msa_bank_template(const msa_bank *b, int layer, const void **k, const
 
 msa_status bank_version_from_image(const uint8_t *base, uint64_t size, bank_manifest *m, const uint64_t *seg_off,
                                    const uint64_t *seg_size, const char *name, bank_version **out) {
-    bank_version *v = calloc(1, sizeof *v);
-    if (!v) {
-        bank_manifest_free(m);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    }
-    v->man = *m;
-    memset(m, 0, sizeof *m);
-    v->segs = calloc(v->man.n_segs + 1, sizeof *v->segs);
-    if (!v->segs) {
-        bank_version_free(v);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    }
+    bank_version *v;
+    MSA_TRY(version_alloc(m, name, &v));
     msa_status st = MSA_OK;
     size_t n_ok = 0;
     for (size_t i = 0; i < v->man.n_segs && !st; i++) {
