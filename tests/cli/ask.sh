@@ -54,3 +54,9 @@ if [ $rc -eq 65 ] && grep -q "at most" "$tmp/err"; then ok question_too_long; el
 $MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "x" --mode bogus >/dev/null 2>&1; rc=$?
 if [ $rc -eq 64 ]; then ok bad_mode_usage; else no "bad_mode_usage (rc $rc)"; fi
 
+
+# the same checkpoint written as shards + model.safetensors.index.json (as --full writes MSA-4B's shapes):
+# same fingerprint (the bank opens), same greedy answer
+python3 tests/ref/make_msa_checkpoint.py "$tmp/cksh" --shard-gb 0.01 >/dev/null 2>&1
+a3=$($MSA ask -m "$tmp/cksh" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>"$tmp/err")
+if [ -f "$tmp/cksh/model-00002-of-00002.safetensors" ] && [ -n "$a1" ] && [ "$a1" = "$a3" ]; then ok sharded_checkpoint_same_answer; else no sharded_checkpoint_same_answer; cat "$tmp/err"; fi
