@@ -47,14 +47,20 @@ msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, c
     for (int t = 0; t < n_tok && r < rows; t++) {
         if (!route_mask[t] || (p->query_reduce == MSA_REDUCE_LAST && t != last)) continue;
         memcpy(tmp, qr + (size_t)t * nh * hd, (size_t)nh * hd * sizeof *tmp);
-        if (p->cosine)
+        if (p->cosine) {
             msa_l2_normalize_rows(tmp, (size_t)nh, hd);
-        else
-            for (int i = 0; i < nh * hd; i++) tmp[i] *= 1.0f / sqrtf((float)hd);
+        } else {
+            const float s = 1.0f / sqrtf((float)hd);
+            for (int i = 0; i < nh * hd; i++) tmp[i] *= s;
+        }
         float *row = q + (size_t)r * dim;
         if (fold) { /* mean over heads of <q'_h, k_{h/g}> = < sum_{h in group} q'_h / nh , k > */
-            for (int h = 0; h < nh; h++)
-                for (int i = 0; i < hd; i++) row[(h / g) * hd + i] += tmp[h * hd + i] / (float)nh;
+            const float fnh = (float)nh;
+            for (int h = 0; h < nh; h++) {
+                float *restrict dst = row + (size_t)(h / g) * hd;
+                const float *restrict src = tmp + (size_t)h * hd;
+                for (int i = 0; i < hd; i++) dst[i] += src[i] / fnh;
+            }
         } else {
             memcpy(row, tmp, (size_t)nh * hd * sizeof *tmp);
         }
