@@ -228,7 +228,7 @@ TEST(kernel_dots_equal_scalar) {
  * and 3 threads must give the same scores bit for bit and the same top-k, ties included (documents 5 and 9
  * hold identical keys, so they tie exactly). */
 TEST(simd_and_threads_equal_scalar) {
-    enum { H = 8, KV = 2, D = 40, T = 7, NCH = 600, ND = 40, DIM = KV * D };
+    enum { H = 8, KV = 2, D = 24, T = 7, NCH = 600, ND = 40, DIM = KV * D };
     float *qr = malloc(sizeof(float) * T * H * D), *kf = malloc(sizeof(float) * NCH * DIM);
     uint16_t *kb = malloc(sizeof(uint16_t) * NCH * DIM);
     uint32_t *doc = malloc(sizeof(uint32_t) * NCH);
@@ -263,9 +263,9 @@ TEST(simd_and_threads_equal_scalar) {
                               .chunk_reduce = cr[cc], .cosine = cos, .standardize = stdz};
         msa_route_query q;
         CHECK(msa_route_query_prepare(&p, qr, mask, T, &q) == MSA_OK);
-        /* two spans, split inside document 12 */
+        /* two spans, split inside document 3 (the second, > 256 chunks, runs on the pool's threads) */
         const void *keys = bf ? (const void *)kb : (const void *)kf;
-        size_t es = bf ? 2 : 4, cut = (size_t)start[12] + 1;
+        size_t es = bf ? 2 : 4, cut = (size_t)start[3] + 1;
         msa_route_span sp[2] = {{keys, doc, cut}, {(const char *)keys + cut * DIM * es, doc + cut, (uint64_t)nch - cut}};
         msa_route_dtype dt = bf ? MSA_ROUTE_BF16 : MSA_ROUTE_F32;
         float want[ND], got[ND], ws[8], gs[8];
@@ -276,7 +276,7 @@ TEST(simd_and_threads_equal_scalar) {
         if (want[5] == want[9]) n_ties++;
         for (int l = MSA_SIMD_SCALAR; l < MSA_SIMD_COUNT; l++) {
             if (!msa_cpu_set_simd((msa_simd)l)) continue;
-            for (int pi = 0; pi < 3; pi++) {
+            for (int pi = l == MSA_SIMD_SCALAR ? 2 : 0; pi < 3; pi++) { /* scalar: threads only (it is slow) */
                 CHECK(msa_route_doc_scores(&p, &q, sp, 2, dt, ND, got, pools[pi]) == MSA_OK);
                 CHECK(memcmp(want, got, sizeof got) == 0);
                 size_t gn = msa_route_topk(got, ND, 8, gi, gs);
@@ -287,7 +287,8 @@ TEST(simd_and_threads_equal_scalar) {
         msa_route_query_free(&q);
     }
     msa_cpu_set_simd(msa_cpu_simd_max());
-    CHECK(n_compared >= 80 * 3); /* 80 variants x (scalar + each SIMD level) x 3 pools */
+    CHECK(n_compared >= 80 * 1); /* 80 variants x (scalar on 3 threads, then each SIMD level on 1, 2, 3) */
+    if (msa_cpu_simd_max() >= MSA_SIMD_AVX2) CHECK(n_compared >= 80 * 4);
     CHECK(n_ties >= 40);         /* documents 5 and 9 tie in (almost) every variant */
     for (int i = 0; i < 3; i++) msa_threadpool_free(pools[i]);
     free(qr), free(kf), free(kb), free(doc);

@@ -388,6 +388,9 @@ static int bench_encode(int argc, char **argv) {
         return cli_fail(st);
     }
     msa_model_fingerprint(m, cp.fingerprint);
+    /* documents must fit the model's context with their rendering ("<|im_start|>[i]. ...[i]<|im_end|>") */
+    if (info.n_ctx_train > 0 && doc_tokens > info.n_ctx_train - 32) doc_tokens = info.n_ctx_train - 32;
+    if (doc_tokens < 8) doc_tokens = 8;
     /* words per document for about doc_tokens tokens, from one sample document */
     size_t len;
     char *sample = synth_text(0, 200, &len);
@@ -395,7 +398,7 @@ static int bench_encode(int argc, char **argv) {
     size_t n_ids = 0;
     st = sample ? msa_tokenize(msa_model_tokenizer(m), sample, len, false, &ids, &n_ids) : MSA_ERR_NOMEM;
     free(sample), free(ids);
-    int words = n_ids ? (int)(200.0 * doc_tokens / (double)n_ids) : doc_tokens;
+    int words = n_ids ? (int)(200.0 * doc_tokens / (double)n_ids * 0.97) : doc_tokens; /* a little under */
     if (words < 1) words = 1;
 
     bench_report *r = bench_report_new("encode", &o);
