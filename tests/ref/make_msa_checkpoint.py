@@ -47,6 +47,14 @@ VARIANTS = {
     "meanmean": dict(router_layer_idx="2,3", pooling_kernel_size=4, top_k_docs=1, doc_top_k=2,
                      decouple_router=True, aux_loss_method="BCE", head_reduce_method="mean",
                      query_reduce_method="mean", chunk_reduce_method="mean"),
+    # No router projectors (decouple_router false): routing with the attention's own q and the pooled K̄
+    # (msa-reference.md §2.1-§2.3); "INFONCE" then normalises both and still scales by 1/sqrt(head_dim).
+    "owndot": dict(router_layer_idx="2,3", pooling_kernel_size=4, top_k_docs=2, decouple_router=False,
+                   aux_loss_method="INFONCE_DECOUPLE", head_reduce_method="max", query_reduce_method="mean",
+                   chunk_reduce_method="max"),
+    "owncos": dict(router_layer_idx="2,3", pooling_kernel_size=4, doc_top_k=3, decouple_router=False,
+                   aux_loss_method="INFONCE", head_reduce_method="mean", query_reduce_method="max",
+                   chunk_reduce_method="mean"),
     "msa4b": dict(router_layer_idx=",".join(str(i) for i in range(18, 36)), pooling_kernel_size=64,
                   top_k_docs=16, decouple_router=True, aux_loss_method="INFONCE_DECOUPLE",
                   head_reduce_method="mean", query_reduce_method="max", chunk_reduce_method="max"),
