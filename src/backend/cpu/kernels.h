@@ -43,6 +43,13 @@ void msa_matmul(msa_threadpool *tp, const msa_tensor *w, const float *x, float *
 void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int64_t n_rows, const float *x,
                      float *y, int n_tok);
 
+/* ys[i] = ws[i] x for i < n_w (n_w <= MSA_MATMUL_MULTI_MAX), all ws[i] with the same n_in: the products of
+ * one layer that share an input (q/k/v, gate/up). For a decode step this converts x once and runs all rows
+ * of all products in one pool dispatch instead of n_w; each output is computed exactly as msa_matmul would. */
+#define MSA_MATMUL_MULTI_MAX 4
+void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *ws, const float *x, float *const *ys,
+                      int n_tok);
+
 /* Copy row r of W (an embedding table) as f32 into out[n_in]. */
 void msa_get_row_f32(const msa_tensor *w, int64_t r, float *out);
 
