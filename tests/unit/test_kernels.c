@@ -365,6 +365,108 @@ static void extremes(msa_threadpool *tp, int n) {
 
 TEST(kernels_extreme_activations) { each_level(extremes, NULL, 0); }
 
+/* Batch invariance: a token's outputs are bit-identical whether it is computed alone or inside batches of
+ * any size at any offset, with any thread count (every dtype, every SIMD path, the default kernel choice). */
+static void batch_invariance(msa_threadpool *tp, int n) {
+    (void)n;
+    static const int sizes[] = {1, 7, 8, 15, 16, 17, 33, 100};
+    enum { NT = 100 };
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
+        int64_t n_out = 67, n_in = is_quant((msa_dtype)dt) ? 320 : 203;
+        size_t bytes;
+        uint8_t *wdata = make_weights((msa_dtype)dt, n_out, n_in, &bytes);
+        msa_tensor w = {.name = "w", .dtype = (msa_dtype)dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
+        float *x = malloc(sizeof(float) * NT * (size_t)n_in);
+        float *alone = malloc(sizeof(float) * NT * (size_t)n_out), *y = malloc(sizeof(float) * NT * (size_t)n_out);
+        make_acts(x, NT, n_in);
+        for (int t = 0; t < NT; t++) msa_matmul(NULL, &w, x + (size_t)t * n_in, alone + (size_t)t * n_out, 1);
+        int bad = 0;
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            int b = sizes[k];
+            for (int off = 0; off + b <= NT; off += b > 50 ? NT : 23 + b) {
+                msa_matmul(tp, &w, x + (size_t)off * n_in, y, b);
+                if (memcmp(y, alone + (size_t)off * n_out, sizeof(float) * (size_t)b * (size_t)n_out) != 0) {
+                    if (bad < 3)
+                        fprintf(stderr, "  %s/%s: batch of %d at offset %d differs from tokens alone\n",
+                                msa_cpu_simd_name(), msa_dtype_name((msa_dtype)dt), b, off);
+                    bad++;
+                }
+            }
+        }
+        CHECK(bad == 0);
+        free(wdata);
+        free(x);
+        free(alone);
+        free(y);
+    }
+}
+
+static void each_level_default(void (*fn)(msa_threadpool *, int), msa_threadpool *tp, int n) {
+    msa_simd saved = msa_cpu_simd();
+    for (int l = 0; l <= (int)msa_cpu_simd_max(); l++) {
+        if (!msa_cpu_set_simd((msa_simd)l)) continue;
+        fn(tp, n);
+    }
+    msa_cpu_set_simd(saved);
+}
+
+TEST(kernels_batch_invariant) {
+    each_level_default(batch_invariance, NULL, 0);
+    for (int nth = 2; nth <= 3; nth++) {
+        msa_threadpool *tp = NULL;
+        CHECK(msa_threadpool_new(nth, &tp) == MSA_OK);
+        if (!tp) return;
+        each_level_default(batch_invariance, tp, 0);
+        msa_threadpool_free(tp);
+    }
+}
+
+/* Quantized results are the same bits on every path (they all follow msa_q_dot's order). */
+TEST(kernels_quantized_paths_identical) {
+    msa_simd saved = msa_cpu_simd();
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
+        if (!is_quant((msa_dtype)dt)) continue;
+        int64_t n_out = 45, n_in = 576;
+        int n_tok = 19;
+        size_t bytes;
+        uint8_t *wdata = make_weights((msa_dtype)dt, n_out, n_in, &bytes);
+        msa_tensor w = {.name = "w", .dtype = (msa_dtype)dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
+        float *x = malloc(sizeof(float) * (size_t)n_tok * n_in);
+        float *ref = malloc(sizeof(float) * (size_t)n_tok * n_out), *y = malloc(sizeof(float) * (size_t)n_tok * n_out);
+        make_acts(x, n_tok, n_in);
+        msa_cpu_set_simd(MSA_SIMD_SCALAR);
+        msa_matmul(NULL, &w, x, ref, n_tok);
+        for (int l = 1; l <= (int)msa_cpu_simd_max(); l++) {
+            if (!msa_cpu_set_simd((msa_simd)l)) continue;
+            msa_matmul(NULL, &w, x, y, n_tok);
+            CHECK(memcmp(y, ref, sizeof(float) * (size_t)n_tok * n_out) == 0);
+        }
+        free(wdata);
+        free(x);
+        free(ref);
+        free(y);
+    }
+    msa_cpu_set_simd(saved);
+}
+
+/* msa_f32_to_f16 (the scalar spec's fp16 rounding) equals the F16C instruction the SIMD preps use. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("f16c"))) static uint16_t f16c_round(float v) { return (uint16_t)_cvtss_sh(v, 0); }
+TEST(kernels_f16_rounding_matches_f16c) {
+    if (msa_cpu_simd_max() < MSA_SIMD_AVX2) SKIP("no F16C on this CPU");
+    int bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t u = next_u32() ^ ((uint32_t)next_u32() << 16);
+        float v;
+        memcpy(&v, &u, 4);
+        if (isnan(v)) continue;
+        bad += msa_f32_to_f16(v) != f16c_round(v);
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+#endif
+
 TEST(kernels_get_row) {
     for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
         size_t bytes;
@@ -457,6 +559,11 @@ int main(void) {
     RUN(kernels_threads_and_row_slices);
     RUN(kernels_extreme_activations);
     RUN(kernels_get_row);
+    RUN(kernels_batch_invariant);
+    RUN(kernels_quantized_paths_identical);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    RUN(kernels_f16_rounding_matches_f16c);
+#endif
     RUN(kernels_multi_equals_single);
     return test_summary();
 }
