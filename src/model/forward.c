@@ -557,6 +557,7 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
             s->k[i] = f16_round(s->k[i]);
             s->v[i] = f16_round(s->v[i]);
         }
+    if (hooks && hooks->q) MSA_TRY(hooks->q(hooks->user, l, s->q, n));
     if (hooks && hooks->kv) MSA_TRY(hooks->kv(hooks->user, l, s->k, s->v, n));
 
     const int base = s->n_cached;
