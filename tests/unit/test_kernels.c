@@ -100,6 +100,9 @@ static int is_quant(msa_dtype t) { return t == MSA_DTYPE_Q8_0 || t == MSA_DTYPE_
 
 static float f16r(float v) { return msa_f16_to_f32(msa_f32_to_f16(v)); }
 
+/* Float weights: bf16 weights take bf16 activations (round half to even, as llama.cpp), f32/f16 f32 as given. */
+static float act_round(msa_dtype t, float x) { return t == MSA_DTYPE_BF16 ? msa_bf16_to_f32(msa_f32_to_bf16(x)) : x; }
+
 /* The documented activation rounding (kernels.h: llama.cpp's q8 blocks), written out independently of the
  * kernels: per block q, the fp16 scale dx and the fp16 s = fp16(d * sum q). */
 typedef struct q8ref {
@@ -229,10 +232,12 @@ static int check_case(msa_threadpool *tp, msa_dtype dt, int64_t n_out, int64_t n
             } else {
                 msa_row_to_f32(dt, row, wrow, n_in);
                 for (int64_t i = 0; i < n_in; i++) {
-                    tight += (double)wrow[i] * xt[i];
-                    mag += fabs((double)wrow[i] * xt[i]);
+                    double xi = act_round(dt, xt[i]);
+                    tight += (double)wrow[i] * xi;
+                    mag += fabs((double)wrow[i] * xi);
+                    raw += (double)wrow[i] * xt[i];
+                    bound += fabs((double)wrow[i] * (xt[i] - xi));
                 }
-                raw = tight;
             }
             double tol = 1e-5 * mag + 1e-30;
             int ok = fabs(got - tight) <= tol && fabs(got - raw) <= bound + tol;
@@ -347,8 +352,8 @@ static void extremes(msa_threadpool *tp, int n) {
                 } else {
                     msa_row_to_f32((msa_dtype)dt, row, wrow, n_in);
                     for (int i = 0; i < n_in; i++) {
-                        ref += (double)wrow[i] * x[96 * t + i];
-                        mag += fabs((double)wrow[i] * x[96 * t + i]);
+                        ref += (double)wrow[i] * act_round((msa_dtype)dt, x[96 * t + i]);
+                        mag += fabs((double)wrow[i] * act_round((msa_dtype)dt, x[96 * t + i]));
                     }
                     ok = fabs(got - ref) <= 1e-5 * mag;
                 }

@@ -48,6 +48,8 @@ typedef enum msa_simd { MSA_SIMD_SCALAR = 0, MSA_SIMD_AVX2, MSA_SIMD_AVX512, MSA
 int msa_kernels_scalar(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx2(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
+/* The AVX512-BF16 entry for bf16 weights (kernels_bf16_avx512.c); 0 when the CPU lacks it. */
+int msa_kernels_avx512_bf16(msa_kernel *entry);
 
 /* Shared activation format (the scalar definitions are the specification; SIMD preps produce the same
  * bytes). It is llama.cpp's Q8_0/Q8_1 activation block (ggml-cpu quantize_row_q8_0/_q8_1 on x86), held
