@@ -55,11 +55,15 @@ msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, c
         }
         float *row = q + (size_t)r * dim;
         if (fold) { /* mean over heads of <q'_h, k_{h/g}> = < sum_{h in group} q'_h / nh , k > */
-            const float fnh = (float)nh;
+            const float fnh = (float)nh, inv = 1.0f / fnh;
+            const bool pow2 = (nh & (nh - 1)) == 0; /* then x * (1/nh) == x / nh exactly, and much cheaper */
             for (int h = 0; h < nh; h++) {
                 float *restrict dst = row + (size_t)(h / g) * hd;
                 const float *restrict src = tmp + (size_t)h * hd;
-                for (int i = 0; i < hd; i++) dst[i] += src[i] / fnh;
+                if (pow2)
+                    for (int i = 0; i < hd; i++) dst[i] += src[i] * inv;
+                else
+                    for (int i = 0; i < hd; i++) dst[i] += src[i] / fnh;
             }
         } else {
             memcpy(row, tmp, (size_t)nh * hd * sizeof *tmp);
