@@ -9,7 +9,8 @@
  *       its mapping (msa_bank_route_spans), then one query = for every router layer: an S-token routing
  *       query with 32 heads (head mean, token max, chunk max) scored against every chunk, and the top-16
  *       documents — what the model's router hook does (context.c). Time per query (median, min-max, IQR),
- *       memory tokens/s, GB/s of routing keys, GMAC/s. --in-memory scans malloc'd arrays instead of a bank.
+ *       memory tokens/s, GB/s of routing keys, GMAC/s, CPU seconds. --in-memory scans malloc'd arrays
+ *       instead of a bank; --keep keeps the banks and reuses them in the next run with the same --dir.
  *   msa bench encode -m MODEL [--sizes ...] [--max-tokens N] [--doc-tokens D] [--mode native|read]
  *                   [--dir DIR] [--keep] [-t T] [--json]
  *       Stage-1 encoding through msa_bank_ingest (tokenize, one causal forward per document, chunk pooling,
@@ -269,11 +270,18 @@ static int bench_route(int argc, char **argv) {
                 c.n_index = n_docs;
             }
         } else {
-            snprintf(path, sizeof path, "%s/route-%" PRIu64, dir, tokens);
+            snprintf(path, sizeof path, "%s/route-%" PRIu64 "-L%d", dir, tokens, layers);
             mkdir(dir, 0755);
-            remove_dir(path);
-            st = build_route_bank(path, layers, n_docs, doc_tokens, &build_s);
-            if (!st) st = msa_bank_open(path, NULL, &b);
+            if (keep && msa_bank_open(path, NULL, &b) == MSA_OK) { /* --keep: reuse the bank of an earlier run */
+                msa_bank_info in;
+                msa_bank_get_info(b, &in);
+                if (in.n_docs != n_docs) msa_bank_close(b), b = NULL;
+            }
+            if (!b) {
+                remove_dir(path);
+                st = build_route_bank(path, layers, n_docs, doc_tokens, &build_s);
+                if (!st) st = msa_bank_open(path, NULL, &b);
+            }
             msa_bank_info in;
             if (!st) {
                 msa_bank_get_info(b, &in);
@@ -353,6 +361,8 @@ static char *synth_text(uint64_t d, int n_words, size_t *len) {
 
 static int bench_encode(int argc, char **argv) {
     bench_opts o = bench_default_opts();
+    o.reps = 1; /* one run per size (a run at 1M tokens takes minutes); --reps is ignored */
+    o.warmup = 0;
     const char *model_path = NULL, *dir = "/tmp/msa-bench-encode", *sizes_arg = NULL, *mode_arg = NULL;
     double max_tokens = 1e5;
     int doc_tokens = 512;
