@@ -89,6 +89,7 @@ void msa_route_query_free(msa_route_query *q) {
  * while every query row is multiplied against it (route_scan.c). Every chunk's score is computed the same way
  * whichever thread takes it, so results do not depend on the thread count. */
 enum { SCAN_BLOCK = 24 }; /* chunks per block (4 kernel tiles of 6): 24 x 1024 f32 = 96 KiB of widened keys */
+enum { DIRECT_ROWS = 4 };  /* up to this many query rows (one AVX-512 token tile) bf16 keys are read directly */
 
 typedef struct score_job {
     const msa_route_params *p;
@@ -118,6 +119,16 @@ static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, flo
     const msa_route_params *p = j->p;
     const msa_route_query *q = j->q;
     const int kdim = p->n_head_kv * p->head_dim, hd = p->head_dim, g = p->n_head / p->n_head_kv;
+    const size_t n = (size_t)q->n;
+    const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
+    if (j->dtype == MSA_ROUTE_BF16 && fold && q->n <= DIRECT_ROWS) {
+        /* few query rows: each key is used at most DIRECT_ROWS times, so read the bf16 keys directly */
+        const uint16_t *kb = (const uint16_t *)j->keys + c0 * (uint64_t)kdim;
+        if (msa_route_dots_bf16(kb, (size_t)kdim, nc, q->q, (size_t)q->dim, q->n, kdim, y, n)) {
+            prefetch_part(next, next_bytes, 0, 1);
+            return;
+        }
+    }
     const float *k;
     if (j->dtype == MSA_ROUTE_F32) {
         k = (const float *)j->keys + c0 * (uint64_t)kdim;
@@ -125,8 +136,7 @@ static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, flo
         msa_route_widen_bf16((const uint16_t *)j->keys + c0 * (uint64_t)kdim, (size_t)nc * kdim, kf);
         k = kf;
     }
-    const size_t n = (size_t)q->n;
-    if (p->head_reduce == MSA_REDUCE_MEAN) { /* heads folded into one row per token (msa_route_query_prepare) */
+    if (fold) { /* heads folded into one row per token (msa_route_query_prepare) */
         enum { GROUP = 6 };                  /* the AVX-512 kernel's chunk tile */
         const int n_groups = (nc + GROUP - 1) / GROUP;
         for (int gi = 0; gi < n_groups; gi++) {

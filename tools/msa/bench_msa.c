@@ -251,6 +251,7 @@ static int bench_route(int argc, char **argv) {
         uint32_t *doc = NULL;
         msa_route_span *mem_spans = NULL;
         double build_s = 0;
+        bool reused = false;
         msa_status st = MSA_OK;
         c.st = MSA_OK;
         if (in_memory) {
@@ -276,6 +277,7 @@ static int bench_route(int argc, char **argv) {
                 msa_bank_info in;
                 msa_bank_get_info(b, &in);
                 if (in.n_docs != n_docs) msa_bank_close(b), b = NULL;
+                reused = b != NULL;
             }
             if (!b) {
                 remove_dir(path);
@@ -319,7 +321,8 @@ static int bench_route(int argc, char **argv) {
             char note[200];
             int nn = snprintf(note, sizeof note, "%" PRIu64 " chunks, %.1f MB keys/layer, CPU %.4f s/query (%.1f GMAC per CPU-s)",
                               C, key_bytes / layers / 1e6, cpu_q, (double)S * (double)C * R_KDIM * layers / 1e9 / cpu_q);
-            if (!in_memory) snprintf(note + nn, sizeof note - (size_t)nn, ", bank build %.1f s", build_s);
+            if (reused) snprintf(note + nn, sizeof note - (size_t)nn, ", bank reused");
+            else if (!in_memory) snprintf(note + nn, sizeof note - (size_t)nn, ", bank build %.1f s", build_s);
             if (!st) bench_report_row(r, name, &s, m, 4, note);
         }
         free(c.scores), free(keys), free(doc), free(mem_spans);
