@@ -108,6 +108,11 @@ static void round_acts(msa_dtype t, const float *x, int64_t n, float *xr, float 
                 err[b + j] = d * 0.5f * 1.0001f;
             }
         }
+    } else if (t == MSA_DTYPE_BF16) { /* bf16 weights take bf16 activations (round half to even) */
+        for (int64_t i = 0; i < n; i++) {
+            xr[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
+            err[i] = fabsf(x[i]) * (1.0f / 256.0f);
+        }
     } else {
         memcpy(xr, x, (size_t)n * 4);
         memset(err, 0, (size_t)n * 4);

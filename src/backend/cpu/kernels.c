@@ -22,6 +22,25 @@ static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512
  * They are off unless MSA_PANEL=1 (or msa_cpu_set_panel) until callers accept batch-dependent rounding. */
 static int g_panel;
 
+/* bf16 weights take bf16 activations on every path (see kernels_bf16_avx512.c): the paths without a bf16
+ * dot product get the activations rounded to bf16 but kept as f32, so their gemm loops stay as they are. */
+static size_t bf16_as_f32_bytes(int64_t n_in) { return (size_t)n_in * sizeof(float); }
+
+static void prep_bf16_as_f32(const float *x, int64_t n_in, void *out) {
+    float *o = out;
+    for (int64_t i = 0; i < n_in; i++) o[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
+}
+
+static void bf16_activations(msa_kernel *k) {
+    if (!k->prep) {
+        k->prep_bytes = bf16_as_f32_bytes;
+        k->prep = prep_bf16_as_f32;
+    }
+    k->panel_bytes = NULL; /* the float panel kernels would take unrounded activations */
+    k->prep_group = NULL;
+    k->gemm_panel = NULL;
+}
+
 static void init_tables(void) {
     /* Each level starts as a copy of the one below and overrides what it improves. */
     g_have[MSA_SIMD_SCALAR] = msa_kernels_scalar(g_tables[MSA_SIMD_SCALAR]);
@@ -29,6 +48,8 @@ static void init_tables(void) {
     g_have[MSA_SIMD_AVX2] = msa_kernels_avx2(g_tables[MSA_SIMD_AVX2]);
     memcpy(g_tables[MSA_SIMD_AVX512], g_tables[MSA_SIMD_AVX2], sizeof g_tables[0]);
     g_have[MSA_SIMD_AVX512] = g_have[MSA_SIMD_AVX2] && msa_kernels_avx512(g_tables[MSA_SIMD_AVX512]);
+    for (int l = 0; l < MSA_SIMD_COUNT; l++) bf16_activations(&g_tables[l][MSA_DTYPE_BF16]);
+    if (g_have[MSA_SIMD_AVX512]) msa_kernels_avx512_bf16(&g_tables[MSA_SIMD_AVX512][MSA_DTYPE_BF16]);
     g_max = MSA_SIMD_SCALAR;
     for (int l = 1; l < MSA_SIMD_COUNT; l++)
         if (g_have[l]) g_max = (msa_simd)l;

@@ -5,7 +5,8 @@
  *   weights  activations used                     worst-case effect of the activation rounding
  *   f32      f32 as given                         none (f32 products, f32 accumulation)
  *   f16      f32 as given (weights widened)       none
- *   bf16     f32 as given (weights widened)       none (f32 FMA measured faster than vdpbf16ps here)
+ *   bf16     bf16 (round-half-even), as llama.cpp  |x' - x| <= |x|/256 (none for HF bf16 models, whose
+ *                                                 activations are bf16 already); vdpbf16ps on AVX512-BF16
  *   q8_0,    q8 blocks of 32: d = max|x|/127      |x' - x| <= d/2 per element (d kept in f32, not f16;
  *   q4_0,    (f32), q = round-half-even(x/d)      q4_1 also uses the exact integer sum of q per block)
  *   q4_1
