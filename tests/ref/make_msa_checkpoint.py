@@ -17,6 +17,7 @@ Every weight value is rounded to bf16 first, so the f32 and bf16 files hold the 
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -164,8 +165,15 @@ def find_tokenizer():
 SLICE = 1 << 24  # elements generated and written at a time: memory stays ~0.5 GB for any model size
 
 
-def write_safetensors(path, items, dtype):
-    """Stream a safetensors file (header, then each tensor in slices): never holds a whole tensor in memory."""
+def _slice_bytes(job):
+    name, shape, scale, off, s, n, dtype = job
+    w = weight(name, shape, scale, off, s, n)
+    return w.tobytes() if dtype == "f32" else to_bf16_bits(w).tobytes()
+
+
+def write_safetensors(path, items, dtype, jobs=1):
+    """Stream a safetensors file (header, then each tensor in slices): never holds a whole tensor in memory.
+    jobs > 1 makes the slices in that many processes (written in order; the bytes do not depend on jobs)."""
     header, offset = {}, 0
     esize = 4 if dtype == "f32" else 2
     for name, shape, _, _ in items:
@@ -179,15 +187,19 @@ def write_safetensors(path, items, dtype):
     with open(path, "wb") as f:
         f.write(len(hb).to_bytes(8, "little"))
         f.write(hb)
-        for name, shape, scale, off in items:
-            total = int(np.prod(shape))
-            for s in range(0, total, SLICE):
-                w = weight(name, shape, scale, off, s, min(SLICE, total - s))
-                f.write(w.tobytes() if dtype == "f32" else to_bf16_bits(w).tobytes())
+        work = [(name, shape, scale, off, s, min(SLICE, int(np.prod(shape)) - s), dtype)
+                for name, shape, scale, off in items for s in range(0, int(np.prod(shape)), SLICE)]
+        if jobs > 1:
+            with multiprocessing.Pool(jobs) as pool:
+                for b in pool.imap(_slice_bytes, work):
+                    f.write(b)
+        else:
+            for job in work:
+                f.write(_slice_bytes(job))
     return offset
 
 
-def write_sharded(out, items, dtype, shard_bytes, progress):
+def write_sharded(out, items, dtype, shard_bytes, progress, jobs=1):
     """transformers' save_pretrained layout: shards of at most shard_bytes (a larger tensor gets a shard of its
     own), model-0000i-of-0000N.safetensors + model.safetensors.index.json."""
     esize = 4 if dtype == "f32" else 2
@@ -204,7 +216,7 @@ def write_sharded(out, items, dtype, shard_bytes, progress):
     weight_map, total = {}, 0
     for i, sh in enumerate(shards):
         fn = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        total += write_safetensors(os.path.join(out, fn), sh, dtype)
+        total += write_safetensors(os.path.join(out, fn), sh, dtype, jobs)
         for name, _, _, _ in sh:
             weight_map[name] = fn
         if progress:
@@ -224,7 +236,10 @@ def main():
     ap.add_argument("--shard-gb", type=float, default=None,
                     help="write shards of at most this many GB + model.safetensors.index.json "
                          "(default: 5 with --full, as transformers' save_pretrained; else one file)")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="processes making weights (default: all CPUs with --full, else 1)")
     a = ap.parse_args()
+    jobs = a.jobs if a.jobs else (os.cpu_count() or 1) if a.full else 1
     hp = dict(FULL if a.full else SMALL)
     msa = VARIANTS["msa4b" if a.full and a.variant == "base" else a.variant]
     routers = parse_layers(msa["router_layer_idx"], hp["num_hidden_layers"])
@@ -232,9 +247,9 @@ def main():
     items = list(tensors(hp, routers, msa["decouple_router"]))
     shard_gb = a.shard_gb if a.shard_gb is not None else (5.0 if a.full else 0)
     if shard_gb > 0:
-        write_sharded(a.out, items, a.dtype, int(shard_gb * 1e9), a.full)
+        write_sharded(a.out, items, a.dtype, int(shard_gb * 1e9), a.full, jobs)
     else:
-        write_safetensors(os.path.join(a.out, "model.safetensors"), items, a.dtype)
+        write_safetensors(os.path.join(a.out, "model.safetensors"), items, a.dtype, jobs)
     with open(os.path.join(a.out, "config.json"), "w") as f:
         json.dump(config_json(hp, msa, a.dtype), f, indent=2)
         f.write("\n")
