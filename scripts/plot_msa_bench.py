@@ -2,10 +2,11 @@
 """plot_msa_bench.py — plot `msa bench route --json` / `msa bench encode --json` results: time against memory
 tokens on log-log axes, with a dashed line of slope 1 (linear cost) through the largest measured point.
 
-    python3 scripts/plot_msa_bench.py route ROUTE.json [--out docs/msa-route.png]
+    python3 scripts/plot_msa_bench.py route ROUTE.json [ROUTE2.json ...] [--out docs/msa-route.png]
     python3 scripts/plot_msa_bench.py encode ENC.json [ENC2.json ...] [--out docs/msa-encode.png]
 
-Several encode files (e.g. a tiny synthetic MSA checkpoint and the default model) become several series.
+Several files (e.g. a tiny synthetic MSA checkpoint and the default model; 50-token and 1-token routing
+queries) become several series; --labels "a;b" names them.
 Needs matplotlib (pip install matplotlib); never needed by the tests.
 """
 import argparse
@@ -45,6 +46,7 @@ def main():
     ap.add_argument("what", choices=["route", "encode"])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--out")
+    ap.add_argument("--labels", help="series labels separated by ';' (default: from each file's meta)")
     a = ap.parse_args()
     fig, ax = plt.subplots(figsize=(8, 5))
     markers = "osd^v"
@@ -52,8 +54,11 @@ def main():
         doc = json.load(open(f))
         meta = doc.get("meta", {})
         pts = rows(doc)
-        if a.what == "route":
-            label = "routing, one query over %s (threads %s)" % (
+        if a.labels:
+            label = a.labels.split(";")[i]
+        elif a.what == "route":
+            label = "%s-token query over %s (threads %s)" % (
+                meta.get("query", "?").split(" ")[0],
                 meta.get("shape", "?").split(":")[1].split(",")[0].strip(), meta.get("threads", "?"))
         else:
             label = "%s — %s" % (meta.get("model", f).split(" (")[0].rstrip("/").split("/")[-1],

@@ -55,11 +55,15 @@ msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, c
         }
         float *row = q + (size_t)r * dim;
         if (fold) { /* mean over heads of <q'_h, k_{h/g}> = < sum_{h in group} q'_h / nh , k > */
-            const float fnh = (float)nh;
+            const float fnh = (float)nh, inv = 1.0f / fnh;
+            const bool pow2 = (nh & (nh - 1)) == 0; /* then x * (1/nh) == x / nh exactly, and much cheaper */
             for (int h = 0; h < nh; h++) {
                 float *restrict dst = row + (size_t)(h / g) * hd;
                 const float *restrict src = tmp + (size_t)h * hd;
-                for (int i = 0; i < hd; i++) dst[i] += src[i] / fnh;
+                if (pow2)
+                    for (int i = 0; i < hd; i++) dst[i] += src[i] * inv;
+                else
+                    for (int i = 0; i < hd; i++) dst[i] += src[i] / fnh;
             }
         } else {
             memcpy(row, tmp, (size_t)nh * hd * sizeof *tmp);
@@ -85,6 +89,7 @@ void msa_route_query_free(msa_route_query *q) {
  * while every query row is multiplied against it (route_scan.c). Every chunk's score is computed the same way
  * whichever thread takes it, so results do not depend on the thread count. */
 enum { SCAN_BLOCK = 24 }; /* chunks per block (4 kernel tiles of 6): 24 x 1024 f32 = 96 KiB of widened keys */
+enum { DIRECT_ROWS = 4 };  /* up to this many query rows (one AVX-512 token tile) bf16 keys are read directly */
 
 typedef struct score_job {
     const msa_route_params *p;
@@ -98,11 +103,32 @@ typedef struct score_job {
     atomic_uint_fast64_t next_block;
 } score_job;
 
-/* y[c][t] (head-reduced scores) of chunks c0 .. c0+nc into y [nc][q->n]. */
-static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, float *y, float *x) {
+/* Prefetch part i of n of the next block's keys into L2 while this block computes: the block loop is
+ * compute-bound with many query rows, so the DRAM stream of the keys must overlap it (the hardware
+ * prefetcher alone runs only a little ahead of the widening). */
+static void prefetch_part(const char *next, size_t bytes, int i, int n) {
+    if (!next) return;
+    size_t a = bytes * (size_t)i / (size_t)n, b = bytes * (size_t)(i + 1) / (size_t)n;
+    for (size_t o = a & ~(size_t)63; o < b; o += 64) __builtin_prefetch(next + o, 0, 2);
+}
+
+/* y[c][t] (head-reduced scores) of chunks c0 .. c0+nc into y [nc][q->n]; next/next_bytes: the keys of the
+ * block this thread scans after this one (NULL at the end). */
+static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, float *y, float *x, const char *next,
+                         size_t next_bytes) {
     const msa_route_params *p = j->p;
     const msa_route_query *q = j->q;
     const int kdim = p->n_head_kv * p->head_dim, hd = p->head_dim, g = p->n_head / p->n_head_kv;
+    const size_t n = (size_t)q->n;
+    const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
+    if (j->dtype == MSA_ROUTE_BF16 && fold && q->n <= DIRECT_ROWS) {
+        /* few query rows: each key is used at most DIRECT_ROWS times, so read the bf16 keys directly */
+        const uint16_t *kb = (const uint16_t *)j->keys + c0 * (uint64_t)kdim;
+        if (msa_route_dots_bf16(kb, (size_t)kdim, nc, q->q, (size_t)q->dim, q->n, kdim, y, n)) {
+            prefetch_part(next, next_bytes, 0, 1);
+            return;
+        }
+    }
     const float *k;
     if (j->dtype == MSA_ROUTE_F32) {
         k = (const float *)j->keys + c0 * (uint64_t)kdim;
@@ -110,12 +136,18 @@ static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, flo
         msa_route_widen_bf16((const uint16_t *)j->keys + c0 * (uint64_t)kdim, (size_t)nc * kdim, kf);
         k = kf;
     }
-    const size_t n = (size_t)q->n;
-    if (p->head_reduce == MSA_REDUCE_MEAN) { /* heads folded into one row per token (msa_route_query_prepare) */
-        msa_route_dots(k, (size_t)kdim, nc, q->q, (size_t)q->dim, q->n, kdim, y, n);
+    if (fold) { /* heads folded into one row per token (msa_route_query_prepare) */
+        enum { GROUP = 6 };                  /* the AVX-512 kernel's chunk tile */
+        const int n_groups = (nc + GROUP - 1) / GROUP;
+        for (int gi = 0; gi < n_groups; gi++) {
+            prefetch_part(next, next_bytes, gi, n_groups);
+            int c = gi * GROUP, m = nc - c < GROUP ? nc - c : GROUP;
+            msa_route_dots(k + (size_t)c * kdim, (size_t)kdim, m, q->q, (size_t)q->dim, q->n, kdim, y + (size_t)c * n, n);
+        }
         return;
     }
     for (int h = 0; h < p->n_head; h++) {
+        prefetch_part(next, next_bytes, h, p->n_head);
         msa_route_dots(k + (size_t)(h / g) * hd, (size_t)kdim, nc, q->q + (size_t)h * hd, (size_t)q->dim, q->n, hd,
                        h ? x : y, n);
         if (h)
@@ -128,24 +160,33 @@ static void score_worker(void *ctx, int ith, int nth) {
     (void)nth;
     score_job *j = ctx;
     const size_t kdim = (size_t)j->p->n_head_kv * j->p->head_dim, n = (size_t)j->q->n;
+    const size_t esize = j->dtype == MSA_ROUTE_F32 ? 4 : 2;
     float *kf = j->scratch[ith], *y = kf + SCAN_BLOCK * kdim, *x = y + SCAN_BLOCK * n;
-    for (;;) {
-        uint64_t c0 = atomic_fetch_add(&j->next_block, 1) * SCAN_BLOCK;
-        if (c0 >= j->n_chunks) break;
+    /* blocks are claimed one ahead so that the next one can be prefetched */
+    uint64_t c0 = atomic_fetch_add(&j->next_block, 1) * SCAN_BLOCK;
+    while (c0 < j->n_chunks) {
+        uint64_t c1 = atomic_fetch_add(&j->next_block, 1) * SCAN_BLOCK;
         int nc = j->n_chunks - c0 < SCAN_BLOCK ? (int)(j->n_chunks - c0) : SCAN_BLOCK;
-        float *yb = j->per_token ? j->per_token + c0 * n : y;
-        block_scores(j, c0, nc, kf, yb, x);
-        if (j->per_token) continue;
-        for (int c = 0; c < nc; c++) {
-            const float *yc = yb + (size_t)c * n;
-            double acc = 0;
-            float best = -INFINITY;
-            for (size_t t = 0; t < n; t++) {
-                if (yc[t] > best) best = yc[t];
-                acc += yc[t];
-            }
-            j->out[c0 + (uint64_t)c] = j->p->query_reduce == MSA_REDUCE_MEAN ? (float)(acc / (double)n) : best;
+        const char *next = NULL;
+        size_t next_bytes = 0;
+        if (c1 < j->n_chunks) {
+            next = (const char *)j->keys + c1 * kdim * esize;
+            next_bytes = (size_t)(j->n_chunks - c1 < SCAN_BLOCK ? j->n_chunks - c1 : SCAN_BLOCK) * kdim * esize;
         }
+        float *yb = j->per_token ? j->per_token + c0 * n : y;
+        block_scores(j, c0, nc, kf, yb, x, next, next_bytes);
+        if (!j->per_token)
+            for (int c = 0; c < nc; c++) {
+                const float *yc = yb + (size_t)c * n;
+                double acc = 0;
+                float best = -INFINITY;
+                for (size_t t = 0; t < n; t++) {
+                    if (yc[t] > best) best = yc[t];
+                    acc += yc[t];
+                }
+                j->out[c0 + (uint64_t)c] = j->p->query_reduce == MSA_REDUCE_MEAN ? (float)(acc / (double)n) : best;
+            }
+        c0 = c1;
     }
 }
 

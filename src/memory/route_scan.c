@@ -55,10 +55,25 @@ static inline __attribute__((always_inline)) T512 float hsum512(__m512 v) {
     return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));                          /* 0 + 1 */
 }
 
-/* kp: MR512 key rows (duplicates past nc); NT: compile-time token count of the tile. */
-static inline __attribute__((always_inline)) T512 void tile512(const float *const kp[MR512], int nc, const float *q,
-                                                              size_t qs, const int NT, int len, float *out,
-                                                              size_t ldo) {
+/* A 16-float slice of a key at element i: f32, or bf16 widened in the register (exact) when BF. */
+static inline __attribute__((always_inline)) T512 __m512 key16(const void *p, int i, const int BF) {
+    if (BF)
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i))), 16));
+    return _mm512_loadu_ps((const float *)p + i);
+}
+
+static inline __attribute__((always_inline)) T512 __m512 key16_masked(const void *p, int i, const int BF, __mmask16 m) {
+    if (BF)
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i)), 16));
+    return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+
+/* kp: MR512 key rows (duplicates past nc), f32 or (BF) bf16; NT: compile-time token count of the tile. */
+static inline __attribute__((always_inline)) T512 void tile512(const void *const kp[MR512], const int BF, int nc,
+                                                              const float *q, size_t qs, const int NT, int len,
+                                                              float *out, size_t ldo) {
     __m512 acc[MR512][NR512];
     UNROLL
     for (int c = 0; c < MR512; c++)
@@ -68,7 +83,7 @@ static inline __attribute__((always_inline)) T512 void tile512(const float *cons
     for (; i + 16 <= len; i += 16) {
         __m512 kv[MR512];
         UNROLL
-        for (int c = 0; c < MR512; c++) kv[c] = _mm512_loadu_ps(kp[c] + i);
+        for (int c = 0; c < MR512; c++) kv[c] = key16(kp[c], i, BF);
         UNROLL
         for (int t = 0; t < NT; t++) {
             __m512 qv = _mm512_loadu_ps(q + (size_t)t * qs + i);
@@ -80,7 +95,7 @@ static inline __attribute__((always_inline)) T512 void tile512(const float *cons
         __mmask16 m = (__mmask16)((1u << (len - i)) - 1);
         __m512 kv[MR512];
         UNROLL
-        for (int c = 0; c < MR512; c++) kv[c] = _mm512_maskz_loadu_ps(m, kp[c] + i);
+        for (int c = 0; c < MR512; c++) kv[c] = key16_masked(kp[c], i, BF, m);
         UNROLL
         for (int t = 0; t < NT; t++) {
             __m512 qv = _mm512_maskz_loadu_ps(m, q + (size_t)t * qs + i);
@@ -94,23 +109,35 @@ static inline __attribute__((always_inline)) T512 void tile512(const float *cons
         for (int t = 0; t < NT; t++) out[(size_t)c * ldo + (size_t)t] = hsum512(acc[c][t]);
 }
 
-T512 static void dots_avx512(const float *k, size_t ks, int nc, const float *q, size_t qs, int nt, int len,
-                             float *out, size_t ldo) {
+static inline __attribute__((always_inline)) T512 void dots512(const void *k, const int BF, size_t ks, int nc,
+                                                              const float *q, size_t qs, int nt, int len, float *out,
+                                                              size_t ldo) {
+    const size_t es = BF ? 2 : 4;
     for (int c0 = 0; c0 < nc; c0 += MR512) {
         int mc = nc - c0 < MR512 ? nc - c0 : MR512;
-        const float *kp[MR512];
-        for (int c = 0; c < MR512; c++) kp[c] = k + (size_t)(c0 + (c < mc ? c : mc - 1)) * ks;
+        const void *kp[MR512];
+        for (int c = 0; c < MR512; c++) kp[c] = (const char *)k + (size_t)(c0 + (c < mc ? c : mc - 1)) * ks * es;
         float *o = out + (size_t)c0 * ldo;
         int t0 = 0;
-        for (; t0 + NR512 <= nt; t0 += NR512) tile512(kp, mc, q + (size_t)t0 * qs, qs, NR512, len, o + t0, ldo);
+        for (; t0 + NR512 <= nt; t0 += NR512) tile512(kp, BF, mc, q + (size_t)t0 * qs, qs, NR512, len, o + t0, ldo);
         const float *qt = q + (size_t)t0 * qs;
         switch (nt - t0) { /* the last, partial token tile (a compile-time count each) */
-        case 3: tile512(kp, mc, qt, qs, 3, len, o + t0, ldo); break;
-        case 2: tile512(kp, mc, qt, qs, 2, len, o + t0, ldo); break;
-        case 1: tile512(kp, mc, qt, qs, 1, len, o + t0, ldo); break;
+        case 3: tile512(kp, BF, mc, qt, qs, 3, len, o + t0, ldo); break;
+        case 2: tile512(kp, BF, mc, qt, qs, 2, len, o + t0, ldo); break;
+        case 1: tile512(kp, BF, mc, qt, qs, 1, len, o + t0, ldo); break;
         default: break;
         }
     }
+}
+
+T512 static void dots_avx512(const float *k, size_t ks, int nc, const float *q, size_t qs, int nt, int len,
+                             float *out, size_t ldo) {
+    dots512(k, 0, ks, nc, q, qs, nt, len, out, ldo);
+}
+
+T512 static void dots_bf16_avx512(const uint16_t *k, size_t ks, int nc, const float *q, size_t qs, int nt, int len,
+                                  float *out, size_t ldo) {
+    dots512(k, 1, ks, nc, q, qs, nt, len, out, ldo);
 }
 
 T512 static void widen_avx512(const uint16_t *src, size_t n, float *dst) {
@@ -232,6 +259,18 @@ void msa_route_dots(const float *k, size_t ks, int nc, const float *q, size_t qs
     }
 #endif
     dots_scalar(k, ks, nc, q, qs, nt, len, out, ldo);
+}
+
+bool msa_route_dots_bf16(const uint16_t *k, size_t ks, int nc, const float *q, size_t qs, int nt, int len,
+                         float *out, size_t ldo) {
+#ifdef HAVE_X86_KERNELS
+    if (msa_cpu_simd() >= MSA_SIMD_AVX512) {
+        dots_bf16_avx512(k, ks, nc, q, qs, nt, len, out, ldo);
+        return true;
+    }
+#endif
+    (void)k, (void)ks, (void)nc, (void)q, (void)qs, (void)nt, (void)len, (void)out, (void)ldo;
+    return false;
 }
 
 void msa_route_widen_bf16(const uint16_t *src, size_t n, float *dst) {

@@ -14,6 +14,7 @@
 #ifndef MSA_MEMORY_ROUTE_SCAN_H
 #define MSA_MEMORY_ROUTE_SCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,12 @@ float msa_route_dot_ref(const float *q, const float *k, int len);
  * queries q [nt][qs] f32. */
 void msa_route_dots(const float *k, size_t ks, int nc, const float *q, size_t qs, int nt, int len, float *out,
                     size_t ldo);
+
+/* The same with bf16 keys k [nc][ks] read directly (widened in registers: the same bits) — for few query
+ * rows, where widening a block into memory first would cost more than the products. Returns false without
+ * computing anything when this ISA has no such kernel (then widen and call msa_route_dots). */
+bool msa_route_dots_bf16(const uint16_t *k, size_t ks, int nc, const float *q, size_t qs, int nt, int len,
+                         float *out, size_t ldo);
 
 /* dst[i] = the f32 value of the bf16 src[i], i < n (exact). */
 void msa_route_widen_bf16(const uint16_t *src, size_t n, float *dst);

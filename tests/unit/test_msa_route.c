@@ -193,11 +193,15 @@ TEST(topk_tie_rule) {
 }
 
 /* The kernels' inner products equal the scalar canonical dot bit for bit, for every length (tails of the
- * 16-lane loop included) and every tile remainder of chunks and tokens. */
+ * 16-lane loop included) and every tile remainder of chunks and tokens; f32 keys and bf16 keys read directly. */
 TEST(kernel_dots_equal_scalar) {
     enum { LMAX = 70, NC = 13, NT = 9 };
     static float k[NC * LMAX], q[NT * LMAX], want[NC * NT], got[NC * NT];
-    for (int i = 0; i < NC * LMAX; i++) k[i] = msa_bf16_to_f32(msa_f32_to_bf16(frand()));
+    static uint16_t kb[NC * LMAX];
+    for (int i = 0; i < NC * LMAX; i++) {
+        kb[i] = msa_f32_to_bf16(frand());
+        k[i] = msa_bf16_to_f32(kb[i]);
+    }
     for (int i = 0; i < NT * LMAX; i++) q[i] = frand();
     const msa_simd levels[] = {MSA_SIMD_AVX2, MSA_SIMD_AVX512};
     int n_levels = 0;
@@ -211,6 +215,12 @@ TEST(kernel_dots_equal_scalar) {
                         for (int t = 0; t < nt; t++) want[c * nt + t] = msa_route_dot_ref(q + t * LMAX, k + c * LMAX, len);
                     msa_route_dots(k, LMAX, nc, q, LMAX, nt, len, got, (size_t)nt);
                     CHECK(memcmp(want, got, (size_t)nc * nt * sizeof *got) == 0);
+                    /* bf16 keys read directly (AVX-512 only; the same bits) */
+                    memset(got, 0, sizeof got);
+                    if (msa_route_dots_bf16(kb, LMAX, nc, q, LMAX, nt, len, got, (size_t)nt)) {
+                        CHECK(levels[l] == MSA_SIMD_AVX512);
+                        CHECK(memcmp(want, got, (size_t)nc * nt * sizeof *got) == 0);
+                    }
                 }
         uint16_t b[37];
         float w1[37], w2[37];
@@ -223,8 +233,8 @@ TEST(kernel_dots_equal_scalar) {
     if (n_levels == 0) SKIP("this CPU has neither AVX2 nor AVX-512: only the scalar path exists");
 }
 
-/* Random banks through msa_route_doc_scores: every reduce variant, cosine and scaled dot, bf16 and f32 keys,
- * standardized or not; the scalar path with no thread pool is the reference, and every SIMD level with 1, 2
+/* Random banks through msa_route_doc_scores: every reduce variant, cosine and scaled dot, bf16 and f32 keys
+ * (query_reduce "last" and the 3-token mask take the direct-bf16 path), standardized or not; the scalar path with no thread pool is the reference, and every SIMD level with 1, 2
  * and 3 threads must give the same scores bit for bit and the same top-k, ties included (documents 5 and 9
  * hold identical keys, so they tie exactly). */
 TEST(simd_and_threads_equal_scalar) {
@@ -250,7 +260,8 @@ TEST(simd_and_threads_equal_scalar) {
     }
     const int nch = c;
     for (int i = 0; i < nch * DIM; i++) kf[i] = msa_bf16_to_f32(kb[i]);
-    uint8_t mask[T] = {1, 1, 0, 1, 1, 1, 1};
+    /* 6 routing tokens, or 3 (up to 4 rows the AVX-512 path reads bf16 keys directly) with chunk mean */
+    const uint8_t masks[2][T] = {{1, 1, 0, 1, 1, 1, 1}, {0, 1, 0, 0, 1, 1, 0}};
     msa_threadpool *pools[3];
     for (int i = 0; i < 3; i++) CHECK(msa_threadpool_new(i + 1, &pools[i]) == MSA_OK);
     const msa_reduce hr[] = {MSA_REDUCE_MEAN, MSA_REDUCE_MAX}, qrd[] = {MSA_REDUCE_MAX, MSA_REDUCE_MEAN, MSA_REDUCE_LAST},
@@ -262,7 +273,7 @@ TEST(simd_and_threads_equal_scalar) {
         msa_route_params p = {.n_head = H, .n_head_kv = KV, .head_dim = D, .head_reduce = hr[a], .query_reduce = qrd[b],
                               .chunk_reduce = cr[cc], .cosine = cos, .standardize = stdz};
         msa_route_query q;
-        CHECK(msa_route_query_prepare(&p, qr, mask, T, &q) == MSA_OK);
+        CHECK(msa_route_query_prepare(&p, qr, masks[cc], T, &q) == MSA_OK);
         /* two spans, split inside document 3 (the second, > 256 chunks, runs on the pool's threads) */
         const void *keys = bf ? (const void *)kb : (const void *)kf;
         size_t es = bf ? 2 : 4, cut = (size_t)start[3] + 1;
