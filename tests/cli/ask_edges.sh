@@ -14,7 +14,6 @@ no() { echo "FAIL $1"; }
 if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1; then
     echo "SKIP ask_edges (python3 with numpy needed for the synthetic checkpoint)"; exit 0
 fi
-long=$(python3 -c 'print("word " * 3000)')
 # ---- native mode on the synthetic checkpoint
 : >"$tmp/empty.txt"; printf 'x' >"$tmp/one.txt"; printf 'caf\303 \377!' >"$tmp/bad.txt"
 python3 -c 'print("lighthouse keeper " * 400)' >"$tmp/long.txt"   # ~800 tokens > the checkpoint's 256
