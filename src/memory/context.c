@@ -212,7 +212,7 @@ static msa_status hook_route(void *user, int l, const float *xn, int n) {
     for (uint64_t i = 0; i < n_index; i++) R->all_scores[i] = -INFINITY;
     if (c->info.n_chunks > 0) {
         const int hd = hp->head_dim;
-        if (c->info.shape.mode == MSA_BANK_NATIVE) {
+        if (c->info.shape.mode == MSA_BANK_NATIVE || (c->model->router_st && msa_model_router_q(c->model, l))) { /* --router */
             msa_matmul(msa_model_threadpool(c->model), msa_model_router_q(c->model, l), xn, c->qr, n);
         } else { /* identity router: pre-RoPE queries, q_norm'd where the architecture has it */
             msa_matmul(msa_model_threadpool(c->model), L->wq, xn, c->qr, n);
