@@ -2,6 +2,8 @@
  * (see context.h). */
 #include "memory/context.h"
 
+#include "memory/ask.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,14 +66,12 @@ msa_status msa_memctx_new(msa_model *model, msa_bank *bank, const msa_memctx_par
         c->rp.chunk_reduce = hp->msa.chunk_reduce;
         c->rp.cosine = !strcmp(hp->msa.aux_loss_method, "INFONCE");
     } else {
-        /* Read mode (identity router, untrained): scaled dot, head mean, then per-token z-scores over the
-         * bank, mean over the question's tokens, mean over a document's chunks. Chosen on the demo corpus
-         * (SmolLM2-135M): raw max reductions let a few long "hub" documents win every query. */
+        /* Read mode: query rows are the head-mean-folded vectors of every routing token; the scores are
+         * readmode.c's (msa_read_doc_scores: per-token max-sim, centred over the documents). */
         c->rp.head_reduce = MSA_REDUCE_MEAN;
         c->rp.query_reduce = MSA_REDUCE_MEAN;
         c->rp.chunk_reduce = MSA_REDUCE_MEAN;
         c->rp.cosine = false;
-        c->rp.standardize = true;
     }
     if (!st && c->p.attend_memory && sh->mode != MSA_BANK_NATIVE)
         st = msa_fail(MSA_ERR_UNSUPPORTED, "this bank was built for read mode (routing keys only): ask with --mode read");
@@ -238,10 +238,11 @@ static msa_status hook_route(void *user, int l, const float *xn, int n) {
             sp[i].doc_index = bs[i].doc_index;
             sp[i].n_chunks = bs[i].n_chunks;
         }
-        if (!st)
-            st = msa_route_doc_scores(&c->rp, &q, sp, nsp,
-                                      c->info.shape.dtype == MSA_BANK_F32 ? MSA_ROUTE_F32 : MSA_ROUTE_BF16, n_index,
-                                      R->all_scores, msa_model_threadpool(c->model));
+        const msa_route_dtype dt = c->info.shape.dtype == MSA_BANK_F32 ? MSA_ROUTE_F32 : MSA_ROUTE_BF16;
+        if (!st && c->info.shape.mode == MSA_BANK_READ) /* read mode's own scoring (readmode.c) */
+            st = msa_read_doc_scores(&q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
+        else if (!st)
+            st = msa_route_doc_scores(&c->rp, &q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
         free(sp);
         msa_route_query_free(&q);
         if (st) return st;

@@ -94,7 +94,7 @@ def collect(args):
     for f in args.questions:
         qs += [json.loads(l) for l in open(f) if l.strip()]
     key = hashlib.sha1(json.dumps([args.gguf, docs, qs], sort_keys=True).encode()).hexdigest()[:12]
-    cache = f"/tmp/read_routing_eval_{key}.pkl"
+    cache = f"/tmp/read_routing_eval2_{key}.pkl"
     if os.path.exists(cache):
         with open(cache, "rb") as f:
             return (docs, qs) + pickle.load(f)
@@ -112,8 +112,8 @@ def collect(args):
     qq, qt = [], []
     for q in qs:
         ids = [im_start] + tok.encode(q["question"], add_special_tokens=False).ids
-        _, qv = forward_qk(hp, w, ids, True)
-        qq.append(qv)
+        kv, qv = forward_qk(hp, w, ids, True)
+        qq.append((qv, kv))
         qt.append(np.asarray(ids))
     with open(cache, "wb") as f:
         pickle.dump((dk, qq, dt, qt), f)
@@ -187,6 +187,31 @@ def layer_scores(bank, l, q, tokmask, opt):
     return doc_reduce(S, bank.doc_of, bank.n_docs, opt.get("cred", "mean"))
 
 
+def layer_scores_maxsim(bank, l, qv, qk, tokmask, opt):
+    """Per routing token: the best chunk of each document (max-sim), centred over the documents (so a token
+    that matches every document equally, like a stop word, adds nothing); mean over tokens."""
+    K = bank.keys[l]
+    if opt.get("center"):
+        K = K - K.mean(0, keepdims=True)
+    if opt.get("qk") == "kk":
+        qf = qk[l][tokmask].astype(np.float32).reshape(int(tokmask.sum()), -1)
+    else:
+        qf = fold_q(qv[l][tokmask], K.shape[1] // qv.shape[-1])
+    if opt.get("qcenter_bank"):
+        qf = qf - bank.keys[l].mean(0, keepdims=True)
+    if opt.get("cos", True):
+        K = K / (np.linalg.norm(K, axis=1, keepdims=True) + 1e-9)
+        qf = qf / (np.linalg.norm(qf, axis=1, keepdims=True) + 1e-9)
+    y = qf @ K.T  # [t, C]
+    per = np.stack([doc_reduce(y[t], bank.doc_of, bank.n_docs, "max") for t in range(y.shape[0])])  # [t, D]
+    c = per - per.mean(1, keepdims=True)
+    if opt.get("tz"):
+        c = c / (per.std(1, keepdims=True) + 1e-9)
+    if opt.get("pos"):
+        c = np.maximum(c, 0)
+    return c.mean(0)
+
+
 def fuse(per_layer, how):
     P = np.stack(per_layer)  # [L, D]
     if how == "sum":
@@ -212,10 +237,14 @@ def evaluate(name, docs, qs, dk, qq, dt, qt, layers, P, opt, fusion="sum", verbo
                     tokmask[j] = False
             if not tokmask.any():
                 tokmask[1:] = True
-        per = [layer_scores(bank, l, qq[qi], tokmask, opt) for l in layers]
+        qv, qk = qq[qi]
+        if opt.get("maxsim2"):
+            per = [layer_scores_maxsim(bank, l, qv, qk, tokmask, opt) for l in layers]
+        else:
+            per = [layer_scores(bank, l, qv, tokmask, opt) for l in layers]
         s = fuse(per, fusion)
         gold = ids.index(q["id"])
-        rank = int((s > s[gold]).sum()) + 1
+        rank = int((s >= s[gold]).sum())  # ties count against the gold document
         ranks.append(rank)
         if verbose:
             top = np.argsort(-s)[:3]
@@ -239,13 +268,35 @@ def main():
     ap.add_argument("--questions", nargs="+",
                     default=["data/demo/facts.jsonl", os.path.join(HERE, "data/read_eval_questions.jsonl")])
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="only the old and the chosen scorer")
     args = ap.parse_args()
     docs, qs, dk, qq, dt, qt = collect(args)
     nf = sum(1 for q in qs if q["id"].startswith("fact-"))
     L = dk[0].shape[0]
     upper = list(range(L // 2, L))
-    report("old: upper half, P8, z, mean/mean, sum", evaluate("", docs, qs, dk, qq, dt, qt, upper, 8, {}), nf)
-
+    E = lambda layers, P, opt, fusion="sum", v=False: evaluate("", docs, qs, dk, qq, dt, qt, layers, P, opt, fusion, v)
+    report("old: upper half, P8, z, mean/mean, sum", E(upper, 8, {}, v=args.verbose), nf)
+    if args.quick:
+        return
+    for sk in (0, 1):
+        for layers, nm in ((list(range(0, 4)), "L0-3"), (list(range(4, 8)), "L4-7"), (list(range(8, 12)), "L8-11"),
+                           (list(range(12, 16)), "L12-15"), (list(range(16, 20)), "L16-19"), (upper, "upper"),
+                           (list(range(L)), "all")):
+            for P in (1,):
+                for qk in ("qk", "kk"):
+                    report(f"skip{sk} {nm} P{P} maxsim2 cos centred {qk}",
+                           E(layers, P, {"maxsim2": True, "qk": qk, "skip_first": sk}), nf)
+    for P in (2, 4):
+        report(f"skip1 upper P{P} maxsim2 cos centred qk", E(upper, P, {"maxsim2": True, "skip_first": 1}), nf)
+    report("skip1 upper P1 maxsim2 no-cos qk", E(upper, 1, {"maxsim2": True, "cos": False, "skip_first": 1}), nf)
+    report("skip1 upper P1 maxsim2 tz qk", E(upper, 1, {"maxsim2": True, "tz": True, "skip_first": 1}), nf)
+    report("skip1 upper P1 maxsim2 pos qk", E(upper, 1, {"maxsim2": True, "pos": True, "skip_first": 1}), nf)
+    report("skip1 upper P1 maxsim2 qk fusion z", E(upper, 1, {"maxsim2": True, "skip_first": 1}, "z"), nf)
+    report("skip1 upper P1 maxsim2 qk fusion rrf", E(upper, 1, {"maxsim2": True, "skip_first": 1}, "rrf"), nf)
+    for nm, opt in (("skip1", {"maxsim2": True, "skip_first": 1}), ("skip1 kk", {"maxsim2": True, "skip_first": 1, "qk": "kk"})):
+        print(f"per layer (P1, maxsim2, {nm}):")
+        for l in range(L):
+            report(f"  layer {l}", E([l], 1, opt), nf)
 
 if __name__ == "__main__":
     main()
