@@ -439,7 +439,7 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
 /* The shape of a bank for this model's memory (pass it to msa_bank_create with msa_model_fingerprint):
  * MSA_BANK_NATIVE needs an MSA checkpoint (its router layers, pooling P, bf16 for bf16 checkpoints else f32);
  * MSA_BANK_READ works for any model: the identity router over the upper half of the layers, routing keys only,
- * bf16, with pooling P tokens per chunk (0 = 8). */
+ * bf16, with pooling P tokens per chunk (0 = 1: read mode matches token by token, readmode.c). */
 msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int pooling, msa_bank_shape *out);
 
 /* Read mode with trained router weights (`--router FILE`): attach per-layer router projectors from a

@@ -214,20 +214,37 @@ static msa_status hook_route(void *user, int l, const float *xn, int n) {
         const int hd = hp->head_dim;
         if (c->info.shape.mode == MSA_BANK_NATIVE || (c->model->router_st && msa_model_router_q(c->model, l))) { /* --router */
             msa_matmul(msa_model_threadpool(c->model), msa_model_router_q(c->model, l), xn, c->qr, n);
-        } else { /* identity router: pre-RoPE queries, q_norm'd where the architecture has it */
-            msa_matmul(msa_model_threadpool(c->model), L->wq, xn, c->qr, n);
-            if (L->q_norm)
-                for (int t = 0; t < n * hp->n_head; t++) {
+        } else {
+            /* identity router in read mode: the question's own pre-RoPE KEYS k_norm(k_proj(h)) against the
+             * documents' (key-key similarity: q.k says where to attend, k.k that two tokens carry the same
+             * content; measured in docs/msa-deviations.md) */
+            msa_matmul(msa_model_threadpool(c->model), L->wk, xn, c->qr, n);
+            if (L->k_norm)
+                for (int t = 0; t < n * hp->n_head_kv; t++) {
                     float *x = c->qr + (size_t)t * hd;
                     double ss = 0;
                     for (int i = 0; i < hd; i++) ss += (double)x[i] * x[i];
                     float r = (float)(1.0 / sqrt(ss / hd + hp->rms_eps));
-                    for (int i = 0; i < hd; i++) x[i] = x[i] * r * L->q_norm[i];
+                    for (int i = 0; i < hd; i++) x[i] = x[i] * r * L->k_norm[i];
                 }
         }
         for (int t = 0; t < n; t++) c->mask[t] = c->roles[t] == 0;
         msa_route_query q;
-        MSA_TRY(msa_route_query_prepare(&c->rp, c->qr, c->mask, n, &q));
+        if (c->info.shape.mode == MSA_BANK_READ && !(c->model->router_st && msa_model_router_q(c->model, l))) {
+            /* key rows as they are: [routing tokens][n_head_kv*head_dim] */
+            const int dim = hp->n_head_kv * hd;
+            int rows = 0;
+            for (int t = 0; t < n; t++) rows += c->mask[t];
+            if (rows == 0) return msa_fail(MSA_ERR_INVALID_ARG, "routing: the query has no routing tokens");
+            q.n = rows;
+            q.dim = dim;
+            q.q = malloc((size_t)rows * dim * sizeof *q.q);
+            if (!q.q) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+            for (int t = 0, r = 0; t < n; t++)
+                if (c->mask[t]) memcpy(q.q + (size_t)r++ * dim, c->qr + (size_t)t * dim, (size_t)dim * sizeof *q.q);
+        } else {
+            MSA_TRY(msa_route_query_prepare(&c->rp, c->qr, c->mask, n, &q));
+        }
         const msa_bank_span *bs;
         size_t nsp;
         msa_status st = msa_bank_route_spans(c->bank, s, &bs, &nsp);

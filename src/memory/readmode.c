@@ -118,6 +118,7 @@ msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *s
 
 /* ---- the answer */
 
+#define READ_KEEP_FRACTION 0.5f
 #define READ_INSTRUCTION "Answer the question using the documents below.\n\n"
 
 typedef struct tbuf { int32_t *v; size_t n, cap; } tbuf;
@@ -175,7 +176,8 @@ static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t 
         if (!st) memcpy(content + n, (s), l_), n += l_;                                    \
     } while (0)
     ADD(READ_INSTRUCTION, strlen(READ_INSTRUCTION));
-    for (size_t i = 0; i < n_docs && !st; i++) {
+    for (size_t r = 0; r < n_docs && !st; r++) { /* best document last, next to the question */
+        const size_t i = n_docs - 1 - r;
         char *t = NULL;
         size_t tl = 0;
         st = msa_bank_doc_text(bank, docs[i], &t, &tl);
@@ -275,6 +277,9 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
             fused[d] = (float)s;
         }
         if (!st) n_best = msa_route_topk(fused, n_index, (size_t)mp.top_k, best, bs);
+        /* Scores are centred (0 = an average document): of the top-k, inject those that match at least half
+         * as well as the best one; weaker matches only distract a small model (docs/msa-deviations.md). */
+        while (!st && n_best > 1 && bs[0] > 0 && bs[n_best - 1] < READ_KEEP_FRACTION * bs[0]) n_best--;
         free(fused), free(bs);
     }
     msa_memctx_free(mc);

@@ -221,7 +221,7 @@ int cmd_demo(int argc, char **argv) {
         msa_ask_result_free(&r);
     }
     if (!rc) {
-        printf("\nplanted facts: %d/%zu documents routed first, %d/%zu among the %d injected, %d/%zu answers contain "
+        printf("\nplanted facts: %d/%zu documents routed first, %d/%zu among the injected (top %d), %d/%zu answers contain "
                "the fact\n", n_first, facts.n, n_routed, facts.n, top_k, n_answered, facts.n);
         if (check && ((size_t)n_routed != facts.n || (size_t)n_answered != facts.n)) rc = 1;
     }
