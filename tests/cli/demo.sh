@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # demo.sh — `msa demo` end to end with the default model (read mode, identity router) on the real demo corpus
-# (data/demo: 35 public-domain passages + the 5 planted facts; under ASan the facts + 5 passages, to stay
+# (data/demo: 35 public-domain passages + the 5 planted facts; under ASan the facts + 3 passages, to stay
 # within the suite's time): for EVERY planted fact the test asserts that its document is among the injected
 # (top-3) documents and that the answer contains the fact's expected answer (`msa demo --check` does the same
 # and exits 1 otherwise); rerunning encodes nothing. The number of facts routed first is printed.
@@ -14,13 +14,13 @@ corpus=data/demo
 n_docs=$(grep -c . data/demo/passages.jsonl)
 if [ "${MSA_SUITE:-}" = asan ]; then
     mkdir -p "$tmp/corpus"
-    (grep -v '"fact-' data/demo/passages.jsonl | awk 'NR%7==1'; grep '"fact-' data/demo/passages.jsonl) >"$tmp/corpus/passages.jsonl"
+    (grep -v '"fact-' data/demo/passages.jsonl | awk 'NR%12==1'; grep '"fact-' data/demo/passages.jsonl) >"$tmp/corpus/passages.jsonl"
     cp data/demo/facts.jsonl "$tmp/corpus/"
     corpus=$tmp/corpus
     n_docs=$(grep -c . "$corpus/passages.jsonl")
 fi
 n_facts=$(grep -c . data/demo/facts.jsonl)
-$MSA demo --corpus "$corpus" --bank "$tmp/bank" -n 24 --check >"$tmp/out1" 2>"$tmp/err1"; rc=$?
+$MSA demo --corpus "$corpus" --bank "$tmp/bank" --check >"$tmp/out1" 2>"$tmp/err1"; rc=$?
 if [ $rc -eq 0 ]; then echo "PASS demo_check_every_fact_routed_and_answered"; else echo "FAIL demo_check_every_fact_routed_and_answered (rc $rc)"; cat "$tmp/out1" "$tmp/err1"; fi
 n_q=$(grep -c '^Q: ' "$tmp/out1")
 [ "$n_q" -eq "$n_facts" ] && echo "PASS demo_asks_every_fact" || echo "FAIL demo_asks_every_fact ($n_q of $n_facts)"

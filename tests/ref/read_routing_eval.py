@@ -276,6 +276,8 @@ def main():
     upper = list(range(L // 2, L))
     E = lambda layers, P, opt, fusion="sum", v=False: evaluate("", docs, qs, dk, qq, dt, qt, layers, P, opt, fusion, v)
     report("old: upper half, P8, z, mean/mean, sum", E(upper, 8, {}, v=args.verbose), nf)
+    report("msa now: upper half, P1, k.k max-sim, sink skipped, centred", E(upper, 1, {"maxsim2": True, "qk": "kk", "skip_first": 1}, v=args.verbose), nf)
+    report("same with q.k", E(upper, 1, {"maxsim2": True, "qk": "qk", "skip_first": 1}), nf)
     if args.quick:
         return
     for sk in (0, 1):
