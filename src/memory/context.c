@@ -26,6 +26,9 @@ struct msa_memctx {
     float *logits;               /* [n_vocab] */
     uint64_t rng;
     msa_memctx_layer *layers;    /* [n_router] */
+    bool own_q;                  /* native without router projectors (decouple_router false): route with the
+                                  * attention's own q (post q_norm, post RoPE; msa-reference.md §2.2) */
+    bool unit_q;                 /* own_q + "INFONCE": unit-normalise q, then still scale by 1/sqrt(hd) */
     const int8_t *roles;         /* of the prefill in progress */
     uint8_t *mask;               /* [n_ctx] */
 };
@@ -54,7 +57,7 @@ msa_status msa_memctx_new(msa_model *model, msa_bank *bank, const msa_memctx_par
             break;
         }
         c->slot_of_layer[sh->router_layers[s]] = s;
-        if (sh->mode == MSA_BANK_NATIVE && !msa_model_router_q(model, sh->router_layers[s]))
+        if (sh->mode == MSA_BANK_NATIVE && hp->msa.decouple_router && !msa_model_router_q(model, sh->router_layers[s]))
             st = msa_fail(MSA_ERR_UNSUPPORTED, "layer %d has no router_q_proj", sh->router_layers[s]);
     }
     c->rp.n_head = hp->n_head;
@@ -64,7 +67,12 @@ msa_status msa_memctx_new(msa_model *model, msa_bank *bank, const msa_memctx_par
         c->rp.head_reduce = hp->msa.head_reduce;
         c->rp.query_reduce = hp->msa.query_reduce;
         c->rp.chunk_reduce = hp->msa.chunk_reduce;
-        c->rp.cosine = !strcmp(hp->msa.aux_loss_method, "INFONCE");
+        /* The reference's scale (MSAService.scaling) is 1 only for "INFONCE" with router projectors; without
+         * them the unit-normalised q is still scaled by 1/sqrt(head_dim) (same ranking, scores / sqrt(hd)). */
+        const bool infonce = !strcmp(hp->msa.aux_loss_method, "INFONCE");
+        c->own_q = !hp->msa.decouple_router;
+        c->rp.cosine = infonce && !c->own_q;
+        c->unit_q = infonce && c->own_q;
     } else {
         /* Read mode: query rows are the head-mean-folded vectors of every routing token; the scores are
          * readmode.c's (msa_read_doc_scores: per-token max-sim, centred over the documents). */
@@ -200,10 +208,9 @@ static msa_status set_context(msa_memctx *c, int l, const uint32_t *chosen, size
     return st;
 }
 
-static msa_status hook_route(void *user, int l, const float *xn, int n) {
-    msa_memctx *c = user;
-    const int s = c->slot_of_layer[l];
-    if (s < 0) return MSA_OK;
+/* Route layer l (slot s) with the n query tokens' routing vectors; q, if given, are the attention's own
+ * queries (own_q), else they are computed here from xn. */
+static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, const float *q_own, int n) {
     const msa_hparams *hp = msa_model_hparams(c->model);
     const msa_layer *L = &c->model->layers[l];
     msa_memctx_layer *R = &c->layers[s];
@@ -212,7 +219,10 @@ static msa_status hook_route(void *user, int l, const float *xn, int n) {
     for (uint64_t i = 0; i < n_index; i++) R->all_scores[i] = -INFINITY;
     if (c->info.n_chunks > 0) {
         const int hd = hp->head_dim;
-        if (c->info.shape.mode == MSA_BANK_NATIVE || (c->model->router_st && msa_model_router_q(c->model, l))) { /* --router */
+        if (q_own) {
+            memcpy(c->qr, q_own, (size_t)n * hp->n_head * hd * sizeof *c->qr);
+            if (c->unit_q) msa_l2_normalize_rows(c->qr, (size_t)n * hp->n_head, hd);
+        } else if (c->info.shape.mode == MSA_BANK_NATIVE || (c->model->router_st && msa_model_router_q(c->model, l))) { /* --router */
             msa_matmul(msa_model_threadpool(c->model), msa_model_router_q(c->model, l), xn, c->qr, n);
         } else {
             /* identity router in read mode: the question's own pre-RoPE KEYS k_norm(k_proj(h)) against the
@@ -269,6 +279,20 @@ static msa_status hook_route(void *user, int l, const float *xn, int n) {
     return MSA_OK;
 }
 
+static msa_status hook_route(void *user, int l, const float *xn, int n) {
+    msa_memctx *c = user;
+    const int s = c->slot_of_layer[l];
+    if (s < 0 || c->own_q) return MSA_OK;
+    return route_layer(c, l, s, xn, NULL, n);
+}
+
+static msa_status hook_route_q(void *user, int l, const float *q, int n) {
+    msa_memctx *c = user;
+    const int s = c->slot_of_layer[l];
+    if (s < 0 || !c->own_q) return MSA_OK;
+    return route_layer(c, l, s, NULL, q, n);
+}
+
 static msa_status sample(msa_memctx *c, int32_t *next) {
     const msa_hparams *hp = msa_model_hparams(c->model);
     *next = msa_sample(c->logits, hp->n_vocab, &c->p.sampler, &c->rng);
@@ -293,7 +317,7 @@ msa_status msa_memctx_prefill(msa_memctx *c, const int32_t *ids, const int8_t *r
     for (int s = 0; s < c->info.shape.n_router; s++)
         if (c->info.shape.router_layers[s] > last_router) last_router = c->info.shape.router_layers[s];
     c->roles = roles;
-    msa_fwd_hooks hooks = {.user = c, .attn_input = hook_route};
+    msa_fwd_hooks hooks = {.user = c, .attn_input = hook_route, .q = hook_route_q};
     int32_t row = n - 1;
     msa_fwd_batch b = {.n_tokens = n, .ids = ids, .pos = pos, .hooks = &hooks};
     if (run_all_layers) {

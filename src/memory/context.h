@@ -3,7 +3,9 @@
  * bank with the query's routing tokens, picks the top-k per layer independently) and gives the attention the
  * context [template prefix ; all chunks of the selected documents (ascending index) ; query]; other layers
  * see [template ; query]. Decoding appends tokens (a multi-token block attends to itself bidirectionally) and
- * keeps the memory selected at prefill.
+ * keeps the memory selected at prefill. Routing queries are router_q_proj(h_in) (no norm, no RoPE) or, for a
+ * checkpoint without router projectors (decouple_router false), the attention's own q after q_norm and RoPE
+ * (msa-reference.md §2.2; via the forward pass's q hook).
  * The same routing runs in read mode (identity router: pre-RoPE q_norm(q_proj(h)) against the bank's pre-RoPE
  * keys) without any memory in the attention. */
 #ifndef MSA_MEMORY_CONTEXT_H

@@ -21,6 +21,8 @@ struct msa_encoder {
     msa_session *sess;
     float *kr;                         /* [n_ctx][n_head_kv*head_dim] scratch: router keys of a batch */
     bool cosine;                       /* native + aux_loss_method == "INFONCE": normalise pooled K̄_R */
+    bool own_keys;                     /* native without router projectors (decouple_router false):
+                                        * K̄_R = K̄ itself (msa-reference.md §2.1, §3.3) */
     /* the batch being encoded */
     int n_docs;
     const int *row0, *len;
@@ -102,7 +104,7 @@ msa_status msa_encoder_new(msa_model *model, const msa_bank_shape *shape, int ba
             free(e);
             return msa_fail(MSA_ERR_MISMATCH, "bank router slot %d (layer %d) does not fit the model", s, l);
         }
-        if (shape->mode == MSA_BANK_NATIVE && !msa_model_router_k(model, l)) {
+        if (shape->mode == MSA_BANK_NATIVE && hp->msa.decouple_router && !msa_model_router_k(model, l)) {
             free(e);
             return msa_fail(MSA_ERR_UNSUPPORTED,
                             "layer %d has no router_k_proj: native memory needs an MSA checkpoint with "
@@ -111,6 +113,7 @@ msa_status msa_encoder_new(msa_model *model, const msa_bank_shape *shape, int ba
         e->slot_of_layer[l] = s;
     }
     e->cosine = shape->mode == MSA_BANK_NATIVE && !strcmp(hp->msa.aux_loss_method, "INFONCE");
+    e->own_keys = shape->mode == MSA_BANK_NATIVE && !hp->msa.decouple_router;
     e->batch_tokens = batch_tokens > 0 ? batch_tokens : 2048;
     msa_status st = reserve(e, e->batch_tokens);
     if (st) {
@@ -167,7 +170,7 @@ static void pool(const float *src, int len, int P, int D, float *dst) {
 static msa_status hook_attn_input(void *user, int layer, const float *xn, int n) {
     msa_encoder *e = user;
     int s = e->slot_of_layer[layer];
-    if (s < 0 || !e->out) return MSA_OK;
+    if (s < 0 || !e->out || e->own_keys) return MSA_OK;
     const msa_hparams *hp = msa_model_hparams(e->model);
     const int hd = hp->head_dim, D = hp->n_head_kv * hd;
     const msa_layer *L = &e->model->layers[layer];
@@ -209,8 +212,13 @@ static msa_status hook_kv(void *user, int layer, const float *k, const float *v,
     int s = e->slot_of_layer[layer];
     if (s < 0 || !e->out || e->shape.mode != MSA_BANK_NATIVE) return MSA_OK;
     for (int d = 0; d < e->n_docs; d++) {
-        pool(k + (size_t)e->row0[d] * D, e->len[d], e->shape.pooling, D, e->out[d].k[s]);
-        pool(v + (size_t)e->row0[d] * D, e->len[d], e->shape.pooling, D, e->out[d].v[s]);
+        msa_encoded_doc *o = &e->out[d];
+        pool(k + (size_t)e->row0[d] * D, e->len[d], e->shape.pooling, D, o->k[s]);
+        pool(v + (size_t)e->row0[d] * D, e->len[d], e->shape.pooling, D, o->v[s]);
+        if (e->own_keys) { /* no router projector: route with K̄ (normalised after pooling iff "INFONCE") */
+            memcpy(o->route[s], o->k[s], (size_t)o->n_chunks * D * sizeof(float));
+            if (e->cosine) msa_l2_normalize_rows(o->route[s], (size_t)o->n_chunks * KV, hd);
+        }
     }
     return MSA_OK;
 }

@@ -3,7 +3,8 @@
  * from 0 (document-wise RoPE; many documents per forward batch, each its own sequence id), and in every router
  * layer the chunk means (P tokens per chunk, a partial tail averaged over its true length) of:
  *   native mode: K̄ (post k_norm, post RoPE), V̄, and K̄_R = router_k_proj(h_in) (no norm, no RoPE;
- *                L2-normalised after pooling iff aux_loss_method == "INFONCE");
+ *                L2-normalised after pooling iff aux_loss_method == "INFONCE"); without router projectors
+ *                (decouple_router false) K̄_R = K̄ itself, L2-normalised after pooling iff "INFONCE";
  *   read mode:   K̄_R = the model's own pre-RoPE keys k_norm(k_proj(h_in)) (the identity router).
  * Plus the template prefix K/V of every layer ("<|im_start|>user\n" at positions 0..2, native mode).
  * Chunk sums are accumulated in double and the means kept in f32 until the bank converts them. */

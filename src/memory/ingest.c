@@ -32,8 +32,6 @@ msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int
         if (!hp->msa.present)
             return msa_fail(MSA_ERR_UNSUPPORTED, "the model has no msa_config: native memory needs an MSA checkpoint "
                                                  "(use read mode)");
-        if (!hp->msa.decouple_router)
-            return msa_fail(MSA_ERR_UNSUPPORTED, "msa_config decouple_router=false is not supported (MSA-4B uses true)");
         out->pooling = hp->msa.pooling_kernel_size;
         for (int l = 0; l < hp->n_layer; l++)
             if (hp->msa.router_layer[l]) out->router_layers[out->n_router++] = l;

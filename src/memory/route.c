@@ -2,10 +2,11 @@
 #include "memory/route.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tensor.h"
+#include "memory/route_scan.h"
 #include "util/error.h"
 
 void msa_l2_normalize_rows(float *x, size_t n, int dim) {
@@ -32,7 +33,10 @@ msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, c
     const int rows = p->query_reduce == MSA_REDUCE_LAST ? 1 : n_route;
     const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
     const int dim = fold ? nkv * hd : nh * hd;
-    float *q = calloc((size_t)rows * dim, sizeof *q);
+    /* 64-byte aligned rows (dim is a multiple of 16 for every real shape): the scan loads them whole */
+    size_t qbytes = ((size_t)rows * dim * sizeof(float) + 63) & ~(size_t)63;
+    float *q = aligned_alloc(64, qbytes);
+    if (q) memset(q, 0, qbytes);
     float *tmp = malloc((size_t)nh * hd * sizeof *tmp);
     if (!q || !tmp) {
         free(q), free(tmp);
@@ -43,14 +47,24 @@ msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, c
     for (int t = 0; t < n_tok && r < rows; t++) {
         if (!route_mask[t] || (p->query_reduce == MSA_REDUCE_LAST && t != last)) continue;
         memcpy(tmp, qr + (size_t)t * nh * hd, (size_t)nh * hd * sizeof *tmp);
-        if (p->cosine)
+        if (p->cosine) {
             msa_l2_normalize_rows(tmp, (size_t)nh, hd);
-        else
-            for (int i = 0; i < nh * hd; i++) tmp[i] *= 1.0f / sqrtf((float)hd);
+        } else {
+            const float s = 1.0f / sqrtf((float)hd);
+            for (int i = 0; i < nh * hd; i++) tmp[i] *= s;
+        }
         float *row = q + (size_t)r * dim;
         if (fold) { /* mean over heads of <q'_h, k_{h/g}> = < sum_{h in group} q'_h / nh , k > */
-            for (int h = 0; h < nh; h++)
-                for (int i = 0; i < hd; i++) row[(h / g) * hd + i] += tmp[h * hd + i] / (float)nh;
+            const float fnh = (float)nh, inv = 1.0f / fnh;
+            const bool pow2 = (nh & (nh - 1)) == 0; /* then x * (1/nh) == x / nh exactly, and much cheaper */
+            for (int h = 0; h < nh; h++) {
+                float *restrict dst = row + (size_t)(h / g) * hd;
+                const float *restrict src = tmp + (size_t)h * hd;
+                if (pow2)
+                    for (int i = 0; i < hd; i++) dst[i] += src[i] * inv;
+                else
+                    for (int i = 0; i < hd; i++) dst[i] += src[i] / fnh;
+            }
         } else {
             memcpy(row, tmp, (size_t)nh * hd * sizeof *tmp);
         }
@@ -70,16 +84,12 @@ void msa_route_query_free(msa_route_query *q) {
     q->n = 0;
 }
 
-static float dot(const float *a, const float *b, int n) {
-    /* Eight independent partial sums so the compiler can vectorise without reassociating. */
-    float s[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
-    float r = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-    for (; i < n; i++) r += a[i] * b[i];
-    return r;
-}
+/* The scan: chunks are handed out in blocks from a shared counter (a thread slowed by another process does
+ * not hold the others back); each block's bf16 keys are widened once into an f32 buffer that stays in L1/L2
+ * while every query row is multiplied against it (route_scan.c). Every chunk's score is computed the same way
+ * whichever thread takes it, so results do not depend on the thread count. */
+enum { SCAN_BLOCK = 24 }; /* chunks per block (4 kernel tiles of 6): 24 x 1024 f32 = 96 KiB of widened keys */
+enum { DIRECT_ROWS = 4 };  /* up to this many query rows (one AVX-512 token tile) bf16 keys are read directly */
 
 typedef struct score_job {
     const msa_route_params *p;
@@ -87,61 +97,119 @@ typedef struct score_job {
     const void *keys;
     msa_route_dtype dtype;
     uint64_t n_chunks;
-    float *out;
+    float *out;            /* S[c] [n_chunks], or NULL when per_token is set */
     float *per_token;      /* if set: y[c][t] into [n_chunks][q->n] instead of reducing */
+    float **scratch;       /* per thread: SCAN_BLOCK x (kdim + 2 q->n) floats */
+    atomic_uint_fast64_t next_block;
 } score_job;
 
-static void score_range(void *ctx, int ith, int nth) {
-    const score_job *j = ctx;
-    const msa_route_params *p = j->p;
-    const int kdim = p->n_head_kv * p->head_dim, hd = p->head_dim, g = p->n_head / p->n_head_kv;
-    const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
-    const uint64_t per = (j->n_chunks + (uint64_t)nth - 1) / (uint64_t)nth;
-    const uint64_t c0 = per * (uint64_t)ith, c1 = c0 + per < j->n_chunks ? c0 + per : j->n_chunks;
-    float kbuf[8192];
-    float *key = kdim <= 8192 ? kbuf : malloc((size_t)kdim * sizeof *key);
-    if (!key) { /* cannot happen for any supported shape (kdim is bounded at load); mark as unscorable */
-        for (uint64_t c = c0; c < c1; c++) j->out[c] = NAN;
-        return;
-    }
-    for (uint64_t c = c0; c < c1; c++) {
-        const float *k;
-        if (j->dtype == MSA_ROUTE_F32) {
-            k = (const float *)j->keys + c * (uint64_t)kdim;
-        } else {
-            const uint16_t *src = (const uint16_t *)j->keys + c * (uint64_t)kdim;
-            for (int i = 0; i < kdim; i++) key[i] = msa_bf16_to_f32(src[i]);
-            k = key;
-        }
-        double acc = 0;
-        float best = -INFINITY;
-        for (int t = 0; t < j->q->n; t++) {
-            const float *qt = j->q->q + (size_t)t * j->q->dim;
-            float y;
-            if (fold) {
-                y = dot(qt, k, kdim);
-            } else {
-                y = -INFINITY;
-                for (int h = 0; h < p->n_head; h++) {
-                    float x = dot(qt + (size_t)h * hd, k + (size_t)(h / g) * hd, hd);
-                    if (x > y) y = x;
-                }
-            }
-            if (j->per_token) j->per_token[c * (uint64_t)j->q->n + (uint64_t)t] = y;
-            if (y > best) best = y;
-            acc += y;
-        }
-        if (j->per_token) continue;
-        j->out[c] = p->query_reduce == MSA_REDUCE_MEAN ? (float)(acc / j->q->n) : best;
-    }
-    if (key != kbuf) free(key);
+/* Prefetch part i of n of the next block's keys into L2 while this block computes: the block loop is
+ * compute-bound with many query rows, so the DRAM stream of the keys must overlap it (the hardware
+ * prefetcher alone runs only a little ahead of the widening). */
+static void prefetch_part(const char *next, size_t bytes, int i, int n) {
+    if (!next) return;
+    size_t a = bytes * (size_t)i / (size_t)n, b = bytes * (size_t)(i + 1) / (size_t)n;
+    for (size_t o = a & ~(size_t)63; o < b; o += 64) __builtin_prefetch(next + o, 0, 2);
 }
 
-static void run_scores(score_job *j, msa_threadpool *tp) {
-    if (j->n_chunks < 256)
-        score_range(j, 0, 1);
+/* y[c][t] (head-reduced scores) of chunks c0 .. c0+nc into y [nc][q->n]; next/next_bytes: the keys of the
+ * block this thread scans after this one (NULL at the end). */
+static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, float *y, float *x, const char *next,
+                         size_t next_bytes) {
+    const msa_route_params *p = j->p;
+    const msa_route_query *q = j->q;
+    const int kdim = p->n_head_kv * p->head_dim, hd = p->head_dim, g = p->n_head / p->n_head_kv;
+    const size_t n = (size_t)q->n;
+    const bool fold = p->head_reduce == MSA_REDUCE_MEAN;
+    if (j->dtype == MSA_ROUTE_BF16 && fold && q->n <= DIRECT_ROWS) {
+        /* few query rows: each key is used at most DIRECT_ROWS times, so read the bf16 keys directly */
+        const uint16_t *kb = (const uint16_t *)j->keys + c0 * (uint64_t)kdim;
+        if (msa_route_dots_bf16(kb, (size_t)kdim, nc, q->q, (size_t)q->dim, q->n, kdim, y, n)) {
+            prefetch_part(next, next_bytes, 0, 1);
+            return;
+        }
+    }
+    const float *k;
+    if (j->dtype == MSA_ROUTE_F32) {
+        k = (const float *)j->keys + c0 * (uint64_t)kdim;
+    } else {
+        msa_route_widen_bf16((const uint16_t *)j->keys + c0 * (uint64_t)kdim, (size_t)nc * kdim, kf);
+        k = kf;
+    }
+    if (fold) { /* heads folded into one row per token (msa_route_query_prepare) */
+        enum { GROUP = 6 };                  /* the AVX-512 kernel's chunk tile */
+        const int n_groups = (nc + GROUP - 1) / GROUP;
+        for (int gi = 0; gi < n_groups; gi++) {
+            prefetch_part(next, next_bytes, gi, n_groups);
+            int c = gi * GROUP, m = nc - c < GROUP ? nc - c : GROUP;
+            msa_route_dots(k + (size_t)c * kdim, (size_t)kdim, m, q->q, (size_t)q->dim, q->n, kdim, y + (size_t)c * n, n);
+        }
+        return;
+    }
+    for (int h = 0; h < p->n_head; h++) {
+        prefetch_part(next, next_bytes, h, p->n_head);
+        msa_route_dots(k + (size_t)(h / g) * hd, (size_t)kdim, nc, q->q + (size_t)h * hd, (size_t)q->dim, q->n, hd,
+                       h ? x : y, n);
+        if (h)
+            for (size_t i = 0; i < (size_t)nc * n; i++)
+                if (x[i] > y[i]) y[i] = x[i];
+    }
+}
+
+static void score_worker(void *ctx, int ith, int nth) {
+    (void)nth;
+    score_job *j = ctx;
+    const size_t kdim = (size_t)j->p->n_head_kv * j->p->head_dim, n = (size_t)j->q->n;
+    const size_t esize = j->dtype == MSA_ROUTE_F32 ? 4 : 2;
+    float *kf = j->scratch[ith], *y = kf + SCAN_BLOCK * kdim, *x = y + SCAN_BLOCK * n;
+    /* blocks are claimed one ahead so that the next one can be prefetched */
+    uint64_t c0 = atomic_fetch_add(&j->next_block, 1) * SCAN_BLOCK;
+    while (c0 < j->n_chunks) {
+        uint64_t c1 = atomic_fetch_add(&j->next_block, 1) * SCAN_BLOCK;
+        int nc = j->n_chunks - c0 < SCAN_BLOCK ? (int)(j->n_chunks - c0) : SCAN_BLOCK;
+        const char *next = NULL;
+        size_t next_bytes = 0;
+        if (c1 < j->n_chunks) {
+            next = (const char *)j->keys + c1 * kdim * esize;
+            next_bytes = (size_t)(j->n_chunks - c1 < SCAN_BLOCK ? j->n_chunks - c1 : SCAN_BLOCK) * kdim * esize;
+        }
+        float *yb = j->per_token ? j->per_token + c0 * n : y;
+        block_scores(j, c0, nc, kf, yb, x, next, next_bytes);
+        if (!j->per_token)
+            for (int c = 0; c < nc; c++) {
+                const float *yc = yb + (size_t)c * n;
+                double acc = 0;
+                float best = -INFINITY;
+                for (size_t t = 0; t < n; t++) {
+                    if (yc[t] > best) best = yc[t];
+                    acc += yc[t];
+                }
+                j->out[c0 + (uint64_t)c] = j->p->query_reduce == MSA_REDUCE_MEAN ? (float)(acc / (double)n) : best;
+            }
+        c0 = c1;
+    }
+}
+
+/* Scores of j->n_chunks chunks, on the pool's threads (inline for small inputs). */
+static msa_status run_scores(score_job *j, msa_threadpool *tp) {
+    int nth = j->n_chunks < 256 || !tp ? 1 : msa_threadpool_size(tp);
+    const size_t kdim = (size_t)j->p->n_head_kv * j->p->head_dim;
+    const size_t per = (SCAN_BLOCK * (kdim + 2 * (size_t)j->q->n) + 15) & ~(size_t)15; /* 64-byte multiples */
+    float *buf = aligned_alloc(64, (size_t)nth * per * sizeof *buf);
+    float **scratch = malloc((size_t)nth * sizeof *scratch);
+    if (!buf || !scratch) {
+        free(buf), free(scratch);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for the scan buffers");
+    }
+    for (int i = 0; i < nth; i++) scratch[i] = buf + (size_t)i * per;
+    j->scratch = scratch;
+    atomic_init(&j->next_block, 0);
+    if (nth == 1)
+        score_worker(j, 0, 1);
     else
-        msa_threadpool_run(tp, score_range, j);
+        msa_threadpool_run(tp, score_worker, j);
+    free(buf), free(scratch);
+    return MSA_OK;
 }
 
 /* Standardized routing (p->standardize): two passes over the keys, the first for each token's mean and
@@ -170,8 +238,10 @@ static msa_status standardized_scores(const msa_route_params *p, const msa_route
             const msa_route_span *sp = &spans[si];
             for (uint64_t c0 = 0; c0 < sp->n_chunks && !st; c0 += block) {
                 uint64_t n = sp->n_chunks - c0 < block ? sp->n_chunks - c0 : block;
-                score_job j = {p, q, (const char *)sp->keys + c0 * kdim * esize, dtype, n, NULL, y};
-                run_scores(&j, tp);
+                score_job j = {.p = p, .q = q, .keys = (const char *)sp->keys + c0 * kdim * esize, .dtype = dtype,
+                               .n_chunks = n, .per_token = y};
+                st = run_scores(&j, tp);
+                if (st) break;
                 for (uint64_t c = 0; c < n; c++) {
                     const float *yc = y + c * (uint64_t)q->n;
                     if (pass == 0) {
@@ -211,13 +281,10 @@ static msa_status standardized_scores(const msa_route_params *p, const msa_route
     return st;
 }
 
-void msa_route_score_chunks(const msa_route_params *p, const msa_route_query *q, const void *keys,
-                            msa_route_dtype dtype, uint64_t n_chunks, float *out, msa_threadpool *tp) {
-    score_job j = {p, q, keys, dtype, n_chunks, out, NULL};
-    if (n_chunks < 256)
-        score_range(&j, 0, 1);
-    else
-        msa_threadpool_run(tp, score_range, &j);
+msa_status msa_route_score_chunks(const msa_route_params *p, const msa_route_query *q, const void *keys,
+                                  msa_route_dtype dtype, uint64_t n_chunks, float *out, msa_threadpool *tp) {
+    score_job j = {.p = p, .q = q, .keys = keys, .dtype = dtype, .n_chunks = n_chunks, .out = out};
+    return run_scores(&j, tp);
 }
 
 msa_status msa_route_doc_scores(const msa_route_params *p, const msa_route_query *q, const msa_route_span *spans,
@@ -250,7 +317,8 @@ msa_status msa_route_doc_scores(const msa_route_params *p, const msa_route_query
         const msa_route_span *sp = &spans[si];
         for (uint64_t c0 = 0; c0 < sp->n_chunks && st == MSA_OK; c0 += block) {
             uint64_t n = sp->n_chunks - c0 < block ? sp->n_chunks - c0 : block;
-            msa_route_score_chunks(p, q, (const char *)sp->keys + c0 * kdim * esize, dtype, n, s, tp);
+            st = msa_route_score_chunks(p, q, (const char *)sp->keys + c0 * kdim * esize, dtype, n, s, tp);
+            if (st) break;
             for (uint64_t c = 0; c < n; c++) {
                 uint32_t d = sp->doc_index[c0 + c];
                 if (d >= n_index) {

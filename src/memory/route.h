@@ -10,7 +10,13 @@
  *   s_d      = max_{c in d} S[c]  |  mean_{c in d} S[c]          (chunk_reduce)
  * With head_reduce mean the heads of a kv group are folded into one vector first (sum of q'/n_head), so a
  * chunk costs one n_head_kv*head_dim inner product per token: the same number up to f32 rounding.
- * All arithmetic is f32 (the reference rounds scores to bf16; msa-deviations.md).
+ * All arithmetic is f32 (the reference rounds scores to bf16; msa-deviations.md). Every inner product is summed
+ * in one fixed order (route_scan.h) by the scalar, AVX2 and AVX-512 paths alike, so scores and top-k sets are
+ * bit-identical whatever the ISA or the thread count.
+ *
+ * Cost: per router layer and query, n_rows x n_chunks inner products of n_head_kv*head_dim (head mean) or
+ * n_head x head_dim (head max) elements; the keys (bf16 in the bank) are read once, widened to f32 in blocks
+ * that stay in cache while every query row is multiplied against them (route.c, route_scan.c).
  *
  * Tie rule of top-k (documented, deterministic): higher score first; equal scores by lower stable document
  * index. Documents without chunks in the bank (deleted, never added) have score -inf and are never chosen. */
@@ -61,10 +67,11 @@ msa_status msa_route_query_prepare(const msa_route_params *p, const float *qr, c
                                    int n_tok, msa_route_query *out);
 void msa_route_query_free(msa_route_query *q);
 
-/* S[c] for n_chunks routing keys keys [n_chunks][n_head_kv*head_dim] of dtype  into
- * out [n_chunks]. Parallel over tp (may be NULL). */
-void msa_route_score_chunks(const msa_route_params *p, const msa_route_query *q, const void *keys,
-                            msa_route_dtype dtype, uint64_t n_chunks, float *out, msa_threadpool *tp);
+/* S[c] for n_chunks routing keys keys [n_chunks][n_head_kv*head_dim] of dtype into
+ * out [n_chunks]. Parallel over tp (may be NULL); the result does not depend on the thread count or the ISA
+ * (route_scan.h). MSA_ERR_NOMEM when the scan buffers cannot be allocated. */
+msa_status msa_route_score_chunks(const msa_route_params *p, const msa_route_query *q, const void *keys,
+                                  msa_route_dtype dtype, uint64_t n_chunks, float *out, msa_threadpool *tp);
 
 /* Document scores of one router slot over all its spans: doc_scores[i] for stable index i < n_index
  * (-inf where the document has no chunk in the spans). Spans' doc_index values >= n_index are

@@ -531,9 +531,8 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
         rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->attn_norm, E, hp->rms_eps, bf16);
     if (hooks && hooks->attn_input) MSA_TRY(hooks->attn_input(hooks->user, l, s->xn, n));
 
-    msa_matmul(tp, L->wq, s->xn, s->q, n);
-    msa_matmul(tp, L->wk, s->xn, s->k, n);
-    msa_matmul(tp, L->wv, s->xn, s->v, n);
+    msa_matmul_multi(tp, 3, (const msa_tensor *const[]){L->wq, L->wk, L->wv}, s->xn,
+                     (float *const[]){s->q, s->k, s->v}, n);
     if (bf16) {
         round_bf16(s->q, (size_t)n * Dq);
         round_bf16(s->k, (size_t)n * Dkv);
@@ -558,6 +557,7 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
             s->k[i] = f16_round(s->k[i]);
             s->v[i] = f16_round(s->v[i]);
         }
+    if (hooks && hooks->q) MSA_TRY(hooks->q(hooks->user, l, s->q, n));
     if (hooks && hooks->kv) MSA_TRY(hooks->kv(hooks->user, l, s->k, s->v, n));
 
     const int base = s->n_cached;
@@ -576,8 +576,8 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
 
     for (int i = 0; i < n; i++)
         rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps, bf16);
-    msa_matmul(tp, L->w_gate, s->xn, s->gate, n);
-    msa_matmul(tp, L->w_up, s->xn, s->up, n);
+    msa_matmul_multi(tp, 2, (const msa_tensor *const[]){L->w_gate, L->w_up}, s->xn, (float *const[]){s->gate, s->up},
+                     n);
     for (size_t i = 0; i < (size_t)n * F; i++) {
         float g = s->gate[i], u = s->up[i];
         if (bf16) {

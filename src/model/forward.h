@@ -41,6 +41,9 @@ typedef struct msa_fwd_hooks {
     /* After q_norm/k_norm and RoPE: k and v [n_tokens x n_head_kv*head_dim] (kv-head major within a row),
      * exactly what is stored in the cache (chunk pooling, template-prefix capture). NULL = not called. */
     msa_status (*kv)(void *user, int layer, const float *k, const float *v, int n_tokens);
+    /* After q_norm and RoPE, just before kv: q [n_tokens x n_head*head_dim], the attention's own queries
+     * (MSA routing without router projectors, decouple_router = false). NULL = not called. */
+    msa_status (*q)(void *user, int layer, const float *q, int n_tokens);
 } msa_fwd_hooks;
 
 typedef struct msa_fwd_batch {

@@ -2,7 +2,7 @@
 # ask.sh — `msa ask` / `msa chat` end to end on the small synthetic MSA checkpoint (native mode):
 # bank create + add, the --json shape, routing to a top-k larger than the bank, restart (re-add encodes
 # nothing, same greedy answer), and errors (question too long is limited by -q size, missing bank, bank of
-# another model, read-only bank of read mode asked natively). Needs python3 + numpy for the checkpoint.
+# another model). Edge cases: ask_edges.sh. Needs python3 + numpy for the checkpoint.
 set -u
 MSA=${MSA:-build/msa}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -53,3 +53,10 @@ $MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "$long" >/dev/null 2>"$tmp/err"; rc=
 if [ $rc -eq 65 ] && grep -q "at most" "$tmp/err"; then ok question_too_long; else no "question_too_long (rc $rc)"; fi
 $MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "x" --mode bogus >/dev/null 2>&1; rc=$?
 if [ $rc -eq 64 ]; then ok bad_mode_usage; else no "bad_mode_usage (rc $rc)"; fi
+
+
+# the same checkpoint written as shards + model.safetensors.index.json (as --full writes MSA-4B's shapes):
+# same fingerprint (the bank opens), same greedy answer
+python3 tests/ref/make_msa_checkpoint.py "$tmp/cksh" --shard-gb 0.01 >/dev/null 2>&1
+a3=$($MSA ask -m "$tmp/cksh" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>"$tmp/err")
+if [ -f "$tmp/cksh/model-00002-of-00002.safetensors" ] && [ -n "$a1" ] && [ "$a1" = "$a3" ]; then ok sharded_checkpoint_same_answer; else no sharded_checkpoint_same_answer; cat "$tmp/err"; fi

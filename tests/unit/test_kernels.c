@@ -108,6 +108,11 @@ static void round_acts(msa_dtype t, const float *x, int64_t n, float *xr, float 
                 err[b + j] = d * 0.5f * 1.0001f;
             }
         }
+    } else if (t == MSA_DTYPE_BF16) { /* bf16 weights take bf16 activations (round half to even) */
+        for (int64_t i = 0; i < n; i++) {
+            xr[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
+            err[i] = fabsf(x[i]) * (1.0f / 256.0f);
+        }
     } else {
         memcpy(xr, x, (size_t)n * 4);
         memset(err, 0, (size_t)n * 4);
@@ -287,11 +292,67 @@ TEST(kernels_simd_levels) {
     printf("# simd: %s (best %d)\n", msa_cpu_simd_name(), (int)max);
 }
 
+/* msa_matmul_multi gives each product bit for bit what msa_matmul gives it, fused (one activation format)
+ * or not (mixed dtypes fall back to one call per weight). */
+static void multi_case(msa_threadpool *tp, const msa_dtype *dts, int n_w, int n_tok) {
+    const int64_t n_in = 160, n_out[3] = {96, 32, 203};
+    msa_tensor w[3];
+    uint8_t *wd[3];
+    float *y1[3], *y2[3];
+    float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
+    make_acts(x, n_tok, n_in);
+    for (int i = 0; i < n_w; i++) {
+        size_t bytes;
+        wd[i] = make_weights(dts[i], n_out[i], n_in, &bytes);
+        w[i] = (msa_tensor){.name = "w", .dtype = dts[i], .n_dims = 2, .shape = {n_out[i], n_in, 1, 1}, .data = wd[i], .nbytes = bytes};
+        y1[i] = malloc(sizeof(float) * (size_t)(n_tok * n_out[i]));
+        y2[i] = malloc(sizeof(float) * (size_t)(n_tok * n_out[i]));
+        for (int64_t k = 0; k < n_tok * n_out[i]; k++) y2[i][k] = NAN;
+        msa_matmul(tp, &w[i], x, y1[i], n_tok);
+    }
+    const msa_tensor *ws[3] = {&w[0], &w[1], &w[2]};
+    msa_matmul_multi(tp, n_w, ws, x, y2, n_tok);
+    for (int i = 0; i < n_w; i++) {
+        int same = memcmp(y1[i], y2[i], sizeof(float) * (size_t)(n_tok * n_out[i])) == 0;
+        if (!same) fprintf(stderr, "  %s: multi differs for weight %d (%s), n_tok %d\n", msa_cpu_simd_name(), i, msa_dtype_name(dts[i]), n_tok);
+        CHECK(same);
+        free(wd[i]);
+        free(y1[i]);
+        free(y2[i]);
+    }
+    free(x);
+}
+
+static void multi_all(msa_threadpool *tp, int n) {
+    (void)n;
+    static const int toks[] = {1, 3, 20};
+    for (int ti = 0; ti < 3; ti++) {
+        for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
+            msa_dtype same[3] = {(msa_dtype)dt, (msa_dtype)dt, (msa_dtype)dt};
+            multi_case(tp, same, 3, toks[ti]);
+            multi_case(tp, same, 2, toks[ti]);
+        }
+        msa_dtype mixed[3] = {MSA_DTYPE_Q4_1, MSA_DTYPE_Q8_0, MSA_DTYPE_F32};
+        multi_case(tp, mixed, 3, toks[ti]);
+    }
+}
+
+TEST(kernels_multi_equals_single) {
+    for (int nth = 1; nth <= 2; nth++) {
+        msa_threadpool *tp = NULL;
+        CHECK(msa_threadpool_new(nth, &tp) == MSA_OK);
+        if (!tp) return;
+        each_level(multi_all, tp, 0);
+        msa_threadpool_free(tp);
+    }
+}
+
 int main(void) {
     RUN(kernels_simd_levels);
     RUN(kernels_random_shapes_single_thread);
     RUN(kernels_threads_and_row_slices);
     RUN(kernels_extreme_activations);
     RUN(kernels_get_row);
+    RUN(kernels_multi_equals_single);
     return test_summary();
 }

@@ -25,17 +25,27 @@
 #include "util/error.h"
 
 static char tmpdir[256];
-static bool have_ckpt[8];
-static const char *variants[] = {"base", "cosine", "last", "meanmean"};
-#define N_VARIANTS 4
+/* fixture name (tests/fixtures/msa/ref_<name>.json) -> make_msa_checkpoint.py --variant, --dtype */
+static const struct {
+    const char *name, *variant, *dtype;
+} fixtures[] = {
+    {"base", "base", "f32"},     {"cosine", "cosine", "f32"}, {"last", "last", "f32"},
+    {"meanmean", "meanmean", "f32"}, {"owndot", "owndot", "f32"}, {"owncos", "owncos", "f32"},
+    {"bf16", "base", "bf16"},    {"bf16_owncos", "owncos", "bf16"},
+};
+#define N_VARIANTS ((int)(sizeof fixtures / sizeof fixtures[0]))
+static const char *variants[N_VARIANTS];
+static bool have_ckpt[N_VARIANTS];
 
 static bool make_ckpt(int v) {
     char cmd[1024];
+    variants[v] = fixtures[v].name;
     snprintf(cmd, sizeof cmd,
-             "python3 tests/ref/make_msa_checkpoint.py %s/%s --variant %s >/dev/null 2>&1 && "
+             "python3 tests/ref/make_msa_checkpoint.py %s/%s --variant %s --dtype %s >/dev/null 2>&1 && "
              "(cd %s/%s && sha256sum -c --status %s/tests/fixtures/msa/checkpoint.sha256 2>/dev/null || "
              "[ %s != base ])",
-             tmpdir, variants[v], variants[v], tmpdir, variants[v], getenv("PWD") ? getenv("PWD") : ".", variants[v]);
+             tmpdir, variants[v], fixtures[v].variant, fixtures[v].dtype, tmpdir, variants[v],
+             getenv("PWD") ? getenv("PWD") : ".", variants[v]);
     return system(cmd) == 0;
 }
 
@@ -122,7 +132,14 @@ static void check_variant(int v) {
     msa_bank_get_info(fb.bank, &info);
     const msa_bank_shape *sh = &info.shape;
     const int KV = sh->n_kv_heads, D = sh->head_dim;
-    const double tol = 2e-4;
+    /* f32 checkpoints: f32 tolerance against the float64 reference. bf16 checkpoints: the reference rounds
+     * where the authors' PyTorch code does (msa_reference.py: flash-attn attention, bf16 routing scores),
+     * the engine where transformers' eager attention does and scores in f32 (msa-deviations.md); measured:
+     * pooled states 1.7e-2 of the array's largest value, scores 1.1e-2, logits 0.25 (2 bf16 ulps at
+     * |logit| 16-32); with the reference switched to eager attention (MSA_REF_EAGER=1) 6e-3 and 0.125. */
+    const bool bf = !strcmp(fixtures[v].dtype, "bf16");
+    const double tol = bf ? 4e-2 : 2e-4, tol_score = bf ? 3e-2 : 1e-3, tol_logit = bf ? 0.5 : 2e-3;
+    CHECK(sh->dtype == (bf ? MSA_BANK_BF16 : MSA_BANK_F32));
     size_t bad = 0;
     /* document tokens (tokenizer + rendering) */
     json_t *dt = json_object_get(fx, "doc_tokens");
@@ -207,6 +224,7 @@ static void check_variant(int v) {
     json_t *qs = json_object_get(fx, "questions");
     const int n_vocab = msa_model_hparams(fb.model)->n_vocab;
     double worst_logit = 0, worst_score = 0;
+    int n_near_ties = 0;
     for (size_t qi = 0; qi < json_array_size(qs); qi++) {
         json_t *q = json_array_get(qs, qi);
         const char *qt = json_string_value(json_object_get(q, "question"));
@@ -246,8 +264,17 @@ static void check_variant(int v) {
                    *all = json_object_get(r, "all_scores");
             CHECK_EQ_INT(L[l].n, json_array_size(docs));
             for (size_t k = 0; k < L[l].n && k < json_array_size(docs); k++) {
-                CHECK_EQ_INT(L[l].index[k], json_integer_value(json_array_get(docs, k)));
-                worst_score = fmax(worst_score, fabs(L[l].score[k] - json_number_value(json_array_get(sc, k))));
+                /* the same document at every rank, unless (bf16 only) the reference's scores of the two
+                 * documents are within the score tolerance: a near tie that rounding may order either way */
+                uint32_t want = (uint32_t)json_integer_value(json_array_get(docs, k));
+                double sw = json_number_value(json_array_get(sc, k));
+                if (L[l].index[k] != want) {
+                    double s_got = json_number_value(json_array_get(all, L[l].index[k]));
+                    bool near_tie = bf && fabs(s_got - sw) <= tol_score;
+                    if (near_tie) n_near_ties++;
+                    else CHECK_EQ_INT(L[l].index[k], want);
+                }
+                worst_score = fmax(worst_score, fabs(L[l].score[k] - sw));
             }
             for (size_t d = 0; d < json_array_size(all) && d < n_index; d++)
                 worst_score = fmax(worst_score, fabs(L[l].all_scores[d] - json_number_value(json_array_get(all, d))));
@@ -266,7 +293,12 @@ static void check_variant(int v) {
                 CHECK(msa_memctx_feed(mc, b, (int)nb, &next) == MSA_OK);
             }
             const float *lg = msa_memctx_logits(mc);
-            CHECK_EQ_INT(next, json_integer_value(json_object_get(s, "argmax")));
+            int32_t want_next = (int32_t)json_integer_value(json_object_get(s, "argmax"));
+            if (next != want_next) { /* bf16: a near tie of the two best logits may break either way */
+                double ref_best = json_number_value(json_array_get(json_object_get(s, "top_vals"), 0));
+                CHECK(bf && fabs(lg[want_next] - ref_best) <= tol_logit && fabs(lg[next] - lg[want_next]) <= tol_logit);
+                n_near_ties++;
+            }
             json_t *tv = json_object_get(s, "top_vals"), *ti = json_object_get(s, "top_ids"),
                    *sv = json_object_get(s, "stride_vals");
             for (size_t i = 0; i < json_array_size(ti); i++)
@@ -276,26 +308,33 @@ static void check_variant(int v) {
                 worst_logit = fmax(worst_logit, fabs(lg[i * 997] - json_number_value(json_array_get(sv, i))));
         }
     }
-    fprintf(stderr, "  %s: routing scores max |err| %.2e, logits max |err| %.2e\n", variants[v], worst_score,
-            worst_logit);
-    CHECK(worst_score < 1e-3);
-    CHECK(worst_logit < 2e-3);
+    fprintf(stderr, "  %s: routing scores max |err| %.2e, logits max |err| %.2e, near ties %d\n", variants[v],
+            worst_score, worst_logit, n_near_ties);
+    CHECK(worst_score < tol_score);
+    CHECK(worst_logit < tol_logit);
+    CHECK(n_near_ties <= 2);
     msa_memctx_free(mc);
     close_variant(&fb);
     json_decref(fx);
 }
 
-/* Under ASan (MSA_SUITE=asan, ~10x slower) only the base variant runs, to stay within the time budget. */
+/* Under ASan (MSA_SUITE=asan, ~10x slower) only the base variant and one without router projectors (the
+ * other code path of encode.c/context.c) run, to stay within the time budget. */
 #define VARIANT_TEST(i, name)                                                             \
     TEST(name) {                                                                          \
         if (!have_ckpt[i]) SKIP("no synthetic checkpoint (python3 + numpy)");             \
-        if (i > 0 && getenv("MSA_SUITE") && !strcmp(getenv("MSA_SUITE"), "asan")) SKIP("asan: base variant only"); \
+        if (i != 0 && i != 5 && getenv("MSA_SUITE") && !strcmp(getenv("MSA_SUITE"), "asan"))          \
+            SKIP("asan: base and owncos variants only");                                  \
         check_variant(i);                                                                 \
     }
 VARIANT_TEST(0, numerics_base)
 VARIANT_TEST(1, numerics_cosine_headmax_querymean_chunkmean)
 VARIANT_TEST(2, numerics_querylast_headmax_p8)
 VARIANT_TEST(3, numerics_meanmean_doc_top_k_wins)
+VARIANT_TEST(4, numerics_no_router_projectors_dot)
+VARIANT_TEST(5, numerics_no_router_projectors_infonce)
+VARIANT_TEST(6, numerics_bf16)
+VARIANT_TEST(7, numerics_bf16_no_router_projectors_infonce)
 
 /* A document's pooled states depend only on its text and index: alone, among others in one batch, in
  * separate batches, before or after other documents. */
@@ -396,7 +435,7 @@ TEST(edge_cases_and_restart) {
     long_text[3999] = 0;
     msa_doc_input lg[] = {{"long", long_text, 3999, NULL}};
     CHECK(msa_bank_ingest(fb.bank, fb.model, lg, 1, &ip, &rep) == MSA_ERR_LIMIT);
-    CHECK(strstr(msa_last_error(), "long") != NULL);
+    CHECK(strstr(msa_last_error(), "document 'long' is") != NULL && strstr(msa_last_error(), "split") != NULL);
     /* a question longer than allowed */
     ap.max_question_tokens = 8;
     CHECK(msa_ask(fb.model, fb.bank, long_text, 200, &ap, &r) == MSA_ERR_LIMIT);
@@ -439,11 +478,17 @@ TEST(edge_cases_and_restart) {
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/msa_numerics_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
-    for (int v = 0; v < N_VARIANTS; v++) have_ckpt[v] = make_ckpt(v);
+    const bool asan = getenv("MSA_SUITE") && !strcmp(getenv("MSA_SUITE"), "asan");
+    for (int v = 0; v < N_VARIANTS; v++) /* under ASan only those that run (cosine: the "other model") */
+        have_ckpt[v] = (!asan || v == 0 || v == 1 || v == 5) && make_ckpt(v);
     RUN(numerics_base);
     RUN(numerics_cosine_headmax_querymean_chunkmean);
     RUN(numerics_querylast_headmax_p8);
     RUN(numerics_meanmean_doc_top_k_wins);
+    RUN(numerics_no_router_projectors_dot);
+    RUN(numerics_no_router_projectors_infonce);
+    RUN(numerics_bf16);
+    RUN(numerics_bf16_no_router_projectors_infonce);
     RUN(documentwise_rope_invariance);
     RUN(edge_cases_and_restart);
     char cmd[300];

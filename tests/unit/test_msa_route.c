@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/kernels_impl.h"
 #include "memory/route.h"
+#include "memory/route_scan.h"
 #include "model/tensor.h"
 #include "test.h"
+#include "util/threadpool.h"
 
 enum { NH = 4, NKV = 2, HD = 8, NTOK = 6, NDOC = 7 };
 
@@ -189,6 +192,119 @@ TEST(topk_tie_rule) {
     CHECK(n == 3 && idx[0] == 0 && idx[1] == 1 && idx[2] == 2);
 }
 
+/* The kernels' inner products equal the scalar canonical dot bit for bit, for every length (tails of the
+ * 16-lane loop included) and every tile remainder of chunks and tokens; f32 keys and bf16 keys read directly. */
+TEST(kernel_dots_equal_scalar) {
+    enum { LMAX = 70, NC = 13, NT = 9 };
+    static float k[NC * LMAX], q[NT * LMAX], want[NC * NT], got[NC * NT];
+    static uint16_t kb[NC * LMAX];
+    for (int i = 0; i < NC * LMAX; i++) {
+        kb[i] = msa_f32_to_bf16(frand());
+        k[i] = msa_bf16_to_f32(kb[i]);
+    }
+    for (int i = 0; i < NT * LMAX; i++) q[i] = frand();
+    const msa_simd levels[] = {MSA_SIMD_AVX2, MSA_SIMD_AVX512};
+    int n_levels = 0;
+    for (int l = 0; l < 2; l++) {
+        if (!msa_cpu_set_simd(levels[l])) continue;
+        n_levels++;
+        for (int len = 1; len <= LMAX; len++)
+            for (int nc = 1; nc <= NC; nc += 3)
+                for (int nt = 1; nt <= NT; nt++) {
+                    for (int c = 0; c < nc; c++)
+                        for (int t = 0; t < nt; t++) want[c * nt + t] = msa_route_dot_ref(q + t * LMAX, k + c * LMAX, len);
+                    msa_route_dots(k, LMAX, nc, q, LMAX, nt, len, got, (size_t)nt);
+                    CHECK(memcmp(want, got, (size_t)nc * nt * sizeof *got) == 0);
+                    /* bf16 keys read directly (AVX-512 only; the same bits) */
+                    memset(got, 0, sizeof got);
+                    if (msa_route_dots_bf16(kb, LMAX, nc, q, LMAX, nt, len, got, (size_t)nt)) {
+                        CHECK(levels[l] == MSA_SIMD_AVX512);
+                        CHECK(memcmp(want, got, (size_t)nc * nt * sizeof *got) == 0);
+                    }
+                }
+        uint16_t b[37];
+        float w1[37], w2[37];
+        for (int i = 0; i < 37; i++) b[i] = msa_f32_to_bf16(frand() * 1e3f);
+        msa_route_widen_bf16(b, 37, w1);
+        for (int i = 0; i < 37; i++) w2[i] = msa_bf16_to_f32(b[i]);
+        CHECK(memcmp(w1, w2, sizeof w1) == 0);
+    }
+    msa_cpu_set_simd(msa_cpu_simd_max());
+    if (n_levels == 0) SKIP("this CPU has neither AVX2 nor AVX-512: only the scalar path exists");
+}
+
+/* Random banks through msa_route_doc_scores: every reduce variant, cosine and scaled dot, bf16 and f32 keys
+ * (query_reduce "last" and the 3-token mask take the direct-bf16 path), standardized or not; the scalar path with no thread pool is the reference, and every SIMD level with 1, 2
+ * and 3 threads must give the same scores bit for bit and the same top-k, ties included (documents 5 and 9
+ * hold identical keys, so they tie exactly). */
+TEST(simd_and_threads_equal_scalar) {
+    enum { H = 8, KV = 2, D = 24, T = 7, NCH = 600, ND = 40, DIM = KV * D };
+    float *qr = malloc(sizeof(float) * T * H * D), *kf = malloc(sizeof(float) * NCH * DIM);
+    uint16_t *kb = malloc(sizeof(uint16_t) * NCH * DIM);
+    uint32_t *doc = malloc(sizeof(uint32_t) * NCH);
+    for (int i = 0; i < T * H * D; i++) qr[i] = frand();
+    /* documents of 1..29 chunks; 5 and 9 get identical chunk keys (same count) */
+    int c = 0;
+    uint32_t d = 0;
+    int start[ND + 1] = {0};
+    while (c < NCH && d < ND) {
+        int n = d == 9 ? start[6] - start[5] : 1 + (int)((rng >> 20) % 29);
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        start[d] = c;
+        for (int j = 0; j < n && c < NCH; j++, c++) {
+            doc[c] = d;
+            for (int e = 0; e < DIM; e++)
+                kb[(size_t)c * DIM + e] = d == 9 ? kb[(size_t)(start[5] + j) * DIM + e] : msa_f32_to_bf16(frand());
+        }
+        d++;
+    }
+    const int nch = c;
+    for (int i = 0; i < nch * DIM; i++) kf[i] = msa_bf16_to_f32(kb[i]);
+    /* 6 routing tokens, or 3 (up to 4 rows the AVX-512 path reads bf16 keys directly) with chunk mean */
+    const uint8_t masks[2][T] = {{1, 1, 0, 1, 1, 1, 1}, {0, 1, 0, 0, 1, 1, 0}};
+    msa_threadpool *pools[3];
+    for (int i = 0; i < 3; i++) CHECK(msa_threadpool_new(i + 1, &pools[i]) == MSA_OK);
+    const msa_reduce hr[] = {MSA_REDUCE_MEAN, MSA_REDUCE_MAX}, qrd[] = {MSA_REDUCE_MAX, MSA_REDUCE_MEAN, MSA_REDUCE_LAST},
+                     cr[] = {MSA_REDUCE_MAX, MSA_REDUCE_MEAN};
+    int n_compared = 0, n_ties = 0;
+    for (int v = 0; v < 2 * 3 * 2 * 2 * 2 * 2; v++) {
+        int a = v % 2, b = v / 2 % 3, cc = v / 6 % 2, cos = v / 12 % 2, bf = v / 24 % 2, stdz = v / 48;
+        if (stdz && b == 2) continue; /* standardizing one routing token is the "last" case again */
+        msa_route_params p = {.n_head = H, .n_head_kv = KV, .head_dim = D, .head_reduce = hr[a], .query_reduce = qrd[b],
+                              .chunk_reduce = cr[cc], .cosine = cos, .standardize = stdz};
+        msa_route_query q;
+        CHECK(msa_route_query_prepare(&p, qr, masks[cc], T, &q) == MSA_OK);
+        /* two spans, split inside document 3 (the second, > 256 chunks, runs on the pool's threads) */
+        const void *keys = bf ? (const void *)kb : (const void *)kf;
+        size_t es = bf ? 2 : 4, cut = (size_t)start[3] + 1;
+        msa_route_span sp[2] = {{keys, doc, cut}, {(const char *)keys + cut * DIM * es, doc + cut, (uint64_t)nch - cut}};
+        msa_route_dtype dt = bf ? MSA_ROUTE_BF16 : MSA_ROUTE_F32;
+        float want[ND], got[ND], ws[8], gs[8];
+        uint32_t wi[8], gi[8];
+        CHECK(msa_cpu_set_simd(MSA_SIMD_SCALAR));
+        CHECK(msa_route_doc_scores(&p, &q, sp, 2, dt, ND, want, NULL) == MSA_OK);
+        size_t wn = msa_route_topk(want, ND, 8, wi, ws);
+        if (want[5] == want[9]) n_ties++;
+        for (int l = MSA_SIMD_SCALAR; l < MSA_SIMD_COUNT; l++) {
+            if (!msa_cpu_set_simd((msa_simd)l)) continue;
+            for (int pi = l == MSA_SIMD_SCALAR ? 2 : 0; pi < 3; pi++) { /* scalar: threads only (it is slow) */
+                CHECK(msa_route_doc_scores(&p, &q, sp, 2, dt, ND, got, pools[pi]) == MSA_OK);
+                CHECK(memcmp(want, got, sizeof got) == 0);
+                size_t gn = msa_route_topk(got, ND, 8, gi, gs);
+                CHECK(gn == wn && memcmp(wi, gi, gn * sizeof *gi) == 0);
+                n_compared++;
+            }
+        }
+        msa_route_query_free(&q);
+    }
+    msa_cpu_set_simd(msa_cpu_simd_max());
+    CHECK(n_compared >= 80 * 1); /* 80 variants x (scalar on 3 threads, then each SIMD level on 1, 2, 3) */
+    if (msa_cpu_simd_max() >= MSA_SIMD_AVX2) CHECK(n_compared >= 80 * 4);
+    CHECK(n_ties >= 40);         /* documents 5 and 9 tie in (almost) every variant */
+    for (int i = 0; i < 3; i++) msa_threadpool_free(pools[i]);
+    free(qr), free(kf), free(kb), free(doc);
+}
+
 TEST(normalize_rows) {
     float x[6] = {3, 4, 0, 0, 0, 0};
     msa_l2_normalize_rows(x, 2, 3);
@@ -203,5 +319,7 @@ int main(void) {
     RUN(no_routing_tokens);
     RUN(topk_tie_rule);
     RUN(normalize_rows);
+    RUN(kernel_dots_equal_scalar);
+    RUN(simd_and_threads_equal_scalar);
     return test_summary();
 }

@@ -22,6 +22,25 @@ static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512
  * They are off unless MSA_PANEL=1 (or msa_cpu_set_panel) until callers accept batch-dependent rounding. */
 static int g_panel;
 
+/* bf16 weights take bf16 activations on every path (see kernels_bf16_avx512.c): the paths without a bf16
+ * dot product get the activations rounded to bf16 but kept as f32, so their gemm loops stay as they are. */
+static size_t bf16_as_f32_bytes(int64_t n_in) { return (size_t)n_in * sizeof(float); }
+
+static void prep_bf16_as_f32(const float *x, int64_t n_in, void *out) {
+    float *o = out;
+    for (int64_t i = 0; i < n_in; i++) o[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
+}
+
+static void bf16_activations(msa_kernel *k) {
+    if (!k->prep) {
+        k->prep_bytes = bf16_as_f32_bytes;
+        k->prep = prep_bf16_as_f32;
+    }
+    k->panel_bytes = NULL; /* the float panel kernels would take unrounded activations */
+    k->prep_group = NULL;
+    k->gemm_panel = NULL;
+}
+
 static void init_tables(void) {
     /* Each level starts as a copy of the one below and overrides what it improves. */
     g_have[MSA_SIMD_SCALAR] = msa_kernels_scalar(g_tables[MSA_SIMD_SCALAR]);
@@ -29,6 +48,8 @@ static void init_tables(void) {
     g_have[MSA_SIMD_AVX2] = msa_kernels_avx2(g_tables[MSA_SIMD_AVX2]);
     memcpy(g_tables[MSA_SIMD_AVX512], g_tables[MSA_SIMD_AVX2], sizeof g_tables[0]);
     g_have[MSA_SIMD_AVX512] = g_have[MSA_SIMD_AVX2] && msa_kernels_avx512(g_tables[MSA_SIMD_AVX512]);
+    for (int l = 0; l < MSA_SIMD_COUNT; l++) bf16_activations(&g_tables[l][MSA_DTYPE_BF16]);
+    if (g_have[MSA_SIMD_AVX512]) msa_kernels_avx512_bf16(&g_tables[MSA_SIMD_AVX512][MSA_DTYPE_BF16]);
     g_max = MSA_SIMD_SCALAR;
     for (int l = 1; l < MSA_SIMD_COUNT; l++)
         if (g_have[l]) g_max = (msa_simd)l;
@@ -142,6 +163,17 @@ static void prep_job(void *arg, int ith, int nth) {
     for (int t = ith; t < j->n_tok; t += nth) j->k->prep(j->x + (size_t)t * j->n_in, j->n_in, j->act + (size_t)t * j->act_stride);
 }
 
+/* One chunk of rows of one product: every token block passes over the chunk's rows. */
+static void run_chunk(const job *j, int64_t c) {
+    int64_t r0 = c * j->chunk_rows;
+    int64_t nr = j->n_rows - r0 < j->chunk_rows ? j->n_rows - r0 : j->chunk_rows;
+    for (int t0 = 0; t0 < j->n_tok; t0 += j->tok_block) {
+        int nt = j->n_tok - t0 < j->tok_block ? j->n_tok - t0 : j->tok_block;
+        j->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
+                j->act_stride, nt, j->y + (size_t)t0 * j->ldy + r0, j->ldy);
+    }
+}
+
 static void gemm_job(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
@@ -149,21 +181,14 @@ static void gemm_job(void *arg, int ith, int nth) {
     for (;;) {
         int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->n_chunks) break;
-        int64_t r0 = c * j->chunk_rows;
-        int64_t nr = j->n_rows - r0 < j->chunk_rows ? j->n_rows - r0 : j->chunk_rows;
-        for (int t0 = 0; t0 < j->n_tok; t0 += j->tok_block) {
-            int nt = j->n_tok - t0 < j->tok_block ? j->n_tok - t0 : j->tok_block;
-            j->gemm(j->w + (size_t)r0 * j->row_bytes, j->row_bytes, j->n_in, nr, j->act + (size_t)t0 * j->act_stride,
-                       j->act_stride, nt, j->y + (size_t)t0 * j->ldy + r0, j->ldy);
-        }
+        run_chunk(j, c);
     }
 }
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-/* Chunking and the parallel run over already prepared activations. */
-static void run_gemm(msa_threadpool *tp, job *j) {
-    int nth = msa_threadpool_size(tp);
+/* Chunking of one product over nth threads (sets chunk_rows, n_chunks, tok_block). */
+static void plan_gemm(job *j, int nth) {
     /* Rows per chunk: decode wants enough chunks for balance (the weights stream once either way); prefill
      * wants each chunk's weights to stay in L2 while every token block passes over them. */
     int64_t chunk;
@@ -188,6 +213,12 @@ static void run_gemm(msa_threadpool *tp, job *j) {
     j->tok_block = tb < 4 ? 4 : tb > 256 ? 256 : (int)tb;
     /* Panel kernels decode each weight row once per token block: give them at least 8 groups to use it on. */
     if (j->panel) j->tok_block = j->tok_block < 128 ? 128 : (j->tok_block + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS * MSA_PANEL_TOKENS;
+}
+
+/* The parallel run of one product over already prepared activations. */
+static void run_gemm(msa_threadpool *tp, job *j) {
+    int nth = msa_threadpool_size(tp);
+    plan_gemm(j, nth);
     atomic_store_explicit(&j->next, 0, memory_order_relaxed);
     if (nth > 1 && j->n_chunks > 1)
         msa_threadpool_run(tp, gemm_job, j);
@@ -255,6 +286,79 @@ void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int6
         prep_job(&j, 0, 1);
         run_gemm(tp, &j);
     }
+}
+
+/* Several products over one activation: the chunks of all of them are taken from one counter. */
+typedef struct multi_job {
+    job *parts;              /* [n_parts], each planned */
+    int n_parts;
+    int64_t first[MSA_MATMUL_MULTI_MAX + 1]; /* first global chunk index of each part; first[n_parts] = total */
+    _Atomic int64_t next;
+} multi_job;
+
+static void multi_gemm_job(void *arg, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    multi_job *mj = arg;
+    int p = 0;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&mj->next, 1, memory_order_relaxed);
+        if (c >= mj->first[mj->n_parts]) break;
+        while (c >= mj->first[p + 1]) p++; /* chunks are handed out in increasing order */
+        run_chunk(&mj->parts[p], c - mj->first[p]);
+    }
+}
+
+void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *w, const float *x, float *const *y,
+                      int n_tok) {
+    pthread_once(&g_once, init_tables);
+    if (n_tok <= 0 || n_w <= 0) return;
+    const msa_kernel *k0 = &g_tables[g_level][w[0]->dtype];
+    int64_t n_in = w[0]->shape[w[0]->n_dims - 1];
+    /* Fusing needs one activation format for all; prefill (where the dispatch cost is amortised anyway and
+     * the panel layout may be used) goes product by product. */
+    int fuse = n_w <= MSA_MATMUL_MULTI_MAX && !(g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && k0->gemm_panel);
+    for (int i = 1; i < n_w && fuse; i++) {
+        const msa_kernel *ki = &g_tables[g_level][w[i]->dtype];
+        fuse = w[i]->shape[w[i]->n_dims - 1] == n_in && ki->prep == k0->prep && ki->prep_bytes == k0->prep_bytes &&
+               !(g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && ki->gemm_panel);
+    }
+    uint8_t *act = (uint8_t *)(uintptr_t)x;
+    size_t act_stride = (size_t)n_in * sizeof(float);
+    if (fuse && k0->prep) {
+        act_stride = k0->prep_bytes(n_in);
+        act = scratch(act_stride * (size_t)n_tok);
+        if (!act) fuse = 0;
+    }
+    if (!fuse) {
+        for (int i = 0; i < n_w; i++) msa_matmul(tp, w[i], x, y[i], n_tok);
+        return;
+    }
+    job parts[MSA_MATMUL_MULTI_MAX];
+    multi_job mj = {.parts = parts, .n_parts = n_w};
+    int nth = msa_threadpool_size(tp);
+    for (int i = 0; i < n_w; i++) {
+        job *j = &parts[i];
+        memset(j, 0, sizeof *j);
+        j->k = &g_tables[g_level][w[i]->dtype];
+        j->gemm = j->k->gemm;
+        j->x = x;
+        j->n_in = n_in;
+        j->act = act;
+        j->act_stride = act_stride;
+        j->row_bytes = msa_dtype_row_bytes(w[i]->dtype, n_in);
+        j->w = w[i]->data;
+        j->n_rows = w[i]->shape[0];
+        j->n_tok = n_tok;
+        j->y = y[i];
+        j->ldy = j->n_rows;
+        plan_gemm(j, nth);
+        mj.first[i + 1] = mj.first[i] + j->n_chunks;
+    }
+    if (k0->prep) prep_job(&parts[0], 0, 1);
+    atomic_store_explicit(&mj.next, 0, memory_order_relaxed);
+    if (nth > 1) msa_threadpool_run(tp, multi_gemm_job, &mj);
+    else multi_gemm_job(&mj, 0, 1);
 }
 
 void msa_matmul(msa_threadpool *tp, const msa_tensor *w, const float *x, float *y, int n_tok) {

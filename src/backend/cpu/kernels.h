@@ -5,7 +5,8 @@
  *   weights  activations used                     worst-case effect of the activation rounding
  *   f32      f32 as given                         none (f32 products, f32 accumulation)
  *   f16      f32 as given (weights widened)       none
- *   bf16     f32 as given (weights widened)       none (f32 FMA measured faster than vdpbf16ps here)
+ *   bf16     bf16 (round-half-even), as llama.cpp  |x' - x| <= |x|/256 (none for HF bf16 models, whose
+ *                                                 activations are bf16 already); vdpbf16ps on AVX512-BF16
  *   q8_0,    q8 blocks of 32: d = max|x|/127      |x' - x| <= d/2 per element (d kept in f32, not f16;
  *   q4_0,    (f32), q = round-half-even(x/d)      q4_1 also uses the exact integer sum of q per block)
  *   q4_1
@@ -35,6 +36,13 @@ void msa_matmul(msa_threadpool *tp, const msa_tensor *w, const float *x, float *
 /* The same over a row range of W: y[t, o - row0] for o in [row0, row0+n_rows) (used for vocab slices). */
 void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int64_t n_rows, const float *x,
                      float *y, int n_tok);
+
+/* ys[i] = ws[i] x for i < n_w (n_w <= MSA_MATMUL_MULTI_MAX), all ws[i] with the same n_in: the products of
+ * one layer that share an input (q/k/v, gate/up). For a decode step this converts x once and runs all rows
+ * of all products in one pool dispatch instead of n_w; each output is computed exactly as msa_matmul would. */
+#define MSA_MATMUL_MULTI_MAX 4
+void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *ws, const float *x, float *const *ys,
+                      int n_tok);
 
 /* Copy row r of W (an embedding table) as f32 into out[n_in]. */
 void msa_get_row_f32(const msa_tensor *w, int64_t r, float *out);

@@ -48,6 +48,8 @@ typedef enum msa_simd { MSA_SIMD_SCALAR = 0, MSA_SIMD_AVX2, MSA_SIMD_AVX512, MSA
 int msa_kernels_scalar(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx2(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
+/* The AVX512-BF16 entry for bf16 weights (kernels_bf16_avx512.c); 0 when the CPU lacks it. */
+int msa_kernels_avx512_bf16(msa_kernel *entry);
 
 /* Shared activation formats (the scalar definitions are the specification; SIMD preps must produce the
  * same bytes):
