@@ -137,12 +137,18 @@ static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, flo
         k = kf;
     }
     if (fold) { /* heads folded into one row per token (msa_route_query_prepare) */
-        enum { GROUP = 6 };                  /* the AVX-512 kernel's chunk tile */
-        const int n_groups = (nc + GROUP - 1) / GROUP;
+        /* in pieces of the AVX-512 kernel's tile (6 chunks x 4 rows), so that the prefetch of the next block is
+         * spread evenly over this one (a burst of hundreds of prefetches stalls on the fill buffers) */
+        enum { GROUP = 6, ROWS = 4 };
+        const int n_groups = (nc + GROUP - 1) / GROUP, n_rt = (q->n + ROWS - 1) / ROWS;
         for (int gi = 0; gi < n_groups; gi++) {
-            prefetch_part(next, next_bytes, gi, n_groups);
             int c = gi * GROUP, m = nc - c < GROUP ? nc - c : GROUP;
-            msa_route_dots(k + (size_t)c * kdim, (size_t)kdim, m, q->q, (size_t)q->dim, q->n, kdim, y + (size_t)c * n, n);
+            for (int ri = 0; ri < n_rt; ri++) {
+                prefetch_part(next, next_bytes, gi * n_rt + ri, n_groups * n_rt);
+                int t = ri * ROWS, r = q->n - t < ROWS ? q->n - t : ROWS;
+                msa_route_dots(k + (size_t)c * kdim, (size_t)kdim, m, q->q + (size_t)t * q->dim, (size_t)q->dim, r,
+                               kdim, y + (size_t)c * n + (size_t)t, n);
+            }
         }
         return;
     }
