@@ -58,7 +58,7 @@ static void round_bf16(float *x, size_t n) {
  * then the product rounded (Qwen3RMSNorm: weight * hidden.to(bf16)). */
 static void rmsnorm(float *y, const float *x, const float *w, int n, float eps, bool bf16) {
     double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]); /* f32 squares, as torch's x.pow(2) and ggml */
     float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     if (bf16) {
         for (int i = 0; i < n; i++) y[i] = bf16_round(w[i] * bf16_round(x[i] * scale));
@@ -68,7 +68,8 @@ static void rmsnorm(float *y, const float *x, const float *w, int n, float eps, 
 }
 
 /* Rotate one head vector in place with per-pair cos/sin. NEOX pairs (i, i+d/2); NORM pairs (2i, 2i+1). */
-static void rope_apply(float *v, const float *c, const float *s, int d, msa_rope_style style, bool bf16) {
+static void rope_apply(float *v, const float *c, const float *s, int d, msa_rope_style style, bool bf16,
+                       bool ggml) {
     int half = d / 2;
     for (int i = 0; i < half; i++) {
         int i0 = style == MSA_ROPE_NEOX ? i : 2 * i, i1 = style == MSA_ROPE_NEOX ? i + half : 2 * i + 1;
@@ -76,12 +77,120 @@ static void rope_apply(float *v, const float *c, const float *s, int d, msa_rope
         if (bf16) { /* q*cos + rotate_half(q)*sin, every elementwise op rounded */
             v[i0] = bf16_round(bf16_round(x0 * c[i]) + bf16_round(-x1 * s[i]));
             v[i1] = bf16_round(bf16_round(x1 * c[i]) + bf16_round(x0 * s[i]));
+        } else if (ggml) { /* ggml's rotate_pairs as gcc contracts it (-ffp-contract=fast) */
+            v[i0] = fmaf(x0, c[i], -(x1 * s[i]));
+            v[i1] = fmaf(x0, s[i], x1 * c[i]);
         } else {
             v[i0] = x0 * c[i] - x1 * s[i];
             v[i1] = x1 * c[i] + x0 * s[i];
         }
     }
 }
+
+/* ggml's vectorised expf (ggml_v_expf, AVX-512 build: 1.5 ulp) and silu, written out per element with the
+ * same fma steps so that GGUF models' SwiGLU rounds as llama.cpp's does. */
+static float ggml_expf(float x) {
+    const float r = 0x1.8p23f;
+    float z = fmaf(x, 0x1.715476p+0f, r);
+    float n = z - r;
+    float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    float u = b * b;
+    float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                   fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (fabsf(n) > 192) return n <= 0 ? 0.0f : INFINITY;
+    return ldexpf(j, (int)n);
+}
+
+static float ggml_silu(float x) { return x / (1.0f + ggml_expf(0.0f - x)); }
+
+/* g[i] = silu(g[i]) * u[i] over one row as ggml_vec_swiglu_f32 does it: 16 at a time with ggml_v_expf, the
+ * last n % 16 with libm's expf. */
+static void swiglu_ggml_scalar(float *g, const float *u, int n) {
+    int i = 0;
+    for (; i < (n & ~15); i++) g[i] = ggml_silu(g[i]) * u[i];
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* ggml_vec_dot_f16's order (AVX-512 build) for n a multiple of 64: 4 x 16 lanes of products summed per lane
+ * over the 64-element steps, lanes folded (x0+x2, x1+x3, then +), then _mm512_reduce_add_ps's tree; the
+ * rest (n % 64) added one by one in double, as ggml does. */
+static float dot_ggml_f16(const float *a, const float *b, int n) {
+    float acc[64] = {0};
+    int np = n & ~63;
+    for (int i = 0; i < np; i += 64)
+        for (int l = 0; l < 64; l++) acc[l] = fmaf(a[i + l], b[i + l], acc[l]);
+    double sum = 0;
+    if (np) {
+        float r[16], t8[8], t4[4];
+        for (int l = 0; l < 16; l++) r[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l]);
+        for (int l = 0; l < 8; l++) t8[l] = r[l] + r[l + 8];
+        for (int l = 0; l < 4; l++) t4[l] = t8[l] + t8[l + 4];
+        sum = (t4[0] + t4[2]) + (t4[1] + t4[3]);
+    }
+    for (int i = np; i < n; i++) sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define TARGET512 __attribute__((target("avx512f,avx512dq,fma")))
+/* The same two with AVX-512 (ggml_v_expf / ggml_v_silu literally; results identical to the scalar forms). */
+TARGET512 static __m512 ggml_v_expf512(__m512 x) {
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0F)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (_mm512_kortestz(d, d)) return res;
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+                                           _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(d, res, alt);
+}
+
+TARGET512 static void swiglu_ggml_avx512(float *g, const float *u, int n) {
+    int i = 0;
+    for (; i + 15 < n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 e = ggml_v_expf512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        __m512 silu = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1), e));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(silu, _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+TARGET512 static float dot_ggml_f16_avx512(const float *a, const float *b, int n) {
+    int np = n & ~63;
+    double sum = 0;
+    if (np) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < np; i += 64) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+        }
+        __m512 v = _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+        __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        sum = _mm_cvtss_f32(q);
+    }
+    for (int i = np; i < n; i++) sum += (double)(a[i] * b[i]);
+    return (float)sum;
+}
+#endif
+
+typedef float (*dot_ggml_fn)(const float *a, const float *b, int n);
+typedef void (*swiglu_fn)(float *g, const float *u, int n);
+static dot_ggml_fn dot_ggml = dot_ggml_f16;
+static swiglu_fn swiglu_ggml = swiglu_ggml_scalar;
 
 static void pick_vector_helpers(void);
 
@@ -359,6 +468,11 @@ static void pick_vector_helpers(void) {
             vec_f16_fma = f16_fma_f16c;
         }
     }
+    if (!(force && (!strcmp(force, "scalar") || !strcmp(force, "avx2"))) && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq")) {
+        dot_ggml = dot_ggml_f16_avx512;
+        swiglu_ggml = swiglu_ggml_avx512;
+    }
 #endif
 }
 
@@ -388,7 +502,7 @@ static void attention_llamacpp_one(const msa_session *s, const float *q, float *
         if (e >= nex && !key_visible(s, e - nex, qslot, qseq)) continue;
         const float *kk = e < nex ? ek + (size_t)e * D : kc + (size_t)(e - nex) * D;
         const float *vv = e < nex ? ev + (size_t)e * D : vc + (size_t)(e - nex) * D;
-        float sc = vec_dot(q16, kk, D) * scale, ms = 1.0f, vs = 1.0f;
+        float sc = dot_ggml(q16, kk, D) * scale, ms = 1.0f, vs = 1.0f;
         if (sc > M) {
             ms = expf(M - sc);
             M = sc;
@@ -397,7 +511,7 @@ static void attention_llamacpp_one(const msa_session *s, const float *q, float *
             vs = expf(sc - M);
         }
         vec_f16_fma(acc, vv, vs, D);
-        S = S * ms + vs;
+        S = fmaf(S, ms, vs); /* S*ms + vs, contracted in ggml's build */
     }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
     for (int u = 0; u < D; u++) out[u] = acc[u] * inv;
@@ -507,10 +621,12 @@ static void rope_tables(msa_session *s, int n) {
     const msa_hparams *hp = &s->model->hp;
     const int h2 = hp->head_dim / 2;
     const bool bf16 = s->model->bf16_acts;
+    /* GGUF: ggml_rope_cache_init's angle, theta = p * theta_scale^k by repeated f32 multiplication */
+    const float theta_scale = powf(s->model->hp.rope_theta, -2.0f / (float)hp->head_dim);
     for (int i = 0; i < n; i++) {
-        float p = (float)s->b_pos[i];
-        for (int k = 0; k < h2; k++) {
-            float a = s->inv_freq[k] * p; /* fp32 angle as transformers (inv_freq @ position_ids) */
+        float p = (float)s->b_pos[i], theta = p;
+        for (int k = 0; k < h2; k++, theta *= theta_scale) {
+            float a = s->model->llamacpp_attn ? theta : s->inv_freq[k] * p; /* transformers: inv_freq @ position_ids */
             float c = cosf(a), sn = sinf(a);
             s->rope_cos[(size_t)i * h2 + k] = bf16 ? bf16_round(c) : c;
             s->rope_sin[(size_t)i * h2 + k] = bf16 ? bf16_round(sn) : sn;
@@ -544,12 +660,12 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
         for (int h = 0; h < H; h++) {
             float *qh = s->q + (size_t)i * Dq + (size_t)h * D;
             if (L->q_norm) rmsnorm(qh, qh, L->q_norm, D, hp->rms_eps, bf16);
-            rope_apply(qh, c, sn, D, hp->rope_style, bf16);
+            rope_apply(qh, c, sn, D, hp->rope_style, bf16, m->llamacpp_attn);
         }
         for (int h = 0; h < KV; h++) {
             float *kh = s->k + (size_t)i * Dkv + (size_t)h * D;
             if (L->k_norm) rmsnorm(kh, kh, L->k_norm, D, hp->rms_eps, bf16);
-            rope_apply(kh, c, sn, D, hp->rope_style, bf16);
+            rope_apply(kh, c, sn, D, hp->rope_style, bf16, m->llamacpp_attn);
         }
     }
     if (m->llamacpp_attn) /* llama.cpp keeps its KV cache in f16 */
@@ -578,16 +694,19 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
         rmsnorm(s->xn + (size_t)i * E, s->x + (size_t)i * E, L->ffn_norm, E, hp->rms_eps, bf16);
     msa_matmul_multi(tp, 2, (const msa_tensor *const[]){L->w_gate, L->w_up}, s->xn, (float *const[]){s->gate, s->up},
                      n);
-    for (size_t i = 0; i < (size_t)n * F; i++) {
-        float g = s->gate[i], u = s->up[i];
-        if (bf16) {
-            g = bf16_round(g);
-            g = bf16_round(g / (1.0f + expf(-g)));
-            s->gate[i] = bf16_round(g * bf16_round(u));
-        } else {
-            s->gate[i] = g / (1.0f + expf(-g)) * u;
+    if (m->llamacpp_attn && !bf16) /* GGUF: ggml's SwiGLU, row by row */
+        for (int i = 0; i < n; i++) swiglu_ggml(s->gate + (size_t)i * F, s->up + (size_t)i * F, F);
+    else
+        for (size_t i = 0; i < (size_t)n * F; i++) {
+            float g = s->gate[i], u = s->up[i];
+            if (bf16) {
+                g = bf16_round(g);
+                g = bf16_round(g / (1.0f + expf(-g)));
+                s->gate[i] = bf16_round(g * bf16_round(u));
+            } else {
+                s->gate[i] = g / (1.0f + expf(-g)) * u;
+            }
         }
-    }
     msa_matmul(tp, L->w_down, s->gate, s->tmp, n);
     for (size_t i = 0; i < (size_t)n * E; i++)
         s->x[i] = bf16 ? bf16_round(s->x[i] + bf16_round(s->tmp[i])) : s->x[i] + s->tmp[i];

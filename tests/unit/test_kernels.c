@@ -96,79 +96,171 @@ static void make_acts(float *x, int n_tok, int64_t n_in) {
         }
 }
 
-/* The documented activation rounding for weights of dtype t; also returns the per-element rounding bound. */
-static void round_acts(msa_dtype t, const float *x, int64_t n, float *xr, float *err) {
-    if (t == MSA_DTYPE_Q8_0 || t == MSA_DTYPE_Q4_0 || t == MSA_DTYPE_Q4_1) {
-        for (int64_t b = 0; b < n; b += 32) {
-            float amax = 0;
-            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));
-            float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-            for (int j = 0; j < 32; j++) {
-                xr[b + j] = d * nearbyintf(x[b + j] * id);
-                err[b + j] = d * 0.5f * 1.0001f;
-            }
+static int is_quant(msa_dtype t) { return t == MSA_DTYPE_Q8_0 || t == MSA_DTYPE_Q4_0 || t == MSA_DTYPE_Q4_1; }
+
+static float f16r(float v) { return msa_f16_to_f32(msa_f32_to_f16(v)); }
+
+/* Float weights: bf16 weights take bf16 activations (round half to even, as llama.cpp), f32/f16 f32 as given. */
+static float act_round(msa_dtype t, float x) { return t == MSA_DTYPE_BF16 ? msa_bf16_to_f32(msa_f32_to_bf16(x)) : x; }
+
+/* The documented activation rounding (kernels.h: llama.cpp's q8 blocks), written out independently of the
+ * kernels: per block q, the fp16 scale dx and the fp16 s = fp16(d * sum q). */
+typedef struct q8ref {
+    int8_t *q;
+    float *dx, *sx;
+    double *d; /* amax / 127 before the fp16 rounding */
+} q8ref;
+
+static void q8_round(const float *x, int64_t n, q8ref *o) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int v = (int)nearbyintf(x[b * 32 + j] * id);
+            o->q[b * 32 + j] = (int8_t)v;
+            sum += v;
         }
-    } else if (t == MSA_DTYPE_BF16) { /* bf16 weights take bf16 activations (round half to even) */
-        for (int64_t i = 0; i < n; i++) {
-            xr[i] = msa_bf16_to_f32(msa_f32_to_bf16(x[i]));
-            err[i] = fabsf(x[i]) * (1.0f / 256.0f);
-        }
-    } else {
-        memcpy(xr, x, (size_t)n * 4);
-        memset(err, 0, (size_t)n * 4);
+        o->dx[b] = f16r(d);
+        o->sx[b] = f16r(d * (float)sum);
+        o->d[b] = (double)amax / 127.0;
     }
 }
 
-/* One product through msa_matmul_rows; returns the number of elements outside tolerance. */
+/* Weight block b of a quantized row: w'[32] (Q8_0 value, Q4_0 nibble - 8, Q4_1 nibble), scale and minimum. */
+static void q_block(msa_dtype t, const uint8_t *row, int64_t b, int wq[32], float *dw, float *mw) {
+    size_t bb = t == MSA_DTYPE_Q8_0 ? 34 : t == MSA_DTYPE_Q4_0 ? 18 : 20;
+    const uint8_t *p = row + (size_t)b * bb;
+    uint16_t h;
+    memcpy(&h, p, 2);
+    *dw = msa_f16_to_f32(h);
+    *mw = 0;
+    if (t == MSA_DTYPE_Q8_0) {
+        for (int j = 0; j < 32; j++) wq[j] = (int8_t)p[2 + j];
+        return;
+    }
+    const uint8_t *qs = p + (t == MSA_DTYPE_Q4_1 ? 4 : 2);
+    int off = t == MSA_DTYPE_Q4_0 ? 8 : 0;
+    for (int j = 0; j < 16; j++) {
+        wq[j] = (qs[j] & 0xf) - off;
+        wq[j + 16] = (qs[j] >> 4) - off;
+    }
+    if (t == MSA_DTYPE_Q4_1) {
+        memcpy(&h, p + 2, 2);
+        *mw = msa_f16_to_f32(h);
+    }
+}
+
+/* The exact f32 result every path must produce (kernels_impl.h, msa_q_dot: llama.cpp's vec_dot order). */
+static float q_exact(msa_dtype t, const uint8_t *row, int64_t n_in, const q8ref *x) {
+    float acc[8] = {0}, m = 0;
+    for (int64_t b = 0; b < n_in / 32; b++) {
+        int wq[32];
+        float dw, mw;
+        q_block(t, row, b, wq, &dw, &mw);
+        float scale = dw * x->dx[b];
+        for (int j = 0; j < 8; j++) {
+            int p = 0;
+            for (int k = 4 * j; k < 4 * j + 4; k++) p += wq[k] * x->q[b * 32 + k];
+            acc[j] = fmaf(scale, (float)p, acc[j]);
+        }
+        if (t == MSA_DTYPE_Q4_1) m = fmaf(mw, x->sx[b], m);
+    }
+    float h = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    return h + m;
+}
+
+/* Double-precision references for a quantized row: tight (the rounded activations, summed in double), its
+ * magnitude, and the bound on |result - raw product| that the documented rounding allows. */
+static void q_double(msa_dtype t, const uint8_t *row, const float *xraw, int64_t n_in, const q8ref *x, double *tight,
+                     double *mag, double *raw, double *bound) {
+    *tight = *mag = *raw = *bound = 0;
+    for (int64_t b = 0; b < n_in / 32; b++) {
+        int wq[32];
+        float dw, mw;
+        q_block(t, row, b, wq, &dw, &mw);
+        double e = x->d[b] * 0.5 * 1.0001 + 127.0 * fabs(x->d[b] - x->dx[b]); /* |x - dx q| per element */
+        int sum = 0;
+        for (int k = 0; k < 32; k++) {
+            double term = (double)dw * x->dx[b] * wq[k] * x->q[b * 32 + k];
+            double wk = (double)dw * wq[k] + mw;
+            *tight += term;
+            *mag += fabs(term);
+            *raw += wk * xraw[b * 32 + k];
+            *bound += fabs(wk) * e;
+            sum += x->q[b * 32 + k];
+        }
+        if (t == MSA_DTYPE_Q4_1) {
+            *tight += (double)mw * x->sx[b];
+            *mag += fabs((double)mw * x->sx[b]);
+            *bound += fabs((double)mw) * fabs((double)x->dx[b] * sum - x->sx[b]); /* the fp16 rounding of s */
+        }
+    }
+}
+
+/* One product through msa_matmul_rows; returns the number of elements outside tolerance. Quantized weights
+ * must match q_exact bit for bit; float weights the double reference to 1e-5 of sum|w*x|. */
 static int check_case(msa_threadpool *tp, msa_dtype dt, int64_t n_out, int64_t n_in, int n_tok, int64_t row0,
                       int64_t n_rows) {
     size_t bytes;
     uint8_t *wdata = make_weights(dt, n_out, n_in, &bytes);
     msa_tensor w = {.name = "w", .dtype = dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
-    float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
-    float *xr = malloc(sizeof(float) * (size_t)(n_tok * n_in));
-    float *xe = malloc(sizeof(float) * (size_t)(n_tok * n_in));
+    size_t nx = (size_t)n_tok * (size_t)n_in, nb = nx / 32 + 1;
+    float *x = malloc(sizeof(float) * nx);
     float *y = malloc(sizeof(float) * (size_t)(n_tok * n_rows));
     float *wrow = malloc(sizeof(float) * (size_t)n_in);
+    q8ref xr = {malloc(nx), malloc(nb * 4), malloc(nb * 4), malloc(nb * 8)};
     make_acts(x, n_tok, n_in);
-    for (int t = 0; t < n_tok; t++) round_acts(dt, x + t * n_in, n_in, xr + t * n_in, xe + t * n_in);
     for (int64_t i = 0; i < n_tok * n_rows; i++) y[i] = NAN;
     if (row0 == 0 && n_rows == n_out) msa_matmul(tp, &w, x, y, n_tok);
     else msa_matmul_rows(tp, &w, row0, n_rows, x, y, n_tok);
     int bad = 0;
     size_t rb = msa_dtype_row_bytes(dt, n_in);
-    for (int64_t r = 0; r < n_rows; r++) {
-        msa_row_to_f32(dt, wdata + (size_t)(row0 + r) * rb, wrow, n_in);
-        for (int t = 0; t < n_tok; t++) {
+    for (int t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * n_in;
+        int64_t bt = t * (n_in / 32);
+        q8ref xq = {xr.q + t * n_in, xr.dx + bt, xr.sx + bt, xr.d + bt};
+        if (is_quant(dt)) q8_round(xt, n_in, &xq);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const uint8_t *row = wdata + (size_t)(row0 + r) * rb;
             double tight = 0, mag = 0, raw = 0, bound = 0;
-            for (int64_t i = 0; i < n_in; i++) {
-                double wi = wrow[i];
-                tight += wi * xr[t * n_in + i];
-                mag += fabs(wi * xr[t * n_in + i]);
-                raw += wi * x[t * n_in + i];
-                bound += fabs(wi) * xe[t * n_in + i];
+            float got = y[t * n_rows + r], exact = 0;
+            if (is_quant(dt)) {
+                q_double(dt, row, xt, n_in, &xq, &tight, &mag, &raw, &bound);
+                exact = q_exact(dt, row, n_in, &xq);
+            } else {
+                msa_row_to_f32(dt, row, wrow, n_in);
+                for (int64_t i = 0; i < n_in; i++) {
+                    double xi = act_round(dt, xt[i]);
+                    tight += (double)wrow[i] * xi;
+                    mag += fabs((double)wrow[i] * xi);
+                    raw += (double)wrow[i] * xt[i];
+                    bound += fabs((double)wrow[i] * (xt[i] - xi));
+                }
             }
-            double got = y[t * n_rows + r];
             double tol = 1e-5 * mag + 1e-30;
-            if (!(fabs(got - tight) <= tol) || !(fabs(got - raw) <= bound + tol)) {
+            int ok = fabs(got - tight) <= tol && fabs(got - raw) <= bound + tol;
+            if (is_quant(dt)) ok = ok && memcmp(&got, &exact, 4) == 0;
+            if (!ok) {
                 if (bad < 3)
-                    fprintf(stderr, "  %s/%s n_out=%lld n_in=%lld n_tok=%d row %lld tok %d: got %.9g, tight %.9g (tol %.3g), raw %.9g (bound %.3g)\n",
+                    fprintf(stderr, "  %s/%s n_out=%lld n_in=%lld n_tok=%d row %lld tok %d: got %.9g, exact %.9g, tight %.9g (tol %.3g), raw %.9g (bound %.3g)\n",
                             msa_cpu_simd_name(), msa_dtype_name(dt), (long long)n_out, (long long)n_in, n_tok,
-                            (long long)(row0 + r), t, got, tight, tol, raw, bound + tol);
+                            (long long)(row0 + r), t, got, exact, tight, tol, raw, bound + tol);
                 bad++;
             }
         }
     }
     free(wdata);
     free(x);
-    free(xr);
-    free(xe);
     free(y);
     free(wrow);
+    free(xr.q);
+    free(xr.dx);
+    free(xr.sx);
+    free(xr.d);
     return bad;
 }
-
-static int is_quant(msa_dtype t) { return t == MSA_DTYPE_Q8_0 || t == MSA_DTYPE_Q4_0 || t == MSA_DTYPE_Q4_1; }
 
 /* Random shapes for every dtype on the current SIMD level. */
 static void random_shapes(msa_threadpool *tp, int n_cases) {
@@ -225,32 +317,49 @@ TEST(kernels_threads_and_row_slices) {
     }
 }
 
-/* Extreme activations: huge and tiny magnitudes, exact ties for the q8 rounding, NaN-free. */
+/* Extreme activations: huge (up to the fp16 scale's range: amax <= 65504 * 127, |d * sum q| <= 65504) and tiny magnitudes (whose
+ * fp16 scale underflows to 0 or to a subnormal), exact ties for the q8 rounding; float weights take 1e30. */
 static void extremes(msa_threadpool *tp, int n) {
     (void)tp;
     (void)n;
     for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
-        int64_t n_in = 64, n_out = 5;
+        int64_t n_in = 96, n_out = 5;
         size_t bytes;
         uint8_t *wdata = make_weights((msa_dtype)dt, n_out, n_in, &bytes);
         msa_tensor w = {.name = "w", .dtype = (msa_dtype)dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
-        float x[2 * 64], xr[64], xe[64], y[2 * 5], wrow[64];
-        for (int i = 0; i < 64; i++) x[i] = (i % 3 == 0) ? 1e30f * (i & 1 ? -1 : 1) : 1e-30f * (float)i;
-        for (int i = 0; i < 64; i++) x[64 + i] = (float)(i - 32) * 0.5f; /* amax 16: many x/d are exact halves */
+        float x[2 * 96], y[2 * 5], wrow[96];
+        int8_t q[96];
+        float dx[3], sx[3];
+        double d[3];
+        /* Q4_1 also needs the fp16 s = d * sum q in range: the first block's q sum to 127 */
+        float big = dt == MSA_DTYPE_Q4_1 ? 6e4f : is_quant((msa_dtype)dt) ? 8e6f : 1e30f;
+        for (int i = 0; i < 64; i++) x[i] = (i % 3 == 0) ? big * (i & 1 ? -1 : 1) : 1e-30f * (float)i;
+        for (int i = 64; i < 96; i++) x[i] = 1e-6f * (float)(i - 80); /* fp16 scale subnormal */
+        for (int i = 0; i < 96; i++) x[96 + i] = (float)(i % 64 - 32) * 0.5f; /* many x/d are exact halves */
         for (int i = 0; i < 10; i++) y[i] = NAN;
         msa_matmul(NULL, &w, x, y, 2);
         for (int t = 0; t < 2; t++) {
-            round_acts((msa_dtype)dt, x + 64 * t, 64, xr, xe);
+            q8ref xq = {q, dx, sx, d};
+            if (is_quant((msa_dtype)dt)) q8_round(x + 96 * t, n_in, &xq);
             for (int r = 0; r < n_out; r++) {
-                msa_row_to_f32((msa_dtype)dt, wdata + (size_t)r * msa_dtype_row_bytes((msa_dtype)dt, n_in), wrow, n_in);
+                const uint8_t *row = wdata + (size_t)r * msa_dtype_row_bytes((msa_dtype)dt, n_in);
+                float got = y[t * 5 + r];
+                int ok;
                 double ref = 0, mag = 0;
-                for (int i = 0; i < 64; i++) {
-                    ref += (double)wrow[i] * xr[i];
-                    mag += fabs((double)wrow[i] * xr[i]);
+                if (is_quant((msa_dtype)dt)) {
+                    ref = q_exact((msa_dtype)dt, row, n_in, &xq);
+                    ok = isfinite(got) && memcmp(&got, &(float){(float)ref}, 4) == 0;
+                } else {
+                    msa_row_to_f32((msa_dtype)dt, row, wrow, n_in);
+                    for (int i = 0; i < n_in; i++) {
+                        ref += (double)wrow[i] * act_round((msa_dtype)dt, x[96 * t + i]);
+                        mag += fabs((double)wrow[i] * act_round((msa_dtype)dt, x[96 * t + i]));
+                    }
+                    ok = fabs(got - ref) <= 1e-5 * mag;
                 }
-                if (!(fabs(y[t * 5 + r] - ref) <= 1e-5 * mag)) {
+                if (!ok) {
                     fprintf(stderr, "  %s/%s extreme tok %d row %d: got %.9g want %.9g\n", msa_cpu_simd_name(),
-                            msa_dtype_name((msa_dtype)dt), t, r, y[t * 5 + r], ref);
+                            msa_dtype_name((msa_dtype)dt), t, r, got, ref);
                     test_case_failed = 1;
                 }
             }
@@ -260,6 +369,108 @@ static void extremes(msa_threadpool *tp, int n) {
 }
 
 TEST(kernels_extreme_activations) { each_level(extremes, NULL, 0); }
+
+/* Batch invariance: a token's outputs are bit-identical whether it is computed alone or inside batches of
+ * any size at any offset, with any thread count (every dtype, every SIMD path, the default kernel choice). */
+static void batch_invariance(msa_threadpool *tp, int n) {
+    (void)n;
+    static const int sizes[] = {1, 7, 8, 15, 16, 17, 33, 100};
+    enum { NT = 100 };
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
+        int64_t n_out = 67, n_in = is_quant((msa_dtype)dt) ? 320 : 203;
+        size_t bytes;
+        uint8_t *wdata = make_weights((msa_dtype)dt, n_out, n_in, &bytes);
+        msa_tensor w = {.name = "w", .dtype = (msa_dtype)dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
+        float *x = malloc(sizeof(float) * NT * (size_t)n_in);
+        float *alone = malloc(sizeof(float) * NT * (size_t)n_out), *y = malloc(sizeof(float) * NT * (size_t)n_out);
+        make_acts(x, NT, n_in);
+        for (int t = 0; t < NT; t++) msa_matmul(NULL, &w, x + (size_t)t * n_in, alone + (size_t)t * n_out, 1);
+        int bad = 0;
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            int b = sizes[k];
+            for (int off = 0; off + b <= NT; off += b > 50 ? NT : 23 + b) {
+                msa_matmul(tp, &w, x + (size_t)off * n_in, y, b);
+                if (memcmp(y, alone + (size_t)off * n_out, sizeof(float) * (size_t)b * (size_t)n_out) != 0) {
+                    if (bad < 3)
+                        fprintf(stderr, "  %s/%s: batch of %d at offset %d differs from tokens alone\n",
+                                msa_cpu_simd_name(), msa_dtype_name((msa_dtype)dt), b, off);
+                    bad++;
+                }
+            }
+        }
+        CHECK(bad == 0);
+        free(wdata);
+        free(x);
+        free(alone);
+        free(y);
+    }
+}
+
+static void each_level_default(void (*fn)(msa_threadpool *, int), msa_threadpool *tp, int n) {
+    msa_simd saved = msa_cpu_simd();
+    for (int l = 0; l <= (int)msa_cpu_simd_max(); l++) {
+        if (!msa_cpu_set_simd((msa_simd)l)) continue;
+        fn(tp, n);
+    }
+    msa_cpu_set_simd(saved);
+}
+
+TEST(kernels_batch_invariant) {
+    each_level_default(batch_invariance, NULL, 0);
+    for (int nth = 2; nth <= 3; nth++) {
+        msa_threadpool *tp = NULL;
+        CHECK(msa_threadpool_new(nth, &tp) == MSA_OK);
+        if (!tp) return;
+        each_level_default(batch_invariance, tp, 0);
+        msa_threadpool_free(tp);
+    }
+}
+
+/* Quantized results are the same bits on every path (they all follow msa_q_dot's order). */
+TEST(kernels_quantized_paths_identical) {
+    msa_simd saved = msa_cpu_simd();
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
+        if (!is_quant((msa_dtype)dt)) continue;
+        int64_t n_out = 45, n_in = 576;
+        int n_tok = 19;
+        size_t bytes;
+        uint8_t *wdata = make_weights((msa_dtype)dt, n_out, n_in, &bytes);
+        msa_tensor w = {.name = "w", .dtype = (msa_dtype)dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
+        float *x = malloc(sizeof(float) * (size_t)n_tok * n_in);
+        float *ref = malloc(sizeof(float) * (size_t)n_tok * n_out), *y = malloc(sizeof(float) * (size_t)n_tok * n_out);
+        make_acts(x, n_tok, n_in);
+        msa_cpu_set_simd(MSA_SIMD_SCALAR);
+        msa_matmul(NULL, &w, x, ref, n_tok);
+        for (int l = 1; l <= (int)msa_cpu_simd_max(); l++) {
+            if (!msa_cpu_set_simd((msa_simd)l)) continue;
+            msa_matmul(NULL, &w, x, y, n_tok);
+            CHECK(memcmp(y, ref, sizeof(float) * (size_t)n_tok * n_out) == 0);
+        }
+        free(wdata);
+        free(x);
+        free(ref);
+        free(y);
+    }
+    msa_cpu_set_simd(saved);
+}
+
+/* msa_f32_to_f16 (the scalar spec's fp16 rounding) equals the F16C instruction the SIMD preps use. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("f16c"))) static uint16_t f16c_round(float v) { return (uint16_t)_cvtss_sh(v, 0); }
+TEST(kernels_f16_rounding_matches_f16c) {
+    if (msa_cpu_simd_max() < MSA_SIMD_AVX2) SKIP("no F16C on this CPU");
+    int bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t u = next_u32() ^ ((uint32_t)next_u32() << 16);
+        float v;
+        memcpy(&v, &u, 4);
+        if (isnan(v)) continue;
+        bad += msa_f32_to_f16(v) != f16c_round(v);
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+#endif
 
 TEST(kernels_get_row) {
     for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
@@ -353,6 +564,11 @@ int main(void) {
     RUN(kernels_threads_and_row_slices);
     RUN(kernels_extreme_activations);
     RUN(kernels_get_row);
+    RUN(kernels_batch_invariant);
+    RUN(kernels_quantized_paths_identical);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    RUN(kernels_f16_rounding_matches_f16c);
+#endif
     RUN(kernels_multi_equals_single);
     return test_summary();
 }

@@ -7,17 +7,24 @@
  *   f16      f32 as given (weights widened)       none
  *   bf16     bf16 (round-half-even), as llama.cpp  |x' - x| <= |x|/256 (none for HF bf16 models, whose
  *                                                 activations are bf16 already); vdpbf16ps on AVX512-BF16
- *   q8_0,    q8 blocks of 32: d = max|x|/127      |x' - x| <= d/2 per element (d kept in f32, not f16;
- *   q4_0,    (f32), q = round-half-even(x/d)      q4_1 also uses the exact integer sum of q per block)
- *   q4_1
+ *   q8_0,    q8 blocks of 32 (llama.cpp's Q8_0/   |x' - x| <= d/2 + 127 |d - fp16(d)| per element, d = amax/127;
+ *   q4_0,    Q8_1): q = round-half-even(x *       Q4_1 also uses s = fp16(d * sum q) for the block's x sum
+ *   q4_1     127/amax), scale fp16(amax/127)      (the fp16 scale limits |x| to ~8e6 and |d sum q| to 65504)
  *
- * Products of the weights with x' are exact for the quantized dtypes (integer dot products per block, then
- * one f32 scale d_w*d_x per block) and f32 multiply-adds otherwise; accumulation is f32 in an order that
- * depends on the SIMD path, so paths agree to about 1e-6 of sum|w*x'|, not bit for bit. Within one path
- * the order per output does not depend on n_tok or on the other tokens of the batch (batch-invariant) —
- * unless the AVX-512 panel kernels for prefill are switched on (MSA_PANEL=1): they are 2-2.5x faster for
- * n_tok >= 8 but sum in another order. tests/unit/test_kernels.c checks every dtype on every path (panel
- * on and off) against a double-precision reference with exactly this rounding. */
+ * Quantized weights deliberately follow llama.cpp (ggml-cpu, x86 AVX2/AVX-512 builds) bit for bit, so that a
+ * GGUF model's greedy tokens can equal llama.cpp's: the activation rounding above is its quantize_row_q8_0/
+ * q8_1, and each output is summed in the f32 order of its ggml_vec_dot_q8_0_q8_0 / q4_1_q8_1 (8 lanes of
+ * 4-element integer dot products, one fma per block and lane, a fixed 8-lane reduction, plus Q4_1's minimum
+ * term fma'd block by block; kernels_impl.h spells it out). Every path (scalar, AVX2, AVX-512, every tile
+ * shape and thread count) computes exactly that, so quantized results are bit-identical across paths and
+ * batch-invariant: a (row, token) output does not depend on n_tok or the other tokens of the batch.
+ * llama.cpp's repacked (Q4_0 on AVX2) and llamafile-sgemm (Q8_0/Q4_0 with n_tok >= 2) paths sum in other
+ * orders; Q4_1, the default model's dtype, and any matmul with one token use vec_dot there.
+ *
+ * Float weights: f32 multiply-adds, accumulated in an order that depends on the SIMD path (paths agree to
+ * about 1e-6 of sum|w*x|), batch-invariant within a path unless the AVX-512 float panel kernels are switched
+ * on (MSA_PANEL=1). tests/unit/test_kernels.c checks every dtype on every path: quantized ones bit for bit
+ * against an independent implementation of the order above, float ones against a double-precision sum. */
 #ifndef MSA_BACKEND_CPU_KERNELS_H
 #define MSA_BACKEND_CPU_KERNELS_H
 

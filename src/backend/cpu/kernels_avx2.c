@@ -2,6 +2,7 @@
  * function, chosen at run time). Each gemm walks tiles of up to 4 weight rows x 2 tokens so a weight vector
  * loaded (and decoded) once is used for both tokens, and 4 rows are in flight for memory parallelism.
  * Numerics follow kernels_scalar.c exactly in the activation formats; only the summation order differs. */
+#include <math.h>
 #include <string.h>
 
 #include "backend/cpu/kernels_impl.h"
@@ -30,12 +31,12 @@ INLINE float f16_load(const uint8_t *p) {
 
 /* ---- activation preparation ---- */
 
-/* q8 blocks, byte-identical to the scalar prep: same division, reciprocal and half-even rounding. */
+/* q8 blocks, byte-identical to the scalar prep (and to llama.cpp's quantize_row_q8_1 on x86). */
 TARGET static void prep_q8(const float *x, int64_t n_in, void *out) {
     int64_t nb = n_in / MSA_QK;
     int8_t *q = out;
     float *d = (float *)((uint8_t *)out + n_in);
-    int32_t *sum = (int32_t *)((uint8_t *)out + n_in + nb * 4);
+    float *sx = d + nb;
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < nb; b++) {
         const float *xb = x + b * MSA_QK;
@@ -48,7 +49,7 @@ TARGET static void prep_q8(const float *x, int64_t n_in, void *out) {
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         float amax = _mm_cvtss_f32(m4);
         float db = amax / 127.0f;
-        float id = db != 0 ? 1.0f / db : 0.0f;
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
         __m256 idv = _mm256_set1_ps(id);
         __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, idv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, idv));
         __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, idv)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, idv));
@@ -61,8 +62,8 @@ TARGET static void prep_q8(const float *x, int64_t n_in, void *out) {
         __m256i p = _mm256_packs_epi16(p01, p23);
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(q + b * MSA_QK), p);
-        d[b] = db;
-        sum[b] = _mm_cvtsi128_si32(s4);
+        d[b] = _cvtsh_ss(_cvtss_sh(db, 0));
+        sx[b] = _cvtsh_ss(_cvtss_sh(db * (float)_mm_cvtsi128_si32(s4), 0));
     }
 }
 
@@ -131,37 +132,38 @@ INLINE void tile_float(int kind, int nr, int nt, const uint8_t *w, size_t rb, in
 
 /* ---- quantized weights against q8 activations ---- */
 
-/* 32 weights of one block as bytes: unsigned nibbles (Q4_x) or |w| (Q8_0, with its sign moved onto x). */
+/* 32 Q4 weights of one block as unsigned bytes in element order (low nibbles, then high nibbles). */
 INLINE __m256i q4_bytes(const uint8_t *qs) {
     __m128i v = _mm_loadu_si128((const __m128i *)qs);
     const __m256i m = _mm256_set1_epi8(0x0f);
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m);
 }
 
+/* Lane j = exact integer sum of u[k] * s[k], k = 4j..4j+3 (|u*s| pair sums stay below 2^15 for these inputs). */
 INLINE __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+/* msa_q_dot's order (kernels_impl.h): one 8-lane accumulator per (row, token), exactly as llama.cpp. */
 INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, int64_t n_in, const uint8_t *act,
                    size_t as, float *y, int64_t ldy) {
     int64_t nb = n_in / MSA_QK;
     const int8_t *xq[T];
-    const float *xd[T];
-    const int32_t *xs[T];
+    const float *xd[T], *xs[T];
 #pragma GCC unroll 2
     for (int t = 0; t < nt; t++) msa_q8_prep_layout(act + (size_t)t * as, n_in, &xq[t], &xd[t], &xs[t]);
     __m256 acc[R][T];
-    float corr[R][T];
+    float msum[R][T];
 #pragma GCC unroll 4
     for (int r = 0; r < nr; r++)
 #pragma GCC unroll 2
         for (int t = 0; t < nt; t++) {
             acc[r][t] = _mm256_setzero_ps();
-            corr[r][t] = 0;
+            msum[r][t] = 0;
         }
     size_t bb = kind == MSA_DTYPE_Q8_0 ? 34 : kind == MSA_DTYPE_Q4_0 ? 18 : 20;
     for (int64_t b = 0; b < nb; b++) {
-        __m256i wv[R];
+        __m256i wv[R], wabs[R];
         float dw[R], mw[R];
         __m256i xv[T];
 #pragma GCC unroll 4
@@ -170,8 +172,10 @@ INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, 
             dw[r] = f16_load(p);
             if (kind == MSA_DTYPE_Q8_0) {
                 wv[r] = _mm256_loadu_si256((const __m256i *)(p + 2));
+                wabs[r] = _mm256_sign_epi8(wv[r], wv[r]);
             } else if (kind == MSA_DTYPE_Q4_0) {
-                wv[r] = q4_bytes(p + 2);
+                wv[r] = _mm256_sub_epi8(q4_bytes(p + 2), _mm256_set1_epi8(8));
+                wabs[r] = _mm256_sign_epi8(wv[r], wv[r]);
             } else {
                 mw[r] = f16_load(p + 2);
                 wv[r] = q4_bytes(p + 4);
@@ -184,21 +188,20 @@ INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, 
 #pragma GCC unroll 2
             for (int t = 0; t < nt; t++) {
                 __m256i dot;
-                float dx = xd[t][b];
-                if (kind == MSA_DTYPE_Q8_0) {
-                    dot = dot_u8s8(_mm256_sign_epi8(wv[r], wv[r]), _mm256_sign_epi8(xv[t], wv[r]));
-                } else {
+                if (kind == MSA_DTYPE_Q4_1) {
                     dot = dot_u8s8(wv[r], xv[t]);
-                    if (kind == MSA_DTYPE_Q4_0) dot = _mm256_add_epi32(dot, _mm256_set1_epi32(-xs[t][b]));
-                    else corr[r][t] += mw[r] * dx * (float)xs[t][b];
+                    msum[r][t] = fmaf(mw[r], xs[t][b], msum[r][t]);
+                } else {
+                    dot = dot_u8s8(wabs[r], _mm256_sign_epi8(xv[t], wv[r]));
                 }
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[r] * dx), acc[r][t]);
+                float scale = dw[r] * xd[t][b];
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(dot), acc[r][t]);
             }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < nr; r++)
 #pragma GCC unroll 2
-        for (int t = 0; t < nt; t++) y[t * ldy + r] = hsum(acc[r][t]) + corr[r][t];
+        for (int t = 0; t < nt; t++) y[t * ldy + r] = hsum(acc[r][t]) + msum[r][t];
 }
 
 /* ---- drivers: every (row, token) tile shape gets its own unrolled copy ---- */

@@ -27,19 +27,19 @@ TARGET static void prep_q8(const float *x, int64_t n_in, void *out) {
     int64_t nb = n_in / MSA_QK;
     int8_t *q = out;
     float *d = (float *)((uint8_t *)out + n_in);
-    int32_t *sum = (int32_t *)((uint8_t *)out + n_in + nb * 4);
+    float *sx = d + nb;
     for (int64_t b = 0; b < nb; b++) {
         const float *xb = x + b * MSA_QK;
         __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         float db = amax / 127.0f;
-        float id = db != 0 ? 1.0f / db : 0.0f;
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
         __m512 idv = _mm512_set1_ps(id);
         __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
         _mm_storeu_si128((__m128i *)(q + b * MSA_QK), _mm512_cvtsepi32_epi8(i0));
         _mm_storeu_si128((__m128i *)(q + b * MSA_QK + 16), _mm512_cvtsepi32_epi8(i1));
-        d[b] = db;
-        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        d[b] = _cvtsh_ss(_cvtss_sh(db, 0));
+        sx[b] = _cvtsh_ss(_cvtss_sh(db * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1)), 0));
     }
 }
 
@@ -80,9 +80,13 @@ INLINE void tile_float(int kind, int nr, int nt, const uint8_t *w, size_t rb, in
         for (int t = 0; t < nt; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* ---- quantized weights x q8 activations ---- */
+/* ---- quantized weights x q8 activations ----
+ * msa_q_dot's order (kernels_impl.h) with two weight rows side by side in a vector: lanes 0-7 are row r's 8
+ * lane accumulators, lanes 8-15 row r+1's, for one token; the activation block is broadcast to both halves.
+ * A lone last row takes both halves (the upper result is dropped), so every (row, token) sees the same
+ * operations whatever tile it falls in. */
 
-/* Lanes 0-7 take element 0 of a 2-element vector, lanes 8-15 element 1 (one value per block of a pair). */
+/* Lanes 0-7 take element 0 of a 2-element vector, lanes 8-15 element 1. */
 INLINE __m512i pair_idx(void) { return _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1); }
 
 INLINE __m512 f16_pair(const uint8_t *p0, const uint8_t *p1) {
@@ -93,7 +97,7 @@ INLINE __m512 f16_pair(const uint8_t *p0, const uint8_t *p1) {
     return _mm512_permutexvar_ps(pair_idx(), _mm512_castps128_ps512(f));
 }
 
-/* Two consecutive Q4 blocks' 16-byte nibble arrays as 64 unsigned bytes in element order. */
+/* Two Q4 blocks' 16-byte nibble arrays as 64 unsigned bytes, each block in element order. */
 INLINE __m512i q4_pair(const uint8_t *qs0, const uint8_t *qs1) {
     __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
                                            _mm_loadu_si128((const __m128i *)qs1), 1);
@@ -103,83 +107,92 @@ INLINE __m512i q4_pair(const uint8_t *qs0, const uint8_t *qs1) {
     return _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0f));
 }
 
-/* One block (the odd last one) in the low half; the high half is zero. */
-INLINE __m512i q4_one(const uint8_t *qs) {
-    __m128i v = _mm_loadu_si128((const __m128i *)qs);
-    __m256i lh = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0f));
-    return _mm512_zextsi256_si512(lh);
+/* msa_q_hsum8 of each 8-lane half: the result in lanes 0 and 8. */
+INLINE __m512 hsum8_halves(__m512 a) {
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
 }
+
+/* nr rows (1..2*MAXP) x nt tokens. */
+enum { MAXP = 4, MAXT = 4 };
 
 INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, int64_t n_in, const uint8_t *act,
                    size_t as, float *y, int64_t ldy) {
     int64_t nb = n_in / MSA_QK;
+    int np = (nr + 1) / 2;
     size_t bb = kind == MSA_DTYPE_Q8_0 ? 34 : kind == MSA_DTYPE_Q4_0 ? 18 : 20;
-    const int8_t *xq[4];
-    const float *xd[4];
-    const int32_t *xs[4];
+    const int8_t *xq[MAXT];
+    const float *xd[MAXT], *xs[MAXT];
 #pragma GCC unroll 4
     for (int t = 0; t < nt; t++) msa_q8_prep_layout(act + (size_t)t * as, n_in, &xq[t], &xd[t], &xs[t]);
-    __m512 acc[4][4];
+    const uint8_t *row0[MAXP], *row1[MAXP];
 #pragma GCC unroll 4
-    for (int r = 0; r < nr; r++)
+    for (int k = 0; k < np; k++) {
+        row0[k] = w + (size_t)(2 * k) * rb;
+        row1[k] = 2 * k + 1 < nr ? row0[k] + rb : row0[k];
+    }
+    __m512 acc[MAXP][MAXT], macc[MAXP][MAXT];
 #pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
-    const __m512i idx = pair_idx();
-    for (int64_t b = 0; b < nb; b += 2) {
-        int two = b + 1 < nb;
-        __m512i wv[4];
-        __m512 dwv[4], mwv[4];
+    for (int k = 0; k < np; k++)
 #pragma GCC unroll 4
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *p0 = w + (size_t)r * rb + (size_t)b * bb, *p1 = two ? p0 + bb : p0;
-            dwv[r] = f16_pair(p0, p1);
+        for (int t = 0; t < nt; t++) acc[k][t] = macc[k][t] = _mm512_setzero_ps();
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i wv[MAXP];
+        __m512 dwv[MAXP], mwv[MAXP];
+        size_t off = (size_t)b * bb;
+#pragma GCC unroll 4
+        for (int k = 0; k < np; k++) {
+            const uint8_t *p0 = row0[k] + off, *p1 = row1[k] + off;
+            dwv[k] = f16_pair(p0, p1);
             if (kind == MSA_DTYPE_Q8_0) {
                 __m256i lo = _mm256_loadu_si256((const __m256i *)(p0 + 2));
-                __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(p1 + 2)) : _mm256_set1_epi8((char)0x80);
-                wv[r] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _mm512_set1_epi8((char)0x80));
+                __m256i hi = _mm256_loadu_si256((const __m256i *)(p1 + 2));
+                wv[k] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
             } else if (kind == MSA_DTYPE_Q4_0) {
-                wv[r] = two ? q4_pair(p0 + 2, p1 + 2) : q4_one(p0 + 2);
+                wv[k] = q4_pair(p0 + 2, p1 + 2);
             } else {
-                mwv[r] = f16_pair(p0 + 2, p1 + 2);
-                wv[r] = two ? q4_pair(p0 + 4, p1 + 4) : q4_one(p0 + 4);
+                mwv[k] = f16_pair(p0 + 2, p1 + 2);
+                wv[k] = q4_pair(p0 + 4, p1 + 4);
             }
         }
 #pragma GCC unroll 4
         for (int t = 0; t < nt; t++) {
-            /* The odd last block: activation bytes and scales of the missing half are zero. */
-            __mmask64 mq = two ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
-            __mmask8 md = two ? 3 : 1;
-            __m512i xv = _mm512_maskz_loadu_epi8(mq, xq[t] + b * MSA_QK);
-            __m512 dxv = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(md, xd[t] + b)));
-            __m512i sv = _mm512_permutexvar_epi32(idx, _mm512_castsi128_si512(_mm_maskz_loadu_epi32(md, xs[t] + b)));
-            __m512i init;  /* the offset correction, spread over the 8 lanes of each block */
-            __m512 sxv = _mm512_setzero_ps();
-            if (kind == MSA_DTYPE_Q8_0) init = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sv, 4));
-            else if (kind == MSA_DTYPE_Q4_0) init = _mm512_sub_epi32(_mm512_setzero_si512(), sv);
-            else {
-                init = _mm512_setzero_si512();
-                sxv = _mm512_mul_ps(dxv, _mm512_mul_ps(_mm512_cvtepi32_ps(sv), _mm512_set1_ps(0.125f)));
-            }
+            __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq[t] + b * MSA_QK)));
+            __m512 dxv = _mm512_set1_ps(xd[t][b]);
+            /* Unsigned weights w' + c (c = 128 for Q8_0, 8 for Q4_0): start each lane at -c * (its 4 q's). */
+            __m512i init = _mm512_setzero_si512();
+            if (kind == MSA_DTYPE_Q8_0) init = _mm512_sub_epi32(init, _mm512_dpbusd_epi32(init, flip, xv));
+            else if (kind == MSA_DTYPE_Q4_0) init = _mm512_sub_epi32(init, _mm512_dpbusd_epi32(init, _mm512_set1_epi8(8), xv));
+            __m512 sxv = kind == MSA_DTYPE_Q4_1 ? _mm512_set1_ps(xs[t][b]) : _mm512_setzero_ps();
 #pragma GCC unroll 4
-            for (int r = 0; r < nr; r++) {
-                __m512i dot = _mm512_dpbusd_epi32(init, wv[r], xv);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dwv[r], dxv), acc[r][t]);
-                if (kind == MSA_DTYPE_Q4_1) acc[r][t] = _mm512_fmadd_ps(mwv[r], sxv, acc[r][t]);
+            for (int k = 0; k < np; k++) {
+                __m512i dot = _mm512_dpbusd_epi32(init, wv[k], xv);
+                acc[k][t] = _mm512_fmadd_ps(_mm512_mul_ps(dwv[k], dxv), _mm512_cvtepi32_ps(dot), acc[k][t]);
+                if (kind == MSA_DTYPE_Q4_1) macc[k][t] = _mm512_fmadd_ps(mwv[k], sxv, macc[k][t]);
             }
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < nr; r++)
+    for (int k = 0; k < np; k++)
 #pragma GCC unroll 4
-        for (int t = 0; t < nt; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+        for (int t = 0; t < nt; t++) {
+            __m512 r = _mm512_add_ps(hsum8_halves(acc[k][t]), macc[k][t]);
+            y[t * ldy + 2 * k] = _mm512_cvtss_f32(r);
+            if (2 * k + 1 < nr) y[t * ldy + 2 * k + 1] = _mm_cvtss_f32(_mm512_extractf32x4_ps(r, 2));
+        }
 }
 
 /* ---- drivers: every (row, token) tile shape gets its own unrolled copy ---- */
 
-#define DRIVER(name, attr, tile, kind, R, T)                                                                    \
+#define DRIVER(name, attr, tile, kind, R, T, DR)                                                                  \
     attr static void name(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,       \
                           size_t as, int n_tok, float *y, int64_t ldy) {                                        \
         int64_t r = 0;                                                                                          \
+        if (n_tok == 1) {                                                                                       \
+            for (; r + DR <= n_rows; r += DR) tile(kind, DR, 1, w + r * rb, rb, n_in, act, as, y + r, ldy);         \
+        }                                                                                                       \
         for (; r + R <= n_rows; r += R) {                                                                       \
             int t = 0;                                                                                          \
             for (; t + T <= n_tok; t += T)                                                                      \
@@ -194,12 +207,12 @@ INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, 
         }                                                                                                       \
     }
 
-DRIVER(gemm_f32, TARGET, tile_float, W_F32, 4, 4)
-DRIVER(gemm_f16, TARGET, tile_float, W_F16, 4, 4)
-DRIVER(gemm_bf16, TARGET, tile_float, W_BF16, 4, 4)
-DRIVER(gemm_q8_0, TARGET, tile_q, MSA_DTYPE_Q8_0, 4, 4)
-DRIVER(gemm_q4_0, TARGET, tile_q, MSA_DTYPE_Q4_0, 4, 4)
-DRIVER(gemm_q4_1, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 3)
+DRIVER(gemm_f32, TARGET, tile_float, W_F32, 4, 4, 4)
+DRIVER(gemm_f16, TARGET, tile_float, W_F16, 4, 4, 4)
+DRIVER(gemm_bf16, TARGET, tile_float, W_BF16, 4, 4, 4)
+DRIVER(gemm_q8_0, TARGET, tile_q, MSA_DTYPE_Q8_0, 4, 4, 8)
+DRIVER(gemm_q4_0, TARGET, tile_q, MSA_DTYPE_Q4_0, 4, 4, 8)
+DRIVER(gemm_q4_1, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 4, 8)
 
 /* ---- prefill panels: lanes = 16 tokens ----
  * For many tokens the row-wise tiles above spend much of their time on horizontal sums and per-block
@@ -222,129 +235,9 @@ static uint8_t *panel_scratch(size_t bytes) {
     return p;
 }
 
-static size_t panel_q_bytes(int64_t n_in) { return (size_t)(n_in / MSA_QK) * 640; }
-
-TARGET static void prep_group_q(const float *x, int64_t n_in, int nt, void *out) {
-    int64_t nb = n_in / MSA_QK;
-    size_t pb = msa_q8_prep_bytes(n_in);
-    uint8_t *tmp = panel_scratch(pb * TG);
-    for (int l = 0; l < nt; l++) prep_q8(x + (size_t)l * n_in, n_in, tmp + (size_t)l * pb);
-    __m512i *xu = out;
-    float *dxt = (float *)((uint8_t *)out + nb * 512), *sxt = dxt + nb * TG;
-    __mmask16 m = (__mmask16)((1u << nt) - 1);
-    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)pb));
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int64_t b = 0; b < nb; b++) {
-        for (int j = 0; j < 8; j++) {
-            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, tmp + b * 32 + j * 4, 1);
-            _mm512_store_si512(xu + b * 8 + j, _mm512_xor_si512(v, flip));
-        }
-        __m512 d = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vidx, tmp + n_in + b * 4, 1);
-        __m512i sq = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, tmp + n_in + nb * 4 + b * 4, 1);
-        _mm512_store_ps(dxt + b * TG, d);
-        _mm512_store_ps(sxt + b * TG, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sq)));
-    }
-}
-
-/* Decode one weight row into signed bytes, per-block f32 scales (and Q4_1 minimums), and offset terms. */
-INLINE void decode_row(msa_dtype kind, const uint8_t *p, int64_t nb, int8_t *wq, float *dw, float *mw, int32_t *corr) {
-    size_t bb = kind == MSA_DTYPE_Q8_0 ? 34 : kind == MSA_DTYPE_Q4_0 ? 18 : 20;
-    const __m128i low = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-    for (int64_t b = 0; b < nb; b++, p += bb) {
-        uint16_t h;
-        memcpy(&h, p, 2);
-        dw[b] = _cvtsh_ss(h);
-        __m128i lo, hi;
-        if (kind == MSA_DTYPE_Q8_0) {
-            lo = _mm_loadu_si128((const __m128i *)(p + 2));
-            hi = _mm_loadu_si128((const __m128i *)(p + 18));
-        } else {
-            const uint8_t *qs = p + (kind == MSA_DTYPE_Q4_1 ? 4 : 2);
-            __m128i v = _mm_loadu_si128((const __m128i *)qs);
-            lo = _mm_and_si128(v, low);
-            hi = _mm_and_si128(_mm_srli_epi16(v, 4), low);
-            if (kind == MSA_DTYPE_Q4_0) lo = _mm_sub_epi8(lo, eight), hi = _mm_sub_epi8(hi, eight);
-            else {
-                memcpy(&h, p + 2, 2);
-                mw[b] = _cvtsh_ss(h);
-            }
-        }
-        _mm_storeu_si128((__m128i *)(wq + b * 32), lo);
-        _mm_storeu_si128((__m128i *)(wq + b * 32 + 16), hi);
-        __m256i w16 = _mm256_add_epi16(_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi));
-        __m256i w32 = _mm256_madd_epi16(w16, _mm256_set1_epi16(1));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(w32), _mm256_extracti128_si256(w32, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        corr[b] = -128 * _mm_cvtsi128_si32(s4);
-    }
-}
-
 INLINE __m512i token_stride_idx(int64_t ldy) {
     return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                               _mm512_set1_epi32((int)ldy));
-}
-
-/* R rows x 16 tokens over all blocks; stores the group's valid tokens (mask) into y. */
-INLINE void panel_tile_q(msa_dtype kind, int R, int64_t nb, const int8_t *wq, const float *dw, const float *mw,
-                         const int32_t *corr, const uint8_t *grp, float *y, int64_t ldy, __mmask16 mask) {
-    const __m512i *xu = (const __m512i *)grp;
-    const float *dxt = (const float *)(grp + nb * 512), *sxt = dxt + nb * TG;
-    __m512 acc[PR];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    int64_t wstride = nb * 32;
-    for (int64_t b = 0; b < nb; b++) {
-        const __m512i *xb = xu + b * 8;
-        __m512 dx = _mm512_load_ps(dxt + b * TG);
-        __m512 sx = kind == MSA_DTYPE_Q4_1 ? _mm512_load_ps(sxt + b * TG) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const int8_t *wr = wq + r * wstride + b * 32;
-            __m512i ai = _mm512_set1_epi32(corr[r * nb + b]);
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) {
-                int32_t w4;
-                memcpy(&w4, wr + 4 * j, 4);
-                ai = _mm512_dpbusd_epi32(ai, _mm512_load_si512(xb + j), _mm512_set1_epi32(w4));
-            }
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_mul_ps(_mm512_set1_ps(dw[r * nb + b]), dx), acc[r]);
-            if (kind == MSA_DTYPE_Q4_1) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(mw[r * nb + b]), sx, acc[r]);
-        }
-    }
-    const __m512i vidx = token_stride_idx(ldy);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) _mm512_mask_i32scatter_ps(y + r, mask, vidx, acc[r], 4);
-}
-
-INLINE void gemm_panel_q(msa_dtype kind, const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows,
-                         const uint8_t *act, size_t as, int n_tok, float *y, int64_t ldy) {
-    int64_t nb = n_in / MSA_QK;
-    int n_groups = (n_tok + TG - 1) / TG;
-    size_t gb = as * TG;
-    uint8_t *buf = panel_scratch((size_t)PR * (size_t)n_in + (size_t)PR * (size_t)nb * 12 + 64);
-    int8_t *wq = (int8_t *)buf;
-    float *dw = (float *)(wq + PR * n_in), *mw = dw + PR * nb;
-    int32_t *corr = (int32_t *)(mw + PR * nb);
-    int64_t r = 0;
-    for (; r + PR <= n_rows; r += PR) {
-        for (int k = 0; k < PR; k++)
-            decode_row(kind, w + (size_t)(r + k) * rb, nb, wq + k * n_in, dw + k * nb, mw + k * nb, corr + k * nb);
-        for (int g = 0; g < n_groups; g++) {
-            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
-            panel_tile_q(kind, PR, nb, wq, dw, mw, corr, act + (size_t)g * gb, y + (size_t)g * TG * ldy + r, ldy,
-                         (__mmask16)((1u << nt) - 1));
-        }
-    }
-    for (; r < n_rows; r++) {
-        decode_row(kind, w + (size_t)r * rb, nb, wq, dw, mw, corr);
-        for (int g = 0; g < n_groups; g++) {
-            int nt = n_tok - g * TG < TG ? n_tok - g * TG : TG;
-            panel_tile_q(kind, 1, nb, wq, dw, mw, corr, act + (size_t)g * gb, y + (size_t)g * TG * ldy + r, ldy,
-                         (__mmask16)((1u << nt) - 1));
-        }
-    }
 }
 
 #define GEMM_PANEL(name, fn, kind)                                                                              \
@@ -352,10 +245,6 @@ INLINE void gemm_panel_q(msa_dtype kind, const uint8_t *w, size_t rb, int64_t n_
                             size_t as, int n_tok, float *y, int64_t ldy) {                                      \
         fn(kind, w, rb, n_in, n_rows, act, as, n_tok, y, ldy);                                                  \
     }
-GEMM_PANEL(gemm_panel_q8_0, gemm_panel_q, MSA_DTYPE_Q8_0)
-GEMM_PANEL(gemm_panel_q4_0, gemm_panel_q, MSA_DTYPE_Q4_0)
-GEMM_PANEL(gemm_panel_q4_1, gemm_panel_q, MSA_DTYPE_Q4_1)
-
 /* Float panel: xt[n_in][16 tokens] f32; weight rows widened to f32 once, then one FMA per element and row
  * with the weight broadcast. */
 static size_t panel_f_bytes(int64_t n_in) { return (size_t)n_in * TG * 4; }
@@ -445,9 +334,9 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]) {
     table[MSA_DTYPE_F32] = (msa_kernel){NULL, NULL, gemm_f32, panel_f_bytes, prep_group_f, gemm_panel_f32};
     table[MSA_DTYPE_F16] = (msa_kernel){NULL, NULL, gemm_f16, panel_f_bytes, prep_group_f, gemm_panel_f16};
     table[MSA_DTYPE_BF16] = (msa_kernel){NULL, NULL, gemm_bf16, panel_f_bytes, prep_group_f, gemm_panel_bf16};
-    table[MSA_DTYPE_Q8_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q8_0, panel_q_bytes, prep_group_q, gemm_panel_q8_0};
-    table[MSA_DTYPE_Q4_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_0, panel_q_bytes, prep_group_q, gemm_panel_q4_0};
-    table[MSA_DTYPE_Q4_1] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_1, panel_q_bytes, prep_group_q, gemm_panel_q4_1};
+    table[MSA_DTYPE_Q8_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q8_0, NULL, NULL, NULL};
+    table[MSA_DTYPE_Q4_0] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_0, NULL, NULL, NULL};
+    table[MSA_DTYPE_Q4_1] = (msa_kernel){msa_q8_prep_bytes, prep_q8, gemm_q4_1, NULL, NULL, NULL};
     return 1;
 }
 

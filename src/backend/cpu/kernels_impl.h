@@ -51,14 +51,30 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
 /* The AVX512-BF16 entry for bf16 weights (kernels_bf16_avx512.c); 0 when the CPU lacks it. */
 int msa_kernels_avx512_bf16(msa_kernel *entry);
 
-/* Shared activation formats (the scalar definitions are the specification; SIMD preps must produce the
- * same bytes):
+/* Shared activation format (the scalar definitions are the specification; SIMD preps produce the same
+ * bytes). It is llama.cpp's Q8_0/Q8_1 activation block (ggml-cpu quantize_row_q8_0/_q8_1 on x86), held
+ * unpacked so that kernels can load each part aligned:
  *   q8 rows (for Q8_0/Q4_0/Q4_1 weights), nb = n_in/32 blocks:
- *       int8  q[n_in]            q = round_half_even(x / d), d = max|x in block| / 127 (q = 0 when d = 0)
- *       float d[nb]              the block scale (f32, not rounded to f16)
- *       int32 sum[nb]            sum of the block's q (for the offset/minimum terms) */
+ *       int8  q[n_in]   q = round_half_even(x * (127 / amax)), amax = max|x in block| (q = 0 when amax = 0)
+ *       float d[nb]     fp16(amax / 127) widened back to f32: the block scale as llama.cpp stores it
+ *       float s[nb]     fp16((amax / 127) * sum of the block's q) as f32 (Q8_1's s; used by Q4_1 weights) */
 size_t msa_q8_prep_bytes(int64_t n_in);
-void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, const float **d, const int32_t **sum);
+void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, const float **d, const float **s);
+/* v rounded to fp16 (nearest even) and back. */
+float msa_f16_round(float v);
+
+/* The dot product of a quantized weight row with a q8 row, in the f32 order llama.cpp's ggml_vec_dot_q4_1_q8_1
+ * / _q8_0_q8_0 (x86, AVX2 and AVX-512 builds) use, which every kernel path here follows exactly:
+ *   for each block b (in order), lane j = 0..7:  p = integer sum of w'[k] * q[k] over k = 4j..4j+3
+ *                                                acc[j] = fma(dw_b * dx_b, (float)p, acc[j])
+ *   (w' = Q8_0 value, Q4_0 nibble - 8, Q4_1 nibble; dw_b * dx_b is one f32 product)
+ *   Q4_1 only:                                   m = fma(m_b, s_b, m), sequentially over b
+ *   result = msa_q_hsum8(acc) (+ m).
+ * Every SIMD layout (rows or tokens side by side in a vector) keeps these per-lane sequences, so a (row, token)
+ * result does not depend on n_tok, the tile it falls in, the thread count or the ISA. */
+static inline float msa_q_hsum8(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
 
 /* A per-thread buffer of at least bytes bytes (64-byte aligned), kept for reuse and freed at thread exit;
  * slot 0 holds a call's prepared activations (kernels.c), slot 1 a kernel's own working space. NULL when

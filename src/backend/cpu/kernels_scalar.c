@@ -17,32 +17,36 @@ size_t msa_q8_prep_bytes(int64_t n_in) {
     return (bytes + 63) & ~(size_t)63;
 }
 
-void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, const float **d, const int32_t **sum) {
+void msa_q8_prep_layout(const uint8_t *row, int64_t n_in, const int8_t **q, const float **d, const float **s) {
     int64_t nb = n_in / MSA_QK;
     *q = (const int8_t *)row;
     *d = (const float *)(row + n_in);
-    *sum = (const int32_t *)(row + n_in + nb * 4);
+    *s = (const float *)(row + n_in + nb * 4);
 }
 
+float msa_f16_round(float v) { return msa_f16_to_f32(msa_f32_to_f16(v)); }
+
+/* llama.cpp's quantize_row_q8_0 / quantize_row_q8_1 (ggml-cpu, x86): note the multiplier is 127/amax, not
+ * 1/d, and d and d*sum are stored as fp16. */
 static void prep_q8_scalar(const float *x, int64_t n_in, void *out) {
     int64_t nb = n_in / MSA_QK;
     int8_t *q = out;
     float *d = (float *)((uint8_t *)out + n_in);
-    int32_t *sum = (int32_t *)((uint8_t *)out + n_in + nb * 4);
+    float *s = d + nb;
     for (int64_t b = 0; b < nb; b++) {
         const float *xb = x + b * MSA_QK;
         float amax = 0;
         for (int j = 0; j < MSA_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
         float db = amax / 127.0f;
-        float id = db != 0 ? 1.0f / db : 0.0f;
-        int32_t s = 0;
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
         for (int j = 0; j < MSA_QK; j++) {
             int v = (int)nearbyintf(xb[j] * id); /* default rounding mode: half to even */
             q[b * MSA_QK + j] = (int8_t)v;
-            s += v;
+            sum += v;
         }
-        d[b] = db;
-        sum[b] = s;
+        d[b] = msa_f16_round(db);
+        s[b] = msa_f16_round(db * (float)sum);
     }
 }
 
@@ -89,36 +93,44 @@ static void gemm_bf16(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows,
     }
 }
 
-/* The quantized kernels share one loop; `kind` picks the weight block decoding. */
+/* The quantized kernels share one loop; `kind` picks the weight block decoding. The order of every f32
+ * operation is the specification (msa_q_dot in kernels_impl.h): 8 lanes, lane j takes elements 4j..4j+3 of
+ * every block; see kernels.h. */
 static void gemm_q(msa_dtype kind, const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,
                    size_t as, int n_tok, float *y, int64_t ldy) {
     int64_t nb = n_in / MSA_QK;
     for (int t = 0; t < n_tok; t++) {
         const int8_t *q;
-        const float *d;
-        const int32_t *sum;
-        msa_q8_prep_layout(act + (size_t)t * as, n_in, &q, &d, &sum);
+        const float *d, *sx;
+        msa_q8_prep_layout(act + (size_t)t * as, n_in, &q, &d, &sx);
         for (int64_t r = 0; r < n_rows; r++) {
             const uint8_t *p = w + (size_t)r * rb;
-            float s = 0;
+            float acc[8] = {0}, msum = 0;
             for (int64_t b = 0; b < nb; b++) {
                 const int8_t *qb = q + b * MSA_QK;
-                int32_t dot = 0;
+                int8_t wb[MSA_QK];
+                float dw = load_f16(p);
                 if (kind == MSA_DTYPE_Q8_0) {
-                    for (int j = 0; j < MSA_QK; j++) dot += (int8_t)p[2 + j] * qb[j];
-                    s += load_f16(p) * d[b] * (float)dot;
+                    memcpy(wb, p + 2, MSA_QK);
                     p += 34;
-                } else if (kind == MSA_DTYPE_Q4_0) {
-                    for (int j = 0; j < 16; j++) dot += (p[2 + j] & 0xf) * qb[j] + (p[2 + j] >> 4) * qb[j + 16];
-                    s += load_f16(p) * d[b] * (float)(dot - 8 * sum[b]);
-                    p += 18;
                 } else {
-                    for (int j = 0; j < 16; j++) dot += (p[4 + j] & 0xf) * qb[j] + (p[4 + j] >> 4) * qb[j + 16];
-                    s += load_f16(p) * d[b] * (float)dot + load_f16(p + 2) * d[b] * (float)sum[b];
-                    p += 20;
+                    const uint8_t *qs = p + (kind == MSA_DTYPE_Q4_1 ? 4 : 2);
+                    int off = kind == MSA_DTYPE_Q4_0 ? 8 : 0;
+                    for (int j = 0; j < 16; j++) {
+                        wb[j] = (int8_t)((qs[j] & 0xf) - off);
+                        wb[j + 16] = (int8_t)((qs[j] >> 4) - off);
+                    }
+                    if (kind == MSA_DTYPE_Q4_1) msum = fmaf(load_f16(p + 2), sx[b], msum);
+                    p += kind == MSA_DTYPE_Q4_1 ? 20 : 18;
+                }
+                float scale = dw * d[b];
+                for (int j = 0; j < 8; j++) {
+                    int32_t dot = 0;
+                    for (int k = 4 * j; k < 4 * j + 4; k++) dot += wb[k] * qb[k];
+                    acc[j] = fmaf(scale, (float)dot, acc[j]);
                 }
             }
-            y[t * ldy + r] = s;
+            y[t * ldy + r] = msa_q_hsum8(acc) + msum;
         }
     }
 }
