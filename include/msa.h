@@ -439,8 +439,18 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
 /* The shape of a bank for this model's memory (pass it to msa_bank_create with msa_model_fingerprint):
  * MSA_BANK_NATIVE needs an MSA checkpoint (its router layers, pooling P, bf16 for bf16 checkpoints else f32);
  * MSA_BANK_READ works for any model: the identity router over the upper half of the layers, routing keys only,
- * bf16, with pooling P tokens per chunk (0 = 8). */
+ * bf16, with pooling P tokens per chunk (0 = 1: read mode matches token by token, readmode.c). */
 msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int pooling, msa_bank_shape *out);
+
+/* Read mode with trained router weights (`--router FILE`): attach per-layer router projectors from a
+ * safetensors file to a model that has none: model.layers.{l}.self_attn.router_q_proj.weight
+ * [n_head*head_dim, n_embd] and router_k_proj.weight [n_head_kv*head_dim, n_embd] (".0.weight", MSA-4B's
+ * spelling, also accepted; F32/F16/BF16). Their layers become the read-mode router layers (routing keys
+ * router_k_proj(h), queries router_q_proj(h): no norm, no RoPE) and the model's fingerprint then covers the
+ * router, so a bank built with it refuses another router or none (MSA_ERR_MISMATCH). Missing file
+ * MSA_ERR_NOT_FOUND; a tensor of another name, layer or shape, or q without k, MSA_ERR_BAD_DATA; an MSA
+ * checkpoint (own router) MSA_ERR_UNSUPPORTED. Call before any bank use. The model owns the mapping. */
+msa_status msa_model_load_router(msa_model *model, const char *path);
 
 typedef enum msa_ask_mode {
     MSA_ASK_AUTO = 0,   /* the bank's mode */

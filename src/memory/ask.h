@@ -15,6 +15,15 @@ msa_status msa_ask_record_injected(msa_bank *bank, const uint32_t *index, size_t
 msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
                            const msa_ask_params *p, msa_ask_result *out);
 
+/* Read-mode document scores of one router layer (readmode.c; docs/msa-deviations.md "Read mode"): for every
+ * routing token (rows of q: head-mean-folded query vectors), the best cosine similarity to any chunk key of
+ * each document, ignoring a document's first chunk (its <|im_start|>, the attention sink every document shares)
+ * unless it is the only one; each token's bests are centred over the documents (a token that matches every
+ * document alike, a stop word, adds nothing); doc_scores[d] = the mean over tokens. -inf for documents
+ * without chunks. Parallel over tp. */
+msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
+                               msa_route_dtype dtype, uint64_t n_index, float *doc_scores, msa_threadpool *tp);
+
 /* The token count of question as plain text; MSA_ERR_LIMIT beyond p->max_question_tokens. */
 msa_status msa_ask_check_question(const msa_model *model, const char *question, size_t len, const msa_ask_params *p);
 

@@ -2,6 +2,8 @@
  * (see context.h). */
 #include "memory/context.h"
 
+#include "memory/ask.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,14 +74,12 @@ msa_status msa_memctx_new(msa_model *model, msa_bank *bank, const msa_memctx_par
         c->rp.cosine = infonce && !c->own_q;
         c->unit_q = infonce && c->own_q;
     } else {
-        /* Read mode (identity router, untrained): scaled dot, head mean, then per-token z-scores over the
-         * bank, mean over the question's tokens, mean over a document's chunks. Chosen on the demo corpus
-         * (SmolLM2-135M): raw max reductions let a few long "hub" documents win every query. */
+        /* Read mode: query rows are the head-mean-folded vectors of every routing token; the scores are
+         * readmode.c's (msa_read_doc_scores: per-token max-sim, centred over the documents). */
         c->rp.head_reduce = MSA_REDUCE_MEAN;
         c->rp.query_reduce = MSA_REDUCE_MEAN;
         c->rp.chunk_reduce = MSA_REDUCE_MEAN;
         c->rp.cosine = false;
-        c->rp.standardize = true;
     }
     if (!st && c->p.attend_memory && sh->mode != MSA_BANK_NATIVE)
         st = msa_fail(MSA_ERR_UNSUPPORTED, "this bank was built for read mode (routing keys only): ask with --mode read");
@@ -222,22 +222,39 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
         if (q_own) {
             memcpy(c->qr, q_own, (size_t)n * hp->n_head * hd * sizeof *c->qr);
             if (c->unit_q) msa_l2_normalize_rows(c->qr, (size_t)n * hp->n_head, hd);
-        } else if (c->info.shape.mode == MSA_BANK_NATIVE) {
+        } else if (c->info.shape.mode == MSA_BANK_NATIVE || (c->model->router_st && msa_model_router_q(c->model, l))) { /* --router */
             msa_matmul(msa_model_threadpool(c->model), msa_model_router_q(c->model, l), xn, c->qr, n);
-        } else { /* identity router: pre-RoPE queries, q_norm'd where the architecture has it */
-            msa_matmul(msa_model_threadpool(c->model), L->wq, xn, c->qr, n);
-            if (L->q_norm)
-                for (int t = 0; t < n * hp->n_head; t++) {
+        } else {
+            /* identity router in read mode: the question's own pre-RoPE KEYS k_norm(k_proj(h)) against the
+             * documents' (key-key similarity: q.k says where to attend, k.k that two tokens carry the same
+             * content; measured in docs/msa-deviations.md) */
+            msa_matmul(msa_model_threadpool(c->model), L->wk, xn, c->qr, n);
+            if (L->k_norm)
+                for (int t = 0; t < n * hp->n_head_kv; t++) {
                     float *x = c->qr + (size_t)t * hd;
                     double ss = 0;
                     for (int i = 0; i < hd; i++) ss += (double)x[i] * x[i];
                     float r = (float)(1.0 / sqrt(ss / hd + hp->rms_eps));
-                    for (int i = 0; i < hd; i++) x[i] = x[i] * r * L->q_norm[i];
+                    for (int i = 0; i < hd; i++) x[i] = x[i] * r * L->k_norm[i];
                 }
         }
         for (int t = 0; t < n; t++) c->mask[t] = c->roles[t] == 0;
         msa_route_query q;
-        MSA_TRY(msa_route_query_prepare(&c->rp, c->qr, c->mask, n, &q));
+        if (c->info.shape.mode == MSA_BANK_READ && !(c->model->router_st && msa_model_router_q(c->model, l))) {
+            /* key rows as they are: [routing tokens][n_head_kv*head_dim] */
+            const int dim = hp->n_head_kv * hd;
+            int rows = 0;
+            for (int t = 0; t < n; t++) rows += c->mask[t];
+            if (rows == 0) return msa_fail(MSA_ERR_INVALID_ARG, "routing: the query has no routing tokens");
+            q.n = rows;
+            q.dim = dim;
+            q.q = malloc((size_t)rows * dim * sizeof *q.q);
+            if (!q.q) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+            for (int t = 0, r = 0; t < n; t++)
+                if (c->mask[t]) memcpy(q.q + (size_t)r++ * dim, c->qr + (size_t)t * dim, (size_t)dim * sizeof *q.q);
+        } else {
+            MSA_TRY(msa_route_query_prepare(&c->rp, c->qr, c->mask, n, &q));
+        }
         const msa_bank_span *bs;
         size_t nsp;
         msa_status st = msa_bank_route_spans(c->bank, s, &bs, &nsp);
@@ -248,10 +265,11 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
             sp[i].doc_index = bs[i].doc_index;
             sp[i].n_chunks = bs[i].n_chunks;
         }
-        if (!st)
-            st = msa_route_doc_scores(&c->rp, &q, sp, nsp,
-                                      c->info.shape.dtype == MSA_BANK_F32 ? MSA_ROUTE_F32 : MSA_ROUTE_BF16, n_index,
-                                      R->all_scores, msa_model_threadpool(c->model));
+        const msa_route_dtype dt = c->info.shape.dtype == MSA_BANK_F32 ? MSA_ROUTE_F32 : MSA_ROUTE_BF16;
+        if (!st && c->info.shape.mode == MSA_BANK_READ) /* read mode's own scoring (readmode.c) */
+            st = msa_read_doc_scores(&q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
+        else if (!st)
+            st = msa_route_doc_scores(&c->rp, &q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
         free(sp);
         msa_route_query_free(&q);
         if (st) return st;

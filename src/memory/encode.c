@@ -174,7 +174,7 @@ static msa_status hook_attn_input(void *user, int layer, const float *xn, int n)
     const msa_hparams *hp = msa_model_hparams(e->model);
     const int hd = hp->head_dim, D = hp->n_head_kv * hd;
     const msa_layer *L = &e->model->layers[layer];
-    if (e->shape.mode == MSA_BANK_NATIVE) {
+    if (e->shape.mode == MSA_BANK_NATIVE || (e->model->router_st && msa_model_router_k(e->model, layer))) { /* --router */
         msa_matmul(msa_model_threadpool(e->model), msa_model_router_k(e->model, layer), xn, e->kr, n);
     } else { /* identity router: pre-RoPE keys, k_norm'd where the architecture has it */
         msa_matmul(msa_model_threadpool(e->model), L->wk, xn, e->kr, n);

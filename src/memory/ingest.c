@@ -37,9 +37,15 @@ msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int
             if (hp->msa.router_layer[l]) out->router_layers[out->n_router++] = l;
         out->dtype = model->bf16_acts ? MSA_BANK_BF16 : MSA_BANK_F32;
     } else {
-        /* the identity router: the model's own keys in the upper half of its layers */
-        out->pooling = pooling > 0 ? pooling : 8;
-        for (int l = hp->n_layer / 2; l < hp->n_layer; l++) out->router_layers[out->n_router++] = l;
+        /* router weights given by --router (router_file.c): their layers; else the identity router: the
+         * model's own keys in the upper half of its layers */
+        out->pooling = pooling > 0 ? pooling : 1; /* read mode scores per token (max-sim); see readmode.c */
+        if (model->router_st) {
+            for (int l = 0; l < hp->n_layer; l++)
+                if (msa_model_router_k(model, l)) out->router_layers[out->n_router++] = l;
+        } else {
+            for (int l = hp->n_layer / 2; l < hp->n_layer; l++) out->router_layers[out->n_router++] = l;
+        }
         out->dtype = MSA_BANK_BF16;
     }
     if (out->n_router == 0 || out->n_router > MSA_BANK_MAX_LAYERS)

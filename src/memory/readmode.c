@@ -9,6 +9,7 @@
  * over chunks); top-k by that sum, ties by lower index.
  * Document text goes in as plain text (it can never become special tokens). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,108 @@
 
 #include "memory/ask.h"
 #include "memory/route.h"
+#include "model/tensor.h"
 #include "model/model.h"
 #include "util/error.h"
 
+/* ---- routing scores (see ask.h) */
+
+typedef struct read_job {
+    const msa_route_query *q;      /* rows unit-normalised (a private copy) */
+    const msa_route_span *spans;
+    size_t n_spans;
+    msa_route_dtype dtype;
+    uint64_t n_index;
+    float *best;                   /* [q->n][n_index] best cosine per token and document; -inf: none */
+} read_job;
+
+/* chunk c of span sp is its document's first chunk and the document has more chunks after it */
+static bool skip_chunk(const msa_route_span *sp, uint64_t c) {
+    const uint32_t d = sp->doc_index[c];
+    return (c == 0 || sp->doc_index[c - 1] != d) && c + 1 < sp->n_chunks && sp->doc_index[c + 1] == d;
+}
+
+static void read_range(void *ctx, int ith, int nth) {
+    const read_job *j = ctx;
+    const int dim = j->q->dim, nq = j->q->n;
+    float kbuf[8192];
+    float *key = dim <= 8192 ? kbuf : malloc((size_t)dim * sizeof *key);
+    if (!key) return; /* unreachable for supported shapes (dim is bounded at load); scores stay -inf */
+    for (size_t si = 0; si < j->n_spans; si++) {
+        const msa_route_span *sp = &j->spans[si];
+        for (uint64_t c = 0; c < sp->n_chunks; c++) {
+            const uint32_t d = sp->doc_index[c];
+            if (d >= j->n_index || skip_chunk(sp, c)) continue;
+            double ss = 0;
+            for (int i = 0; i < dim; i++) {
+                key[i] = j->dtype == MSA_ROUTE_F32 ? ((const float *)sp->keys)[c * (uint64_t)dim + i]
+                                                   : msa_bf16_to_f32(((const uint16_t *)sp->keys)[c * (uint64_t)dim + i]);
+                ss += (double)key[i] * key[i];
+            }
+            const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+            for (int t = ith; t < nq; t += nth) {
+                const float *qt = j->q->q + (size_t)t * dim;
+                float y = 0;
+                for (int i = 0; i < dim; i++) y += qt[i] * key[i];
+                y *= inv;
+                float *b = &j->best[(size_t)t * j->n_index + d];
+                if (y > *b) *b = y;
+            }
+        }
+    }
+    if (key != kbuf) free(key);
+}
+
+msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
+                               msa_route_dtype dtype, uint64_t n_index, float *doc_scores, msa_threadpool *tp) {
+    for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = -INFINITY;
+    if (n_index == 0 || q->n == 0) return MSA_OK;
+    for (size_t si = 0; si < n_spans; si++)
+        for (uint64_t c = 0; c < spans[si].n_chunks; c++)
+            if (spans[si].doc_index[c] >= n_index)
+                return msa_fail(MSA_ERR_BAD_DATA, "routing: chunk of document %u beyond the bank's %llu",
+                                spans[si].doc_index[c], (unsigned long long)n_index);
+    if ((uint64_t)q->n > SIZE_MAX / sizeof(float) / n_index)
+        return msa_fail(MSA_ERR_LIMIT, "routing: %d tokens x %llu documents is too large", q->n,
+                        (unsigned long long)n_index);
+    float *qn = malloc((size_t)q->n * q->dim * sizeof *qn);
+    float *best = malloc((size_t)q->n * n_index * sizeof *best);
+    if (!qn || !best) {
+        free(qn), free(best);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %d tokens x %llu documents", q->n,
+                        (unsigned long long)n_index);
+    }
+    memcpy(qn, q->q, (size_t)q->n * q->dim * sizeof *qn);
+    msa_l2_normalize_rows(qn, (size_t)q->n, q->dim);
+    for (size_t i = 0; i < (size_t)q->n * n_index; i++) best[i] = -INFINITY;
+    msa_route_query qq = {.n = q->n, .dim = q->dim, .q = qn};
+    read_job j = {&qq, spans, n_spans, dtype, n_index, best};
+    if (tp && q->n > 1) msa_threadpool_run(tp, read_range, &j);
+    else read_range(&j, 0, 1);
+    double *acc = calloc(n_index, sizeof *acc);
+    if (!acc) {
+        free(qn), free(best);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
+    }
+    for (int t = 0; t < q->n; t++) { /* centre each token's bests over the documents that have chunks */
+        const float *b = best + (size_t)t * n_index;
+        double sum = 0;
+        uint64_t n = 0;
+        for (uint64_t d = 0; d < n_index; d++)
+            if (isfinite(b[d])) sum += b[d], n++;
+        const double mu = n ? sum / (double)n : 0;
+        for (uint64_t d = 0; d < n_index; d++)
+            if (isfinite(b[d])) acc[d] += b[d] - mu;
+    }
+    for (uint64_t d = 0; d < n_index; d++)
+        if (isfinite(best[d])) doc_scores[d] = (float)(acc[d] / q->n);
+    free(acc), free(qn), free(best);
+    return MSA_OK;
+}
+
+/* ---- the answer */
+
+#define READ_KEEP_FRACTION 0.5f
 #define READ_INSTRUCTION "Answer the question using the documents below.\n\n"
 
 typedef struct tbuf { int32_t *v; size_t n, cap; } tbuf;
@@ -76,7 +176,8 @@ static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t 
         if (!st) memcpy(content + n, (s), l_), n += l_;                                    \
     } while (0)
     ADD(READ_INSTRUCTION, strlen(READ_INSTRUCTION));
-    for (size_t i = 0; i < n_docs && !st; i++) {
+    for (size_t r = 0; r < n_docs && !st; r++) { /* best document last, next to the question */
+        const size_t i = n_docs - 1 - r;
         char *t = NULL;
         size_t tl = 0;
         st = msa_bank_doc_text(bank, docs[i], &t, &tl);
@@ -176,6 +277,9 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
             fused[d] = (float)s;
         }
         if (!st) n_best = msa_route_topk(fused, n_index, (size_t)mp.top_k, best, bs);
+        /* Scores are centred (0 = an average document): of the top-k, inject those that match at least half
+         * as well as the best one; weaker matches only distract a small model (docs/msa-deviations.md). */
+        while (!st && n_best > 1 && bs[0] > 0 && bs[n_best - 1] < READ_KEEP_FRACTION * bs[0]) n_best--;
         free(fused), free(bs);
     }
     msa_memctx_free(mc);

@@ -407,6 +407,7 @@ void msa_model_free(msa_model *m) {
     if (m->tok) msa_tokenizer_free(m->tok);
     if (m->gguf) msa_gguf_free(m->gguf);
     if (m->st) msa_weights_free(m->st);
+    if (m->router_st) msa_weights_free(m->router_st);
     free(m);
 }
 

@@ -45,6 +45,7 @@ struct msa_model {
     const char *arch_name;      /* "qwen3", "msa", "llama" */
     msa_gguf *gguf;             /* owner of the mapping of a GGUF model, else NULL */
     msa_weights *st;            /* owner of the safetensors mapping of an HF model, else NULL */
+    msa_weights *router_st;     /* owner of a `--router FILE` mapping (memory/router_file.c), else NULL */
     const msa_weights *weights; /* whichever of the two */
     msa_tokenizer *tok;
     bool add_bos;               /* prepend hp.bos_id to prompts (GGUF add_bos_token / HF post-processor) */

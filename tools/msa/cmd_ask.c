@@ -1,7 +1,7 @@
 /* cmd_ask.c — `msa ask` (one question over a bank) and `msa chat` (one question per input line).
  *
  *   msa ask -m MODEL --bank BANK -q QUESTION [--mode native|read] [--top-k K] [--rounds R] [-n MAX_NEW_TOKENS]
- *           [--temp T] [--seed S] [-t THREADS] [--json]
+ *           [--temp T] [--seed S] [-t THREADS] [--router FILE] [--json]
  *   msa chat -m MODEL --bank BANK [same options]
  *
  * --json prints one object: {"answer": str, "rounds": [{"routing": [{"layer": int, "docs": [ids], "scores":
@@ -16,7 +16,7 @@
 #include "msa.h"
 
 typedef struct ask_opts {
-    const char *model, *bank, *question;
+    const char *model, *bank, *question, *router;
     msa_ask_params ap;
     int threads;
     bool json, verbose;
@@ -34,6 +34,9 @@ static void ask_usage(FILE *f, const char *cmd) {
             "  --temp T             sampling temperature (default 0 = greedy)\n"
             "  --seed S             sampling seed\n"
             "  -t N                 threads (default: all CPUs)\n"
+            "  --router FILE        read mode with router weights from a safetensors file (per layer\n"
+            "                       self_attn.router_q_proj / router_k_proj); the bank must have been built\n"
+            "                       with the same file (default: the identity router)\n"
             "  --json               print {answer, rounds[{routing, generated, injected}]} as one JSON object\n"
             "  -v                   also print the routed documents\n",
             cmd, strcmp(cmd, "ask") ? "" : " -q QUESTION");
@@ -56,6 +59,7 @@ static int parse(const char *cmd, int argc, char **argv, ask_opts *o) {
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { NEED(); o->model = v; }
         else if (!strcmp(a, "--bank") || !strcmp(a, "-b")) { NEED(); o->bank = v; }
         else if (!strcmp(a, "-q") || !strcmp(a, "--question")) { NEED(); o->question = v; }
+        else if (!strcmp(a, "--router")) { NEED(); o->router = v; }
         else if (!strcmp(a, "--mode")) {
             NEED();
             if (!strcmp(v, "native")) o->ap.mode = MSA_ASK_NATIVE;
@@ -174,6 +178,10 @@ static int open_both(const ask_opts *o, msa_model **model, msa_bank **bank) {
     mp.n_threads = o->threads;
     msa_status st = msa_model_load(o->model, &mp, model);
     if (st) return cli_fail(st);
+    if (o->router && (st = msa_model_load_router(*model, o->router))) {
+        msa_model_free(*model);
+        return cli_fail(st);
+    }
     msa_bank_open_params bp = msa_bank_default_open_params();
     st = msa_bank_open(o->bank, &bp, bank);
     if (st) {
@@ -193,7 +201,12 @@ int cmd_ask(int argc, char **argv) {
     if ((rc = open_both(&o, &model, &bank))) return rc;
     msa_ask_result r;
     msa_status st = msa_ask(model, bank, o.question, strlen(o.question), &o.ap, &r);
-    if (st) rc = cli_fail(st);
+    if (st) {
+        rc = cli_fail(st);
+        if (st == MSA_ERR_MISMATCH)
+            fprintf(stderr, "msa ask: a bank built with --router FILE is asked with the same --router FILE only, "
+                            "and a bank built without one, without\n");
+    }
     else {
         if (o.json) print_json(&r);
         else print_text(&r, o.verbose);

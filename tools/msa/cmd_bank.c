@@ -23,9 +23,11 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: msa bank COMMAND ...\n"
-            "  create BANK -m MODEL [--mode native|read] [--pooling P]   (fingerprint and shapes from the model)\n"
+            "  create BANK -m MODEL [--mode native|read] [--pooling P] [--router FILE]\n"
+            "        fingerprint and shapes from the model; --router: read mode with router weights from a\n"
+            "        safetensors FILE (see msa ask --help); add and ask then need the same --router FILE\n"
             "  create BANK --shape-of msa-4b|synthetic-small             (no model: tests and benchmarks)\n"
-            "  add BANK [FILE|DIR|-]... [--jsonl FILE] [-m MODEL] [--replace] [--id ID] [--synthetic]\n"
+            "  add BANK [FILE|DIR|-]... [--jsonl FILE] [-m MODEL] [--router FILE] [--replace] [--id ID] [--synthetic]\n"
             "        files: id = the path as given; directories recursively; '-' = stdin as one document (id from\n"
             "        --id, default 'stdin'); JSONL lines {\"id\": ..., \"text\": ..., \"meta\": {...}}.\n"
             "        --synthetic stores deterministic vectors derived from the text instead of encoding (tests).\n"
@@ -57,13 +59,14 @@ static msa_status open_bank(const char *path, bool writable, msa_bank **b) {
 /* ----------------------------------------------------------------------------------------------- create */
 
 static int bank_create(int argc, char **argv) {
-    const char *path = NULL, *model = NULL, *shape_of = NULL, *mode = "native";
+    const char *path = NULL, *model = NULL, *shape_of = NULL, *mode = "native", *router = NULL;
     int pooling = 0;
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--shape-of") && i + 1 < argc) shape_of = argv[++i];
         else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
         else if (!strcmp(argv[i], "--pooling") && i + 1 < argc) pooling = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--router") && i + 1 < argc) router = argv[++i];
         else if (argv[i][0] == '-') return cli_usage_error("bank create", "unknown option '%s'", argv[i]);
         else if (!path) path = argv[i];
         else return cli_usage_error("bank create", "unexpected argument '%s'", argv[i]);
@@ -81,7 +84,7 @@ static int bank_create(int argc, char **argv) {
         memcpy(cp.fingerprint, c.digest, 16);
         memcpy(cp.fingerprint + 16, "synthetic-shape\0", 16);
     } else {
-        st = model_glue_bank_params(model, !strcmp(mode, "read"), pooling, &cp);
+        st = model_glue_bank_params(model, router, !strcmp(mode, "read"), pooling, &cp);
         if (st) return cli_fail(st);
     }
     st = msa_bank_create(path, &cp);
@@ -338,7 +341,7 @@ static msa_status add_synthetic(msa_bank *b, const doc_list *l, bool replace, ms
 }
 
 static int bank_add(int argc, char **argv) {
-    const char *path = NULL, *model_path = NULL, *stdin_id = "stdin";
+    const char *path = NULL, *model_path = NULL, *stdin_id = "stdin", *router = NULL;
     bool replace = false, synthetic = false;
     doc_list l = {0};
     msa_status st = MSA_OK;
@@ -352,6 +355,7 @@ static int bank_add(int argc, char **argv) {
         else if (!strcmp(argv[i], "--jsonl") && i + 1 < argc) jsonl[n_jsonl++] = argv[++i];
         else if (!strcmp(argv[i], "--id") && i + 1 < argc) stdin_id = argv[++i];
         else if (!strcmp(argv[i], "--replace")) replace = true;
+        else if (!strcmp(argv[i], "--router") && i + 1 < argc) router = argv[++i];
         else if (!strcmp(argv[i], "--synthetic")) synthetic = true;
         else if (argv[i][0] == '-' && argv[i][1]) rc = cli_usage_error("bank add", "unknown option '%s'", argv[i]);
         else if (!path) path = argv[i];
@@ -390,7 +394,7 @@ static int bank_add(int argc, char **argv) {
         msa_bank_get_info(b, &bi);
         if (!model_path && bi.model_path[0]) model_path = bi.model_path;
         if (!model_path) st = msa_fail(MSA_ERR_INVALID_ARG, "%s: no model recorded; give -m MODEL", path);
-        else st = model_glue_ingest(b, model_path, l.docs, l.n, replace, &rep);
+        else st = model_glue_ingest(b, model_path, router, l.docs, l.n, replace, &rep);
     }
     msa_bank_close(b);
     free_docs(&l);

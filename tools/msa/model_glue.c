@@ -9,14 +9,20 @@
 
 #include "util/error.h"
 
-static msa_status load(const char *model_path, msa_model **m) {
+static msa_status load(const char *model_path, const char *router_path, msa_model **m) {
     msa_model_params mp = msa_model_default_params();
-    return msa_model_load(model_path, &mp, m);
+    MSA_TRY(msa_model_load(model_path, &mp, m));
+    msa_status st = router_path ? msa_model_load_router(*m, router_path) : MSA_OK;
+    if (st) {
+        msa_model_free(*m);
+        *m = NULL;
+    }
+    return st;
 }
 
-msa_status model_glue_bank_params(const char *model_path, bool read_mode, int pooling, msa_bank_create_params *cp) {
+msa_status model_glue_bank_params(const char *model_path, const char *router_path, bool read_mode, int pooling, msa_bank_create_params *cp) {
     msa_model *m = NULL;
-    MSA_TRY(load(model_path, &m));
+    MSA_TRY(load(model_path, router_path, &m));
     msa_status st = msa_memory_bank_shape(m, read_mode ? MSA_BANK_READ : MSA_BANK_NATIVE, pooling, &cp->shape);
     if (!st) {
         msa_model_fingerprint(m, cp->fingerprint);
@@ -31,10 +37,10 @@ msa_status model_glue_bank_params(const char *model_path, bool read_mode, int po
     return st;
 }
 
-msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const msa_doc_input *docs, size_t n_docs,
+msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char *router_path, const msa_doc_input *docs, size_t n_docs,
                              bool replace, msa_ingest_report *report) {
     msa_model *m = NULL;
-    MSA_TRY(load(model_path, &m));
+    MSA_TRY(load(model_path, router_path, &m));
     uint8_t fp[32];
     msa_model_fingerprint(m, fp);
     msa_status st = msa_bank_check_fingerprint(bank, fp);
