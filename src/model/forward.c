@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -479,6 +480,8 @@ static void pick_vector_helpers(void) {
 typedef struct {
     msa_session *s;
     int layer, n, base; /* batch of n tokens at slots base.. */
+    int per_claim;      /* (token, head) items taken at a time */
+    _Atomic int next;   /* next item to take: threads share the work (msa_threadpool_run_shared) */
 } attn_job;
 
 /* Is key slot t (or extra entry) visible to query i of the batch? */
@@ -521,7 +524,7 @@ static void attention_llamacpp_one(const msa_session *s, const float *q, float *
  * bf16 checkpoints follow transformers' eager attention in bf16: q.k rounded, times the scale rounded,
  * softmax in f32 rounded to bf16, then P.V accumulated in f32 and rounded. */
 static void attention_worker(void *ctx, int ith, int nth) {
-    const attn_job *j = ctx;
+    attn_job *j = ctx;
     msa_session *s = j->s;
     const msa_hparams *hp = &s->model->hp;
     const int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv, n_ctx = s->n_ctx;
@@ -530,54 +533,58 @@ static void attention_worker(void *ctx, int ith, int nth) {
     const bool bf16 = s->model->bf16_acts;
     float *sc = s->scores + (size_t)ith * (size_t)s->scores_cap;
     const int total = j->n * H;
-    const int per = (total + nth - 1) / nth, lo = ith * per, hi = lo + per < total ? lo + per : total;
-    for (int it = lo; it < hi; it++) {
-        const int i = it / H, h = it % H, kvh = h / group;
-        const float *q = s->q + ((size_t)i * H + h) * D;
-        const int qslot = j->base + i, qseq = s->b_seq[i], end = s->b_end[i];
-        const float *ek = s->ex_k[j->layer] ? s->ex_k[j->layer] + (size_t)kvh * nex * D : NULL;
-        const float *ev = s->ex_v[j->layer] ? s->ex_v[j->layer] + (size_t)kvh * nex * D : NULL;
-        const float *kc = s->k_cache[j->layer] + (size_t)kvh * n_ctx * D;
-        const float *vc = s->v_cache[j->layer] + (size_t)kvh * n_ctx * D;
-        const int nk = nex + end;
-        float *out = s->att + ((size_t)i * H + h) * D;
-        if (s->model->llamacpp_attn && j->n < 64) {
-            float *q16 = sc + s->n_ctx + s->ex_max, *acc = q16 + D;
-            attention_llamacpp_one(s, q, out, q16, acc, ek, ev, nex, kc, vc, end, qslot, qseq);
-            continue;
-        }
-        float mx = -INFINITY;
-        for (int e = 0; e < nk; e++) {
-            if (e >= nex) {
-                const int t = e - nex;
-                if (!key_visible(s, t, qslot, qseq)) {
-                    sc[e] = -INFINITY;
-                    continue;
-                }
+    for (;;) {
+        const int lo = atomic_fetch_add_explicit(&j->next, j->per_claim, memory_order_relaxed);
+        if (lo >= total) break;
+        const int hi = lo + j->per_claim < total ? lo + j->per_claim : total;
+        for (int it = lo; it < hi; it++) {
+            const int i = it / H, h = it % H, kvh = h / group;
+            const float *q = s->q + ((size_t)i * H + h) * D;
+            const int qslot = j->base + i, qseq = s->b_seq[i], end = s->b_end[i];
+            const float *ek = s->ex_k[j->layer] ? s->ex_k[j->layer] + (size_t)kvh * nex * D : NULL;
+            const float *ev = s->ex_v[j->layer] ? s->ex_v[j->layer] + (size_t)kvh * nex * D : NULL;
+            const float *kc = s->k_cache[j->layer] + (size_t)kvh * n_ctx * D;
+            const float *vc = s->v_cache[j->layer] + (size_t)kvh * n_ctx * D;
+            const int nk = nex + end;
+            float *out = s->att + ((size_t)i * H + h) * D;
+            if (s->model->llamacpp_attn && j->n < 64) {
+                float *q16 = sc + s->n_ctx + s->ex_max, *acc = q16 + D;
+                attention_llamacpp_one(s, q, out, q16, acc, ek, ev, nex, kc, vc, end, qslot, qseq);
+                continue;
             }
-            const float *kk = e < nex ? ek + (size_t)e * D : kc + (size_t)(e - nex) * D;
-            float d = vec_dot(q, kk, D);
-            d = bf16 ? bf16_round(bf16_round(d) * scale) : d * scale;
-            sc[e] = d;
-            if (d > mx) mx = d;
-        }
-        float sum = 0.0f;
-        for (int e = 0; e < nk; e++) {
-            float p = sc[e] == -INFINITY ? 0.0f : expf(sc[e] - mx);
-            sc[e] = p;
-            sum += p;
-        }
-        memset(out, 0, (size_t)D * sizeof(float));
-        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-        for (int e = 0; e < nk; e++) {
-            if (sc[e] == 0.0f) continue;
-            const float *vv = e < nex ? ev + (size_t)e * D : vc + (size_t)(e - nex) * D;
-            vec_axpy(out, bf16 ? bf16_round(sc[e] / sum) : sc[e], vv, D);
-        }
-        if (bf16) {
-            for (int u = 0; u < D; u++) out[u] = bf16_round(out[u]);
-        } else {
-            for (int u = 0; u < D; u++) out[u] *= inv;
+            float mx = -INFINITY;
+            for (int e = 0; e < nk; e++) {
+                if (e >= nex) {
+                    const int t = e - nex;
+                    if (!key_visible(s, t, qslot, qseq)) {
+                        sc[e] = -INFINITY;
+                        continue;
+                    }
+                }
+                const float *kk = e < nex ? ek + (size_t)e * D : kc + (size_t)(e - nex) * D;
+                float d = vec_dot(q, kk, D);
+                d = bf16 ? bf16_round(bf16_round(d) * scale) : d * scale;
+                sc[e] = d;
+                if (d > mx) mx = d;
+            }
+            float sum = 0.0f;
+            for (int e = 0; e < nk; e++) {
+                float p = sc[e] == -INFINITY ? 0.0f : expf(sc[e] - mx);
+                sc[e] = p;
+                sum += p;
+            }
+            memset(out, 0, (size_t)D * sizeof(float));
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            for (int e = 0; e < nk; e++) {
+                if (sc[e] == 0.0f) continue;
+                const float *vv = e < nex ? ev + (size_t)e * D : vc + (size_t)(e - nex) * D;
+                vec_axpy(out, bf16 ? bf16_round(sc[e] / sum) : sc[e], vv, D);
+            }
+            if (bf16) {
+                for (int u = 0; u < D; u++) out[u] = bf16_round(out[u]);
+            } else {
+                for (int u = 0; u < D; u++) out[u] *= inv;
+            }
         }
     }
 }
@@ -684,7 +691,9 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
             memcpy(s->v_cache[l] + dst, s->v + src, (size_t)D * sizeof(float));
         }
     attn_job job = {.s = s, .layer = l, .n = n, .base = base};
-    msa_threadpool_run(tp, attention_worker, &job);
+    job.per_claim = n * hp->n_head / (8 * msa_threadpool_size(tp)) + 1;
+    atomic_init(&job.next, 0);
+    msa_threadpool_run_shared(tp, attention_worker, &job);
 
     msa_matmul(tp, L->wo, s->att, s->tmp, n);
     for (size_t i = 0; i < (size_t)n * E; i++)

@@ -46,6 +46,10 @@ struct msa_threadpool {
     _Atomic int n_sleeping;        /* workers blocked in futex wait (run() skips the wake syscall if 0) */
     _Atomic int stop;
     int64_t spin_ns;
+    /* shared-work jobs (msa_threadpool_run_shared) have an odd generation, so a worker knows the kind of
+     * job from the generation it saw, without reading anything the caller may already be rewriting. */
+    _Atomic uint32_t shared_open;  /* generation of the shared job still open to late workers (0: none) */
+    _Atomic uint32_t active;       /* workers inside the current shared job */
 };
 
 struct worker_arg {
@@ -92,6 +96,17 @@ static void *worker_main(void *p) {
         }
         seen = atomic_load_explicit(&tp->generation, memory_order_acquire);
         if (atomic_load_explicit(&tp->stop, memory_order_acquire)) break;
+        if (seen & 1) {
+            /* Join only while the caller has not closed the job; the caller waits for everyone who joined. */
+            atomic_fetch_add_explicit(&tp->active, 1, memory_order_seq_cst);
+            if (atomic_load_explicit(&tp->shared_open, memory_order_seq_cst) == seen) tp->fn(tp->ctx, arg.ith, tp->n_threads);
+            /* a late worker did nothing: the caller may already be publishing the next job */
+            if (atomic_fetch_sub_explicit(&tp->active, 1, memory_order_seq_cst) == 1) {
+                atomic_fetch_add_explicit(&tp->done_word, 1, memory_order_seq_cst);
+                if (atomic_load_explicit(&tp->caller_sleeping, memory_order_seq_cst)) futex(&tp->done_word, FUTEX_WAKE_PRIVATE, 1);
+            }
+            continue;
+        }
         tp->fn(tp->ctx, arg.ith, tp->n_threads);
         if (atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_acq_rel) == 1) {
             atomic_fetch_add_explicit(&tp->done_word, 1, memory_order_seq_cst);
@@ -148,7 +163,7 @@ msa_status msa_threadpool_new(int n_threads, msa_threadpool **out) {
 void msa_threadpool_free(msa_threadpool *tp) {
     if (!tp) return;
     atomic_store_explicit(&tp->stop, 1, memory_order_release);
-    atomic_fetch_add_explicit(&tp->generation, 1, memory_order_release);
+    atomic_fetch_add_explicit(&tp->generation, 2, memory_order_release);
     futex(&tp->generation, FUTEX_WAKE_PRIVATE, INT_MAX);
     for (int i = 0; i < tp->n_started; i++) pthread_join(tp->workers[i], NULL);
     free(tp->workers);
@@ -157,22 +172,11 @@ void msa_threadpool_free(msa_threadpool *tp) {
 
 int msa_threadpool_size(const msa_threadpool *tp) { return tp ? tp->n_threads : 1; }
 
-void msa_threadpool_run(msa_threadpool *tp, msa_parallel_fn fn, void *ctx) {
-    if (!tp || tp->n_threads == 1) {
-        fn(ctx, 0, 1);
-        return;
-    }
-    tp->fn = fn;
-    tp->ctx = ctx;
-    atomic_store_explicit(&tp->pending, (uint32_t)tp->n_threads - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&tp->generation, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&tp->n_sleeping, memory_order_seq_cst) > 0)
-        futex(&tp->generation, FUTEX_WAKE_PRIVATE, INT_MAX);
-    fn(ctx, 0, tp->n_threads);
-    /* `pending` is the condition; done_word only gives the caller something to sleep on (a late bump from
-     * the previous job merely causes a spurious wake-up). */
+/* Spin, then sleep, until *count is 0 (`pending` or `active`). done_word only gives the caller something to
+ * sleep on (a late bump from an earlier job merely causes a spurious wake-up). */
+static void wait_for_zero(msa_threadpool *tp, _Atomic uint32_t *count) {
     int64_t deadline = 0;
-    for (unsigned i = 0; atomic_load_explicit(&tp->pending, memory_order_acquire) != 0; i++) {
+    for (unsigned i = 0; atomic_load_explicit(count, memory_order_seq_cst) != 0; i++) {
         cpu_relax();
         if ((i & 63) != 63) continue;
         if ((i & 4095) == 4095) sched_yield();
@@ -183,11 +187,47 @@ void msa_threadpool_run(msa_threadpool *tp, msa_parallel_fn fn, void *ctx) {
             atomic_store_explicit(&tp->caller_sleeping, 1, memory_order_seq_cst);
             for (;;) {
                 uint32_t d = atomic_load_explicit(&tp->done_word, memory_order_seq_cst);
-                if (atomic_load_explicit(&tp->pending, memory_order_seq_cst) == 0) break;
+                if (atomic_load_explicit(count, memory_order_seq_cst) == 0) break;
                 futex(&tp->done_word, FUTEX_WAIT_PRIVATE, d);
             }
             atomic_store_explicit(&tp->caller_sleeping, 0, memory_order_relaxed);
             break;
         }
     }
+}
+
+/* Publish a job: workers see the new generation (and are woken if asleep). */
+static uint32_t publish(msa_threadpool *tp, msa_parallel_fn fn, void *ctx, int shared) {
+    tp->fn = fn;
+    tp->ctx = ctx;
+    uint32_t gen = ((atomic_load_explicit(&tp->generation, memory_order_relaxed) >> 1) + 1) << 1 | (uint32_t)shared;
+    if (shared) atomic_store_explicit(&tp->shared_open, gen, memory_order_seq_cst);
+    else atomic_store_explicit(&tp->pending, (uint32_t)tp->n_threads - 1, memory_order_relaxed);
+    atomic_store_explicit(&tp->generation, gen, memory_order_seq_cst); /* only the caller writes it */
+    if (atomic_load_explicit(&tp->n_sleeping, memory_order_seq_cst) > 0)
+        futex(&tp->generation, FUTEX_WAKE_PRIVATE, INT_MAX);
+    return gen;
+}
+
+void msa_threadpool_run(msa_threadpool *tp, msa_parallel_fn fn, void *ctx) {
+    if (!tp || tp->n_threads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    publish(tp, fn, ctx, 0);
+    fn(ctx, 0, tp->n_threads);
+    wait_for_zero(tp, &tp->pending);
+}
+
+void msa_threadpool_run_shared(msa_threadpool *tp, msa_parallel_fn fn, void *ctx) {
+    if (!tp || tp->n_threads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    publish(tp, fn, ctx, 1);
+    fn(ctx, 0, tp->n_threads);
+    /* Close the job: a worker joins (active++) and then checks shared_open, so it either sees the job closed
+     * or is counted before this thread reads `active` (all seq_cst). */
+    atomic_store_explicit(&tp->shared_open, 0, memory_order_seq_cst);
+    wait_for_zero(tp, &tp->active);
 }

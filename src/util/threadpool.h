@@ -17,4 +17,10 @@ int msa_threadpool_size(const msa_threadpool *tp);
 typedef void (*msa_parallel_fn)(void *ctx, int ith, int nth);
 void msa_threadpool_run(msa_threadpool *tp, msa_parallel_fn fn, void *ctx);
 
+/* The same for jobs whose fn takes its work from a shared counter (work sharing): fn runs on the caller and on
+ * every worker that arrives before the caller has finished its own call; a worker that arrives later skips
+ * the job. So a worker that another process keeps off its CPU does not hold up the job: the caller only
+ * waits for workers that have started. fn must not rely on every ith running (each ith runs at most once). */
+void msa_threadpool_run_shared(msa_threadpool *tp, msa_parallel_fn fn, void *ctx);
+
 #endif

@@ -119,10 +119,68 @@ TEST(threadpool_clean_shutdown) {
     }
 }
 
+/* Shared-work jobs interleaved with ordinary ones: every item of a shared job is done exactly once, by the
+ * caller alone if no worker arrives in time, and no worker ever runs a job twice or after it closed (the
+ * ordinary jobs' every-ith-once check would catch a stray participant). */
+typedef struct {
+    _Atomic int next;
+    int n_items;
+    _Atomic int *done; /* [n_items] */
+    _Atomic int callers[8];
+} shared_ctx;
+
+static void shared_fn(void *p, int ith, int nth) {
+    shared_ctx *c = p;
+    (void)nth;
+    atomic_fetch_add(&c->callers[ith], 1);
+    for (;;) {
+        int i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->n_items) break;
+        atomic_fetch_add(&c->done[i], 1);
+    }
+}
+
+typedef struct {
+    _Atomic int hits[8];
+} every_ctx;
+
+static void every_fn(void *p, int ith, int nth) {
+    (void)nth;
+    atomic_fetch_add(&((every_ctx *)p)->hits[ith], 1);
+}
+
+TEST(threadpool_shared_jobs) {
+    const char *suite = getenv("MSA_SUITE");
+    int rounds = suite && *suite && strcmp(suite, "plain") ? 2000 : 20000;
+    for (int nth = 2; nth <= 4; nth++) {
+        msa_threadpool *tp = NULL;
+        CHECK(msa_threadpool_new(nth, &tp) == MSA_OK);
+        if (!tp) return;
+        int bad = 0;
+        for (int r = 0; r < rounds && !bad; r++) {
+            shared_ctx c = {.n_items = 1 + r % 37};
+            c.done = calloc((size_t)c.n_items, sizeof *c.done);
+            msa_threadpool_run_shared(tp, shared_fn, &c);
+            for (int i = 0; i < c.n_items; i++) bad += atomic_load(&c.done[i]) != 1;
+            for (int t = 0; t < nth; t++) bad += atomic_load(&c.callers[t]) > 1;
+            bad += atomic_load(&c.callers[0]) != 1; /* the caller always runs it */
+            free(c.done);
+            if (r % 3 == 0) {
+                every_ctx e = {0};
+                msa_threadpool_run(tp, every_fn, &e);
+                for (int t = 0; t < nth; t++) bad += atomic_load(&e.hits[t]) != 1;
+            }
+        }
+        CHECK(bad == 0);
+        msa_threadpool_free(tp);
+    }
+}
+
 int main(void) {
     RUN(threadpool_every_ith_once_per_job);
     RUN(threadpool_sleeping_handoff);
     RUN(threadpool_null_and_single);
     RUN(threadpool_clean_shutdown);
+    RUN(threadpool_shared_jobs);
     return test_summary();
 }

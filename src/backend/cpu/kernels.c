@@ -221,7 +221,7 @@ static void run_gemm(msa_threadpool *tp, job *j) {
     plan_gemm(j, nth);
     atomic_store_explicit(&j->next, 0, memory_order_relaxed);
     if (nth > 1 && j->n_chunks > 1)
-        msa_threadpool_run(tp, gemm_job, j);
+        msa_threadpool_run_shared(tp, gemm_job, j);
     else
         gemm_job(j, 0, 1);
 }
@@ -357,7 +357,7 @@ void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *w, c
     }
     if (k0->prep) prep_job(&parts[0], 0, 1);
     atomic_store_explicit(&mj.next, 0, memory_order_relaxed);
-    if (nth > 1) msa_threadpool_run(tp, multi_gemm_job, &mj);
+    if (nth > 1) msa_threadpool_run_shared(tp, multi_gemm_job, &mj);
     else multi_gemm_job(&mj, 0, 1);
 }
 
