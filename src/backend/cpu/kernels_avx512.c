@@ -2,14 +2,11 @@
  * Zen 4 ...), compiled for that target per function and chosen at run time. bf16 weights use vdpbf16ps
  * where the CPU has AVX512-BF16 (else the AVX2 kernel stays in the table).
  *
- * Each gemm walks tiles of up to 4 weight rows x 4 tokens (3 for Q4_1, which needs more registers): a weight
- * vector is loaded and decoded once per tile and used for every token of it; prefill gets its reuse from
- * that and from the dispatcher's cache blocking, decode (one token) from keeping 4 rows in flight.
- *
- * Quantized weights x q8 activations (vpdpbusd multiplies unsigned by signed bytes): Q4_x nibbles are
- * already unsigned; Q8_0 weights are made unsigned by flipping the sign bit (w + 128). The offsets (8 for
- * Q4_0, 128 for Q8_0) are taken back out in the integer domain with the activation block sums, so the
- * result is the exact integer dot product of the scalar definition. Two blocks fill one 512-bit vector. */
+ * Float weights: tiles of up to 4 rows x 4 tokens, one 16-lane accumulator per output. Quantized weights:
+ * llama.cpp's vec_dot order (kernels_impl.h) with two rows side by side per vector (see tile_q); vpdpbusd
+ * multiplies unsigned by signed bytes, so Q4_x nibbles are used as they are and Q8_0 weights are made
+ * unsigned by flipping the sign bit (w + 128); the offsets (8 for Q4_0, 128 for Q8_0) are taken back out in
+ * the integer domain per 4-element lane, so each lane holds the exact integer dot of the scalar definition. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,20 +211,13 @@ DRIVER(gemm_q8_0, TARGET, tile_q, MSA_DTYPE_Q8_0, 4, 4, 8)
 DRIVER(gemm_q4_0, TARGET, tile_q, MSA_DTYPE_Q4_0, 4, 4, 8)
 DRIVER(gemm_q4_1, TARGET, tile_q, MSA_DTYPE_Q4_1, 4, 4, 8)
 
-/* ---- prefill panels: lanes = 16 tokens ----
- * For many tokens the row-wise tiles above spend much of their time on horizontal sums and per-block
- * scaling. The panel kernels put 16 tokens in one vector instead: the activations are transposed once per
- * call (prep_group, in kernels.c's parallel prep) and each weight row is decoded once per token block and
- * then used, element by element broadcast, against every group of 16 tokens. Outputs need no horizontal
- * sums (a vector is 16 tokens of one row) and are scattered into y.
- *
- * Quantized group layout (nb blocks):   xu[nb][8][16 tokens][4 bytes]  q + 128 as unsigned bytes
- *                                       dxt[nb][16] f32, sxt[nb][16] f32 (= d * sum q, for Q4_1)
- * Each weight row is decoded to signed bytes w' (Q4_0: nibble - 8, Q4_1: nibble, Q8_0: as stored) with
- * c = -128 * sum(w') per block, so 8 vpdpbusd per block give sum (q+128) w' + c = sum q w' exactly.
- * Float group layout: xt[n_in][16] f32. */
+/* ---- float prefill panels (MSA_PANEL=1 only): lanes = 16 tokens ----
+ * The activations are transposed once per call (prep_group, in kernels.c's parallel prep) into
+ * xt[n_in][16 tokens] f32; each weight row is widened once per token block and used, element by element
+ * broadcast, against every group of 16 tokens. Each output is one sequential f32 chain over k, not the
+ * 16-lane order of tile_float, so results depend on the batch: off by default. */
 
-enum { TG = MSA_PANEL_TOKENS, PR = 8, PRF = 12 };
+enum { TG = MSA_PANEL_TOKENS, PRF = 12 };
 
 static uint8_t *panel_scratch(size_t bytes) {
     uint8_t *p = msa_thread_scratch(1, bytes);
