@@ -5,7 +5,7 @@
  *   msa demo [-m MODEL] [--corpus DIR] [--bank DIR] [--top-k K] [-n N] [-t THREADS] [--check]
  *
  * Defaults: MODEL models/SmolLM2-135M-Instruct.Q4_1.gguf, corpus data/demo (both also looked up next to the
- * executable's ../), bank $XDG_CACHE_HOME/msa/demo-bank (else ~/.cache/msa/demo-bank). Rerunning reuses the
+ * executable's ../), bank $XDG_CACHE_HOME/msa/demo-bank-pP (else ~/.cache/msa/demo-bank-pP, P the pooling). Rerunning reuses the
  * bank: unchanged documents are not encoded again. --check exits 1 unless, for every planted fact, its
  * document is among the injected (top-k) documents and the answer contains the fact's expected answer
  * (case-insensitive). The summary also counts the facts whose document was routed first. */
@@ -128,8 +128,11 @@ int cmd_demo(int argc, char **argv) {
     if (!corpus) corpus = locate("data/demo", cbuf, sizeof cbuf);
     if (!bank_path) {
         const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-        if (xdg && *xdg) snprintf(bbuf, sizeof bbuf, "%s/msa/demo-bank", xdg);
-        else snprintf(bbuf, sizeof bbuf, "%s/.cache/msa/demo-bank", home && *home ? home : "/tmp");
+        /* The pooling is part of the name: a bank cached by a run with another P would be reused as it is
+         * (its documents are unchanged) and route with the wrong key granularity. */
+        int p = pooling > 0 ? pooling : 1;
+        if (xdg && *xdg) snprintf(bbuf, sizeof bbuf, "%s/msa/demo-bank-p%d", xdg, p);
+        else snprintf(bbuf, sizeof bbuf, "%s/.cache/msa/demo-bank-p%d", home && *home ? home : "/tmp", p);
         bank_path = bbuf;
     }
 
