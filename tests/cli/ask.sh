@@ -4,13 +4,8 @@
 # nothing, same greedy answer), and errors (question too long is limited by -q size, missing bank, bank of
 # another model). Edge cases: ask_edges.sh. Needs python3 + numpy for the checkpoint.
 set -u
-MSA=${MSA:-build/msa}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ok() { echo "PASS $1"; }
-no() { echo "FAIL $1"; }
-if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1; then
-    echo "SKIP ask_native (python3 with numpy needed for the synthetic checkpoint)"; exit 0
-fi
+. tests/cli/lib/common.sh
+synthetic_checkpoint "$tmp/ck" ask_native || exit 0
 python3 tests/ref/make_msa_checkpoint.py "$tmp/ck2" --variant cosine >/dev/null 2>&1
 cat > "$tmp/docs.jsonl" <<'J'
 {"id": "lighthouse", "text": "The lighthouse keeper on Skerry Island was named Oswin Tamsworth."}

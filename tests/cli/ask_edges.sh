@@ -7,13 +7,8 @@
 # top-k larger than the bank (every document routed). A question longer than allowed and a bank made with
 # another model (exit 65): ask.sh.
 set -u
-MSA=${MSA:-build/msa}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ok() { echo "PASS $1"; }
-no() { echo "FAIL $1"; }
-if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1; then
-    echo "SKIP ask_edges (python3 with numpy needed for the synthetic checkpoint)"; exit 0
-fi
+. tests/cli/lib/common.sh
+synthetic_checkpoint "$tmp/ck" ask_edges || exit 0
 # ---- native mode on the synthetic checkpoint
 : >"$tmp/empty.txt"; printf 'x' >"$tmp/one.txt"; printf 'caf\303 \377!' >"$tmp/bad.txt"
 python3 -c 'print("lighthouse keeper " * 400)' >"$tmp/long.txt"   # ~800 tokens > the checkpoint's 256

@@ -6,13 +6,8 @@
 # question longer than allowed (exit 65); a bank made with another model (exit 65); a read-mode bank asked
 # natively (exit 69). (Duplicate ids are checked before encoding, the same in both modes: ask_edges.sh.)
 set -u
-MSA=${MSA:-build/msa}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ok() { echo "PASS $1"; }
-no() { echo "FAIL $1"; }
-if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1; then
-    echo "SKIP ask_edges_read (python3 with numpy needed for the synthetic checkpoint)"; exit 0
-fi
+. tests/cli/lib/common.sh
+synthetic_checkpoint "$tmp/ck" ask_edges_read || exit 0
 long=$(python3 -c 'print("word " * 3000)')
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$M" ]; then echo "SKIP ask_edges_read (default model not installed: make model)"; exit 0; fi

@@ -6,10 +6,7 @@
 # files (missing, wrong shape, wrong layer, q without k, not safetensors) fail with one clear line (65/66).
 # Needs python3 + numpy for the checkpoint.
 set -u
-MSA=${MSA:-build/msa}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ok() { echo "PASS $1"; }
-no() { echo "FAIL $1"; }
+. tests/cli/lib/common.sh
 if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1 ||
    ! python3 tests/ref/make_router_fixture.py "$tmp/ck" "$tmp/r" >/dev/null 2>&1; then
     echo "SKIP router (python3 with numpy needed for the synthetic checkpoint)"; exit 0
