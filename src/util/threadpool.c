@@ -197,7 +197,7 @@ static void wait_for_zero(msa_threadpool *tp, _Atomic uint32_t *count) {
 }
 
 /* Publish a job: workers see the new generation (and are woken if asleep). */
-static uint32_t publish(msa_threadpool *tp, msa_parallel_fn fn, void *ctx, int shared) {
+static void publish(msa_threadpool *tp, msa_parallel_fn fn, void *ctx, int shared) {
     tp->fn = fn;
     tp->ctx = ctx;
     uint32_t gen = ((atomic_load_explicit(&tp->generation, memory_order_relaxed) >> 1) + 1) << 1 | (uint32_t)shared;
@@ -206,7 +206,6 @@ static uint32_t publish(msa_threadpool *tp, msa_parallel_fn fn, void *ctx, int s
     atomic_store_explicit(&tp->generation, gen, memory_order_seq_cst); /* only the caller writes it */
     if (atomic_load_explicit(&tp->n_sleeping, memory_order_seq_cst) > 0)
         futex(&tp->generation, FUTEX_WAKE_PRIVATE, INT_MAX);
-    return gen;
 }
 
 void msa_threadpool_run(msa_threadpool *tp, msa_parallel_fn fn, void *ctx) {
