@@ -8,6 +8,9 @@
  *   bound:  the same with the raw f32 activations: the difference must stay inside the worst case the
  *           documented rounding allows (half a q8 step per element).
  * Outputs are poisoned with NaN before each call so an element the kernel never writes fails. */
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -376,8 +379,12 @@ static void batch_invariance(msa_threadpool *tp, int n) {
     (void)n;
     static const int sizes[] = {1, 7, 8, 15, 16, 17, 33, 100};
     enum { NT = 100 };
-    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) {
-        int64_t n_out = 67, n_in = is_quant((msa_dtype)dt) ? 320 : 203;
+    /* float rows: 203 inputs (a partial last block everywhere) and 1056 (whole 32-blocks read in place by AMX,
+     * and more than one k-block of the AVX-512 bf16 kernel) */
+    for (int pass = 0; pass < 2 * MSA_DTYPE_COUNT; pass++) {
+        int dt = pass % MSA_DTYPE_COUNT;
+        if (pass >= MSA_DTYPE_COUNT && is_quant((msa_dtype)dt)) continue;
+        int64_t n_out = 67, n_in = is_quant((msa_dtype)dt) ? 320 : pass < MSA_DTYPE_COUNT ? 203 : 1056;
         size_t bytes;
         uint8_t *wdata = make_weights((msa_dtype)dt, n_out, n_in, &bytes);
         msa_tensor w = {.name = "w", .dtype = (msa_dtype)dt, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wdata, .nbytes = bytes};
@@ -487,18 +494,35 @@ TEST(kernels_get_row) {
     }
 }
 
+/* AMX-BF16 and AMX-TILE in CPUID leaf 7 (the OS must still grant the tile state; kernels_amx.c asks). */
+static int cpu_has_amx_bf16(void) {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (d & (1u << 22)) && (d & (1u << 24));
+#else
+    return 0;
+#endif
+}
+
 TEST(kernels_simd_levels) {
     /* The forced level is honoured, and the best level matches what the CPU reports. */
     msa_simd max = msa_cpu_simd_max();
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
-        CHECK_EQ_INT(max, MSA_SIMD_AVX512);
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni")) {
+        /* AMX needs the kernel's permission too (Linux >= 5.16); without it the best level is AVX-512 */
+        if (cpu_has_amx_bf16() && max != MSA_SIMD_AMX) printf("# AMX-BF16 in CPUID but not usable here\n");
+        CHECK(max == MSA_SIMD_AVX512 || (max == MSA_SIMD_AMX && cpu_has_amx_bf16()));
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         CHECK_EQ_INT(max, MSA_SIMD_AVX2);
     msa_simd saved = msa_cpu_simd();
     CHECK(msa_cpu_set_simd(MSA_SIMD_SCALAR));
     CHECK(!strcmp(msa_cpu_simd_name(), "scalar"));
+    if (max == MSA_SIMD_AMX) {
+        CHECK(msa_cpu_set_simd(MSA_SIMD_AMX));
+        CHECK(!strcmp(msa_cpu_simd_name(), "amx"));
+    }
     msa_cpu_set_simd(saved);
     printf("# simd: %s (best %d)\n", msa_cpu_simd_name(), (int)max);
 }

@@ -15,7 +15,7 @@ static int g_have[MSA_SIMD_COUNT];
 static msa_simd g_max, g_level;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512"};
+static const char *const simd_names[MSA_SIMD_COUNT] = {"scalar", "avx2", "avx512", "amx"};
 
 /* The panel (prefill) kernels sum each output in a different order than the one-token kernels, so a token's
  * result would depend on how many tokens share its batch (f32 rounding, amplified through a deep model).
@@ -50,6 +50,9 @@ static void init_tables(void) {
     g_have[MSA_SIMD_AVX512] = g_have[MSA_SIMD_AVX2] && msa_kernels_avx512(g_tables[MSA_SIMD_AVX512]);
     for (int l = 0; l < MSA_SIMD_COUNT; l++) bf16_activations(&g_tables[l][MSA_DTYPE_BF16]);
     if (g_have[MSA_SIMD_AVX512]) msa_kernels_avx512_bf16(&g_tables[MSA_SIMD_AVX512][MSA_DTYPE_BF16]);
+    /* AMX differs from AVX-512 only in its bf16 entry */
+    memcpy(g_tables[MSA_SIMD_AMX], g_tables[MSA_SIMD_AVX512], sizeof g_tables[0]);
+    g_have[MSA_SIMD_AMX] = g_have[MSA_SIMD_AVX512] && msa_kernels_amx_bf16(&g_tables[MSA_SIMD_AMX][MSA_DTYPE_BF16]);
     g_max = MSA_SIMD_SCALAR;
     for (int l = 1; l < MSA_SIMD_COUNT; l++)
         if (g_have[l]) g_max = (msa_simd)l;
@@ -199,7 +202,7 @@ static void plan_gemm(job *j, int nth) {
     } else {
         /* Panel kernels tile 8 (quantized) or 12 (float) rows: chunks of a multiple of 48 avoid slow
          * single-row remainders inside a chunk. */
-        int64_t align = j->panel ? 48 : ROW_ALIGN;
+        int64_t align = !j->panel ? ROW_ALIGN : j->k->tile_rows ? j->k->tile_rows : 48;
         chunk = (int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1;
         if (j->panel && chunk < 96) chunk = 96;
         chunk = round_up(chunk, align);
@@ -211,8 +214,15 @@ static void plan_gemm(job *j, int nth) {
     j->n_chunks = (j->n_rows + chunk - 1) / chunk;
     size_t tb = (512 * 1024) / (j->act_stride + 1);
     j->tok_block = tb < 4 ? 4 : tb > 256 ? 256 : (int)tb;
+    int tt = j->k->tile_tokens;
+    if (tt > 1) j->tok_block = j->tok_block < 2 * tt ? 2 * tt : j->tok_block / tt * tt;
     /* Panel kernels decode each weight row once per token block: give them at least 8 groups to use it on. */
     if (j->panel) j->tok_block = j->tok_block < 128 ? 128 : (j->tok_block + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS * MSA_PANEL_TOKENS;
+}
+
+/* Whether a product of n_tok tokens with kernel k runs in the panel layout. */
+static int use_panel(const msa_kernel *k, int n_tok) {
+    return k->gemm_panel && (k->panel_always || (g_panel && n_tok >= MSA_PANEL_MIN_TOKENS));
 }
 
 /* The parallel run of one product over already prepared activations. */
@@ -244,18 +254,34 @@ void msa_matmul_rows(msa_threadpool *tp, const msa_tensor *w, int64_t row0, int6
     j.ldy = n_rows;
     j.gemm = j.k->gemm;
 
-    if (g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && j.k->gemm_panel) {
+    if (use_panel(j.k, n_tok)) {
         size_t gb = j.k->panel_bytes(n_in);
         int n_groups = (n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS;
         uint8_t *buf = scratch(gb * (size_t)n_groups);
+        j.panel = 1;
+        j.gemm = j.k->gemm_panel;
+        j.act_stride = gb / MSA_PANEL_TOKENS;
         if (buf) {
-            j.panel = 1;
-            j.gemm = j.k->gemm_panel;
             j.act = buf;
-            j.act_stride = gb / MSA_PANEL_TOKENS;
             if (msa_threadpool_size(tp) > 1 && n_groups > 1) msa_threadpool_run(tp, prep_job, &j);
             else prep_job(&j, 0, 1);
             run_gemm(tp, &j);
+            return;
+        }
+        if (!j.k->panel_always) {
+            j.panel = 0;
+            j.gemm = j.k->gemm;
+        } else {
+            /* Out of memory for a large prefill: one group of tokens at a time. */
+            j.act = scratch(gb);
+            if (!j.act) abort();
+            for (int t0 = 0; t0 < n_tok; t0 += MSA_PANEL_TOKENS) {
+                j.x = x + (size_t)t0 * (size_t)n_in;
+                j.y = y + (size_t)t0 * (size_t)n_rows;
+                j.n_tok = n_tok - t0 < MSA_PANEL_TOKENS ? n_tok - t0 : MSA_PANEL_TOKENS;
+                prep_job(&j, 0, 1);
+                run_gemm(tp, &j);
+            }
             return;
         }
     }
@@ -315,17 +341,24 @@ void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *w, c
     if (n_tok <= 0 || n_w <= 0) return;
     const msa_kernel *k0 = &g_tables[g_level][w[0]->dtype];
     int64_t n_in = w[0]->shape[w[0]->n_dims - 1];
-    /* Fusing needs one activation format for all; prefill (where the dispatch cost is amortised anyway and
-     * the panel layout may be used) goes product by product. */
-    int fuse = n_w <= MSA_MATMUL_MULTI_MAX && !(g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && k0->gemm_panel);
+    /* Fusing needs one activation format for all. With opt-in (batch-dependent) panel kernels a prefill goes
+     * product by product, as the dispatch cost is amortised anyway. */
+    int panel = use_panel(k0, n_tok);
+    int fuse = n_w <= MSA_MATMUL_MULTI_MAX && (!panel || k0->panel_always);
     for (int i = 1; i < n_w && fuse; i++) {
         const msa_kernel *ki = &g_tables[g_level][w[i]->dtype];
-        fuse = w[i]->shape[w[i]->n_dims - 1] == n_in && ki->prep == k0->prep && ki->prep_bytes == k0->prep_bytes &&
-               !(g_panel && n_tok >= MSA_PANEL_MIN_TOKENS && ki->gemm_panel);
+        fuse = w[i]->shape[w[i]->n_dims - 1] == n_in && use_panel(ki, n_tok) == panel &&
+               (panel ? ki->prep_group == k0->prep_group && ki->panel_bytes == k0->panel_bytes
+                      : ki->prep == k0->prep && ki->prep_bytes == k0->prep_bytes);
     }
     uint8_t *act = (uint8_t *)(uintptr_t)x;
     size_t act_stride = (size_t)n_in * sizeof(float);
-    if (fuse && k0->prep) {
+    if (fuse && panel) {
+        size_t gb = k0->panel_bytes(n_in);
+        act_stride = gb / MSA_PANEL_TOKENS;
+        act = scratch(gb * (size_t)((n_tok + MSA_PANEL_TOKENS - 1) / MSA_PANEL_TOKENS));
+        if (!act) fuse = 0;
+    } else if (fuse && k0->prep) {
         act_stride = k0->prep_bytes(n_in);
         act = scratch(act_stride * (size_t)n_tok);
         if (!act) fuse = 0;
@@ -341,7 +374,8 @@ void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *w, c
         job *j = &parts[i];
         memset(j, 0, sizeof *j);
         j->k = &g_tables[g_level][w[i]->dtype];
-        j->gemm = j->k->gemm;
+        j->panel = panel;
+        j->gemm = panel ? j->k->gemm_panel : j->k->gemm;
         j->x = x;
         j->n_in = n_in;
         j->act = act;
@@ -355,7 +389,10 @@ void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *w, c
         plan_gemm(j, nth);
         mj.first[i + 1] = mj.first[i] + j->n_chunks;
     }
-    if (k0->prep) prep_job(&parts[0], 0, 1);
+    if (panel || k0->prep) {
+        if (nth > 1 && (int64_t)n_tok * n_in >= 32768) msa_threadpool_run(tp, prep_job, &parts[0]);
+        else prep_job(&parts[0], 0, 1);
+    }
     atomic_store_explicit(&mj.next, 0, memory_order_relaxed);
     if (nth > 1) msa_threadpool_run_shared(tp, multi_gemm_job, &mj);
     else multi_gemm_job(&mj, 0, 1);

@@ -39,17 +39,23 @@ typedef struct msa_kernel {
     msa_prep_bytes_fn panel_bytes; /* NULL: no panel kernel; gemm serves every token count */
     msa_prep_group_fn prep_group;
     msa_gemm_fn gemm_panel;
+    int tile_tokens;  /* gemm's token tile: token blocks are cut to a multiple of it (0: any) */
+    int tile_rows;    /* gemm_panel's row tile: prefill chunks are a multiple of it (0: 48) */
+    int panel_always; /* gemm_panel is batch-invariant and the only gemm: used for every token count */
 } msa_kernel;
 
-typedef enum msa_simd { MSA_SIMD_SCALAR = 0, MSA_SIMD_AVX2, MSA_SIMD_AVX512, MSA_SIMD_COUNT } msa_simd;
+/* AMX is the AVX-512 level with bf16 weights on AMX tiles (kernels_amx.c). */
+typedef enum msa_simd { MSA_SIMD_SCALAR = 0, MSA_SIMD_AVX2, MSA_SIMD_AVX512, MSA_SIMD_AMX, MSA_SIMD_COUNT } msa_simd;
 
 /* Fill table[dtype] for one ISA. Each returns 0 when this CPU lacks the ISA (the table is then untouched);
  * an ISA may leave entries it does not improve on as they were (the caller fills lower levels first). */
 int msa_kernels_scalar(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx2(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
-/* The AVX512-BF16 entry for bf16 weights (kernels_bf16_avx512.c); 0 when the CPU lacks it. */
+/* The AVX-512 entry for bf16 weights (kernels_bf16_avx512.c); 0 when the CPU lacks it. */
 int msa_kernels_avx512_bf16(msa_kernel *entry);
+/* The AMX entry for bf16 weights (kernels_amx.c); 0 when the CPU or the OS does not offer AMX-BF16. */
+int msa_kernels_amx_bf16(msa_kernel *entry);
 
 /* Shared activation format (the scalar definitions are the specification; SIMD preps produce the same
  * bytes). It is llama.cpp's Q8_0/Q8_1 activation block (ggml-cpu quantize_row_q8_0/_q8_1 on x86), held
