@@ -6,7 +6,8 @@
  *   f32      f32 as given                         none (f32 products, f32 accumulation)
  *   f16      f32 as given (weights widened)       none
  *   bf16     bf16 (round-half-even), as llama.cpp  |x' - x| <= |x|/256 (none for HF bf16 models, whose
- *                                                 activations are bf16 already); vdpbf16ps on AVX512-BF16
+ *                                                 activations are bf16 already); AMX tiles where the CPU
+ *                                                 has AMX-BF16, f32 FMA on AVX-512/AVX2
  *   q8_0,    q8 blocks of 32 (llama.cpp's Q8_0/   |x' - x| <= d/2 + 127 |d - fp16(d)| per element, d = amax/127;
  *   q4_0,    Q8_1): q = round-half-even(x *       Q4_1 also uses s = fp16(d * sum q) for the block's x sum
  *   q4_1     127/amax), scale fp16(amax/127)      (the fp16 scale limits |x| to ~8e6 and |d sum q| to 65504)
@@ -22,8 +23,8 @@
  * orders; Q4_1, the default model's dtype, and any matmul with one token use vec_dot there.
  *
  * Float weights: f32 multiply-adds, accumulated in an order that depends on the SIMD path (paths agree to
- * about 1e-6 of sum|w*x|), batch-invariant within a path unless the AVX-512 float panel kernels are switched
- * on (MSA_PANEL=1). tests/unit/test_kernels.c checks every dtype on every path: quantized ones bit for bit
+ * about 1e-6 of sum|w*x|; AMX's TDPBF16PS has its own fixed f32 arithmetic), batch-invariant within a path
+ * unless the AVX-512 float panel kernels are switched on (MSA_PANEL=1). tests/unit/test_kernels.c checks every dtype on every path: quantized ones bit for bit
  * against an independent implementation of the order above, float ones against a double-precision sum. */
 #ifndef MSA_BACKEND_CPU_KERNELS_H
 #define MSA_BACKEND_CPU_KERNELS_H
@@ -54,8 +55,9 @@ void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *ws, 
 /* Copy row r of W (an embedding table) as f32 into out[n_in]. */
 void msa_get_row_f32(const msa_tensor *w, int64_t r, float *out);
 
-/* Which SIMD path was chosen ("avx512", "avx2", "scalar"); MSA_SIMD=scalar|avx2 in the environment forces a
- * lower one (for tests). avx512 means F/BW/VL/DQ + VNNI (bf16 weights use AVX512-BF16 when present). */
+/* Which SIMD path was chosen ("amx", "avx512", "avx2", "scalar"); MSA_SIMD=scalar|avx2|avx512 in the
+ * environment forces a lower one (for tests and comparisons). avx512 means F/BW/VL/DQ + VNNI; amx is avx512
+ * with bf16 weights on AMX tiles (AMX-BF16 in the CPU and the tile state granted by Linux). */
 const char *msa_cpu_simd_name(void);
 
 #endif

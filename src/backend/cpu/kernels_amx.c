@@ -50,15 +50,35 @@ static const tile_config g_config = {
 
 static size_t panel_bytes_amx(int64_t n_in) { return (size_t)((n_in + 31) / 32) * BLOCK_BYTES; }
 
-/* Tokens x[0..nt) (nt <= 16) into one group: block b, pair p, token n at ((b * 16 + p) * 16 + n) * 2 bf16. */
-static void prep_group_amx(const float *x, int64_t n_in, int nt, void *out) {
-    uint16_t *o = out;
-    memset(out, 0, panel_bytes_amx(n_in));
+/* msa_f32_to_bf16 (round-half-even, NaN kept quiet) on 16 lanes; the bf16 in each lane's low half. */
+TARGET static inline __m512i bf16_bits(__m512 x) {
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    __m512i v = _mm512_castps_si512(x);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(v, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(v, 16), one))), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, absmask), inf);
+    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40)));
+}
+
+/* Tokens x[0..nt) (nt <= 16) into one group: block b, pair p, token n at ((b * 16 + p) * 16 + n) * 2 bf16.
+ * Per token and block, the 32 inputs become 16 dwords (pair p = inputs 2p, 2p+1) scattered 64 bytes apart. */
+TARGET static void prep_group_amx(const float *x, int64_t n_in, int nt, void *out) {
+    uint32_t *o = out;
+    int64_t nb = (n_in + 31) / 32;
+    if (nt < TOKS || n_in % 32) memset(out, 0, panel_bytes_amx(n_in));
+    const __m512i stride = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(TOKS));
     for (int n = 0; n < nt; n++) {
         const float *xr = x + (size_t)n * (size_t)n_in;
-        for (int64_t i = 0; i < n_in; i++) {
-            int64_t b = i / 32, p = (i % 32) / 2;
-            o[((b * PAIRS + p) * TOKS + n) * 2 + (i & 1)] = msa_f32_to_bf16(xr[i]);
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t i = b * 32, left = n_in - i;
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+            __m256i lo = _mm512_cvtepi32_epi16(bf16_bits(_mm512_maskz_loadu_ps(m0, xr + i)));
+            __m256i hi = _mm512_cvtepi32_epi16(bf16_bits(_mm512_maskz_loadu_ps(m1, xr + i + 16)));
+            __m512i pairs = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            __mmask16 mp = (__mmask16)(left >= 32 ? 0xffff : (1u << ((left + 1) / 2)) - 1);
+            _mm512_mask_i32scatter_epi32(o + (size_t)b * PAIRS * TOKS + n, mp, stride, pairs, 4);
         }
     }
 }
