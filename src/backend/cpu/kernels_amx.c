@@ -89,16 +89,25 @@ static void store_c(const float *c, int nr, int nt, float *y, int64_t ldy) {
         for (int m = 0; m < nr; m++) y[(size_t)n * (size_t)ldy + (size_t)m] = c[m * TOKS + n];
 }
 
-/* Rows that cannot be tile-loaded in place (fewer than 16 left, or n_in not a multiple of 32 so the last
- * block would run past the row) are copied with zero padding: the padded inputs meet zero activations. */
+/* The rows of one block pair copied into [block][row][64 bytes] order, zero-padded to 32 rows and whole
+ * 32-input blocks: for rows that cannot be tile-loaded in place (fewer than 16 left, or n_in not a multiple
+ * of 32 so the last block would run past the row; the padded inputs meet zero activations), and for long
+ * prefills, where each A tile is loaded once per pair of token groups and 16 rows 5 KB apart cost 16 TLB
+ * entries per load while the copy's tiles are 1 KB contiguous. *stride: bytes between a tile's rows. */
 static const uint8_t *pad_rows(const uint8_t *w, size_t rb, int64_t n_in, int nr, size_t *stride) {
     int64_t nb = (n_in + 31) / 32;
-    size_t ps = (size_t)nb * 64;
-    uint8_t *pad = msa_thread_scratch(1, ps * 2 * ROWS);
+    size_t bytes = (size_t)nb * 2 * ROWS * 64;
+    uint8_t *pad = msa_thread_scratch(1, bytes);
     if (!pad) return NULL;
-    memset(pad, 0, ps * 2 * ROWS);
-    for (int m = 0; m < nr; m++) memcpy(pad + (size_t)m * ps, w + (size_t)m * rb, (size_t)n_in * 2);
-    *stride = ps;
+    if (nr < 2 * ROWS || n_in % 32) memset(pad, 0, bytes);
+    for (int m = 0; m < nr; m++) {
+        const uint8_t *src = w + (size_t)m * rb;
+        for (int64_t b = 0; b < nb; b++) {
+            size_t len = n_in - b * 32 >= 32 ? 64 : (size_t)(n_in - b * 32) * 2;
+            memcpy(pad + ((size_t)b * 2 * ROWS + (size_t)m) * 64, src + (size_t)b * 64, len);
+        }
+    }
+    *stride = 64;
     return pad;
 }
 
@@ -114,17 +123,17 @@ TARGET static inline void prefetch_rows(const uint8_t *p, size_t stride, int n) 
 /* C tiles of one row block pair (na = 1 or 2 blocks of 16 rows) and one token group pair (nbg = 1 or 2
  * groups): zeroed, accumulated over all input blocks, stored. Tile numbers are immediates, hence the
  * four spelled-out shapes. */
-TARGET static void tiles_run(const uint8_t *a, size_t as, int na, const uint8_t *b, size_t gb, int nbg, int64_t nb,
-                             int pf, float c[4][ROWS * TOKS]) {
+TARGET static void tiles_run(const uint8_t *a, size_t as, size_t ak, int na, const uint8_t *b, size_t gb, int nbg,
+                             int64_t nb, int pf, float c[4][ROWS * TOKS]) {
     _tile_zero(4);
     _tile_zero(5);
     _tile_zero(6);
     _tile_zero(7);
     if (na == 2 && nbg == 2) {
         for (int64_t k = 0; k < nb; k++) {
-            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * 64, as, na * ROWS);
-            _tile_loadd(0, a + k * 64, (long)as);
-            _tile_loadd(1, a + 16 * as + k * 64, (long)as);
+            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * ak, as, na * ROWS);
+            _tile_loadd(0, a + k * ak, (long)as);
+            _tile_loadd(1, a + 16 * as + k * ak, (long)as);
             _tile_loadd(2, b + k * BLOCK_BYTES, 64);
             _tile_loadd(3, b + gb + k * BLOCK_BYTES, 64);
             _tile_dpbf16ps(4, 0, 2);
@@ -134,17 +143,17 @@ TARGET static void tiles_run(const uint8_t *a, size_t as, int na, const uint8_t 
         }
     } else if (na == 2) {
         for (int64_t k = 0; k < nb; k++) {
-            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * 64, as, na * ROWS);
-            _tile_loadd(0, a + k * 64, (long)as);
-            _tile_loadd(1, a + 16 * as + k * 64, (long)as);
+            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * ak, as, na * ROWS);
+            _tile_loadd(0, a + k * ak, (long)as);
+            _tile_loadd(1, a + 16 * as + k * ak, (long)as);
             _tile_loadd(2, b + k * BLOCK_BYTES, 64);
             _tile_dpbf16ps(4, 0, 2);
             _tile_dpbf16ps(6, 1, 2);
         }
     } else if (nbg == 2) {
         for (int64_t k = 0; k < nb; k++) {
-            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * 64, as, na * ROWS);
-            _tile_loadd(0, a + k * 64, (long)as);
+            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * ak, as, na * ROWS);
+            _tile_loadd(0, a + k * ak, (long)as);
             _tile_loadd(2, b + k * BLOCK_BYTES, 64);
             _tile_loadd(3, b + gb + k * BLOCK_BYTES, 64);
             _tile_dpbf16ps(4, 0, 2);
@@ -152,8 +161,8 @@ TARGET static void tiles_run(const uint8_t *a, size_t as, int na, const uint8_t 
         }
     } else {
         for (int64_t k = 0; k < nb; k++) {
-            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * 64, as, na * ROWS);
-            _tile_loadd(0, a + k * 64, (long)as);
+            if (pf) prefetch_rows(a + (k + PF_BLOCKS) * ak, as, na * ROWS);
+            _tile_loadd(0, a + k * ak, (long)as);
             _tile_loadd(2, b + k * BLOCK_BYTES, 64);
             _tile_dpbf16ps(4, 0, 2);
         }
@@ -179,13 +188,14 @@ TARGET static void gemm_amx(const uint8_t *w, size_t rb, int64_t n_in, int64_t n
         int na = nr > ROWS ? 2 : 1;
         const uint8_t *a = w + (size_t)r0 * rb;
         size_t as = rb;
-        if (!in_place_k || nr % ROWS) {
+        int packed = !in_place_k || nr % ROWS || n_groups > 4;
+        if (packed) {
             a = pad_rows(a, rb, n_in, nr, &as);
-            if (!a) abort(); /* a few KB per thread: out of memory here is not recoverable */
+            if (!a) abort(); /* a few hundred KB per thread: out of memory here is not recoverable */
         }
         for (int g = 0; g < n_groups; g += 2) {
             int nbg = n_groups - g >= 2 ? 2 : 1;
-            tiles_run(a, as, na, act + (size_t)g * gb, gb, nbg, nb, g == 0, c);
+            tiles_run(a, as, packed ? 2 * ROWS * 64 : 64, na, act + (size_t)g * gb, gb, nbg, nb, g == 0 && !packed, c);
             for (int ai = 0; ai < na; ai++) {
                 int mr = nr - ai * ROWS < ROWS ? nr - ai * ROWS : ROWS;
                 for (int bi = 0; bi < nbg; bi++) {
