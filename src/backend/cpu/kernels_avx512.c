@@ -1,6 +1,6 @@
 /* kernels_avx512.c — matmul kernels for CPUs with AVX-512 F/BW/VL/DQ and VNNI (Ice Lake, Sapphire Rapids,
- * Zen 4 ...), compiled for that target per function and chosen at run time. bf16 weights use vdpbf16ps
- * where the CPU has AVX512-BF16 (else the AVX2 kernel stays in the table).
+ * Zen 4 ...), compiled for that target per function and chosen at run time. bf16 weights have their own
+ * kernels (kernels_bf16_avx512.c, and kernels_amx.c on the amx level); the float ones here serve f32/f16.
  *
  * Float weights: tiles of up to 4 rows x 4 tokens, one 16-lane accumulator per output. Quantized weights:
  * llama.cpp's vec_dot order (kernels_impl.h) with two rows side by side per vector (see tile_q); vpdpbusd
