@@ -28,6 +28,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "backend/cpu/bf16_avx512.h"
+
 #define TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
 
 enum { ROWS = 16, PAIRS = 16, TOKS = 16, BLOCK_BYTES = 1024 };
@@ -50,16 +52,6 @@ static const tile_config g_config = {
 
 static size_t panel_bytes_amx(int64_t n_in) { return (size_t)((n_in + 31) / 32) * BLOCK_BYTES; }
 
-/* msa_f32_to_bf16 (round-half-even, NaN kept quiet) on 16 lanes; the bf16 in each lane's low half. */
-TARGET static inline __m512i bf16_bits(__m512 x) {
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-    const __m512i absmask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-    __m512i v = _mm512_castps_si512(x);
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(v, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(v, 16), one))), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, absmask), inf);
-    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40)));
-}
-
 /* Tokens x[0..nt) (nt <= 16) into one group: block b, pair p, token n at ((b * 16 + p) * 16 + n) * 2 bf16.
  * Per token and block, the 32 inputs become 16 dwords (pair p = inputs 2p, 2p+1) scattered 64 bytes apart. */
 TARGET static void prep_group_amx(const float *x, int64_t n_in, int nt, void *out) {
@@ -74,8 +66,8 @@ TARGET static void prep_group_amx(const float *x, int64_t n_in, int nt, void *ou
             int64_t i = b * 32, left = n_in - i;
             __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
             __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-            __m256i lo = _mm512_cvtepi32_epi16(bf16_bits(_mm512_maskz_loadu_ps(m0, xr + i)));
-            __m256i hi = _mm512_cvtepi32_epi16(bf16_bits(_mm512_maskz_loadu_ps(m1, xr + i + 16)));
+            __m256i lo = _mm512_cvtepi32_epi16(msa_bf16_bits_avx512(_mm512_maskz_loadu_ps(m0, xr + i)));
+            __m256i hi = _mm512_cvtepi32_epi16(msa_bf16_bits_avx512(_mm512_maskz_loadu_ps(m1, xr + i + 16)));
             __m512i pairs = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
             __mmask16 mp = (__mmask16)(left >= 32 ? 0xffff : (1u << ((left + 1) / 2)) - 1);
             _mm512_mask_i32scatter_epi32(o + (size_t)b * PAIRS * TOKS + n, mp, stride, pairs, 4);

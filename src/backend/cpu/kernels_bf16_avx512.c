@@ -22,22 +22,14 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include "backend/cpu/bf16_avx512.h"
+
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
 /* Prepared row: per block of 32 inputs, 16 f32 "odd" values x[2i+1] then 16 "even" values x[2i], each rounded
  * to bf16 (round-half-even, as msa_f32_to_bf16) and widened back; padding zero. */
 static size_t prep_bytes_split(int64_t n_in) { return (size_t)((n_in + 31) / 32 * 32) * 4; }
-
-/* msa_f32_to_bf16 (NaN kept quiet) on 16 lanes, widened back to f32 bit patterns. */
-TARGET static __m512i round_bf16_bits(__m512i v) {
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff), absmask = _mm512_set1_epi32(0x7fffffff);
-    const __m512i inf = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x40);
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(v, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(v, 16), one))), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, absmask), inf);
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(v, 16), quiet));
-    return _mm512_slli_epi32(r, 16);
-}
 
 TARGET static void prep_split(const float *x, int64_t n_in, void *out) {
     float *o = out;
@@ -47,8 +39,8 @@ TARGET static void prep_split(const float *x, int64_t n_in, void *out) {
     for (int64_t i = 0; i < n_pad; i += 32) {
         __mmask16 m0 = n_in - i >= 16 ? (__mmask16)0xffff : n_in > i ? (__mmask16)((1u << (n_in - i)) - 1) : 0;
         __mmask16 m1 = n_in - i >= 32 ? (__mmask16)0xffff : n_in > i + 16 ? (__mmask16)((1u << (n_in - i - 16)) - 1) : 0;
-        __m512i a = round_bf16_bits(_mm512_castps_si512(_mm512_maskz_loadu_ps(m0, x + i)));
-        __m512i b = round_bf16_bits(_mm512_castps_si512(_mm512_maskz_loadu_ps(m1, x + i + 16)));
+        __m512i a = _mm512_slli_epi32(msa_bf16_bits_avx512(_mm512_maskz_loadu_ps(m0, x + i)), 16);
+        __m512i b = _mm512_slli_epi32(msa_bf16_bits_avx512(_mm512_maskz_loadu_ps(m1, x + i + 16)), 16);
         _mm512_store_si512((__m512i *)(o + i), _mm512_permutex2var_epi32(a, odd_idx, b));
         _mm512_store_si512((__m512i *)(o + i + 16), _mm512_permutex2var_epi32(a, even_idx, b));
     }
