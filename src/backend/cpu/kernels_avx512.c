@@ -83,15 +83,25 @@ INLINE void tile_float(int kind, int nr, int nt, const uint8_t *w, size_t rb, in
  * A lone last row takes both halves (the upper result is dropped), so every (row, token) sees the same
  * operations whatever tile it falls in. */
 
-/* Lanes 0-7 take element 0 of a 2-element vector, lanes 8-15 element 1. */
-INLINE __m512i pair_idx(void) { return _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1); }
+/* Every fp16 value as f32 (vcvtph2ps of each, so bit-identical to converting in registers), filled once when
+ * the table of kernels is built: a block scale then costs a 2-byte load and a broadcast from this table,
+ * which use the load ports, instead of a move, a conversion and a permute on the vector ports. */
+static float g_f16_f32[1 << 16];
 
+TARGET static void fill_f16_table(void) {
+    for (int i = 0; i < (1 << 16); i += 16) {
+        __m256i h = _mm256_add_epi16(_mm256_set1_epi16((short)i),
+                                     _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        _mm512_storeu_ps(g_f16_f32 + i, _mm512_cvtph_ps(h));
+    }
+}
+
+/* The fp16 at p0 in lanes 0-7 and the one at p1 in lanes 8-15, as f32. */
 INLINE __m512 f16_pair(const uint8_t *p0, const uint8_t *p1) {
     uint16_t h0, h1;
     memcpy(&h0, p0, 2);
     memcpy(&h1, p1, 2);
-    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
-    return _mm512_permutexvar_ps(pair_idx(), _mm512_castps128_ps512(f));
+    return _mm512_mask_broadcastss_ps(_mm512_set1_ps(g_f16_f32[h0]), (__mmask16)0xff00, _mm_load_ss(&g_f16_f32[h1]));
 }
 
 /* Two Q4 blocks' 16-byte nibble arrays as 64 unsigned bytes, each block in element order. */
@@ -142,6 +152,10 @@ INLINE void tile_q(msa_dtype kind, int nr, int nt, const uint8_t *w, size_t rb, 
 #pragma GCC unroll 4
         for (int k = 0; k < np; k++) {
             const uint8_t *p0 = row0[k] + off, *p1 = row1[k] + off;
+            if (nt == 1) { /* decode streams the matrix once: ask for the next tile's rows early */
+                _mm_prefetch((const char *)(p0 + (size_t)nr * rb), _MM_HINT_T0);
+                _mm_prefetch((const char *)(p1 + (size_t)nr * rb), _MM_HINT_T0);
+            }
             dwv[k] = f16_pair(p0, p1);
             if (kind == MSA_DTYPE_Q8_0) {
                 __m256i lo = _mm256_loadu_si256((const __m256i *)(p0 + 2));
@@ -321,6 +335,7 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]) {
         !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") ||
         !__builtin_cpu_supports("avx512vnni"))
         return 0;
+    fill_f16_table();
     table[MSA_DTYPE_F32] = (msa_kernel){.gemm = gemm_f32, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_f32};
     table[MSA_DTYPE_F16] = (msa_kernel){.gemm = gemm_f16, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_f16};
     table[MSA_DTYPE_BF16] = (msa_kernel){.gemm = gemm_bf16, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_bf16};
