@@ -200,9 +200,8 @@ static void plan_gemm(job *j, int nth) {
         int64_t min_rows = round_up(8192 / (int64_t)(j->row_bytes + 1) + 1, ROW_ALIGN);
         if (chunk < min_rows) chunk = min_rows;
     } else {
-        /* Panel kernels tile 8 (quantized) or 12 (float) rows: chunks of a multiple of 48 avoid slow
-         * single-row remainders inside a chunk. */
-        int64_t align = !j->panel ? ROW_ALIGN : j->k->tile_rows ? j->k->tile_rows : 48;
+        /* Panel chunks are a multiple of the kernel's row tile, which avoids slow remainders inside a chunk. */
+        int64_t align = j->panel ? j->k->tile_rows : ROW_ALIGN;
         chunk = (int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1;
         if (j->panel && chunk < 96) chunk = 96;
         chunk = round_up(chunk, align);

@@ -336,9 +336,9 @@ int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]) {
         !__builtin_cpu_supports("avx512vnni"))
         return 0;
     fill_f16_table();
-    table[MSA_DTYPE_F32] = (msa_kernel){.gemm = gemm_f32, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_f32};
-    table[MSA_DTYPE_F16] = (msa_kernel){.gemm = gemm_f16, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_f16};
-    table[MSA_DTYPE_BF16] = (msa_kernel){.gemm = gemm_bf16, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_bf16};
+    table[MSA_DTYPE_F32] = (msa_kernel){.gemm = gemm_f32, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_f32, .tile_rows = 48};
+    table[MSA_DTYPE_F16] = (msa_kernel){.gemm = gemm_f16, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_f16, .tile_rows = 48};
+    table[MSA_DTYPE_BF16] = (msa_kernel){.gemm = gemm_bf16, .panel_bytes = panel_f_bytes, .prep_group = prep_group_f, .gemm_panel = gemm_panel_bf16, .tile_rows = 48};
     table[MSA_DTYPE_Q8_0] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8, .gemm = gemm_q8_0};
     table[MSA_DTYPE_Q4_0] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8, .gemm = gemm_q4_0};
     table[MSA_DTYPE_Q4_1] = (msa_kernel){.prep_bytes = msa_q8_prep_bytes, .prep = prep_q8, .gemm = gemm_q4_1};

@@ -1,13 +1,14 @@
 /* kernels_impl.h — the interface between the matmul dispatcher (kernels.c) and the per-ISA kernel files
- * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c). Internal to src/backend/cpu/ and its tests.
+ * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c, kernels_bf16_avx512.c, kernels_amx.c). Internal to
+ * src/backend/cpu/ and its tests.
  *
  * A product is computed in two steps:
  *   prep: each activation row x[t] (f32, n_in) is converted once per call into the partner format the
  *         kernel wants (bf16 values, q8 blocks with scales ...), `prep_bytes(n_in)` bytes per token;
  *   gemm: y[t * ldy + r] = sum_i W[r, i] * x'[t, i] for r < n_rows, t < n_tok over prepared rows.
- * F32, F16 and BF16 weights use the f32 activations directly (prep == NULL).
- * With n_tok >= MSA_PANEL_MIN_TOKENS and a panel kernel, the activations are instead transposed once per call
- * into groups of 16 tokens so that one vector holds 16 tokens (see kernels_avx512.c). */
+ * F32 and F16 weights use the f32 activations directly (prep == NULL); BF16 weights take bf16-rounded ones.
+ * With a panel kernel (opt-in, n_tok >= MSA_PANEL_MIN_TOKENS; or always, for a panel_always one such as AMX)
+ * the activations are instead prepared once per call in groups of 16 tokens (kernels_avx512.c, kernels_amx.c). */
 #ifndef MSA_BACKEND_CPU_KERNELS_IMPL_H
 #define MSA_BACKEND_CPU_KERNELS_IMPL_H
 
@@ -40,7 +41,7 @@ typedef struct msa_kernel {
     msa_prep_group_fn prep_group;
     msa_gemm_fn gemm_panel;
     int tile_tokens;  /* gemm's token tile: token blocks are cut to a multiple of it (0: any) */
-    int tile_rows;    /* gemm_panel's row tile: prefill chunks are a multiple of it (0: 48) */
+    int tile_rows;    /* gemm_panel's row tile: prefill chunks are a multiple of it */
     int panel_always; /* gemm_panel is batch-invariant and the only gemm: used for every token count */
 } msa_kernel;
 
