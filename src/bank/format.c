@@ -211,9 +211,9 @@ msa_status bank_manifest_parse(const uint8_t *b, size_t len, const char *name, b
             return msa_fail(MSA_ERR_BAD_DATA, "%s: segment ids are not increasing below the next id", name);
         }
         if (r->file_size < BANK_SEG_HEADER_SIZE || r->n_docs > r->n_chunks || r->n_chunks > ((uint64_t)1 << 40)) {
+            unsigned long long bad_id = r->seg_id; /* r lives in the array freed next */
             bank_manifest_free(out);
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: segment %llu has impossible sizes", name,
-                            (unsigned long long)r->seg_id);
+            return msa_fail(MSA_ERR_BAD_DATA, "%s: segment %llu has impossible sizes", name, bad_id);
         }
         if (r->seg_id == out->template_seg) tmpl_found = true;
     }
