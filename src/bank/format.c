@@ -187,14 +187,14 @@ msa_status bank_manifest_parse(const uint8_t *b, size_t len, const char *name, b
     out->segs = malloc((n_segs + 1) * sizeof *out->segs);
     out->tombstones = malloc((n_tomb + 1) * sizeof *out->tombstones);
     if (!out->model_path || !out->segs || !out->tombstones) {
-        bank_manifest_free(out);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
+        st = msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
+        goto fail;
     }
     memcpy(out->model_path, p, path_len);
     out->model_path[path_len] = '\0';
     if (memchr(out->model_path, '\0', path_len)) {
-        bank_manifest_free(out);
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: model path contains a NUL byte", name);
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: model path contains a NUL byte", name);
+        goto fail;
     }
     p += path_len;
     p = b + (((size_t)(p - b) + 7) & ~(size_t)7);
@@ -207,30 +207,33 @@ msa_status bank_manifest_parse(const uint8_t *b, size_t len, const char *name, b
         r->n_docs = rd64(p + 24);
         r->n_chunks = rd64(p + 32);
         if (r->seg_id == 0 || r->seg_id >= out->next_seg_id || (i > 0 && r->seg_id <= out->segs[i - 1].seg_id)) {
-            bank_manifest_free(out);
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: segment ids are not increasing below the next id", name);
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: segment ids are not increasing below the next id", name);
+            goto fail;
         }
         if (r->file_size < BANK_SEG_HEADER_SIZE || r->n_docs > r->n_chunks || r->n_chunks > ((uint64_t)1 << 40)) {
-            unsigned long long bad_id = r->seg_id; /* r lives in the array freed next */
-            bank_manifest_free(out);
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: segment %llu has impossible sizes", name, bad_id);
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: segment %llu has impossible sizes", name,
+                          (unsigned long long)r->seg_id);
+            goto fail;
         }
         if (r->seg_id == out->template_seg) tmpl_found = true;
     }
     out->n_segs = n_segs;
     if (!tmpl_found) {
-        bank_manifest_free(out);
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: template segment is not listed", name);
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: template segment is not listed", name);
+        goto fail;
     }
     for (uint64_t i = 0; i < n_tomb; i++, p += 8) {
         out->tombstones[i] = rd64(p);
         if (out->tombstones[i] >= out->next_index || (i > 0 && out->tombstones[i] <= out->tombstones[i - 1])) {
-            bank_manifest_free(out);
-            return msa_fail(MSA_ERR_BAD_DATA, "%s: tombstones are not increasing below the next index", name);
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: tombstones are not increasing below the next index", name);
+            goto fail;
         }
     }
     out->n_tombstones = n_tomb;
     return MSA_OK;
+fail: /* every message above is formatted before this frees what it may point into */
+    bank_manifest_free(out);
+    return st;
 }
 
 /* -------------------------------------------------------------------------------------------- segments */
