@@ -93,6 +93,10 @@ typedef struct msa_model msa_model;
 typedef struct msa_model_params {
     int n_threads;      /* worker threads for compute; 0 = all online CPUs */
     bool prefault;      /* touch every mapped weight page at load (slower load, steadier first token) */
+    const char *device; /* where the model runs: "cpu", "cuda" (GPU 0) or "cuda:N"; NULL, "" or "auto" = the
+                         * first GPU when this build has CUDA and one is present, else the CPU. Asking for
+                         * CUDA where it is unavailable is MSA_ERR_UNSUPPORTED, a malformed name
+                         * MSA_ERR_INVALID_ARG. The string is read during msa_model_load only. */
 } msa_model_params;
 
 msa_model_params msa_model_default_params(void);

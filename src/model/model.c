@@ -13,13 +13,14 @@
 #include <jansson.h>
 #include <xxhash.h>
 
+#include "backend/device.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 #define MAX_JSON_BYTES (64u << 20) /* config/tokenizer JSON larger than this is not a real model file */
 
 msa_model_params msa_model_default_params(void) {
-    msa_model_params p = {.n_threads = 0, .prefault = false};
+    msa_model_params p = {.n_threads = 0, .prefault = false, .device = NULL};
     return p;
 }
 
@@ -371,6 +372,10 @@ msa_status msa_model_load(const char *path, const msa_model_params *params, msa_
     msa_model_params defaults = msa_model_default_params();
     if (!params) params = &defaults;
     if (!path) return msa_fail(MSA_ERR_INVALID_ARG, "msa_model_load: path is NULL");
+    msa_device dev;
+    msa_status drc = msa_device_parse(params->device, &dev);
+    if (drc == MSA_OK) drc = msa_device_resolve(&dev);
+    if (drc != MSA_OK) return drc;
     struct stat st;
     if (stat(path, &st) != 0) return msa_fail(MSA_ERR_NOT_FOUND, "%s: %s", path, strerror(errno));
     msa_model *m = calloc(1, sizeof *m);
