@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <xxhash.h>
 
+#include "backend/backend.h"
 #include "backend/device.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -383,6 +384,7 @@ msa_status msa_model_load(const char *path, const msa_model_params *params, msa_
     model_path_for_errors = path;
     msa_status rc = S_ISDIR(st.st_mode) ? load_hf(m, path) : load_gguf(m, path);
     if (rc == MSA_OK) rc = msa_threadpool_new(params->n_threads, &m->tp);
+    if (rc == MSA_OK) rc = msa_backend_new(m, &dev, &m->be);
     if (rc != MSA_OK) {
         msa_model_free(m);
         return rc;
@@ -408,6 +410,7 @@ void msa_model_free(msa_model *m) {
     }
     free(m->output_norm);
     free(m->chat_default_system);
+    msa_backend_free(m->be);
     if (m->tp) msa_threadpool_free(m->tp);
     if (m->tok) msa_tokenizer_free(m->tok);
     if (m->gguf) msa_gguf_free(m->gguf);

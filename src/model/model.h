@@ -60,6 +60,7 @@ struct msa_model {
      * an f16 online-softmax accumulator) so that greedy decoding follows llama.cpp, the GGUF's reference. */
     bool llamacpp_attn;
     msa_threadpool *tp;         /* compute threads (msa_model_params.n_threads) */
+    struct msa_backend *be;     /* where the forward pass runs (backend.h; msa_model_params.device) */
     msa_chat_kind chat_kind;
     char *chat_default_system;  /* ChatML default system message when the first message is not "system" */
     const char *weight_dtype;
