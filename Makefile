@@ -6,9 +6,14 @@
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/; run with `make fuzz-run FUZZ_SECONDS=60`
 #   make tsan       the concurrency tests under ThreadSanitizer into build-tsan/
 #   CC=clang make   any target with clang instead of gcc
+#   make CUDA=1     the same with the CUDA backend (src/backend/cuda/*.cu, nvcc, sm_90a; cuBLASLt and the CUDA
+#                   runtime linked dynamically) into build-cuda/; `make CUDA=1 test-gpu` runs tests/gpu/run.sh
 # Every source file under src/ is part of the library; tools/msa/*.c make the CLI; tests/unit/test_*.c are
 # one test program each; tests/fuzz/fuzz_*.c one fuzz target each.
 
+ifeq ($(CUDA),1)
+BUILD    ?= build-cuda
+endif
 BUILD    ?= build
 SAN      ?=
 OPT      ?= -O2
@@ -39,7 +44,19 @@ TOOL_SRC := $(sort $(wildcard tools/msa/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# CUDA=1: the .cu files replace the plain build's CUDA stub (src/backend/cuda_none.c).
+ifeq ($(CUDA),1)
+NVCC      ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC)))
+CUDA_ARCH ?= sm_90a
+NVCCFLAGS := -O3 -std=c++17 -arch=$(CUDA_ARCH) -lineinfo -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter
+CUDA_SRC  := $(sort $(wildcard src/backend/cuda/*.cu))
+LIB_SRC   := $(filter-out src/backend/cuda_none.c,$(LIB_SRC))
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+endif
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -52,6 +69,10 @@ lib: $(BUILD)/libmsa.a
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libmsa.a: $(LIB_OBJ)
 	@rm -f $@

@@ -1,0 +1,124 @@
+/* attention.cu — attention of a batch's query rows over [extra K/V ; visible cache slots] with msa's
+ * visibility rules (msa_attn_args in backend.h: same sequence, key slot below the row's end, valid or the
+ * row's own slot; extra entries seen by every row). One block per (row, head), four warps; each warp walks
+ * a quarter of the keys with an online softmax (running max, rescaled sum and accumulator), the warps are
+ * merged at the end. Lanes split head_dim (up to 256 = 8 values a lane). bf16 checkpoints round the scores
+ * as the CPU does (bf16(bf16(q.k) * scale)) and the output to bf16; the CPU's rounding of each probability
+ * to bf16 is not reproduced (its effect is below the output's own bf16 rounding; tests/gpu checks it).
+ *
+ * This is the general, correct kernel: a batch-1 decode uses n_head blocks (no split over keys yet) and a
+ * long prefill reads each key once per query row (no tiling through shared memory / tensor cores yet). */
+#include <math.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+#define ATT_WARPS 4
+#define ATT_MAX_PER_LANE 8 /* head_dim <= 256 */
+
+__device__ __forceinline__ float bf16r_att(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+template <int PER_LANE>
+__global__ void k_attention(msa_attn_args a, const float *q, float *out, const float *kc, const float *vc,
+                            const float *ek, const float *ev, const int32_t *slot_seq, const uint8_t *slot_valid,
+                            const int32_t *q_seq, const int32_t *q_begin, const int32_t *q_end, int H, int KV, int D) {
+    const int row = blockIdx.x, h = blockIdx.y, kvh = h / (H / KV);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int qslot = a.base + row, qseq = q_seq[row], begin = q_begin[row], end = q_end[row];
+    const int n_keys = a.n_ex + (end > begin ? end - begin : 0);
+    const float *qh = q + ((size_t)row * H + h) * D;
+
+    float qv[PER_LANE], acc[PER_LANE];
+#pragma unroll
+    for (int j = 0; j < PER_LANE; j++) {
+        const int d = lane + 32 * j;
+        qv[j] = d < D ? qh[d] : 0.0f;
+        acc[j] = 0.0f;
+    }
+    float m = -INFINITY, s = 0.0f;
+    for (int e = warp; e < n_keys; e += ATT_WARPS) {
+        const float *kk, *vv;
+        if (e < a.n_ex) {
+            kk = ek + ((size_t)kvh * a.n_ex + e) * D;
+            vv = ev + ((size_t)kvh * a.n_ex + e) * D;
+        } else {
+            const int t = begin + e - a.n_ex;
+            if (slot_seq[t] != qseq || (!slot_valid[t] && t != qslot)) continue;
+            kk = kc + ((size_t)kvh * a.n_ctx + t) * D;
+            vv = vc + ((size_t)kvh * a.n_ctx + t) * D;
+        }
+        float dot = 0.0f;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; j++) {
+            const int d = lane + 32 * j;
+            if (d < D) dot = fmaf(qv[j], kk[d], dot);
+        }
+        for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        const float sc = a.bf16 ? bf16r_att(bf16r_att(dot) * scale) : dot * scale;
+        if (sc > m) {
+            const float f = expf(m - sc); /* 0 on the first visible key (m = -inf) */
+            s *= f;
+#pragma unroll
+            for (int j = 0; j < PER_LANE; j++) acc[j] *= f;
+            m = sc;
+        }
+        const float p = expf(sc - m);
+        s += p;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; j++) {
+            const int d = lane + 32 * j;
+            if (d < D) acc[j] = fmaf(p, vv[d], acc[j]);
+        }
+    }
+
+    __shared__ float sm_m[ATT_WARPS], sm_s[ATT_WARPS];
+    __shared__ float sm_acc[ATT_WARPS][32 * ATT_MAX_PER_LANE];
+    if (lane == 0) sm_m[warp] = m;
+    __syncthreads();
+    float gm = -INFINITY;
+    for (int w = 0; w < ATT_WARPS; w++) gm = fmaxf(gm, sm_m[w]);
+    const float f = m == -INFINITY ? 0.0f : expf(m - gm);
+    if (lane == 0) sm_s[warp] = s * f;
+#pragma unroll
+    for (int j = 0; j < PER_LANE; j++) sm_acc[warp][lane + 32 * j] = acc[j] * f;
+    __syncthreads();
+    if (warp == 0) {
+        float total = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++) total += sm_s[w];
+        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+        float *o = out + ((size_t)row * H + h) * D;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; j++) {
+            const int d = lane + 32 * j;
+            if (d >= D) continue;
+            float v = 0.0f;
+            for (int w = 0; w < ATT_WARPS; w++) v += sm_acc[w][d];
+            v *= inv;
+            o[d] = a.bf16 ? bf16r_att(v) : v;
+        }
+    }
+}
+
+msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, int n_head_kv, int head_dim) {
+    cuda_backend *c = (cuda_backend *)be;
+    if (a->n <= 0) return MSA_OK;
+    if (head_dim > 32 * ATT_MAX_PER_LANE || n_head % n_head_kv)
+        return msa_fail(MSA_ERR_UNSUPPORTED, "cuda attention: head_dim %d (max %d) or %d heads over %d kv-heads",
+                        head_dim, 32 * ATT_MAX_PER_LANE, n_head, n_head_kv);
+    dim3 grid((unsigned)a->n, (unsigned)n_head);
+#define LAUNCH(PL)                                                                                            \
+    k_attention<PL><<<grid, 32 * ATT_WARPS, 0, c->stream>>>(                                                  \
+        *a, (const float *)a->q, (float *)a->out, (const float *)a->k_cache, (const float *)a->v_cache,       \
+        (const float *)a->ex_k, (const float *)a->ex_v, (const int32_t *)a->slot_seq,                         \
+        (const uint8_t *)a->slot_valid, (const int32_t *)a->q_seq, (const int32_t *)a->q_begin,               \
+        (const int32_t *)a->q_end, n_head, n_head_kv, head_dim)
+    if (head_dim <= 64)
+        LAUNCH(2);
+    else if (head_dim <= 128)
+        LAUNCH(4);
+    else
+        LAUNCH(8);
+#undef LAUNCH
+    cuda_ok(c, cudaGetLastError());
+    return MSA_OK;
+}
