@@ -60,6 +60,8 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+GPU_TEST_SRC := $(sort $(wildcard tests/gpu/test_*.c))
+GPU_TEST_BIN := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests-gpu/%)
 
 .PHONY: all lib test test-fast asan tsan fuzz fuzz-run demo clean deps model
 all: $(BUILD)/msa
@@ -88,6 +90,19 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libmsa.a
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libmsa.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmsa.a $(LDLIBS)
+
+$(BUILD)/tests-gpu/%: tests/gpu/%.c tests/unit/test.h $(BUILD)/libmsa.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmsa.a $(LDLIBS)
+
+# The GPU tests (tests/gpu/): built by any build, meaningful with CUDA=1 on a machine with a GPU.
+tests-gpu: $(BUILD)/msa $(GPU_TEST_BIN)
+.PHONY: tests-gpu
+
+# What the GPU machine runs: builds with CUDA=1 and runs tests/gpu/run.sh (ends "N passed, N failed").
+test-gpu:
+	bash tests/gpu/run.sh
+.PHONY: test-gpu
 
 # The Qwen3 tokenizer fixture is committed zstd-compressed (11 MB as JSON); tests read the JSON.
 QWEN3_TOKENIZER := tests/fixtures/tokenizer/qwen3/tokenizer.json
@@ -141,6 +156,6 @@ bank-crash-long: tests-bin
 .PHONY: bank-crash-long
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-cuda
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

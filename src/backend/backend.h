@@ -124,7 +124,8 @@ msa_status msa_backend_new(struct msa_model *model, const msa_device *dev, msa_b
 void msa_backend_free(msa_backend *be);
 
 /* The constructors behind it: the CPU one always exists; the CUDA one only in `make CUDA=1` builds (the
- * plain build's stub fails with MSA_ERR_UNSUPPORTED). */
+ * plain build's stub fails with MSA_ERR_UNSUPPORTED). model may be NULL: a bare backend for operation tests
+ * (one CPU thread; weights copied to the GPU on first use). */
 msa_status msa_backend_cpu_new(struct msa_model *model, msa_backend **out);
 msa_status msa_backend_cuda_new(struct msa_model *model, int device_index, msa_backend **out);
 

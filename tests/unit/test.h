@@ -71,4 +71,11 @@ static int test_failed_cases, test_passed_cases, test_case_failed;
 
 static inline int test_summary(void) { return test_failed_cases ? 1 : 0; }
 
+/* The device the model tests load on: MSA_TEST_DEVICE (tests/gpu/run.sh sets "cuda"), else the CPU, so a
+ * CUDA build's plain suite still checks the CPU backend. */
+static inline const char *test_device(void) {
+    const char *d = getenv("MSA_TEST_DEVICE");
+    return d && *d ? d : "cpu";
+}
+
 #endif

@@ -593,7 +593,7 @@ msa_status msa_backend_cpu_new(struct msa_model *model, msa_backend **out) {
     if (!c) return msa_fail(MSA_ERR_NOMEM, "out of memory");
     c->base.ops = &cpu_ops;
     c->base.device = (msa_device){MSA_DEVICE_CPU, 0};
-    c->tp = model->tp;
+    c->tp = model ? model->tp : NULL; /* no model: a bare backend for op tests, one thread */
     *out = &c->base;
     return MSA_OK;
 }

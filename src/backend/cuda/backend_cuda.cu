@@ -147,7 +147,7 @@ extern "C" msa_status msa_backend_cuda_new(struct msa_model *model, int device_i
         rc = msa_fail(MSA_ERR_UNSUPPORTED, "cuda:%d: cuBLASLt did not initialise", device_index);
     c->lt_workspace_bytes = 32u << 20; /* Hopper kernels want a large workspace */
     if (rc == MSA_OK) rc = cuda_status(c, cudaMalloc(&c->lt_workspace, c->lt_workspace_bytes), "GEMM workspace");
-    if (rc == MSA_OK) rc = cuda_upload_model_weights(c, model);
+    if (rc == MSA_OK && model) rc = cuda_upload_model_weights(c, model); /* else: copied on first use */
     if (rc == MSA_OK) rc = cb_sync(&c->base);
     if (rc != MSA_OK) {
         cb_destroy(&c->base);
