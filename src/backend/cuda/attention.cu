@@ -6,8 +6,10 @@
  * as the CPU does (bf16(bf16(q.k) * scale)) and the output to bf16; the CPU's rounding of each probability
  * to bf16 is not reproduced (its effect is below the output's own bf16 rounding; tests/gpu checks it).
  *
- * This is the general, correct kernel: a batch-1 decode uses n_head blocks (no split over keys yet) and a
- * long prefill reads each key once per query row (no tiling through shared memory / tensor cores yet). */
+ * Few rows over many keys (decode) split the keys over several blocks per (row, head) (flash-decoding): each
+ * writes its partial (max, sum, accumulator) and a second kernel merges them, so a single query still fills
+ * the GPU. A long prefill reads each key once per query row (no tiling through shared memory / tensor cores
+ * yet: the next step for stage-1 encoding speed). */
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -17,10 +19,14 @@
 
 __device__ __forceinline__ float bf16r_att(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
+/* part == NULL: the whole key range, the normalised output into out. Otherwise split blockIdx.z of
+ * gridDim.z: keys [z*n_keys/S, (z+1)*n_keys/S) and the unnormalised partial {max, sum, acc[D]} into
+ * part[((row * H + h) * S + z) * (D + 2)]. */
 template <int PER_LANE>
 __global__ void k_attention(msa_attn_args a, const float *q, float *out, const float *kc, const float *vc,
                             const float *ek, const float *ev, const int32_t *slot_seq, const uint8_t *slot_valid,
-                            const int32_t *q_seq, const int32_t *q_begin, const int32_t *q_end, int H, int KV, int D) {
+                            const int32_t *q_seq, const int32_t *q_begin, const int32_t *q_end, int H, int KV, int D,
+                            float *part) {
     const int row = blockIdx.x, h = blockIdx.y, kvh = h / (H / KV);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const float scale = 1.0f / sqrtf((float)D);
@@ -36,7 +42,9 @@ __global__ void k_attention(msa_attn_args a, const float *q, float *out, const f
         acc[j] = 0.0f;
     }
     float m = -INFINITY, s = 0.0f;
-    for (int e = warp; e < n_keys; e += ATT_WARPS) {
+    const int S = gridDim.z, z = blockIdx.z;
+    const int e_lo = (int)((int64_t)n_keys * z / S), e_hi = (int)((int64_t)n_keys * (z + 1) / S);
+    for (int e = e_lo + warp; e < e_hi; e += ATT_WARPS) {
         const float *kk, *vv;
         if (e < a.n_ex) {
             kk = ek + ((size_t)kvh * a.n_ex + e) * D;
@@ -82,7 +90,20 @@ __global__ void k_attention(msa_attn_args a, const float *q, float *out, const f
 #pragma unroll
     for (int j = 0; j < PER_LANE; j++) sm_acc[warp][lane + 32 * j] = acc[j] * f;
     __syncthreads();
-    if (warp == 0) {
+    if (warp == 0 && part) {
+        float *p = part + (((size_t)row * H + h) * S + z) * (D + 2);
+        float total = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++) total += sm_s[w];
+        if (lane == 0) p[0] = gm, p[1] = total;
+#pragma unroll
+        for (int j = 0; j < PER_LANE; j++) {
+            const int d = lane + 32 * j;
+            if (d >= D) continue;
+            float v = 0.0f;
+            for (int w = 0; w < ATT_WARPS; w++) v += sm_acc[w][d];
+            p[2 + d] = v;
+        }
+    } else if (warp == 0) {
         float total = 0.0f;
         for (int w = 0; w < ATT_WARPS; w++) total += sm_s[w];
         const float inv = total > 0.0f ? 1.0f / total : 0.0f;
@@ -99,19 +120,67 @@ __global__ void k_attention(msa_attn_args a, const float *q, float *out, const f
     }
 }
 
+/* Merge S partials of each (row, head): one block of head_dim threads. */
+__global__ void k_attention_merge(const float *part, float *out, int S, int D, bool bf16) {
+    const int rh = blockIdx.x, d = threadIdx.x;
+    const float *p = part + (size_t)rh * S * (D + 2);
+    float gm = -INFINITY;
+    for (int z = 0; z < S; z++) gm = fmaxf(gm, p[(size_t)z * (D + 2)]);
+    float total = 0.0f, v = 0.0f;
+    for (int z = 0; z < S; z++) {
+        const float *pz = p + (size_t)z * (D + 2);
+        const float f = pz[0] == -INFINITY ? 0.0f : expf(pz[0] - gm);
+        total += pz[1] * f;
+        if (d < D) v += pz[2 + d] * f;
+    }
+    if (d < D) {
+        v = total > 0.0f ? v / total : 0.0f;
+        out[(size_t)rh * D + d] = bf16 ? bf16r_att(v) : v;
+    }
+}
+
+/* Keys per split below which splitting does not pay. */
+#define ATT_MIN_KEYS_PER_SPLIT 256
+
 msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, int n_head_kv, int head_dim) {
     cuda_backend *c = (cuda_backend *)be;
     if (a->n <= 0) return MSA_OK;
     if (head_dim > 32 * ATT_MAX_PER_LANE || n_head % n_head_kv)
         return msa_fail(MSA_ERR_UNSUPPORTED, "cuda attention: head_dim %d (max %d) or %d heads over %d kv-heads",
                         head_dim, 32 * ATT_MAX_PER_LANE, n_head, n_head_kv);
-    dim3 grid((unsigned)a->n, (unsigned)n_head);
+    /* Split the keys when the (row, head) blocks alone cannot fill the GPU (a few rows: decode). The rows' key
+     * ranges live on the device; n_ex + base + n bounds every one of them (a decode scans about that many). */
+    int splits = 1;
+    const int blocks = a->n * n_head, want = 4 * c->n_sm;
+    const int max_keys = a->n_ex + a->base + a->n;
+    if (blocks < want && max_keys >= 2 * ATT_MIN_KEYS_PER_SPLIT) {
+        splits = (want + blocks - 1) / blocks;
+        if (splits > max_keys / ATT_MIN_KEYS_PER_SPLIT) splits = max_keys / ATT_MIN_KEYS_PER_SPLIT;
+        if (splits > 64) splits = 64;
+    }
+    float *part = NULL;
+    if (splits > 1) {
+        const size_t need = (size_t)a->n * n_head * splits * (head_dim + 2);
+        if (need > c->att_part_floats) {
+            if (c->att_part) {
+                cudaStreamSynchronize(c->stream);
+                cudaFree(c->att_part);
+            }
+            c->att_part = NULL;
+            c->att_part_floats = 0;
+            if (!cuda_ok(c, cudaMalloc((void **)&c->att_part, need * sizeof(float))))
+                return msa_fail(MSA_ERR_NOMEM, "cuda attention: no room for %zu split partials", need);
+            c->att_part_floats = need;
+        }
+        part = c->att_part;
+    }
+    dim3 grid((unsigned)a->n, (unsigned)n_head, (unsigned)splits);
 #define LAUNCH(PL)                                                                                            \
     k_attention<PL><<<grid, 32 * ATT_WARPS, 0, c->stream>>>(                                                  \
         *a, (const float *)a->q, (float *)a->out, (const float *)a->k_cache, (const float *)a->v_cache,       \
         (const float *)a->ex_k, (const float *)a->ex_v, (const int32_t *)a->slot_seq,                         \
         (const uint8_t *)a->slot_valid, (const int32_t *)a->q_seq, (const int32_t *)a->q_begin,               \
-        (const int32_t *)a->q_end, n_head, n_head_kv, head_dim)
+        (const int32_t *)a->q_end, n_head, n_head_kv, head_dim, part)
     if (head_dim <= 64)
         LAUNCH(2);
     else if (head_dim <= 128)
@@ -119,6 +188,9 @@ msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, i
     else
         LAUNCH(8);
 #undef LAUNCH
+    if (splits > 1)
+        k_attention_merge<<<a->n * n_head, ((head_dim + 31) / 32) * 32, 0, c->stream>>>(part, (float *)a->out, splits,
+                                                                                          head_dim, a->bf16);
     cuda_ok(c, cudaGetLastError());
     return MSA_OK;
 }

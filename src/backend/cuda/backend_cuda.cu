@@ -100,6 +100,7 @@ static void cb_destroy(msa_backend *be) {
     cuda_free_gemm(c);
     cuda_free_weights(c);
     if (c->xbf) cudaFree(c->xbf);
+    if (c->att_part) cudaFree(c->att_part);
     if (c->lt_workspace) cudaFree(c->lt_workspace);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -143,6 +144,8 @@ extern "C" msa_status msa_backend_cuda_new(struct msa_model *model, int device_i
     c->device = device_index;
     msa_status rc = cuda_status(c, cudaSetDevice(device_index), "selecting the device");
     if (rc == MSA_OK) rc = cuda_status(c, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
+    if (rc == MSA_OK)
+        rc = cuda_status(c, cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount, device_index), "SM count");
     if (rc == MSA_OK && cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
         rc = msa_fail(MSA_ERR_UNSUPPORTED, "cuda:%d: cuBLASLt did not initialise", device_index);
     c->lt_workspace_bytes = 32u << 20; /* Hopper kernels want a large workspace */

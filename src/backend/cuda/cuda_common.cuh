@@ -54,6 +54,9 @@ typedef struct cuda_backend {
     size_t xbf_elems;
     cudaError_t sticky;          /* first asynchronous error seen; reported by sync */
     size_t weight_bytes;         /* device bytes of the copied weights */
+    int n_sm;                    /* streaming multiprocessors of the device */
+    float *att_part;             /* split-key attention partials (attention.cu), att_part_floats long */
+    size_t att_part_floats;
     uint8_t *pinned[2];          /* host staging buffers of weight copies (weights.cu), NULL until used */
     cudaEvent_t staged[2];       /* the copy that last read pinned[i] */
 } cuda_backend;
