@@ -107,6 +107,14 @@ typedef struct msa_backend_ops {
     void (*add)(msa_backend *be, msa_buf *x, const msa_buf *y, size_t count, bool bf16);
     /* gate[r] = act(gate[r]) * up[r] over rows of F elements. */
     void (*swiglu)(msa_backend *be, msa_buf *gate, const msa_buf *up, int n, int F, msa_swiglu_kind kind);
+    /* ids[r] = the index of the largest of x[r][0 .. cols) (lowest index on ties, NaN never wins), r < rows:
+     * greedy decoding without moving the logits off the device. ids: [rows] int32. */
+    void (*argmax)(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids);
+
+    /* Optional (NULL where meaningless): the device's measured ceilings for benchmarks — device-to-device
+     * copy bandwidth (GB/s, read + write) and a large bf16 GEMM (TFLOP/s) — and its memory in use / total. */
+    msa_status (*ceilings)(msa_backend *be, double *copy_gbs, double *gemm_tflops);
+    void (*memory)(msa_backend *be, size_t *used, size_t *total);
 
     /* Release everything the backend holds. */
     void (*destroy)(msa_backend *be);

@@ -409,8 +409,9 @@ static msa_status run_logits(msa_session *s, const msa_fwd_batch *b) {
     const int E = m->hp.n_embd, V = m->hp.n_vocab, R = b->n_logit_rows;
     MSA_TRY(ops->upload(s->be, s->d_rows, 0, b->logit_rows, (size_t)R * sizeof(int32_t)));
     ops->rmsnorm(s->be, s->xn, s->x, s->d_rows, m->output_norm, R, E, m->hp.rms_eps, m->bf16_acts);
-    msa_buf *out = (msa_buf *)(void *)b->logits; /* host backends write straight into the caller's array */
-    if (!ops->host_memory) {
+    /* host backends write straight into the caller's array; otherwise the session's device buffer */
+    msa_buf *out = (msa_buf *)(void *)b->logits;
+    if (!ops->host_memory || !b->logits) {
         if (R > s->logits_cap) {
             buf_free(s, &s->logits);
             s->logits_cap = 0;
@@ -421,7 +422,12 @@ static msa_status run_logits(msa_session *s, const msa_fwd_batch *b) {
     }
     ops->matmul(s->be, 1, &m->output, s->xn, &out, R);
     if (m->bf16_acts) ops->round(s->be, out, (size_t)R * V, false);
-    if (!ops->host_memory) MSA_TRY(ops->download(s->be, b->logits, out, 0, (size_t)R * V * sizeof(float)));
+    if (b->argmax) {
+        ops->argmax(s->be, out, R, V, s->d_rows); /* the rows were uploaded above and are no longer needed */
+        MSA_TRY(ops->download(s->be, b->argmax, s->d_rows, 0, (size_t)R * sizeof(int32_t)));
+    }
+    if (b->logits && out != (msa_buf *)(void *)b->logits)
+        MSA_TRY(ops->download(s->be, b->logits, out, 0, (size_t)R * V * sizeof(float)));
     return MSA_OK;
 }
 
@@ -436,7 +442,7 @@ msa_status msa_fwd_eval(msa_session *s, const msa_fwd_batch *b) {
                         s->n_ctx);
     int n_layers = b->n_layers > 0 && b->n_layers < hp->n_layer ? b->n_layers : hp->n_layer;
     if (b->n_logit_rows > 0) {
-        if (n_layers != hp->n_layer || !b->logit_rows || !b->logits)
+        if (n_layers != hp->n_layer || !b->logit_rows || (!b->logits && !b->argmax))
             return msa_fail(MSA_ERR_INVALID_ARG, "msa_fwd_eval: logits need all layers, rows and a buffer");
         for (int r = 0; r < b->n_logit_rows; r++)
             if (b->logit_rows[r] < 0 || b->logit_rows[r] >= n)

@@ -59,7 +59,10 @@ typedef struct msa_fwd_batch {
     /* Logits: rows listed in logit_rows (batch indices) into logits [n_logit_rows x n_vocab]. */
     const int32_t *logit_rows;
     int n_logit_rows;        /* 0 = no lm_head at all (encode only) */
-    float *logits;
+    float *logits;           /* may be NULL when argmax is given (greedy decoding keeps the logits on the
+                              * backend's device) */
+    int32_t *argmax;         /* optional [n_logit_rows]: the greedy token of each logit row (lowest id on
+                              * ties), computed where the logits are */
     /* Optional: the final hidden state of every token (after the last run layer, before the final norm)
      * into hidden [n_tokens x n_embd]. */
     float *hidden;

@@ -309,6 +309,29 @@ TEST(add_and_swiglu) {
     }
 }
 
+TEST(argmax_rows) {
+    const int cols[] = {10, 1000, 49152, 151936};
+    for (int ci = 0; ci < 4; ci++) {
+        const int rows = 5, n = cols[ci];
+        float *h = malloc((size_t)rows * n * sizeof(float));
+        for (int i = 0; i < rows * n; i++) h[i] = rnd_f();
+        h[(size_t)1 * n + n / 2] = 5.0f, h[(size_t)1 * n + n / 3] = 5.0f; /* a tie: the lower index wins */
+        h[(size_t)2 * n] = NAN;                                          /* NaN never wins */
+        pair x = pair_new((size_t)rows * n * 4), ids = pair_new((size_t)rows * 4);
+        pair_put(&x, h);
+        cpu->ops->argmax(cpu, x.c, rows, n, ids.c);
+        gpu->ops->argmax(gpu, x.g, rows, n, ids.g);
+        int32_t a[5], b[5];
+        CHECK(cpu->ops->download(cpu, a, ids.c, 0, sizeof a) == MSA_OK);
+        CHECK(gpu->ops->download(gpu, b, ids.g, 0, sizeof b) == MSA_OK);
+        for (int r = 0; r < rows; r++) CHECK_EQ_INT(b[r], a[r]);
+        CHECK_EQ_INT(a[1], n / 3);
+        printf("  argmax %d x %d: ids equal\n", rows, n);
+        pair_free(&x), pair_free(&ids);
+        free(h);
+    }
+}
+
 /* A batch of n rows after `base` cached slots, several sequences interleaved in runs, random validity and
  * multi-token blocks; the per-row controls computed as forward.c does (independently written here). */
 static void attention_case(int H, int KV, int D, int base, int n, int n_ex, bool bf16) {
@@ -389,6 +412,7 @@ int main(void) {
     RUN(kv_store_layout);
     RUN(add_and_swiglu);
     RUN(attention_visibility_shapes);
+    RUN(argmax_rows);
     msa_backend_free(gpu);
     msa_backend_free(cpu);
     return test_summary();

@@ -414,6 +414,65 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return d;
 }
 
+/* Greedy ids computed where the logits are (msa_fwd_batch.argmax) equal the argmax of the logits themselves
+ * (lowest id on ties), with and without the logits copied out; a batch of independent sequences (batched
+ * decoding) gives each sequence the token it gets alone. */
+TEST(fwd_argmax_and_batched_rows) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    int32_t a[5] = {504, 3575, 282, 4649, 314}, b[4] = {1797, 1918, 553, 253};
+    float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4), *lo = malloc((size_t)2 * V * 4);
+    logits_alone(m, a, 5, la);
+    logits_alone(m, b, 4, lb);
+    int want[2] = {0, 0};
+    for (int v = 1; v < V; v++) {
+        if (la[v] > la[want[0]]) want[0] = v;
+        if (lb[v] > lb[want[1]]) want[1] = v;
+    }
+    int32_t ids[9], pos[9], seq[9], rows[2] = {4, 8}, got[2] = {-1, -1};
+    for (int i = 0; i < 9; i++) {
+        ids[i] = i < 5 ? a[i] : b[i - 5];
+        pos[i] = i < 5 ? i : i - 5;
+        seq[i] = i < 5 ? 0 : 1;
+    }
+    for (int with_logits = 0; with_logits < 2; with_logits++) {
+        msa_session *s = NULL;
+        msa_session_new(m, NULL, &s);
+        msa_fwd_batch bt = {.n_tokens = 9, .ids = ids, .pos = pos, .seq = seq, .logit_rows = rows,
+                            .n_logit_rows = 2, .logits = with_logits ? lo : NULL, .argmax = got};
+        CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+        CHECK_EQ_INT(got[0], want[0]);
+        CHECK_EQ_INT(got[1], want[1]);
+        if (with_logits) CHECK(max_abs_diff(lo, la, (size_t)V) < 1e-3);
+        /* one decoding step of both sequences at once: each continues at its own position */
+        int32_t step_ids[2] = {got[0], got[1]}, step_pos[2] = {5, 4}, step_seq[2] = {0, 1}, step_rows[2] = {0, 1};
+        int32_t next[2] = {-1, -1};
+        msa_fwd_batch st = {.n_tokens = 2, .ids = step_ids, .pos = step_pos, .seq = step_seq, .logit_rows = step_rows,
+                            .n_logit_rows = 2, .argmax = next};
+        CHECK_EQ_INT(msa_fwd_eval(s, &st), MSA_OK);
+        int32_t a6[6], b5[5];
+        memcpy(a6, a, sizeof a), a6[5] = got[0];
+        memcpy(b5, b, sizeof b), b5[4] = got[1];
+        logits_alone(m, a6, 6, la);
+        logits_alone(m, b5, 5, lb);
+        int w0 = 0, w1 = 0;
+        for (int v = 1; v < V; v++) {
+            if (la[v] > la[w0]) w0 = v;
+            if (lb[v] > lb[w1]) w1 = v;
+        }
+        CHECK_EQ_INT(next[0], w0);
+        CHECK_EQ_INT(next[1], w1);
+        logits_alone(m, a, 5, la); /* restore for the next round */
+        logits_alone(m, b, 4, lb);
+        msa_session_free(s);
+    }
+    free(la); free(lb); free(lo);
+    msa_model_free(m);
+}
+
 /* Two documents packed in one batch with seq ids and per-document positions give the same last-token
  * logits as each document alone (stage-1 encoding). */
 TEST(fwd_seq_isolation) {
@@ -608,6 +667,7 @@ int main(void) {
     RUN(default_model_loads);
     RUN(default_model_vs_llamacpp);
     RUN(fwd_seq_isolation);
+    RUN(fwd_argmax_and_batched_rows);
     RUN(fwd_masked_token);
     RUN(fwd_blocks);
     RUN(fwd_extra_kv_and_hooks);

@@ -516,6 +516,17 @@ static void cpu_swiglu(msa_backend *be, msa_buf *gate, const msa_buf *up, int n,
     }
 }
 
+static void cpu_argmax(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids) {
+    (void)be;
+    for (int r = 0; r < rows; r++) {
+        const float *v = CF(x) + (size_t)r * cols;
+        int best = 0;
+        for (int i = 1; i < cols; i++)
+            if (v[i] > v[best] || (isnan(v[best]) && !isnan(v[i]))) best = i;
+        ((int32_t *)(void *)ids)[r] = best;
+    }
+}
+
 /* -------------------------------------------------------------------------------------------- memory */
 
 static msa_buf *cpu_alloc(msa_backend *be, size_t bytes) {
@@ -583,6 +594,7 @@ static const msa_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .add = cpu_add,
     .swiglu = cpu_swiglu,
+    .argmax = cpu_argmax,
     .destroy = cpu_destroy,
 };
 

@@ -126,6 +126,9 @@ static const msa_backend_ops cuda_ops = {
     /* .attention   */ cuda_attention,
     /* .add         */ cuda_add,
     /* .swiglu      */ cuda_swiglu,
+    /* .argmax      */ cuda_argmax,
+    /* .ceilings    */ cuda_ceilings,
+    /* .memory      */ cuda_memory,
     /* .destroy     */ cb_destroy,
 };
 

@@ -79,6 +79,9 @@ void cuda_free_weights(cuda_backend *c);
 /* gemm.cu */
 void cuda_matmul(msa_backend *be, int n_w, const msa_tensor *const *ws, const msa_buf *x, msa_buf *const *ys, int n);
 void cuda_free_gemm(cuda_backend *c);
+/* y [n x m] f32 = x [n x k] . w [m x k]^T with w and x of `type` (device pointers), on the backend's stream. */
+bool cuda_gemm_raw(cuda_backend *c, dev_wtype type, int64_t m, int64_t n, int64_t k, const void *w, const void *x,
+                   float *y);
 
 /* elementwise.cu */
 void cuda_embed(msa_backend *be, const msa_tensor *table, const msa_buf *ids, int n, msa_buf *x);
@@ -91,7 +94,12 @@ void cuda_kv_store(msa_backend *be, msa_buf *k_cache, msa_buf *v_cache, const ms
                    int n, int n_head_kv, int head_dim, int n_ctx);
 void cuda_add(msa_backend *be, msa_buf *x, const msa_buf *y, size_t count, bool bf16);
 void cuda_swiglu(msa_backend *be, msa_buf *gate, const msa_buf *up, int n, int F, msa_swiglu_kind kind);
+void cuda_argmax(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids);
 void cuda_f32_to_bf16(cuda_backend *c, const float *x, __nv_bfloat16 *y, size_t count);
+
+/* bench.cu */
+msa_status cuda_ceilings(msa_backend *be, double *copy_gbs, double *gemm_tflops);
+void cuda_memory(msa_backend *be, size_t *used, size_t *total);
 
 /* attention.cu */
 msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, int n_head_kv, int head_dim);

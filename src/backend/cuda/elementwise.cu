@@ -200,3 +200,45 @@ void cuda_swiglu(msa_backend *be, msa_buf *gate, const msa_buf *up, int n, int F
     if (grid > 65535u * 16) grid = 65535u * 16;
     if (total) k_swiglu<<<grid, 256, 0, c->stream>>>((float *)gate, (const float *)up, total, F, (int)kind);
 }
+
+/* -------------------------------------------------------------------------------------------- argmax */
+
+/* One block per row; (value, index) pairs reduced with "greater, or equal with a lower index" (NaN loses). */
+__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
+    if (isnan(v)) return false;
+    if (isnan(bv)) return true;
+    return v > bv || (v == bv && i < bi);
+}
+
+__global__ void k_argmax(const float *x, int cols, int32_t *ids) {
+    const float *v = x + (size_t)blockIdx.x * cols;
+    float bv = NAN;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x)
+        if (better(v[i], i, bv, bi)) bv = v[i], bi = i;
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
+    }
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < (int)(blockDim.x / 32) ? sv[lane] : NAN;
+        bi = lane < (int)(blockDim.x / 32) ? si[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
+        }
+        if (lane == 0) ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi; /* all NaN: 0, as the CPU */
+    }
+}
+
+void cuda_argmax(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids) {
+    cuda_backend *c = (cuda_backend *)be;
+    if (rows > 0) k_argmax<<<rows, 1024, 0, c->stream>>>((const float *)x, cols, (int32_t *)ids);
+}

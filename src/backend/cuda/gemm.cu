@@ -87,6 +87,14 @@ static bool ensure_xbf(cuda_backend *c, size_t elems) {
     return true;
 }
 
+bool cuda_gemm_raw(cuda_backend *c, dev_wtype type, int64_t m, int64_t n, int64_t k, const void *w, const void *x,
+                   float *y) {
+    const float alpha = 1.0f, beta = 0.0f;
+    gemm_plan *p = get_plan(c, m, n, k, type);
+    return p && cublasLtMatmul(c->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
+                               c->lt_workspace, c->lt_workspace_bytes, c->stream) == CUBLAS_STATUS_SUCCESS;
+}
+
 void cuda_matmul(msa_backend *be, int n_w, const msa_tensor *const *ws, const msa_buf *x, msa_buf *const *ys, int n) {
     cuda_backend *c = (cuda_backend *)be;
     if (n <= 0) return;
