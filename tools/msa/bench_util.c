@@ -94,7 +94,7 @@ void bench_time(bench_fn fn, void *ctx, int warmup, int reps, bench_stats *s) {
 
 struct bench_report {
     bool json;
-    bool header_done;
+    char header[128]; /* the metric names of the last header printed: a row with others prints a new one */
     json_t *doc;  /* {"bench": suite, "meta": {...}, "results": [...]} */
     json_t *meta;
     json_t *results;
@@ -161,11 +161,14 @@ void bench_report_row(bench_report *r, const char *name, const bench_stats *s, c
     if (r->json) return;
 
     bench_progress_done();
-    if (!r->header_done) {
+    char names[128] = "";
+    for (int i = 0; i < n_m; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s|", m[i].name);
+    if (strcmp(names, r->header)) {
         printf("%-34s %12s %22s %8s", "name", "time/call", "min .. max", "IQR%");
         for (int i = 0; i < n_m; i++) printf("  %26s", m[i].name);
         printf("\n");
-        r->header_done = true;
+        snprintf(r->header, sizeof r->header, "%s", names);
     }
     char med[32], lo[32], hi[32], range[80];
     fmt_time(med, sizeof med, s->median);

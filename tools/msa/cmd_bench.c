@@ -381,6 +381,7 @@ static void usage(FILE *f) {
                "  bank     memory-bank build/open/scan/verify (see msa bench bank --help)\n"
                "  prefill  model prefill tokens/s (see msa bench prefill --help)\n"
                "  decode   model decode tokens/s\n"
+               "  gpu      load, prefill, batched decode and encode on a device beside its ceilings (--help)\n"
                "common: -t N threads (0 = all CPUs), --reps R, --warmup W, --json\n");
 }
 
@@ -400,6 +401,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(what, "bank")) return bench_bank(argc - 1, argv + 1);
     if (!strcmp(what, "route") || !strcmp(what, "encode")) return bench_msa(what, argc - 1, argv + 1);
     if (!strcmp(what, "prefill") || !strcmp(what, "decode")) return bench_model(what, argc - 1, argv + 1);
+    if (!strcmp(what, "gpu")) return bench_gpu(argc - 1, argv + 1);
     fprintf(stderr, "msa bench: unknown benchmark '%s'\n", what);
     usage(stderr);
     return 64;

@@ -17,6 +17,8 @@ int bench_bank(int argc, char **argv);     /* bench_bank.c: `msa bench bank ...`
 
 /* bench_model.c: `msa bench prefill|decode`; what is "prefill" or "decode", argv[0] is what, options follow. */
 int bench_model(const char *what, int argc, char **argv);
+/* bench_gpu.c: `msa bench gpu` (argv[0] = "gpu"): the model on a device beside its measured ceilings. */
+int bench_gpu(int argc, char **argv);
 
 /* Print "msa: <message>" for a failed status (msa_last_error, else msa_strerror) to stderr and return
  * the exit code for it. */
