@@ -391,6 +391,9 @@ TEST(attention_visibility_shapes) {
     attention_case(32, 8, 128, 100, 37, 16, true); /* prefill after a cache, with extras, bf16 */
     attention_case(9, 3, 64, 300, 5, 3, false);
     attention_case(4, 1, 256, 20, 9, 2, false);   /* the widest head */
+    attention_case(9, 3, 64, 50, 100, 3, false);  /* tiled prefill kernel, head_dim 64, a partial last tile */
+    attention_case(9, 3, 64, 0, 33, 0, true);
+    attention_case(16, 4, 128, 700, 300, 40, false); /* tiles over a cache and more than one tile of extras */
     attention_case(32, 8, 128, 3000, 1, 16, false); /* decode over many keys: split over blocks, merged */
     attention_case(32, 8, 128, 5000, 2, 0, true);
     attention_case(8, 2, 64, 20000, 1, 0, false);

@@ -8,8 +8,9 @@
  *
  * Few rows over many keys (decode) split the keys over several blocks per (row, head) (flash-decoding): each
  * writes its partial (max, sum, accumulator) and a second kernel merges them, so a single query still fills
- * the GPU. A long prefill reads each key once per query row (no tiling through shared memory / tensor cores
- * yet: the next step for stage-1 encoding speed). */
+ * the GPU. Many rows (prefill, stage-1 encoding) take the tiled kernel: a block of 32 query rows of one
+ * head walks the union of their key ranges in tiles of 32 keys held in shared memory, so each key is read
+ * once per 32 rows instead of once per row (f32 FMA on CUDA cores; tensor-core tiles are the next step). */
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -139,6 +140,139 @@ __global__ void k_attention_merge(const float *part, float *out, int S, int D, b
     }
 }
 
+/* --------------------------------------------------------------------------------------- tiled (prefill) */
+
+#define TQ 32          /* query rows per block (8 per warp) */
+#define TK 32          /* keys per tile (one per lane in the score phase) */
+#define ROWS_PER_WARP (TQ / ATT_WARPS)
+
+template <int D>
+__global__ void __launch_bounds__(32 * ATT_WARPS)
+k_attention_tiled(msa_attn_args a, const float *q, float *out, const float *kc, const float *vc, const float *ek,
+                  const float *ev, const int32_t *slot_seq, const uint8_t *slot_valid, const int32_t *q_seq,
+                  const int32_t *q_begin, const int32_t *q_end, int H, int KV) {
+    constexpr int PL = D / 32;
+    extern __shared__ float smem[];
+    float *sq = smem;                    /* [TQ][D] */
+    float *sk = sq + TQ * D;             /* [TK][D + 1]: padded so lanes reading key j, dim d hit distinct banks */
+    float *sv = sk + TK * (D + 1);       /* [TK][D] */
+    float *sp = sv + TK * D;             /* [ATT_WARPS][ROWS_PER_WARP][TK] probabilities */
+    __shared__ int s_lo, s_hi;
+    const int h = blockIdx.y, kvh = h / (H / KV), row0 = blockIdx.x * TQ;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int n_rows = a.n - row0 < TQ ? a.n - row0 : TQ;
+    const float scale = 1.0f / sqrtf((float)D);
+
+    for (int i = threadIdx.x; i < TQ * D; i += blockDim.x) {
+        const int r = i / D, d = i % D;
+        sq[i] = r < n_rows ? q[((size_t)(row0 + r) * H + h) * D + d] : 0.0f;
+    }
+    if (threadIdx.x == 0) {
+        int lo = 0x7fffffff, hi = 0;
+        for (int r = 0; r < n_rows; r++) lo = min(lo, q_begin[row0 + r]), hi = max(hi, q_end[row0 + r]);
+        s_lo = lo, s_hi = hi;
+    }
+    int rseq[ROWS_PER_WARP], rbeg[ROWS_PER_WARP], rend[ROWS_PER_WARP];
+    float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][PL];
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; r++) {
+        const int row = warp * ROWS_PER_WARP + r;
+        const bool live = row < n_rows;
+        rseq[r] = live ? q_seq[row0 + row] : -1;
+        rbeg[r] = live ? q_begin[row0 + row] : 0;
+        rend[r] = live ? q_end[row0 + row] : 0; /* dead rows see nothing */
+        m[r] = -INFINITY, l[r] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PL; i++) acc[r][i] = 0.0f;
+    }
+    __syncthreads();
+    const int n_ex_tiles = (a.n_ex + TK - 1) / TK;
+    const int lo_tile = s_lo / TK, hi_tile = (s_hi + TK - 1) / TK; /* cache tiles, aligned to TK slots */
+    for (int tile = -n_ex_tiles; tile < hi_tile - lo_tile; tile++) {
+        const bool extra = tile < 0;
+        const int t0 = extra ? (tile + n_ex_tiles) * TK : (lo_tile + tile) * TK;
+        const int t_end = extra ? a.n_ex : a.n_ctx;
+        for (int i = threadIdx.x; i < TK * D; i += blockDim.x) {
+            const int j = i / D, d = i % D, t = t0 + j;
+            float kv = 0.0f, vv = 0.0f;
+            if (t < t_end) {
+                const size_t off = extra ? ((size_t)kvh * a.n_ex + t) * D + d : ((size_t)kvh * a.n_ctx + t) * D + d;
+                kv = extra ? ek[off] : kc[off];
+                vv = extra ? ev[off] : vc[off];
+            }
+            sk[j * (D + 1) + d] = kv;
+            sv[j * D + d] = vv;
+        }
+        __syncthreads();
+        const int t = t0 + lane; /* this lane's key */
+        const int kseq = !extra && t < a.n_ctx ? slot_seq[t] : -2;
+        const bool kvalid = !extra && t < a.n_ctx ? slot_valid[t] != 0 : false;
+        float sc[ROWS_PER_WARP];
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++) sc[r] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            const float k = sk[lane * (D + 1) + d];
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; r++) sc[r] = fmaf(sq[(warp * ROWS_PER_WARP + r) * D + d], k, sc[r]);
+        }
+        float *pw = sp + warp * ROWS_PER_WARP * TK;
+#pragma unroll
+        for (int r = 0; r < ROWS_PER_WARP; r++) {
+            const int qslot = a.base + row0 + warp * ROWS_PER_WARP + r;
+            const bool vis = extra ? (t < a.n_ex && rend[r] > 0)
+                                   : (t >= rbeg[r] && t < rend[r] && kseq == rseq[r] && (kvalid || t == qslot));
+            float s = a.bf16 ? bf16r_att(bf16r_att(sc[r]) * scale) : sc[r] * scale;
+            s = vis ? s : -INFINITY;
+            float tm = s;
+            for (int o = 16; o > 0; o >>= 1) tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, o));
+            const float nm = fmaxf(m[r], tm);
+            const float f = m[r] == -INFINITY ? 0.0f : expf(m[r] - nm); /* rescale what was summed so far */
+            const float p = s == -INFINITY ? 0.0f : expf(s - nm);
+            l[r] = l[r] * f + p; /* per-lane partial sum, reduced at the end */
+#pragma unroll
+            for (int i = 0; i < PL; i++) acc[r][i] *= f;
+            m[r] = nm;
+            pw[r * TK + lane] = p;
+        }
+        __syncwarp();
+        for (int j = 0; j < TK; j++) {
+#pragma unroll
+            for (int i = 0; i < PL; i++) {
+                const float v = sv[j * D + lane + 32 * i];
+#pragma unroll
+                for (int r = 0; r < ROWS_PER_WARP; r++) acc[r][i] = fmaf(pw[r * TK + j], v, acc[r][i]);
+            }
+        }
+        __syncthreads(); /* the tiles are overwritten next */
+    }
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; r++) {
+        const int row = warp * ROWS_PER_WARP + r;
+        float tot = l[r];
+        for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+        if (row >= n_rows) continue;
+        const float inv = tot > 0.0f ? 1.0f / tot : 0.0f;
+        float *o = out + ((size_t)(row0 + row) * H + h) * D;
+#pragma unroll
+        for (int i = 0; i < PL; i++) {
+            const float v = acc[r][i] * inv;
+            o[lane + 32 * i] = a.bf16 ? bf16r_att(v) : v;
+        }
+    }
+}
+
+template <int D>
+static void launch_tiled(cuda_backend *c, const msa_attn_args *a, int n_head, int n_head_kv) {
+    const size_t bytes = (size_t)(TQ * D + TK * (D + 1) + TK * D + TQ * TK) * sizeof(float);
+    /* above the 48 KiB default for D = 128; set on every launch (per device, and cheap next to a layer) */
+    cuda_ok(c, cudaFuncSetAttribute(k_attention_tiled<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    dim3 grid((unsigned)((a->n + TQ - 1) / TQ), (unsigned)n_head);
+    k_attention_tiled<D><<<grid, 32 * ATT_WARPS, bytes, c->stream>>>(
+        *a, (const float *)a->q, (float *)a->out, (const float *)a->k_cache, (const float *)a->v_cache,
+        (const float *)a->ex_k, (const float *)a->ex_v, (const int32_t *)a->slot_seq, (const uint8_t *)a->slot_valid,
+        (const int32_t *)a->q_seq, (const int32_t *)a->q_begin, (const int32_t *)a->q_end, n_head, n_head_kv);
+}
+
 /* Keys per split below which splitting does not pay. */
 #define ATT_MIN_KEYS_PER_SPLIT 256
 
@@ -148,6 +282,14 @@ msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, i
     if (head_dim > 32 * ATT_MAX_PER_LANE || n_head % n_head_kv)
         return msa_fail(MSA_ERR_UNSUPPORTED, "cuda attention: head_dim %d (max %d) or %d heads over %d kv-heads",
                         head_dim, 32 * ATT_MAX_PER_LANE, n_head, n_head_kv);
+    if (a->n >= TQ && (head_dim == 64 || head_dim == 128)) {
+        if (head_dim == 64)
+            launch_tiled<64>(c, a, n_head, n_head_kv);
+        else
+            launch_tiled<128>(c, a, n_head, n_head_kv);
+        cuda_ok(c, cudaGetLastError());
+        return MSA_OK;
+    }
     /* Split the keys when the (row, head) blocks alone cannot fill the GPU (a few rows: decode). The rows' key
      * ranges live on the device; n_ex + base + n bounds every one of them (a decode scans about that many). */
     int splits = 1;
