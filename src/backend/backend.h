@@ -107,6 +107,11 @@ typedef struct msa_backend_ops {
     void (*add)(msa_backend *be, msa_buf *x, const msa_buf *y, size_t count, bool bf16);
     /* gate[r] = act(gate[r]) * up[r] over rows of F elements. */
     void (*swiglu)(msa_backend *be, msa_buf *gate, const msa_buf *up, int n, int F, msa_swiglu_kind kind);
+    /* dst[c][i] = mean of src rows [row0[c], row0[c] + len[c]) of column i, c < n_chunks, i < D (stage-1
+     * chunk pooling; sums in double in row order, so every backend gives the same bits). row0, len: [n_chunks]
+     * int32 buffers; src [rows][D], dst [n_chunks][D] f32. */
+    msa_status (*pool)(msa_backend *be, const msa_buf *src, int D, const msa_buf *row0, const msa_buf *len,
+                       int n_chunks, msa_buf *dst);
     /* ids[r] = the index of the largest of x[r][0 .. cols) (lowest index on ties, NaN never wins), r < rows:
      * greedy decoding without moving the logits off the device. ids: [rows] int32. */
     void (*argmax)(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids);

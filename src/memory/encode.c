@@ -23,6 +23,10 @@ struct msa_encoder {
     bool cosine;                       /* native + aux_loss_method == "INFONCE": normalise pooled K̄_R */
     bool own_keys;                     /* native without router projectors (decouple_router false):
                                         * K̄_R = K̄ itself (msa-reference.md §2.1, §3.3) */
+    bool pooled_by_forward;            /* the forward pools K, V and the router projection where the model runs
+                                        * (msa_fwd_pool): every case but read mode's identity router */
+    float *stage;                      /* [3][n_router][max chunks][route_dim] pooled outputs of one batch */
+    size_t stage_chunks;               /* chunks the stage holds */
     /* the batch being encoded */
     int n_docs;
     const int *row0, *len;
@@ -114,6 +118,11 @@ msa_status msa_encoder_new(msa_model *model, const msa_bank_shape *shape, int ba
     }
     e->cosine = shape->mode == MSA_BANK_NATIVE && !strcmp(hp->msa.aux_loss_method, "INFONCE");
     e->own_keys = shape->mode == MSA_BANK_NATIVE && !hp->msa.decouple_router;
+    /* read mode without trained router weights keeps the identity router's host-side key norm (hooks) */
+    e->pooled_by_forward = true;
+    if (shape->mode != MSA_BANK_NATIVE)
+        for (int s = 0; s < shape->n_router; s++)
+            if (!model->router_st || !msa_model_router_k(model, shape->router_layers[s])) e->pooled_by_forward = false;
     e->batch_tokens = batch_tokens > 0 ? batch_tokens : 2048;
     msa_status st = reserve(e, e->batch_tokens);
     if (st) {
@@ -144,6 +153,7 @@ void msa_encoder_free(msa_encoder *e) {
     if (!e) return;
     if (e->sess) msa_session_free(e->sess);
     free(e->kr);
+    free(e->stage);
     free(e);
 }
 
@@ -245,6 +255,65 @@ static msa_status alloc_doc(const msa_bank_shape *sh, uint64_t n_tokens, msa_enc
     return MSA_OK;
 }
 
+/* One batch through the forward with the pooling done where the model runs (msa_fwd_pool), then the chunk
+ * means scattered into each document's arrays. Same numbers as the hooks' pool(): double sums in row order. */
+static msa_status run_pooled_batch(msa_encoder *e, msa_fwd_batch *b) {
+    const msa_hparams *hp = msa_model_hparams(e->model);
+    const int P = e->shape.pooling, D = hp->n_head_kv * hp->head_dim, NR = e->shape.n_router;
+    int total = 0;
+    for (int d = 0; d < e->n_docs; d++) total += (e->len[d] + P - 1) / P;
+    if ((size_t)total > e->stage_chunks) {
+        free(e->stage);
+        e->stage_chunks = 0;
+        e->stage = malloc((size_t)3 * NR * total * D * sizeof(float));
+        if (!e->stage) return msa_fail(MSA_ERR_NOMEM, "out of memory for %d pooled chunks", total);
+        e->stage_chunks = (size_t)total;
+    }
+    int32_t *row0 = malloc((size_t)total * sizeof *row0), *len = malloc((size_t)total * sizeof *len);
+    float **k = calloc((size_t)hp->n_layer, sizeof *k), **v = calloc((size_t)hp->n_layer, sizeof *v),
+          **r = calloc((size_t)hp->n_layer, sizeof *r);
+    const msa_tensor **proj = calloc((size_t)hp->n_layer, sizeof *proj);
+    msa_status st = row0 && len && k && v && r && proj ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "out of memory");
+    if (st == MSA_OK) {
+        int c = 0;
+        for (int d = 0; d < e->n_docs; d++)
+            for (int c0 = 0; c0 < e->len[d]; c0 += P, c++) {
+                row0[c] = e->row0[d] + c0;
+                len[c] = e->len[d] - c0 < P ? e->len[d] - c0 : P;
+            }
+        const bool native = e->shape.mode == MSA_BANK_NATIVE;
+        for (int sl = 0; sl < NR; sl++) {
+            const int l = e->shape.router_layers[sl];
+            float *base = e->stage + (size_t)sl * total * D;
+            if (native) k[l] = base + (size_t)NR * total * D, v[l] = base + (size_t)2 * NR * total * D;
+            if (!e->own_keys) r[l] = base, proj[l] = msa_model_router_k(e->model, l);
+        }
+        msa_fwd_pool pool = {.n_chunks = total, .chunk_row0 = row0, .chunk_len = len, .k = k, .v = v, .r = r,
+                             .proj = proj};
+        b->pool = &pool;
+        b->hooks = NULL;
+        st = msa_fwd_eval(e->sess, b);
+        b->pool = NULL;
+    }
+    for (int d = 0, c = 0; st == MSA_OK && d < e->n_docs; d++) {
+        msa_encoded_doc *o = &e->out[d];
+        const size_t bytes = (size_t)o->n_chunks * D * sizeof(float);
+        for (int sl = 0; sl < NR; sl++) {
+            const float *base = e->stage + (size_t)sl * total * D + (size_t)c * D;
+            if (o->k) {
+                memcpy(o->k[sl], base + (size_t)NR * total * D, bytes);
+                memcpy(o->v[sl], base + (size_t)2 * NR * total * D, bytes);
+            }
+            /* no router projector: route with K̄ itself */
+            memcpy(o->route[sl], e->own_keys ? o->k[sl] : base, bytes);
+            if (e->cosine) msa_l2_normalize_rows(o->route[sl], (size_t)o->n_chunks * hp->n_head_kv, hp->head_dim);
+        }
+        c += (int)o->n_chunks;
+    }
+    free(row0), free(len), free(k), free(v), free(r), free(proj);
+    return st;
+}
+
 static int last_router_layer(const msa_encoder *e) {
     int m = 0;
     for (int s = 0; s < e->shape.n_router; s++)
@@ -294,7 +363,7 @@ msa_status msa_encoder_run(msa_encoder *e, const int32_t *const *tokens, const s
         msa_session_reset(e->sess);
         msa_fwd_batch b = {.n_tokens = n, .ids = ids, .pos = pos, .seq = seq,
                            .n_layers = last_router_layer(e) + 1, .hooks = &hooks};
-        st = msa_fwd_eval(e->sess, &b);
+        st = e->pooled_by_forward ? run_pooled_batch(e, &b) : msa_fwd_eval(e->sess, &b);
         e->out = NULL;
         i = j;
     }

@@ -39,6 +39,9 @@ struct msa_session {
     msa_buf *att;         /* [cap x n_head*head_dim] attention output before o_proj */
     msa_buf *gate, *up;   /* [cap x n_ff] */
     msa_buf *tmp;         /* [cap x n_embd] projection output before the residual add */
+    msa_buf *kr;          /* [cap x n_head_kv*head_dim] a pooled layer's router projection (msa_fwd_pool) */
+    msa_buf *pooled;      /* [cap x n_head_kv*head_dim] chunk means before they are copied out */
+    msa_buf *d_crow0, *d_clen; /* [cap] int32 chunk row ranges of msa_fwd_pool */
     msa_buf *logits;      /* [cap x n_vocab] f32 (backends without host memory; grown on demand) */
     int logits_cap;       /* rows of logits */
     msa_buf *rope_cos, *rope_sin; /* [cap x head_dim/2] f32 */
@@ -71,8 +74,9 @@ static void buf_free(msa_session *s, msa_buf **b) {
 }
 
 static void free_scratch(msa_session *s) {
-    msa_buf **bufs[] = {&s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->gate, &s->up, &s->tmp,
-                        &s->rope_cos, &s->rope_sin, &s->d_ids, &s->d_rows, &s->d_seq, &s->d_begin, &s->d_end};
+    msa_buf **bufs[] = {&s->x, &s->xn, &s->q, &s->k, &s->v, &s->att, &s->gate, &s->up, &s->tmp, &s->kr,
+                        &s->pooled, &s->d_crow0, &s->d_clen, &s->rope_cos, &s->rope_sin, &s->d_ids, &s->d_rows,
+                        &s->d_seq, &s->d_begin, &s->d_end};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(s, bufs[i]);
     free(s->h_cos); free(s->h_sin);
     free(s->b_pos); free(s->b_seq); free(s->b_block); free(s->b_begin); free(s->b_end); free(s->b_valid);
@@ -101,6 +105,10 @@ static msa_status ensure_scratch(msa_session *s, int n) {
     s->gate = BE(s)->alloc(be, N * F * f4);
     s->up = BE(s)->alloc(be, N * F * f4);
     s->tmp = BE(s)->alloc(be, N * E * f4);
+    s->kr = BE(s)->alloc(be, N * Dkv * f4);
+    s->pooled = BE(s)->alloc(be, N * Dkv * f4);
+    s->d_crow0 = BE(s)->alloc(be, N * 4);
+    s->d_clen = BE(s)->alloc(be, N * 4);
     s->rope_cos = BE(s)->alloc(be, N * H2 * f4);
     s->rope_sin = BE(s)->alloc(be, N * H2 * f4);
     s->d_ids = BE(s)->alloc(be, N * 4);
@@ -119,7 +127,8 @@ static msa_status ensure_scratch(msa_session *s, int n) {
     bool ok = true;
     if (!BE(s)->host_memory)
         for (int i = 0; i < 3; i++) ok = ok && (s->h_view[i] = malloc(N * (E > Dq ? E : Dq) * f4)) != NULL;
-    if (!ok || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->tmp ||
+    if (!ok || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->tmp || !s->kr ||
+        !s->pooled || !s->d_crow0 || !s->d_clen ||
         !s->rope_cos || !s->rope_sin || !s->d_ids || !s->d_rows || !s->d_seq || !s->d_begin || !s->d_end ||
         !s->h_cos || !s->h_sin || !s->b_pos || !s->b_seq || !s->b_block || !s->b_begin || !s->b_end ||
         !s->b_valid) {
@@ -322,7 +331,14 @@ static const float *host_view(msa_session *s, const msa_buf *b, size_t floats, i
     const float *var = host_view(s, b, floats, which);                                                      \
     if (!var) return msa_fail_prefix(MSA_ERR_IO, "reading the %s activations back", s->be->ops->name)
 
-static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *hooks) {
+/* Chunk means of src [n][Dkv] into the host array out [n_chunks][Dkv] (msa_fwd_pool). */
+static msa_status pool_out(msa_session *s, const msa_buf *src, const msa_fwd_pool *p, float *out) {
+    const size_t Dkv = (size_t)s->model->hp.n_head_kv * s->model->hp.head_dim;
+    MSA_TRY(BE(s)->pool(s->be, src, (int)Dkv, s->d_crow0, s->d_clen, p->n_chunks, s->pooled));
+    return BE(s)->download(s->be, out, s->pooled, 0, (size_t)p->n_chunks * Dkv * sizeof(float));
+}
+
+static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *hooks, const msa_fwd_pool *pool) {
     msa_model *m = s->model;
     const msa_hparams *hp = &m->hp;
     const msa_layer *L = &m->layers[l];
@@ -340,6 +356,10 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
 
     ops->matmul(be, 3, (const msa_tensor *const[]){L->wq, L->wk, L->wv}, s->xn, (msa_buf *const[]){s->q, s->k, s->v},
                 n);
+    if (pool && pool->r[l]) { /* the router projection of the same normed input, pooled where it is */
+        ops->matmul(be, 1, &pool->proj[l], s->xn, &s->kr, n);
+        MSA_TRY(pool_out(s, s->kr, pool, pool->r[l]));
+    }
     if (bf16) {
         ops->round(be, s->q, (size_t)n * Dq, false);
         ops->round(be, s->k, (size_t)n * Dkv, false);
@@ -362,6 +382,9 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
         VIEW_OR_FAIL(v, s, s->v, (size_t)n * Dkv, 2);
         MSA_TRY(hooks->kv(hooks->user, l, k, v, n));
     }
+
+    if (pool && pool->k[l]) MSA_TRY(pool_out(s, s->k, pool, pool->k[l]));
+    if (pool && pool->v[l]) MSA_TRY(pool_out(s, s->v, pool, pool->v[l]));
 
     const int base = s->n_cached;
     ops->kv_store(be, s->k_cache[l], s->v_cache[l], s->k, s->v, base, n, KV, D, s->n_ctx);
@@ -448,6 +471,20 @@ msa_status msa_fwd_eval(msa_session *s, const msa_fwd_batch *b) {
             if (b->logit_rows[r] < 0 || b->logit_rows[r] >= n)
                 return msa_fail(MSA_ERR_INVALID_ARG, "logit row %d is outside the batch", b->logit_rows[r]);
     }
+    if (b->pool) {
+        const msa_fwd_pool *p = b->pool;
+        const int64_t Dkv = (int64_t)hp->n_head_kv * hp->head_dim;
+        if (p->n_chunks < 0 || p->n_chunks > n || (p->n_chunks && (!p->chunk_row0 || !p->chunk_len)) || !p->k ||
+            !p->v || !p->r)
+            return msa_fail(MSA_ERR_INVALID_ARG, "msa_fwd_eval: malformed pooling request");
+        for (int c = 0; c < p->n_chunks; c++)
+            if (p->chunk_row0[c] < 0 || p->chunk_len[c] < 1 || p->chunk_row0[c] > n - p->chunk_len[c])
+                return msa_fail(MSA_ERR_INVALID_ARG, "msa_fwd_eval: pooled chunk %d is outside the batch", c);
+        for (int l = 0; l < n_layers; l++)
+            if (p->r[l] && (!p->proj || !p->proj[l] || p->proj[l]->shape[0] != Dkv || p->proj[l]->shape[1] != E))
+                return msa_fail(MSA_ERR_INVALID_ARG, "msa_fwd_eval: layer %d's pooled projection is not [%lld, %d]",
+                                l, (long long)Dkv, E);
+    }
     int big = n > b->n_logit_rows ? n : b->n_logit_rows;
     MSA_TRY(ensure_scratch(s, big));
     const int saved_pos = s->next_pos;
@@ -460,9 +497,14 @@ msa_status msa_fwd_eval(msa_session *s, const msa_fwd_batch *b) {
     }
     rope_tables(s, n);
     msa_status st = upload_batch(s, b, base);
+    if (st == MSA_OK && b->pool && b->pool->n_chunks) {
+        const size_t cb = (size_t)b->pool->n_chunks * sizeof(int32_t);
+        st = BE(s)->upload(s->be, s->d_crow0, 0, b->pool->chunk_row0, cb);
+        if (st == MSA_OK) st = BE(s)->upload(s->be, s->d_clen, 0, b->pool->chunk_len, cb);
+    }
     if (st == MSA_OK) BE(s)->embed(s->be, m->tok_embd, s->d_ids, n, s->x);
     for (int l = 0; st == MSA_OK && l < n_layers; l++) {
-        st = run_layer(s, l, n, b->hooks);
+        st = run_layer(s, l, n, b->hooks, b->pool);
         if (st == MSA_OK && s->taps && s->taps[l])
             st = BE(s)->download(s->be, s->taps[l], s->x, 0, (size_t)n * E * sizeof(float));
     }

@@ -46,6 +46,19 @@ typedef struct msa_fwd_hooks {
     msa_status (*q)(void *user, int layer, const float *q, int n_tokens);
 } msa_fwd_hooks;
 
+/* Stage-1 chunk pooling done where the activations are (the GPU when the model is there): for each layer l
+ * with an output, the means over each chunk's rows of the cached K (post-norm, post-RoPE) and V, and of
+ * proj[l] applied to the layer's normed input (router_k_proj). Chunks are batch-row ranges; outputs are
+ * host arrays [n_chunks][n_head_kv*head_dim] f32, written before msa_fwd_eval returns. The sums run in
+ * double in row order (backend.h pool), the same on every backend. */
+typedef struct msa_fwd_pool {
+    int n_chunks;
+    const int32_t *chunk_row0, *chunk_len; /* [n_chunks] */
+    float *const *k, *const *v;            /* [n_layer] -> output, or NULL for a layer not pooled */
+    float *const *r;                       /* [n_layer] -> output of the projection, or NULL */
+    const msa_tensor *const *proj;         /* [n_layer] the projection of each layer with an r output */
+} msa_fwd_pool;
+
 typedef struct msa_fwd_batch {
     int n_tokens;
     const int32_t *ids;      /* [n_tokens] token ids */
@@ -67,6 +80,7 @@ typedef struct msa_fwd_batch {
      * into hidden [n_tokens x n_embd]. */
     float *hidden;
     const msa_fwd_hooks *hooks; /* NULL = none */
+    const msa_fwd_pool *pool;   /* NULL = none */
 } msa_fwd_batch;
 
 /* Debug/test taps: the residual stream after every layer (before the final norm) into

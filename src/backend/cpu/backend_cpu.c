@@ -17,6 +17,8 @@
 typedef struct {
     msa_backend base;
     msa_threadpool *tp;
+    double *pool_acc;     /* [pool_acc_n] column sums of cpu_pool */
+    size_t pool_acc_n;
 } cpu_backend;
 
 /* A CPU buffer is its own first byte. */
@@ -516,6 +518,26 @@ static void cpu_swiglu(msa_backend *be, msa_buf *gate, const msa_buf *up, int n,
     }
 }
 
+static msa_status cpu_pool(msa_backend *be, const msa_buf *src, int D, const msa_buf *row0, const msa_buf *len,
+                           int n_chunks, msa_buf *dst) {
+    cpu_backend *c = (cpu_backend *)be;
+    double *acc = c->pool_acc_n >= (size_t)D ? c->pool_acc : NULL;
+    if (!acc) {
+        free(c->pool_acc);
+        c->pool_acc = acc = malloc((size_t)D * sizeof *acc);
+        c->pool_acc_n = acc ? (size_t)D : 0;
+        if (!acc) return msa_fail(MSA_ERR_NOMEM, "out of memory for chunk pooling");
+    }
+    for (int ch = 0; ch < n_chunks; ch++) {
+        const int r0 = CI(row0)[ch], n = CI(len)[ch];
+        memset(acc, 0, (size_t)D * sizeof *acc);
+        for (int r = 0; r < n; r++)
+            for (int i = 0; i < D; i++) acc[i] += CF(src)[(size_t)(r0 + r) * D + i];
+        for (int i = 0; i < D; i++) F(dst)[(size_t)ch * D + i] = n > 0 ? (float)(acc[i] / n) : 0.0f;
+    }
+    return MSA_OK;
+}
+
 static void cpu_argmax(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids) {
     (void)be;
     for (int r = 0; r < rows; r++) {
@@ -573,7 +595,10 @@ static msa_status cpu_sync(msa_backend *be) {
     return MSA_OK;
 }
 
-static void cpu_destroy(msa_backend *be) { free(be); }
+static void cpu_destroy(msa_backend *be) {
+    free(((cpu_backend *)be)->pool_acc);
+    free(be);
+}
 
 static const msa_backend_ops cpu_ops = {
     .name = "cpu",
@@ -594,6 +619,7 @@ static const msa_backend_ops cpu_ops = {
     .attention = cpu_attention,
     .add = cpu_add,
     .swiglu = cpu_swiglu,
+    .pool = cpu_pool,
     .argmax = cpu_argmax,
     .destroy = cpu_destroy,
 };

@@ -126,6 +126,7 @@ static const msa_backend_ops cuda_ops = {
     /* .attention   */ cuda_attention,
     /* .add         */ cuda_add,
     /* .swiglu      */ cuda_swiglu,
+    /* .pool        */ cuda_pool,
     /* .argmax      */ cuda_argmax,
     /* .ceilings    */ cuda_ceilings,
     /* .memory      */ cuda_memory,

@@ -94,6 +94,8 @@ void cuda_kv_store(msa_backend *be, msa_buf *k_cache, msa_buf *v_cache, const ms
                    int n, int n_head_kv, int head_dim, int n_ctx);
 void cuda_add(msa_backend *be, msa_buf *x, const msa_buf *y, size_t count, bool bf16);
 void cuda_swiglu(msa_backend *be, msa_buf *gate, const msa_buf *up, int n, int F, msa_swiglu_kind kind);
+msa_status cuda_pool(msa_backend *be, const msa_buf *src, int D, const msa_buf *row0, const msa_buf *len,
+                     int n_chunks, msa_buf *dst);
 void cuda_argmax(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids);
 void cuda_f32_to_bf16(cuda_backend *c, const float *x, __nv_bfloat16 *y, size_t count);
 

@@ -242,3 +242,25 @@ void cuda_argmax(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf 
     cuda_backend *c = (cuda_backend *)be;
     if (rows > 0) k_argmax<<<rows, 1024, 0, c->stream>>>((const float *)x, cols, (int32_t *)ids);
 }
+
+/* ---------------------------------------------------------------------------------------------- pool */
+
+/* One thread per (chunk, column): the rows summed in order in double, as the CPU does (identical bits). */
+__global__ void k_pool(const float *src, int D, const int32_t *row0, const int32_t *len, int n_chunks, float *dst) {
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)n_chunks * D) return;
+    const int ch = (int)(idx / D), i = (int)(idx % D), r0 = row0[ch], n = len[ch];
+    double acc = 0.0;
+    for (int r = 0; r < n; r++) acc += (double)src[(size_t)(r0 + r) * D + i];
+    dst[idx] = n > 0 ? (float)(acc / n) : 0.0f;
+}
+
+msa_status cuda_pool(msa_backend *be, const msa_buf *src, int D, const msa_buf *row0, const msa_buf *len,
+                     int n_chunks, msa_buf *dst) {
+    cuda_backend *c = (cuda_backend *)be;
+    const size_t total = (size_t)n_chunks * D;
+    if (total)
+        k_pool<<<grid_for(total, 256), 256, 0, c->stream>>>((const float *)src, D, (const int32_t *)row0,
+                                                            (const int32_t *)len, n_chunks, (float *)dst);
+    return MSA_OK;
+}
