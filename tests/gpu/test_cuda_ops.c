@@ -309,6 +309,18 @@ TEST(add_and_swiglu) {
     }
 }
 
+TEST(pool_chunks_bit_identical) {
+    const int D = 1024, rows = 300;
+    int32_t row0[6] = {0, 64, 128, 130, 200, 299}, len[6] = {64, 64, 2, 70, 99, 1};
+    pair src = pair_random((size_t)rows * D, 3.0f), dst = pair_new(6 * (size_t)D * 4);
+    pair r0 = pair_ints(row0, 6), ln = pair_ints(len, 6);
+    pair_poison(&dst);
+    CHECK(cpu->ops->pool(cpu, src.c, D, r0.c, ln.c, 6, dst.c) == MSA_OK);
+    CHECK(gpu->ops->pool(gpu, src.g, D, r0.g, ln.g, 6, dst.g) == MSA_OK);
+    pair_check("pool 6 chunks x 1024 (double sums in row order)", &dst, 6 * (size_t)D, 0.0);
+    pair_free(&src), pair_free(&dst), pair_free(&r0), pair_free(&ln);
+}
+
 TEST(argmax_rows) {
     const int cols[] = {10, 1000, 49152, 151936};
     for (int ci = 0; ci < 4; ci++) {
@@ -416,6 +428,7 @@ int main(void) {
     RUN(add_and_swiglu);
     RUN(attention_visibility_shapes);
     RUN(argmax_rows);
+    RUN(pool_chunks_bit_identical);
     msa_backend_free(gpu);
     msa_backend_free(cpu);
     return test_summary();
