@@ -208,9 +208,11 @@ static msa_status set_context(msa_memctx *c, int l, const uint32_t *chosen, size
     return st;
 }
 
-/* Route layer l (slot s) with the n query tokens' routing vectors; q, if given, are the attention's own
- * queries (own_q), else they are computed here from xn. */
-static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, const float *q_own, int n) {
+/* Route layer l (slot s) with the n query tokens' routing vectors: q_own, the attention's own queries
+ * (own_q); or q_proj, router_q_proj(xn) computed by the forward's backend; else computed here from xn (the
+ * identity router of read mode). */
+static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, const float *q_own, const float *q_proj,
+                              int n) {
     const msa_hparams *hp = msa_model_hparams(c->model);
     const msa_layer *L = &c->model->layers[l];
     msa_memctx_layer *R = &c->layers[s];
@@ -222,8 +224,8 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
         if (q_own) {
             memcpy(c->qr, q_own, (size_t)n * hp->n_head * hd * sizeof *c->qr);
             if (c->unit_q) msa_l2_normalize_rows(c->qr, (size_t)n * hp->n_head, hd);
-        } else if (c->info.shape.mode == MSA_BANK_NATIVE || (c->model->router_st && msa_model_router_q(c->model, l))) { /* --router */
-            msa_matmul(msa_model_threadpool(c->model), msa_model_router_q(c->model, l), xn, c->qr, n);
+        } else if (q_proj) { /* router_q_proj (native, or --router in read mode) */
+            memcpy(c->qr, q_proj, (size_t)msa_model_router_q(c->model, l)->shape[0] * n * sizeof *c->qr);
         } else {
             /* identity router in read mode: the question's own pre-RoPE KEYS k_norm(k_proj(h)) against the
              * documents' (key-key similarity: q.k says where to attend, k.k that two tokens carry the same
@@ -279,18 +281,31 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
     return MSA_OK;
 }
 
+/* The router projection of layer l when routing uses one (native memory, or --router weights in read mode). */
+static const msa_tensor *route_proj(void *user, int l) {
+    msa_memctx *c = user;
+    if (c->slot_of_layer[l] < 0 || c->own_q) return NULL;
+    const bool trained = c->info.shape.mode == MSA_BANK_NATIVE || c->model->router_st;
+    return trained ? msa_model_router_q(c->model, l) : NULL;
+}
+
+static msa_status hook_route_proj(void *user, int l, const float *y, int n) {
+    msa_memctx *c = user;
+    return route_layer(c, l, c->slot_of_layer[l], NULL, NULL, y, n);
+}
+
 static msa_status hook_route(void *user, int l, const float *xn, int n) {
     msa_memctx *c = user;
     const int s = c->slot_of_layer[l];
-    if (s < 0 || c->own_q) return MSA_OK;
-    return route_layer(c, l, s, xn, NULL, n);
+    if (s < 0 || c->own_q || route_proj(user, l)) return MSA_OK; /* routed by hook_route_proj */
+    return route_layer(c, l, s, xn, NULL, NULL, n);
 }
 
 static msa_status hook_route_q(void *user, int l, const float *q, int n) {
     msa_memctx *c = user;
     const int s = c->slot_of_layer[l];
     if (s < 0 || !c->own_q) return MSA_OK;
-    return route_layer(c, l, s, NULL, q, n);
+    return route_layer(c, l, s, NULL, q, NULL, n);
 }
 
 static msa_status sample(msa_memctx *c, int32_t *next) {
@@ -317,7 +332,8 @@ msa_status msa_memctx_prefill(msa_memctx *c, const int32_t *ids, const int8_t *r
     for (int s = 0; s < c->info.shape.n_router; s++)
         if (c->info.shape.router_layers[s] > last_router) last_router = c->info.shape.router_layers[s];
     c->roles = roles;
-    msa_fwd_hooks hooks = {.user = c, .attn_input = hook_route, .q = hook_route_q};
+    msa_fwd_hooks hooks = {.user = c, .attn_input = hook_route, .q = hook_route_q, .attn_proj = route_proj,
+                           .attn_input_proj = hook_route_proj};
     int32_t row = n - 1;
     msa_fwd_batch b = {.n_tokens = n, .ids = ids, .pos = pos, .hooks = &hooks};
     if (run_all_layers) {

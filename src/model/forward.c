@@ -39,7 +39,7 @@ struct msa_session {
     msa_buf *att;         /* [cap x n_head*head_dim] attention output before o_proj */
     msa_buf *gate, *up;   /* [cap x n_ff] */
     msa_buf *tmp;         /* [cap x n_embd] projection output before the residual add */
-    msa_buf *kr;          /* [cap x n_head_kv*head_dim] a pooled layer's router projection (msa_fwd_pool) */
+    msa_buf *kr;          /* [cap x n_head*head_dim] a layer's router projection (msa_fwd_pool, attn_proj) */
     msa_buf *pooled;      /* [cap x n_head_kv*head_dim] chunk means before they are copied out */
     msa_buf *d_crow0, *d_clen; /* [cap] int32 chunk row ranges of msa_fwd_pool */
     msa_buf *logits;      /* [cap x n_vocab] f32 (backends without host memory; grown on demand) */
@@ -105,7 +105,7 @@ static msa_status ensure_scratch(msa_session *s, int n) {
     s->gate = BE(s)->alloc(be, N * F * f4);
     s->up = BE(s)->alloc(be, N * F * f4);
     s->tmp = BE(s)->alloc(be, N * E * f4);
-    s->kr = BE(s)->alloc(be, N * Dkv * f4);
+    s->kr = BE(s)->alloc(be, N * (Dq > Dkv ? Dq : Dkv) * f4);
     s->pooled = BE(s)->alloc(be, N * Dkv * f4);
     s->d_crow0 = BE(s)->alloc(be, N * 4);
     s->d_clen = BE(s)->alloc(be, N * 4);
@@ -356,6 +356,14 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
 
     ops->matmul(be, 3, (const msa_tensor *const[]){L->wq, L->wk, L->wv}, s->xn, (msa_buf *const[]){s->q, s->k, s->v},
                 n);
+    const msa_tensor *proj = hooks && hooks->attn_proj && hooks->attn_input_proj ? hooks->attn_proj(hooks->user, l) : NULL;
+    if (proj) {
+        if (proj->n_dims != 2 || proj->shape[1] != E || proj->shape[0] > (int64_t)Dq)
+            return msa_fail(MSA_ERR_INVALID_ARG, "layer %d: a hook's projection is not [<= %zu, %d]", l, Dq, E);
+        ops->matmul(be, 1, &proj, s->xn, &s->kr, n);
+        VIEW_OR_FAIL(y, s, s->kr, (size_t)n * proj->shape[0], 0);
+        MSA_TRY(hooks->attn_input_proj(hooks->user, l, y, n));
+    }
     if (pool && pool->r[l]) { /* the router projection of the same normed input, pooled where it is */
         ops->matmul(be, 1, &pool->proj[l], s->xn, &s->kr, n);
         MSA_TRY(pool_out(s, s->kr, pool, pool->r[l]));

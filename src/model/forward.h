@@ -44,6 +44,11 @@ typedef struct msa_fwd_hooks {
     /* After q_norm and RoPE, just before kv: q [n_tokens x n_head*head_dim], the attention's own queries
      * (MSA routing without router projectors, decouple_router = false). NULL = not called. */
     msa_status (*q)(void *user, int layer, const float *q, int n_tokens);
+    /* A projection of the same normed input as attn_input, computed by the backend where the activations are
+     * (router_q_proj: no copy of xn to the host, no host matmul): attn_proj names the tensor for a layer
+     * (NULL = none there), attn_input_proj receives y = W xn [n_tokens x W rows]. Either NULL = not used. */
+    const msa_tensor *(*attn_proj)(void *user, int layer);
+    msa_status (*attn_input_proj)(void *user, int layer, const float *y, int n_tokens);
 } msa_fwd_hooks;
 
 /* Stage-1 chunk pooling done where the activations are (the GPU when the model is there): for each layer l
