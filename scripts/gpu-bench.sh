@@ -15,6 +15,8 @@ out=${1:-bench-out/gpu}
 mkdir -p "$out"
 dir=${MSA4B_DIR:-/tmp/msa4b-synth}
 jobs=${JOBS:-$(nproc)}
+# a build made elsewhere by scripts/gpu-pack.sh carries its non-CUDA libraries
+[ -d build-cuda/lib ] && export LD_LIBRARY_PATH="$PWD/build-cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ ! -f "$dir/config.json" ]; then
     python3 tests/ref/make_msa_checkpoint.py "$dir" --full --dtype bf16 --jobs "$jobs" >&2
 fi
