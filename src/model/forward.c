@@ -55,6 +55,13 @@ struct msa_session {
                            * backends only) */
     float *inv_freq;      /* [head_dim/2] RoPE inverse frequencies */
     float *const *taps;   /* test taps, see msa_fwd_set_layer_taps */
+    /* First cache slot of each sequence id (open addressing, seq -1 = empty; seq_cap a power of two). An entry
+     * counts while its slot is below the cache's fill or it was made by the batch being resolved (gen), so
+     * truncation and failed batches need no cleanup: for every sequence with a slot below n_cached, the
+     * entry holds its lowest slot. */
+    struct seq_first { int32_t seq, slot; uint32_t gen; } *seq_tab;
+    int seq_cap, seq_used;
+    uint32_t gen;
 };
 
 static inline float bf16_round(float f) { return msa_bf16_to_f32(msa_f32_to_bf16(f)); }
@@ -201,7 +208,7 @@ void msa_session_free(msa_session *s) {
     buf_free(s, &s->d_slot_valid);
     buf_free(s, &s->logits);
     free(s->k_cache); free(s->v_cache); free(s->ex_k); free(s->ex_v); free(s->ex_n);
-    free(s->slot_seq); free(s->slot_block); free(s->slot_valid); free(s->inv_freq);
+    free(s->slot_seq); free(s->slot_block); free(s->slot_valid); free(s->inv_freq); free(s->seq_tab);
     free_scratch(s);
     free(s);
 }
@@ -209,6 +216,8 @@ void msa_session_free(msa_session *s) {
 void msa_session_reset(msa_session *s) {
     s->n_cached = 0;
     s->next_pos = 0;
+    for (int i = 0; i < s->seq_cap; i++) s->seq_tab[i].seq = -1;
+    s->seq_used = 0;
 }
 
 int msa_session_n_past(const msa_session *s) { return s->n_cached; }
@@ -254,6 +263,37 @@ void msa_fwd_clear_extra_kv(msa_session *s) {
 
 /* -------------------------------------------------------------------------------------------- eval */
 
+static struct seq_first *seq_slot(struct seq_first *tab, int cap, int32_t seq) {
+    uint32_t i = ((uint32_t)seq * 2654435761u) & (uint32_t)(cap - 1);
+    while (tab[i].seq != -1 && tab[i].seq != seq) i = (i + 1) & (uint32_t)(cap - 1);
+    return &tab[i];
+}
+
+/* The lowest cache slot of seq among slots < base and the current batch's rows, or -1. */
+static int seq_first_slot(const msa_session *s, int32_t seq, int base) {
+    if (!s->seq_cap) return -1;
+    const struct seq_first *e = seq_slot(s->seq_tab, s->seq_cap, seq);
+    return e->seq == seq && (e->slot < base || e->gen == s->gen) ? e->slot : -1;
+}
+
+static msa_status seq_note_first(msa_session *s, int32_t seq, int slot) {
+    if (2 * (s->seq_used + 1) > s->seq_cap) {
+        int cap = s->seq_cap ? 2 * s->seq_cap : 64;
+        struct seq_first *t = malloc((size_t)cap * sizeof *t);
+        if (!t) return msa_fail(MSA_ERR_NOMEM, "out of memory for %d sequence ids", s->seq_used + 1);
+        for (int i = 0; i < cap; i++) t[i].seq = -1;
+        for (int i = 0; i < s->seq_cap; i++)
+            if (s->seq_tab[i].seq != -1) *seq_slot(t, cap, s->seq_tab[i].seq) = s->seq_tab[i];
+        free(s->seq_tab);
+        s->seq_tab = t;
+        s->seq_cap = cap;
+    }
+    struct seq_first *e = seq_slot(s->seq_tab, s->seq_cap, seq);
+    if (e->seq == -1) s->seq_used++;
+    *e = (struct seq_first){seq, slot, s->gen};
+    return MSA_OK;
+}
+
 static msa_status resolve_batch(msa_session *s, const msa_fwd_batch *b) {
     const msa_hparams *hp = &s->model->hp;
     const int n = b->n_tokens, base = s->n_cached;
@@ -284,20 +324,18 @@ static msa_status resolve_batch(msa_session *s, const msa_fwd_batch *b) {
         s->b_end[i] = base + j + 1;
     }
     /* first cache slot of each row's sequence: the slots below hold only other sequences, attention skips
-     * them unread (stage-1 batches of many documents stay linear in the batch, not quadratic) */
+     * them unread (stage-1 batches of many documents and batched decoding stay linear, not quadratic) */
+    s->gen++;
     for (int i = 0; i < n; i++) {
         if (i > 0 && s->b_seq[i] == s->b_seq[i - 1]) {
             s->b_begin[i] = s->b_begin[i - 1];
             continue;
         }
-        int first = base + i;
-        for (int t = 0; t < base; t++)
-            if (s->slot_seq[t] == s->b_seq[i]) {
-                first = t;
-                break;
-            }
-        for (int t = 0; t < i && first == base + i; t++)
-            if (s->b_seq[t] == s->b_seq[i]) first = base + t;
+        int first = seq_first_slot(s, s->b_seq[i], base);
+        if (first < 0) {
+            first = base + i;
+            MSA_TRY(seq_note_first(s, s->b_seq[i], first));
+        }
         s->b_begin[i] = first;
     }
     if (!b->pos) s->next_pos = pos;
