@@ -473,6 +473,80 @@ TEST(fwd_argmax_and_batched_rows) {
     msa_model_free(m);
 }
 
+/* Greedy continuation of ids alone, steps tokens (the reference for the batched cases). */
+static void greedy_alone(msa_model *m, const int32_t *ids, int n, int steps, int32_t *out) {
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    float *l = malloc((size_t)info.n_vocab * 4);
+    msa_session *s = NULL;
+    msa_session_new(m, NULL, &s);
+    msa_session_eval(s, ids, (size_t)n, false, l);
+    for (int t = 0; t < steps; t++) {
+        int best = 0;
+        for (int v = 1; v < info.n_vocab; v++)
+            if (l[v] > l[best]) best = v;
+        out[t] = best;
+        msa_session_eval(s, &out[t], 1, false, l);
+    }
+    msa_session_free(s);
+    free(l);
+}
+
+/* Continuous batching in one session: sequences decode together, one joins mid-way (its prompt prefilled
+ * while the others keep decoding), one leaves (stops getting tokens): every sequence's greedy tokens equal
+ * its tokens decoded alone. */
+TEST(fwd_batched_join_and_leave) {
+    msa_model *m = default_model();
+    if (!m) SKIP("default model not installed (make model)");
+    const int32_t pa[] = {504, 3575, 282, 4649, 314}, pb[] = {1797, 1918, 553, 253}, pc[] = {28, 3575, 1918};
+    enum { STEPS = 6 };
+    int32_t wa[STEPS + 2], wb[STEPS], wc[STEPS];
+    greedy_alone(m, pa, 5, STEPS + 2, wa);
+    greedy_alone(m, pb, 4, 3, wb); /* b leaves after 3 steps */
+    greedy_alone(m, pc, 3, STEPS, wc);
+    msa_session *s = NULL;
+    CHECK_EQ_INT(msa_session_new(m, NULL, &s), MSA_OK);
+    /* a and b prefilled together, each its own sequence and positions */
+    int32_t ids[16], pos[16], seq[16], rows[3], got[3];
+    for (int i = 0; i < 9; i++) ids[i] = i < 5 ? pa[i] : pb[i - 5], pos[i] = i < 5 ? i : i - 5, seq[i] = i >= 5;
+    rows[0] = 4, rows[1] = 8;
+    msa_fwd_batch b0 = {.n_tokens = 9, .ids = ids, .pos = pos, .seq = seq, .logit_rows = rows, .n_logit_rows = 2,
+                        .argmax = got};
+    CHECK_EQ_INT(msa_fwd_eval(s, &b0), MSA_OK);
+    int32_t na = got[0], nb = got[1], nc = -1, ia = 0, ib = 0, ic = 0;
+    CHECK_EQ_INT(na, wa[0]);
+    CHECK_EQ_INT(nb, wb[0]);
+    for (int step = 0; step < STEPS + 1; step++) {
+        int n = 0, r = 0;
+        ids[n] = na, pos[n] = 5 + ia, seq[n] = 0, rows[r++] = n++;                       /* a decodes */
+        if (step < 2) ids[n] = nb, pos[n] = 4 + ib, seq[n] = 1, rows[r++] = n++;         /* b, then leaves */
+        if (step == 2)                                                                    /* c joins: prompt */
+            for (int i = 0; i < 3; i++) ids[n] = pc[i], pos[n] = i, seq[n] = 7, n++;
+        if (step == 2) rows[r++] = n - 1;
+        if (step > 2 && ic < STEPS - 1) ids[n] = nc, pos[n] = 3 + ic, seq[n] = 7, rows[r++] = n++;
+        msa_fwd_batch bt = {.n_tokens = n, .ids = ids, .pos = pos, .seq = seq, .logit_rows = rows,
+                            .n_logit_rows = r, .argmax = got};
+        CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
+        int k = 0;
+        na = got[k++], ia++;
+        CHECK_EQ_INT(na, wa[ia]);
+        if (step < 2) {
+            nb = got[k++], ib++;
+            CHECK_EQ_INT(nb, wb[ib]);
+        }
+        if (step == 2) {
+            nc = got[k++];
+            CHECK_EQ_INT(nc, wc[0]);
+        } else if (step > 2 && ic < STEPS - 1) {
+            nc = got[k++], ic++;
+            CHECK_EQ_INT(nc, wc[ic]);
+        }
+    }
+    CHECK(ic >= 3); /* c decoded several tokens after joining */
+    msa_session_free(s);
+    msa_model_free(m);
+}
+
 /* Two documents packed in one batch with seq ids and per-document positions give the same last-token
  * logits as each document alone (stage-1 encoding). */
 TEST(fwd_seq_isolation) {
@@ -668,6 +742,7 @@ int main(void) {
     RUN(default_model_vs_llamacpp);
     RUN(fwd_seq_isolation);
     RUN(fwd_argmax_and_batched_rows);
+    RUN(fwd_batched_join_and_leave);
     RUN(fwd_masked_token);
     RUN(fwd_blocks);
     RUN(fwd_extra_kv_and_hooks);
