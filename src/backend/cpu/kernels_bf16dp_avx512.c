@@ -1,0 +1,158 @@
+/* kernels_bf16dp_avx512.c — bf16 weights x bf16 activations with AVX512-BF16's vdpbf16ps, the "avx512bf16"
+ * level; kernels.c measures it against the f32-FMA kernel (kernels_bf16_avx512.c) and AMX and keeps the
+ * fastest for this CPU.
+ *
+ * Why: one vdpbf16ps does 32 bf16 multiply-adds into 16 f32 lanes with no widening of the weights. Where it
+ * runs at the rate of an f32 FMA (AMD Zen 4 and Zen 5) that is twice the multiply-adds of the FMA kernel per
+ * instruction, plus the two bit operations per 32 weights the FMA kernel spends widening; where it runs at half
+ * rate (Intel Sapphire Rapids) the FMA kernel wins. The choice is measured, not assumed (docs/perf.md).
+ *
+ * Numerics: activations are rounded to bf16 (round-half-even, msa_f32_to_bf16) as on every path for bf16
+ * weights. vdpbf16ps adds, per lane and 32-input step, w[2i+1]*x[2i+1] then w[2i]*x[2i] to the accumulator,
+ * each product exact in f32 and each sum rounded to nearest even: the same sequence as the FMA kernel, so the
+ * two agree bit for bit except where the instruction flushes a subnormal input or result to zero (DAZ/FTZ,
+ * which the FMA kernel does not). Each output is one accumulator over steps in increasing order, then one
+ * fixed horizontal sum; tiles, k-blocks, n_tok and the thread split never change that sequence, so a token's
+ * result does not depend on its batch. */
+#include <string.h>
+
+#include "backend/cpu/kernels_impl.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#include "backend/cpu/bf16_avx512.h"
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+/* Prepared row: n_in bf16 values (round-half-even, as msa_f32_to_bf16), zero-padded to a multiple of 32. */
+static size_t prep_bytes_bf16(int64_t n_in) { return (size_t)((n_in + 31) / 32 * 32) * 2; }
+
+TARGET static void prep_bf16(const float *x, int64_t n_in, void *out) {
+    uint16_t *o = out;
+    int64_t n_pad = (n_in + 31) / 32 * 32;
+    for (int64_t i = 0; i < n_pad; i += 16) {
+        __mmask16 m = n_in - i >= 16 ? (__mmask16)0xffff : n_in > i ? (__mmask16)((1u << (n_in - i)) - 1) : 0;
+        __m512i b = msa_bf16_bits_avx512(_mm512_maskz_loadu_ps(m, x + i));
+        _mm256_store_si256((__m256i *)(o + i), _mm512_cvtepi32_epi16(_mm512_maskz_mov_epi32(m, b)));
+    }
+}
+
+INLINE __m512 dp(__m512 acc, __m512i w, __m512i x) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)x);
+}
+
+/* R rows x T tokens over inputs [0, n) of a k-block; w and act point at the block's first input; n_valid
+ * (>= n, or the row's end) inputs exist in w. accbuf holds R*T partial vectors between k-blocks. */
+INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, const uint8_t *act,
+                    size_t as, __m512 *accbuf, int first, int last, float *y, int64_t ldy) {
+    __m512 acc[8][6];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) acc[r][t] = first ? _mm512_setzero_ps() : _mm512_load_ps((float *)&accbuf[r * T + t]);
+    for (int64_t i = 0; i < n; i += 32) {
+        __mmask32 m = n_valid - i >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n_valid - i)) - 1);
+        __m512i wv[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, w + (size_t)r * rb + (size_t)i * 2);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512i xv = _mm512_load_si512((const void *)(act + (size_t)t * as + (size_t)i * 2));
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) acc[r][t] = dp(acc[r][t], wv[r], xv);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            if (last) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+            else _mm512_store_ps((float *)&accbuf[r * T + t], acc[r][t]);
+        }
+}
+
+/* Inputs per k-block: a 6-token tile's activations (12 KB) and a 4-row tile's weights (8 KB) stay in L1. */
+enum { KBLOCK = 1024, TT = 6 };
+
+/* One k-block of every (row, token) tile. Partial sums for rows [r, r+R) and tokens [t, t+T) live at
+ * accbuf[r * n_tok + t * R ...] (R*T vectors), disjoint for the tiles of one call. */
+TARGET static void gemm_dp_block(const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, int64_t n_rows,
+                                 const uint8_t *act, size_t as, int n_tok, __m512 *accbuf, int first, int last,
+                                 float *y, int64_t ldy) {
+#define TILE(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, accbuf ? accbuf + r * n_tok + t * (R) : NULL, first, last, y + t * ldy + r, ldy)
+    /* without accbuf (n_tok <= TT or no memory) there is one k-block: first and last */
+#define TILE_NB(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, NULL, 1, 1, y + t * ldy + r, ldy)
+    int t = 0;
+    if (n_tok == 1 && !accbuf) { /* decode: the weights stream once; 8 rows keep enough loads in flight */
+        int64_t r = 0;
+        for (; r + 8 <= n_rows; r += 8) TILE_NB(8, 1);
+        for (; r < n_rows; r++) TILE_NB(1, 1);
+        return;
+    }
+    for (; t + TT <= n_tok; t += TT) {
+        int64_t r = 0;
+        for (; r + 4 <= n_rows; r += 4) TILE(4, 6);
+        for (; r < n_rows; r++) TILE(1, 6);
+    }
+    if (t == n_tok) return;
+    int64_t r = 0;
+    switch (n_tok - t) { /* the remaining 1..5 tokens as one tile */
+    case 5:
+        for (; r + 4 <= n_rows; r += 4) TILE(4, 5);
+        for (; r < n_rows; r++) TILE(1, 5);
+        break;
+    case 4:
+        for (; r + 4 <= n_rows; r += 4) TILE(4, 4);
+        for (; r < n_rows; r++) TILE(1, 4);
+        break;
+    case 3:
+        for (; r + 4 <= n_rows; r += 4) TILE(4, 3);
+        for (; r < n_rows; r++) TILE(1, 3);
+        break;
+    case 2:
+        for (; r + 4 <= n_rows; r += 4) TILE(4, 2);
+        for (; r < n_rows; r++) TILE(1, 2);
+        break;
+    default: /* 8-row tiles only without accbuf: its layout gives each row group of 4 one tile height */
+        if (!accbuf)
+            for (; r + 8 <= n_rows; r += 8) TILE_NB(8, 1);
+        for (; r + 4 <= n_rows; r += 4) TILE(4, 1);
+        for (; r < n_rows; r++) TILE(1, 1);
+        break;
+    }
+#undef TILE
+#undef TILE_NB
+}
+
+TARGET static void gemm_bf16_dp(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,
+                                size_t as, int n_tok, float *y, int64_t ldy) {
+    __m512 *accbuf = NULL;
+    if (n_tok > TT && n_in > KBLOCK) accbuf = msa_thread_scratch(1, (size_t)n_rows * (size_t)n_tok * sizeof(__m512));
+    if (!accbuf) {
+        gemm_dp_block(w, rb, n_in, n_in, n_rows, act, as, n_tok, NULL, 1, 1, y, ldy);
+        return;
+    }
+    for (int64_t i0 = 0; i0 < n_in; i0 += KBLOCK) {
+        int64_t n = n_in - i0 > KBLOCK ? KBLOCK : n_in - i0;
+        gemm_dp_block(w + i0 * 2, rb, n, n_in - i0, n_rows, act + i0 * 2, as, n_tok, accbuf, i0 == 0,
+                      i0 + n == n_in, y, ldy);
+    }
+}
+
+int msa_kernels_avx512bf16_bf16(msa_kernel *entry) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512bf16"))
+        return 0;
+    *entry = (msa_kernel){.prep_bytes = prep_bytes_bf16, .prep = prep_bf16, .gemm = gemm_bf16_dp, .tile_tokens = TT};
+    return 1;
+}
+
+#else
+int msa_kernels_avx512bf16_bf16(msa_kernel *entry) {
+    (void)entry;
+    return 0;
+}
+#endif
