@@ -807,3 +807,22 @@ int msa_cpu_autotune_reset(void) {
     pthread_mutex_unlock(&g_tune_lock);
     return n;
 }
+
+void msa_cpu_kernel_summary(char *buf, size_t n) {
+    pthread_once(&g_once, init_tables);
+    size_t k = 0;
+    buf[0] = 0;
+    if (g_forced) {
+        snprintf(buf, n, "all %s (forced by MSA_SIMD)", simd_names[g_level]);
+        return;
+    }
+    for (int d = 0; d < MSA_DTYPE_COUNT && k < n; d++) {
+        int a = atomic_load(&g_pick[d][0]), b = atomic_load(&g_pick[d][1]);
+        if (a < 0 || b < 0) continue;
+        if (a == b) k += (size_t)snprintf(buf + k, n - k, "%s%s %s", k ? ", " : "", msa_dtype_name((msa_dtype)d), simd_names[a]);
+        else
+            k += (size_t)snprintf(buf + k, n - k, "%s%s %s (decode) / %s (prefill)", k ? ", " : "",
+                                  msa_dtype_name((msa_dtype)d), simd_names[a], simd_names[b]);
+    }
+    if (!k) snprintf(buf, n, "none used yet (best level %s)", simd_names[g_max]);
+}

@@ -69,6 +69,11 @@ const char *msa_cpu_simd_name(void);
  * token count, so results stay batch-invariant. Calling this may run the measurement. */
 const char *msa_cpu_kernel_choice(msa_dtype dt, int prefill);
 
+/* The kernels chosen so far, for reports: "bf16 avx512bf16, q4_1 avx512" (dtypes not used yet are left out;
+ * "all avx2 (forced by MSA_SIMD)" when a level is forced). */
+#include <stddef.h>
+void msa_cpu_kernel_summary(char *buf, size_t n);
+
 /* The CPU's brand string with family and model ("AMD EPYC (family 26 model 2)"), and the SIMD flags that
  * matter to the kernels ("avx2 fma avx512f ... avx512bf16 amx-bf16 ..."), for benchmark reports. */
 const char *msa_cpu_model_name(void);

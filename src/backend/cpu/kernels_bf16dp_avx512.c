@@ -44,9 +44,15 @@ INLINE __m512 dp(__m512 acc, __m512i w, __m512i x) {
 }
 
 /* R rows x T tokens over inputs [0, n) of a k-block; w and act point at the block's first input; n_valid
- * (>= n, or the row's end) inputs exist in w. accbuf holds R*T partial vectors between k-blocks. */
+ * (>= n, or the row's end) inputs exist in w. accbuf holds R*T partial vectors between k-blocks.
+ * Prefetches, which only the first token tile over some weights asks for (the others find them in cache):
+ *   pf_seq: the R rows at w + pf_seq (the next row tile, contiguous), walked in address order, R lines per
+ *           step, into L1. Streaming them in order is what the hardware prefetchers serve best; R rows read side
+ *           by side look like R short streams, which measured 20-30% slower for decode (docs/perf.md).
+ *   pf_row: each row's data pf_row bytes ahead (the next k-block), into L2. */
 INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, const uint8_t *act,
-                    size_t as, __m512 *accbuf, int first, int last, float *y, int64_t ldy) {
+                    size_t as, __m512 *accbuf, int first, int last, float *y, int64_t ldy, int64_t pf_seq,
+                    int64_t pf_row) {
     __m512 acc[8][6];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -55,6 +61,12 @@ INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_
     for (int64_t i = 0; i < n; i += 32) {
         __mmask32 m = n_valid - i >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n_valid - i)) - 1);
         __m512i wv[8];
+        if (pf_seq)
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + pf_seq + (size_t)i * 2 * R + (size_t)r * 64), _MM_HINT_T0);
+        if (pf_row)
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (size_t)r * rb + (size_t)i * 2 + pf_row), _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, w + (size_t)r * rb + (size_t)i * 2);
 #pragma GCC unroll 6
@@ -77,13 +89,17 @@ INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_
 enum { KBLOCK = 1024, TT = 6 };
 
 /* One k-block of every (row, token) tile. Partial sums for rows [r, r+R) and tokens [t, t+T) live at
- * accbuf[r * n_tok + t * R ...] (R*T vectors), disjoint for the tiles of one call. */
+ * accbuf[r * n_tok + t * R ...] (R*T vectors), disjoint for the tiles of one call. pf_next: bytes from a
+ * row's k-block to its next one (0 on the last k-block). */
 TARGET static void gemm_dp_block(const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, int64_t n_rows,
                                  const uint8_t *act, size_t as, int n_tok, __m512 *accbuf, int first, int last,
-                                 float *y, int64_t ldy) {
-#define TILE(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, accbuf ? accbuf + r * n_tok + t * (R) : NULL, first, last, y + t * ldy + r, ldy)
+                                 int64_t pf_next, float *y, int64_t ldy) {
+    /* The first token tile prefetches: the next k-block of its rows when there is one, else the next rows. */
+#define PF_SEQ(R) (t == 0 && !accbuf ? (int64_t)((R) * rb) : 0)
+#define PF_ROW (t == 0 ? pf_next : 0)
+#define TILE(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, accbuf ? accbuf + r * n_tok + t * (R) : NULL, first, last, y + t * ldy + r, ldy, PF_SEQ(R), PF_ROW)
     /* without accbuf (n_tok <= TT or no memory) there is one k-block: first and last */
-#define TILE_NB(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, NULL, 1, 1, y + t * ldy + r, ldy)
+#define TILE_NB(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, NULL, 1, 1, y + t * ldy + r, ldy, PF_SEQ(R), 0)
     int t = 0;
     if (n_tok == 1 && !accbuf) { /* decode: the weights stream once; 8 rows keep enough loads in flight */
         int64_t r = 0;
@@ -124,6 +140,8 @@ TARGET static void gemm_dp_block(const uint8_t *w, size_t rb, int64_t n, int64_t
     }
 #undef TILE
 #undef TILE_NB
+#undef PF_SEQ
+#undef PF_ROW
 }
 
 TARGET static void gemm_bf16_dp(const uint8_t *w, size_t rb, int64_t n_in, int64_t n_rows, const uint8_t *act,
@@ -131,13 +149,13 @@ TARGET static void gemm_bf16_dp(const uint8_t *w, size_t rb, int64_t n_in, int64
     __m512 *accbuf = NULL;
     if (n_tok > TT && n_in > KBLOCK) accbuf = msa_thread_scratch(1, (size_t)n_rows * (size_t)n_tok * sizeof(__m512));
     if (!accbuf) {
-        gemm_dp_block(w, rb, n_in, n_in, n_rows, act, as, n_tok, NULL, 1, 1, y, ldy);
+        gemm_dp_block(w, rb, n_in, n_in, n_rows, act, as, n_tok, NULL, 1, 1, 0, y, ldy);
         return;
     }
     for (int64_t i0 = 0; i0 < n_in; i0 += KBLOCK) {
         int64_t n = n_in - i0 > KBLOCK ? KBLOCK : n_in - i0;
         gemm_dp_block(w + i0 * 2, rb, n, n_in - i0, n_rows, act + i0 * 2, as, n_tok, accbuf, i0 == 0,
-                      i0 + n == n_in, y, ldy);
+                      i0 + n == n_in, i0 + n < n_in ? KBLOCK * 2 : 0, y, ldy);
     }
 }
 
