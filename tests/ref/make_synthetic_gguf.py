@@ -106,10 +106,12 @@ def main():
     ap.add_argument("--layers", type=int, default=N_LAYERS)
     ap.add_argument("--seed", type=int, default=1234)
     here = os.path.dirname(os.path.abspath(__file__))
-    # shared/ sits beside the checkout (../shared); worktrees under /work/wt find it at /work/shared.
-    cands = [os.path.normpath(os.path.join(here, "../../../shared/data/qwen3-tokenizer")),
+    # The repository's fixture (tokenizer.json unpacked by `make model-qwen3-4b`) first; else shared/ beside
+    # the checkout (../shared), or /work/shared for worktrees under /work.
+    cands = [os.path.normpath(os.path.join(here, "../fixtures/tokenizer/qwen3")),
+             os.path.normpath(os.path.join(here, "../../../shared/data/qwen3-tokenizer")),
              "/work/shared/data/qwen3-tokenizer"]
-    ap.add_argument("--tokenizer-dir", default=next((c for c in cands if os.path.isdir(c)), cands[0]))
+    ap.add_argument("--tokenizer-dir", default=next((c for c in cands if os.path.isfile(os.path.join(c, "tokenizer.json"))), cands[0]))
     args = ap.parse_args()
 
     tokens, types, merges, chat_template = load_tokenizer(args.tokenizer_dir)
