@@ -46,9 +46,9 @@ INLINE __m512 dp(__m512 acc, __m512i w, __m512i x) {
 /* R rows x T tokens over inputs [0, n) of a k-block; w and act point at the block's first input; n_valid
  * (>= n, or the row's end) inputs exist in w. accbuf holds R*T partial vectors between k-blocks.
  * Prefetches, which only the first token tile over some weights asks for (the others find them in cache):
- *   pf_seq: the R rows at w + pf_seq (the next row tile, contiguous), walked in address order, R lines per
- *           step, into L1. Streaming them in order is what the hardware prefetchers serve best; R rows read side
- *           by side look like R short streams, which measured 20-30% slower for decode (docs/perf.md).
+ *   pf_seq: R*rb bytes from w + pf_seq walked in address order, R lines per step, into L1; consecutive tiles'
+ *           walks join into one sequential stream ahead of the reads. R rows read side by side look like R
+ *           short streams to the hardware prefetchers, which measured 20-30% slower for decode (docs/perf.md).
  *   pf_row: each row's data pf_row bytes ahead (the next k-block), into L2. */
 INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, const uint8_t *act,
                     size_t as, __m512 *accbuf, int first, int last, float *y, int64_t ldy, int64_t pf_seq,
@@ -86,7 +86,7 @@ INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_
 }
 
 /* Inputs per k-block: a 6-token tile's activations (12 KB) and a 4-row tile's weights (8 KB) stay in L1. */
-enum { KBLOCK = 1024, TT = 6 };
+enum { KBLOCK = 1024, TT = 6, DECODE_LEAD = 10240 };
 
 /* One k-block of every (row, token) tile. Partial sums for rows [r, r+R) and tokens [t, t+T) live at
  * accbuf[r * n_tok + t * R ...] (R*T vectors), disjoint for the tiles of one call. pf_next: bytes from a
@@ -101,9 +101,13 @@ TARGET static void gemm_dp_block(const uint8_t *w, size_t rb, int64_t n, int64_t
     /* without accbuf (n_tok <= TT or no memory) there is one k-block: first and last */
 #define TILE_NB(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, NULL, 1, 1, y + t * ldy + r, ldy, PF_SEQ(R), 0)
     int t = 0;
-    if (n_tok == 1 && !accbuf) { /* decode: the weights stream once; 8 rows keep enough loads in flight */
+    if (n_tok == 1 && !accbuf) {
+        /* Decode streams the weights once: 2 rows per tile, and a software prefetch stream running DECODE_LEAD
+         * bytes past the end of the current tile. Measured on Zen 5 (1 thread, 400 MB of bf16 rows of 5 KB,
+         * against a plain streaming read of 37-41 GB/s): 8-row tiles without prefetch 26-28 GB/s, with the
+         * stream one 8-row tile ahead 30-34, 4-row 33-36, 2-row tiles 36-38 (docs/perf.md). */
         int64_t r = 0;
-        for (; r + 8 <= n_rows; r += 8) TILE_NB(8, 1);
+        for (; r + 2 <= n_rows; r += 2) tile_dp(2, 1, w + r * rb, rb, n, n_valid, act, as, NULL, 1, 1, y + r, ldy, (int64_t)(2 * rb) + DECODE_LEAD, 0);
         for (; r < n_rows; r++) TILE_NB(1, 1);
         return;
     }
