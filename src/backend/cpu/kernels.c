@@ -78,9 +78,11 @@ static void init_tables(void) {
         /* A level this CPU lacks falls back to the best one below it that it has. */
         for (int l = 0; l < MSA_SIMD_COUNT; l++)
             if (!strcmp(env, simd_names[l])) {
+                int have = l;
+                while (have > 0 && !g_have[have]) have--;
                 g_forced = 1;
-                while (l > 0 && !g_have[l]) l--;
-                if (l < (int)g_level) g_level = (msa_simd)l;
+                if (have < (int)g_level) g_level = (msa_simd)have;
+                break;
             }
     }
     for (int d = 0; d < MSA_DTYPE_COUNT; d++)

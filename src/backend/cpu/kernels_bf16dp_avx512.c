@@ -44,20 +44,21 @@ INLINE __m512 dp(__m512 acc, __m512i w, __m512i x) {
 }
 
 /* R rows x T tokens over inputs [0, n) of a k-block; w and act point at the block's first input; n_valid
- * (>= n, or the row's end) inputs exist in w. accbuf holds R*T partial vectors between k-blocks.
+ * (>= n, or the row's end) inputs exist in w. Between k-blocks the partial sum of (row r, token t) of the
+ * tile is parked at accbuf[r * n_tok + t] (one slot per output of the call, so tiles of any shape never overlap).
  * Prefetches, which only the first token tile over some weights asks for (the others find them in cache):
  *   pf_seq: R*rb bytes from w + pf_seq walked in address order, R lines per step, into L1; consecutive tiles'
  *           walks join into one sequential stream ahead of the reads. R rows read side by side look like R
  *           short streams to the hardware prefetchers, which measured 20-30% slower for decode (docs/perf.md).
  *   pf_row: each row's data pf_row bytes ahead (the next k-block), into L2. */
 INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, const uint8_t *act,
-                    size_t as, __m512 *accbuf, int first, int last, float *y, int64_t ldy, int64_t pf_seq,
-                    int64_t pf_row) {
-    __m512 acc[8][6];
+                    size_t as, __m512 *accbuf, int n_tok, int first, int last, float *y, int64_t ldy,
+                    int64_t pf_seq, int64_t pf_row) {
+    __m512 acc[8][12];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 6
-        for (int t = 0; t < T; t++) acc[r][t] = first ? _mm512_setzero_ps() : _mm512_load_ps((float *)&accbuf[r * T + t]);
+#pragma GCC unroll 12
+        for (int t = 0; t < T; t++) acc[r][t] = first ? _mm512_setzero_ps() : _mm512_load_ps((float *)&accbuf[r * n_tok + t]);
     for (int64_t i = 0; i < n; i += 32) {
         __mmask32 m = n_valid - i >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n_valid - i)) - 1);
         __m512i wv[8];
@@ -69,7 +70,7 @@ INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_
             for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (size_t)r * rb + (size_t)i * 2 + pf_row), _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, w + (size_t)r * rb + (size_t)i * 2);
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int t = 0; t < T; t++) {
             __m512i xv = _mm512_load_si512((const void *)(act + (size_t)t * as + (size_t)i * 2));
 #pragma GCC unroll 8
@@ -78,28 +79,38 @@ INLINE void tile_dp(int R, int T, const uint8_t *w, size_t rb, int64_t n, int64_
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int t = 0; t < T; t++) {
             if (last) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
-            else _mm512_store_ps((float *)&accbuf[r * T + t], acc[r][t]);
+            else _mm512_store_ps((float *)&accbuf[r * n_tok + t], acc[r][t]);
         }
 }
 
-/* Inputs per k-block: a 6-token tile's activations (12 KB) and a 4-row tile's weights (8 KB) stay in L1. */
-enum { KBLOCK = 1024, TT = 6, DECODE_LEAD = 10240 };
+/* The prefill tile: RT rows x TT tokens, 24 accumulators of the 32 registers, RT + TT loads per 24 dot
+ * products; k-blocks of KBLOCK inputs keep a tile's activations (16 KB) in L1. Measured on Zen 5 (single
+ * thread, Qwen3-4B shapes x 64 tokens, CPU time): 2x12 230-240 GFLOP/s, 3x8 285-305, 4x6 250-295; k-blocks of
+ * 512-4096 within noise of each other (docs/perf.md). The source's MSA_DP_RT picks another shape for such
+ * comparisons: TT = 24 / RT. */
+#ifndef MSA_DP_RT
+#define MSA_DP_RT 3
+#endif
+enum { RT = MSA_DP_RT, TT = 24 / MSA_DP_RT, KBLOCK = 1024, DECODE_LEAD = 10240 };
 
-/* One k-block of every (row, token) tile. Partial sums for rows [r, r+R) and tokens [t, t+T) live at
- * accbuf[r * n_tok + t * R ...] (R*T vectors), disjoint for the tiles of one call. pf_next: bytes from a
- * row's k-block to its next one (0 on the last k-block). */
+/* One k-block of every (row, token) tile. pf_next: bytes from a row's k-block to its next one (0 on the last
+ * k-block). */
 TARGET static void gemm_dp_block(const uint8_t *w, size_t rb, int64_t n, int64_t n_valid, int64_t n_rows,
                                  const uint8_t *act, size_t as, int n_tok, __m512 *accbuf, int first, int last,
                                  int64_t pf_next, float *y, int64_t ldy) {
     /* The first token tile prefetches: the next k-block of its rows when there is one, else the next rows. */
 #define PF_SEQ(R) (t == 0 && !accbuf ? (int64_t)((R) * rb) : 0)
 #define PF_ROW (t == 0 ? pf_next : 0)
-#define TILE(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, accbuf ? accbuf + r * n_tok + t * (R) : NULL, first, last, y + t * ldy + r, ldy, PF_SEQ(R), PF_ROW)
-    /* without accbuf (n_tok <= TT or no memory) there is one k-block: first and last */
-#define TILE_NB(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, NULL, 1, 1, y + t * ldy + r, ldy, PF_SEQ(R), 0)
+#define TILE(R, T) tile_dp(R, T, w + r * rb, rb, n, n_valid, act + t * as, as, accbuf ? accbuf + r * n_tok + t : NULL, n_tok, first, last, y + t * ldy + r, ldy, PF_SEQ(R), PF_ROW)
+#define ROWS(T)                                                                                               \
+    do {                                                                                                      \
+        int64_t r = 0;                                                                                        \
+        for (; r + RT <= n_rows; r += RT) TILE(RT, T);                                                        \
+        for (; r < n_rows; r++) TILE(1, T);                                                                   \
+    } while (0)
     int t = 0;
     if (n_tok == 1 && !accbuf) {
         /* Decode streams the weights once: 2 rows per tile, and a software prefetch stream running DECODE_LEAD
@@ -107,43 +118,31 @@ TARGET static void gemm_dp_block(const uint8_t *w, size_t rb, int64_t n, int64_t
          * against a plain streaming read of 37-41 GB/s): 8-row tiles without prefetch 26-28 GB/s, with the
          * stream one 8-row tile ahead 30-34, 4-row 33-36, 2-row tiles 36-38 (docs/perf.md). */
         int64_t r = 0;
-        for (; r + 2 <= n_rows; r += 2) tile_dp(2, 1, w + r * rb, rb, n, n_valid, act, as, NULL, 1, 1, y + r, ldy, (int64_t)(2 * rb) + DECODE_LEAD, 0);
-        for (; r < n_rows; r++) TILE_NB(1, 1);
+        for (; r + 2 <= n_rows; r += 2) tile_dp(2, 1, w + r * rb, rb, n, n_valid, act, as, NULL, 1, 1, 1, y + r, ldy, (int64_t)(2 * rb) + DECODE_LEAD, 0);
+        for (; r < n_rows; r++) tile_dp(1, 1, w + r * rb, rb, n, n_valid, act, as, NULL, 1, 1, 1, y + r, ldy, 0, 0);
         return;
     }
-    for (; t + TT <= n_tok; t += TT) {
-        int64_t r = 0;
-        for (; r + 4 <= n_rows; r += 4) TILE(4, 6);
-        for (; r < n_rows; r++) TILE(1, 6);
-    }
-    if (t == n_tok) return;
-    int64_t r = 0;
-    switch (n_tok - t) { /* the remaining 1..5 tokens as one tile */
-    case 5:
-        for (; r + 4 <= n_rows; r += 4) TILE(4, 5);
-        for (; r < n_rows; r++) TILE(1, 5);
-        break;
-    case 4:
-        for (; r + 4 <= n_rows; r += 4) TILE(4, 4);
-        for (; r < n_rows; r++) TILE(1, 4);
-        break;
-    case 3:
-        for (; r + 4 <= n_rows; r += 4) TILE(4, 3);
-        for (; r < n_rows; r++) TILE(1, 3);
-        break;
-    case 2:
-        for (; r + 4 <= n_rows; r += 4) TILE(4, 2);
-        for (; r < n_rows; r++) TILE(1, 2);
-        break;
-    default: /* 8-row tiles only without accbuf: its layout gives each row group of 4 one tile height */
-        if (!accbuf)
-            for (; r + 8 <= n_rows; r += 8) TILE_NB(8, 1);
-        for (; r + 4 <= n_rows; r += 4) TILE(4, 1);
-        for (; r < n_rows; r++) TILE(1, 1);
-        break;
+    for (; t + TT <= n_tok; t += TT) ROWS(TT);
+    switch (n_tok - t) { /* the remaining tokens as one tile */
+#if 24 / MSA_DP_RT > 8
+    case 11: ROWS(11); break;
+    case 10: ROWS(10); break;
+    case 9: ROWS(9); break;
+    case 8: ROWS(8); break;
+#endif
+#if 24 / MSA_DP_RT > 7
+    case 7: ROWS(7); break;
+    case 6: ROWS(6); break;
+#endif
+    case 5: ROWS(5); break;
+    case 4: ROWS(4); break;
+    case 3: ROWS(3); break;
+    case 2: ROWS(2); break;
+    case 1: ROWS(1); break;
+    default: break;
     }
 #undef TILE
-#undef TILE_NB
+#undef ROWS
 #undef PF_SEQ
 #undef PF_ROW
 }
