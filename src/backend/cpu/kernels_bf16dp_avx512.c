@@ -173,7 +173,7 @@ int msa_kernels_avx512bf16_bf16(msa_kernel *entry) {
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512bf16"))
         return 0;
-    *entry = (msa_kernel){.prep_bytes = prep_bytes_bf16, .prep = prep_bf16, .gemm = gemm_bf16_dp, .tile_tokens = TT};
+    *entry = (msa_kernel){.prep_bytes = prep_bytes_bf16, .prep = prep_bf16, .gemm = gemm_bf16_dp, .tile_tokens = TT, .tile_rows = RT};
     return 1;
 }
 

@@ -41,7 +41,7 @@ typedef struct msa_kernel {
     msa_prep_group_fn prep_group;
     msa_gemm_fn gemm_panel;
     int tile_tokens;  /* gemm's token tile: token blocks are cut to a multiple of it (0: any) */
-    int tile_rows;    /* gemm_panel's row tile: prefill chunks are a multiple of it */
+    int tile_rows;    /* gemm_panel's (or gemm's, for n_tok > 1) row tile: prefill chunks are a multiple of it */
     int panel_always; /* gemm_panel is batch-invariant and the only gemm: used for every token count */
 } msa_kernel;
 
