@@ -234,7 +234,15 @@ static void plan_gemm(job *j, int nth) {
         int64_t align = j->panel ? j->k->tile_rows : ROW_ALIGN;
         /* A rows kernel with a row tile that does not divide ROW_ALIGN (3 rows, kernels_bf16dp_avx512.c) gets
          * chunks of whole tiles, so no chunk ends in slow one-row tiles. */
-        if (!j->panel && j->k->tile_rows > 1 && ROW_ALIGN % j->k->tile_rows) align = ROW_ALIGN * j->k->tile_rows;
+        if (!j->panel && j->k->tile_rows > 1 && ROW_ALIGN % j->k->tile_rows) {
+            int64_t a = ROW_ALIGN, b = j->k->tile_rows; /* lcm(ROW_ALIGN, tile_rows) */
+            while (b) {
+                int64_t r = a % b;
+                a = b;
+                b = r;
+            }
+            align = ROW_ALIGN / a * j->k->tile_rows;
+        }
         chunk = (int64_t)(256 * 1024) / (int64_t)(j->row_bytes + 1) + 1;
         if (j->panel && chunk < 96) chunk = 96;
         chunk = round_up(chunk, align);
