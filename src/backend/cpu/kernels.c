@@ -232,9 +232,10 @@ static void plan_gemm(job *j, int nth) {
     } else {
         /* Panel chunks are a multiple of the kernel's row tile, which avoids slow remainders inside a chunk. */
         int64_t align = j->panel ? j->k->tile_rows : ROW_ALIGN;
-        /* A rows kernel with a row tile that does not divide ROW_ALIGN (3 rows, kernels_bf16dp_avx512.c) gets
-         * chunks of whole tiles, so no chunk ends in slow one-row tiles. */
-        if (!j->panel && j->k->tile_rows > 1 && ROW_ALIGN % j->k->tile_rows) {
+        /* A kernel without panels whose row tile does not divide ROW_ALIGN (3 rows, kernels_bf16dp_avx512.c)
+         * gets chunks of whole tiles, so no chunk ends in slow one-row tiles. (A kernel with panels states
+         * its panel's tile, which does not concern its rows gemm.) */
+        if (!j->panel && !j->k->gemm_panel && j->k->tile_rows > 1 && ROW_ALIGN % j->k->tile_rows) {
             int64_t a = ROW_ALIGN, b = j->k->tile_rows; /* lcm(ROW_ALIGN, tile_rows) */
             while (b) {
                 int64_t r = a % b;
