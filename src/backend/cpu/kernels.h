@@ -6,8 +6,8 @@
  *   f32      f32 as given                         none (f32 products, f32 accumulation)
  *   f16      f32 as given (weights widened)       none
  *   bf16     bf16 (round-half-even), as llama.cpp  |x' - x| <= |x|/256 (none for HF bf16 models, whose
- *                                                 activations are bf16 already); AMX tiles where the CPU
- *                                                 has AMX-BF16, f32 FMA on AVX-512/AVX2
+ *                                                 activations are bf16 already); AMX tiles, vdpbf16ps or
+ *                                                 f32 FMA, whichever measured fastest on this CPU
  *   q8_0,    q8 blocks of 32 (llama.cpp's Q8_0/   |x' - x| <= d/2 + 127 |d - fp16(d)| per element, d = amax/127;
  *   q4_0,    Q8_1): q = round-half-even(x *       Q4_1 also uses s = fp16(d * sum q) for the block's x sum
  *   q4_1     127/amax), scale fp16(amax/127)      (the fp16 scale limits |x| to ~8e6 and |d sum q| to 65504)

@@ -1,6 +1,6 @@
 /* kernels_impl.h — the interface between the matmul dispatcher (kernels.c) and the per-ISA kernel files
- * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c, kernels_bf16_avx512.c, kernels_amx.c). Internal to
- * src/backend/cpu/ and its tests.
+ * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c, kernels_bf16_avx512.c, kernels_bf16dp_avx512.c,
+ * kernels_amx.c). Internal to src/backend/cpu/ and its tests.
  *
  * A product is computed in two steps:
  *   prep: each activation row x[t] (f32, n_in) is converted once per call into the partner format the
