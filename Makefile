@@ -118,6 +118,16 @@ deps:
 model:
 	bash scripts/install-default-model.sh
 
+# The synthetic Qwen3-4B bf16 GGUF (8 GB of random weights in the real shapes) that scripts/bench-vs-llamacpp.sh
+# and docs/perf.md measure with; never committed. QWEN3_4B_GGUF overrides where it goes.
+QWEN3_4B_GGUF ?= models/qwen3-4b-synth-bf16.gguf
+model-qwen3-4b: $(QWEN3_4B_GGUF)
+$(QWEN3_4B_GGUF): $(QWEN3_TOKENIZER)
+	@mkdir -p $(dir $@)
+	python3 tests/ref/make_synthetic_gguf.py --out $@.tmp --tokenizer-dir $(dir $(QWEN3_TOKENIZER))
+	mv $@.tmp $@
+.PHONY: model-qwen3-4b
+
 # The small random Hugging Face / GGUF checkpoints of the backbone tests (tests/fixtures/hf/README.md).
 checkpoints: deps
 	bash scripts/make-test-checkpoints.sh

@@ -8,7 +8,7 @@ embeddings (no output.weight), 2-D weights in BF16, norms in F32, and the real Q
 (gpt2 model, qwen2 pre-tokenizer, vocab padded to 151936 with [PADn] entries as the converter pads it).
 
 The ~8 GB file is written tensor by tensor in chunks, so memory stays around 100 MB. It is never committed;
-write it outside the repository (default /work/peer/qwen3-4b-synth-bf16.gguf). Run:
+`make model-qwen3-4b` writes it to models/ (ignored by git; default --out models/qwen3-4b-synth-bf16.gguf). Run:
 
     python3 tests/ref/make_synthetic_gguf.py [--out FILE] [--layers N] [--seed S] \
         [--tokenizer-dir ../shared/data/qwen3-tokenizer]
@@ -102,14 +102,16 @@ def write_random_bf16(fout, n, rng):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="/work/peer/qwen3-4b-synth-bf16.gguf")
+    ap.add_argument("--out", default="models/qwen3-4b-synth-bf16.gguf")
     ap.add_argument("--layers", type=int, default=N_LAYERS)
     ap.add_argument("--seed", type=int, default=1234)
     here = os.path.dirname(os.path.abspath(__file__))
-    # shared/ sits beside the checkout (../shared); worktrees under /work/wt find it at /work/shared.
-    cands = [os.path.normpath(os.path.join(here, "../../../shared/data/qwen3-tokenizer")),
+    # The repository's fixture (tokenizer.json unpacked by `make model-qwen3-4b`) first; else shared/ beside
+    # the checkout (../shared), or /work/shared for worktrees under /work.
+    cands = [os.path.normpath(os.path.join(here, "../fixtures/tokenizer/qwen3")),
+             os.path.normpath(os.path.join(here, "../../../shared/data/qwen3-tokenizer")),
              "/work/shared/data/qwen3-tokenizer"]
-    ap.add_argument("--tokenizer-dir", default=next((c for c in cands if os.path.isdir(c)), cands[0]))
+    ap.add_argument("--tokenizer-dir", default=next((c for c in cands if os.path.isfile(os.path.join(c, "tokenizer.json"))), cands[0]))
     args = ap.parse_args()
 
     tokens, types, merges, chat_template = load_tokenizer(args.tokenizer_dir)

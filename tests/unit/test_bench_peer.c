@@ -210,7 +210,15 @@ TEST(find_prefers_environment) {
     CHECK(strcmp(bench_peer_find(), "/some/where/llama-bench") == 0);
     unsetenv("MSA_LLAMA_BENCH");
     const char *p = bench_peer_find();
-    CHECK(p == NULL || strcmp(p, BENCH_PEER_DEFAULT_PATH) == 0);
+    CHECK(p == NULL || strstr(p, BENCH_PEER_SUBPATH) != NULL);
+    /* $LLAMA_CPP_DIR names the build tree; a missing one finds nothing */
+    const char *old = getenv("LLAMA_CPP_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("LLAMA_CPP_DIR", "/nonexistent/llama.cpp", 1);
+    CHECK(bench_peer_find() == NULL);
+    if (saved) setenv("LLAMA_CPP_DIR", saved, 1);
+    else unsetenv("LLAMA_CPP_DIR");
+    free(saved);
 }
 
 /* The real peer, when it is installed on this machine: a tiny run on the default model. */

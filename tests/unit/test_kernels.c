@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/kernels_impl.h"
@@ -513,7 +514,9 @@ TEST(kernels_simd_levels) {
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni")) {
         /* AMX needs the kernel's permission too (Linux >= 5.16); without it the best level is AVX-512 */
         if (cpu_has_amx_bf16() && max != MSA_SIMD_AMX) printf("# AMX-BF16 in CPUID but not usable here\n");
-        CHECK(max == MSA_SIMD_AVX512 || (max == MSA_SIMD_AMX && cpu_has_amx_bf16()));
+        if (max == MSA_SIMD_AMX) CHECK(cpu_has_amx_bf16());
+        else if (__builtin_cpu_supports("avx512bf16")) CHECK_EQ_INT(max, MSA_SIMD_AVX512BF16);
+        else CHECK_EQ_INT(max, MSA_SIMD_AVX512);
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         CHECK_EQ_INT(max, MSA_SIMD_AVX2);
     msa_simd saved = msa_cpu_simd();
@@ -523,8 +526,100 @@ TEST(kernels_simd_levels) {
         CHECK(msa_cpu_set_simd(MSA_SIMD_AMX));
         CHECK(!strcmp(msa_cpu_simd_name(), "amx"));
     }
+    if (max >= MSA_SIMD_AVX512BF16) {
+        CHECK(msa_cpu_set_simd(MSA_SIMD_AVX512BF16));
+        CHECK(!strcmp(msa_cpu_simd_name(), "avx512bf16"));
+    }
     msa_cpu_set_simd(saved);
-    printf("# simd: %s (best %d)\n", msa_cpu_simd_name(), (int)max);
+    printf("# simd: %s (best %d); cpu: %s; flags: %s\n", msa_cpu_simd_name(), (int)max, msa_cpu_model_name(),
+           msa_cpu_flags());
+}
+
+/* vdpbf16ps adds odd then even products per lane and step, as the f32-FMA kernel does: on normal values the
+ * two levels agree bit for bit, so measuring which is faster never changes a result. */
+TEST(kernels_bf16_dp_equals_fma) {
+    if (msa_cpu_simd_max() < MSA_SIMD_AVX512BF16) SKIP("no AVX512-BF16 on this CPU");
+    msa_simd saved = msa_cpu_simd();
+    static const int toks[] = {1, 2, 5, 6, 7, 13, 40};
+    static const int64_t ins[] = {31, 64, 100, 1024, 1500, 2560};
+    int bad = 0;
+    for (int ii = 0; ii < 6; ii++)
+        for (int ti = 0; ti < 7; ti++) {
+            int64_t n_in = ins[ii], n_out = 37;
+            int n_tok = toks[ti];
+            size_t bytes;
+            uint8_t *wd = make_weights(MSA_DTYPE_BF16, n_out, n_in, &bytes);
+            msa_tensor w = {.name = "w", .dtype = MSA_DTYPE_BF16, .n_dims = 2, .shape = {n_out, n_in, 1, 1}, .data = wd, .nbytes = bytes};
+            float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
+            float *y1 = malloc(sizeof(float) * (size_t)(n_tok * n_out)), *y2 = malloc(sizeof(float) * (size_t)(n_tok * n_out));
+            make_acts(x, n_tok, n_in);
+            CHECK(msa_cpu_set_simd(MSA_SIMD_AVX512));
+            msa_matmul(NULL, &w, x, y1, n_tok);
+            CHECK(msa_cpu_set_simd(MSA_SIMD_AVX512BF16));
+            msa_matmul(NULL, &w, x, y2, n_tok);
+            if (memcmp(y1, y2, sizeof(float) * (size_t)(n_tok * n_out))) {
+                if (!bad) fprintf(stderr, "  bf16 dp != fma at n_in %lld n_tok %d\n", (long long)n_in, n_tok);
+                bad++;
+            }
+            free(wd);
+            free(x);
+            free(y1);
+            free(y2);
+        }
+    CHECK(bad == 0);
+    msa_cpu_set_simd(saved);
+}
+
+/* The measured choice and its cache: a hostile or corrupt cache file is ignored (and replaced), a valid one is
+ * used without measuring again, and every choice is a level this CPU has. */
+TEST(kernels_autotune_cache) {
+    char path[] = "/tmp/msa-test-kcache-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    static const char hostile[] =
+        "msa-kernels 1\t\t\t\t\n"
+        "msa-kernels 1\tnot this cpu\tbf16\tamx\tamx\n"
+        "garbage \x01\x02\xff\n\n\t\t\t\t\t\t\n"
+        "msa-kernels 1\tX\tbf16\tscalar\n";
+    CHECK(write(fd, hostile, sizeof hostile - 1) == (ssize_t)(sizeof hostile - 1));
+    char big[4096];
+    memset(big, 'A', sizeof big); /* one very long line, no newline */
+    for (int i = 0; i < 8; i++) CHECK(write(fd, big, sizeof big) == (ssize_t)sizeof big);
+    close(fd);
+    setenv("MSA_KERNEL_CACHE", path, 1);
+    msa_simd saved = msa_cpu_simd();
+    msa_cpu_set_simd_auto();
+    int n0 = msa_cpu_autotune_reset();
+    const char *names[] = {"scalar", "avx2", "avx512", "avx512bf16", "amx"};
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++)
+        for (int c = 0; c < 2; c++) {
+            const char *k = msa_cpu_kernel_choice((msa_dtype)dt, c);
+            int known = 0;
+            for (int l = 0; l <= (int)msa_cpu_simd_max(); l++) known |= !strcmp(k, names[l]);
+            CHECK(known);
+        }
+    char first[MSA_DTYPE_COUNT][2][16];
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++)
+        for (int c = 0; c < 2; c++) snprintf(first[dt][c], 16, "%s", msa_cpu_kernel_choice((msa_dtype)dt, c));
+    /* bf16 has a choice wherever AVX-512 does: it must have been measured, then read back without measuring */
+    int n1 = msa_cpu_autotune_reset();
+    if (msa_cpu_simd_max() >= MSA_SIMD_AVX512) CHECK(n1 > n0);
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++)
+        for (int c = 0; c < 2; c++) CHECK(!strcmp(first[dt][c], msa_cpu_kernel_choice((msa_dtype)dt, c)));
+    CHECK_EQ_INT(msa_cpu_autotune_reset(), n1);
+    /* float dtypes: one level for decode and prefill (batch invariance) */
+    CHECK(!strcmp(msa_cpu_kernel_choice(MSA_DTYPE_BF16, 0), msa_cpu_kernel_choice(MSA_DTYPE_BF16, 1)));
+    CHECK(!strcmp(msa_cpu_kernel_choice(MSA_DTYPE_F32, 0), msa_cpu_kernel_choice(MSA_DTYPE_F32, 1)));
+    printf("# chosen bf16: %s; q4_1 decode %s, prefill %s\n", msa_cpu_kernel_choice(MSA_DTYPE_BF16, 0),
+           msa_cpu_kernel_choice(MSA_DTYPE_Q4_1, 0), msa_cpu_kernel_choice(MSA_DTYPE_Q4_1, 1));
+    /* the chosen kernels compute correctly (default choice, several token counts) */
+    for (int dt = 0; dt < MSA_DTYPE_COUNT; dt++) CHECK(check_case(NULL, (msa_dtype)dt, 21, 96, 9, 0, 21) == 0);
+    CHECK(check_case(NULL, MSA_DTYPE_BF16, 21, 96, 1, 0, 21) == 0);
+    unlink(path);
+    setenv("MSA_KERNEL_CACHE", "off", 1);
+    msa_cpu_autotune_reset();
+    msa_cpu_set_simd(saved);
 }
 
 /* msa_matmul_multi gives each product bit for bit what msa_matmul gives it, fused (one activation format)
@@ -583,7 +678,10 @@ TEST(kernels_multi_equals_single) {
 }
 
 int main(void) {
+    setenv("MSA_KERNEL_CACHE", "off", 1); /* never the user's cache; kernels_autotune_cache uses its own */
     RUN(kernels_simd_levels);
+    RUN(kernels_bf16_dp_equals_fma);
+    RUN(kernels_autotune_cache);
     RUN(kernels_random_shapes_single_thread);
     RUN(kernels_threads_and_row_slices);
     RUN(kernels_extreme_activations);

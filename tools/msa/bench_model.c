@@ -113,7 +113,7 @@ int bench_model(const char *what, int argc, char **argv) {
     if (!model_path) return cli_usage_error(cmd, "-m MODEL is required");
     if (peer && !strcmp(peer, "auto")) {
         peer = bench_peer_find();
-        if (!peer) fprintf(stderr, "msa %s: no llama-bench found ($MSA_LLAMA_BENCH or %s)\n", cmd, BENCH_PEER_DEFAULT_PATH);
+        if (!peer) fprintf(stderr, "msa %s: no llama-bench found ($MSA_LLAMA_BENCH, or $LLAMA_CPP_DIR/%s; scripts/build-llamacpp.sh builds one)\n", cmd, BENCH_PEER_SUBPATH);
     }
 
     msa_model_params mp = msa_model_default_params();
@@ -164,6 +164,9 @@ int bench_model(const char *what, int argc, char **argv) {
     bench_progress(1, peer ? 2 : 1, "msa");
     bench_time(run_once, &c, o.warmup, o.reps, &bs);
     bench_progress_done();
+    char kernels[512];
+    msa_cpu_kernel_summary(kernels, sizeof kernels);
+    bench_report_meta(r, "kernels", "%s", kernels);
     int rc = 0;
     if (c.st != MSA_OK) {
         rc = cli_fail(c.st);

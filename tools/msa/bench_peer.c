@@ -26,8 +26,15 @@ extern char **environ;
 const char *bench_peer_find(void) {
     const char *env = getenv("MSA_LLAMA_BENCH");
     if (env && *env) return env;
-    if (access(BENCH_PEER_DEFAULT_PATH, X_OK) == 0) return BENCH_PEER_DEFAULT_PATH;
-    return NULL;
+    static char path[4096];
+    const char *dir = getenv("LLAMA_CPP_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (dir && *dir) n = snprintf(path, sizeof path, "%s/%s", dir, BENCH_PEER_SUBPATH);
+    else if (xdg && *xdg == '/') n = snprintf(path, sizeof path, "%s/msa/llama.cpp/%s", xdg, BENCH_PEER_SUBPATH);
+    else if (home && *home) n = snprintf(path, sizeof path, "%s/.cache/msa/llama.cpp/%s", home, BENCH_PEER_SUBPATH);
+    else return NULL;
+    if (n < 0 || (size_t)n >= sizeof path) return NULL;
+    return access(path, X_OK) == 0 ? path : NULL;
 }
 
 static int cmp_double(const void *a, const void *b) {

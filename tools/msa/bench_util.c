@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/cpu/kernels.h"
 #include "commands.h"
 
 bench_opts bench_default_opts(void) { return (bench_opts){.n_threads = 0, .reps = 10, .warmup = 2, .json = false}; }
@@ -115,6 +116,9 @@ bench_report *bench_report_new(const char *suite, const bench_opts *o) {
     json_object_set(r->doc, "results", r->results);
     json_object_set_new(r->meta, "reps", json_integer(o->reps));
     json_object_set_new(r->meta, "warmup", json_integer(o->warmup));
+    /* where a number was measured: the CPU and the SIMD features the kernels look at */
+    bench_report_meta(r, "cpu", "%s", msa_cpu_model_name());
+    bench_report_meta(r, "cpu_flags", "%s", msa_cpu_flags());
     return r;
 }
 

@@ -366,6 +366,9 @@ static int bench_matmul(int argc, char **argv) {
         free(x);
         free(c.y);
     }
+    char kernels[512];
+    msa_cpu_kernel_summary(kernels, sizeof kernels);
+    bench_report_meta(r, "kernels", "%s", kernels);
     msa_threadpool_free(tp);
     return bench_report_finish(r);
 }

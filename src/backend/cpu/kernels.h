@@ -6,8 +6,8 @@
  *   f32      f32 as given                         none (f32 products, f32 accumulation)
  *   f16      f32 as given (weights widened)       none
  *   bf16     bf16 (round-half-even), as llama.cpp  |x' - x| <= |x|/256 (none for HF bf16 models, whose
- *                                                 activations are bf16 already); AMX tiles where the CPU
- *                                                 has AMX-BF16, f32 FMA on AVX-512/AVX2
+ *                                                 activations are bf16 already); AMX tiles, vdpbf16ps or
+ *                                                 f32 FMA, whichever measured fastest on this CPU
  *   q8_0,    q8 blocks of 32 (llama.cpp's Q8_0/   |x' - x| <= d/2 + 127 |d - fp16(d)| per element, d = amax/127;
  *   q4_0,    Q8_1): q = round-half-even(x *       Q4_1 also uses s = fp16(d * sum q) for the block's x sum
  *   q4_1     127/amax), scale fp16(amax/127)      (the fp16 scale limits |x| to ~8e6 and |d sum q| to 65504)
@@ -55,9 +55,28 @@ void msa_matmul_multi(msa_threadpool *tp, int n_w, const msa_tensor *const *ws, 
 /* Copy row r of W (an embedding table) as f32 into out[n_in]. */
 void msa_get_row_f32(const msa_tensor *w, int64_t r, float *out);
 
-/* Which SIMD path was chosen ("amx", "avx512", "avx2", "scalar"); MSA_SIMD=scalar|avx2|avx512 in the
- * environment forces a lower one (for tests and comparisons). avx512 means F/BW/VL/DQ + VNNI; amx is avx512
- * with bf16 weights on AMX tiles (AMX-BF16 in the CPU and the tile state granted by Linux). */
+/* The SIMD level ("amx", "avx512bf16", "avx512", "avx2", "scalar"): the best this CPU has, or the one forced
+ * by MSA_SIMD=scalar|avx2|avx512|avx512bf16|amx in the environment (for tests and comparisons; a level the
+ * CPU lacks falls back to the best one below it). avx512 means F/BW/VL/DQ + VNNI, with bf16 weights on f32
+ * FMAs; avx512bf16 adds AVX512-BF16 (bf16 weights on vdpbf16ps); amx has bf16 weights on AMX tiles (AMX-BF16
+ * in the CPU and the tile state granted by Linux). */
 const char *msa_cpu_simd_name(void);
+
+/* The level whose kernel serves dtype dt for one token (prefill 0) or several (prefill 1). Unless a level is
+ * forced, it is measured: each candidate level the CPU has is timed once per process on the dtype's first
+ * use (a few ms), and the answer is cached per CPU model in $XDG_CACHE_HOME/msa/kernels.tsv (or
+ * ~/.cache/msa/kernels.tsv; MSA_KERNEL_CACHE=path or off overrides). Float dtypes use one level for every
+ * token count, so results stay batch-invariant. Calling this may run the measurement. */
+const char *msa_cpu_kernel_choice(msa_dtype dt, int prefill);
+
+/* The kernels chosen so far, for reports: "bf16 avx512bf16, q4_1 avx512" (dtypes not used yet are left out;
+ * "all avx2 (forced by MSA_SIMD)" when a level is forced). */
+#include <stddef.h>
+void msa_cpu_kernel_summary(char *buf, size_t n);
+
+/* The CPU's brand string with family and model ("AMD EPYC (family 26 model 2)"), and the SIMD flags that
+ * matter to the kernels ("avx2 fma avx512f ... avx512bf16 amx-bf16 ..."), for benchmark reports. */
+const char *msa_cpu_model_name(void);
+const char *msa_cpu_flags(void);
 
 #endif

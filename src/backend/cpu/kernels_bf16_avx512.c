@@ -1,9 +1,11 @@
-/* kernels_bf16_avx512.c — bf16 weights x bf16 activations with AVX-512 f32 FMAs, for CPUs with AVX-512 but
- * without AMX (kernels_amx.c); chosen at run time by kernels.c.
+/* kernels_bf16_avx512.c — bf16 weights x bf16 activations with AVX-512 f32 FMAs (the "avx512" level's bf16
+ * kernel); kernels.c measures it against vdpbf16ps (kernels_bf16dp_avx512.c) and AMX (kernels_amx.c) and
+ * uses whichever is fastest on the CPU at hand.
  *
- * Why f32 FMA and not vdpbf16ps: on the Sapphire Rapids machine of docs/perf.md vdpbf16ps retires one per two
- * cycles (32 multiply-adds per cycle at best) while two f32 FMAs retire per cycle (32 as well, with the
- * widening of the weights included about 27): measured, a prefill matmul ran 25-30% faster this way. The
+ * Why f32 FMA and not vdpbf16ps on Intel (on AMD Zen 4/5 vdpbf16ps runs at full rate and is measured
+ * faster): on the Sapphire Rapids machine of docs/perf.md vdpbf16ps retires one per two cycles (32
+ * multiply-adds per cycle at best) while two f32 FMAs retire per cycle (32 as well, with the widening of the
+ * weights included about 27): measured, a prefill matmul ran 25-30% faster this way. The
  * widening is two bit operations per 32 weights: a 32-bit lane holding the bf16 pair (w[2i], w[2i+1]) is
  * w[2i+1] as f32 once its low half is masked off, and w[2i] once shifted left by 16. The activations are
  * prepared once per call in the matching split layout.

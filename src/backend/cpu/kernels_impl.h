@@ -1,6 +1,6 @@
 /* kernels_impl.h — the interface between the matmul dispatcher (kernels.c) and the per-ISA kernel files
- * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c, kernels_bf16_avx512.c, kernels_amx.c). Internal to
- * src/backend/cpu/ and its tests.
+ * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c, kernels_bf16_avx512.c, kernels_bf16dp_avx512.c,
+ * kernels_amx.c). Internal to src/backend/cpu/ and its tests.
  *
  * A product is computed in two steps:
  *   prep: each activation row x[t] (f32, n_in) is converted once per call into the partner format the
@@ -41,12 +41,21 @@ typedef struct msa_kernel {
     msa_prep_group_fn prep_group;
     msa_gemm_fn gemm_panel;
     int tile_tokens;  /* gemm's token tile: token blocks are cut to a multiple of it (0: any) */
-    int tile_rows;    /* gemm_panel's row tile: prefill chunks are a multiple of it */
+    int tile_rows;    /* gemm_panel's (or gemm's, for n_tok > 1) row tile: prefill chunks are a multiple of it */
     int panel_always; /* gemm_panel is batch-invariant and the only gemm: used for every token count */
 } msa_kernel;
 
-/* AMX is the AVX-512 level with bf16 weights on AMX tiles (kernels_amx.c). */
-typedef enum msa_simd { MSA_SIMD_SCALAR = 0, MSA_SIMD_AVX2, MSA_SIMD_AVX512, MSA_SIMD_AMX, MSA_SIMD_COUNT } msa_simd;
+/* avx512bf16 is the AVX-512 level with bf16 weights on vdpbf16ps (kernels_bf16dp_avx512.c); amx the AVX-512
+ * level with bf16 weights on AMX tiles (kernels_amx.c). Levels are ordered by what the CPU must have, not by
+ * speed: which one serves a dtype is measured (kernels.c). */
+typedef enum msa_simd {
+    MSA_SIMD_SCALAR = 0,
+    MSA_SIMD_AVX2,
+    MSA_SIMD_AVX512,
+    MSA_SIMD_AVX512BF16,
+    MSA_SIMD_AMX,
+    MSA_SIMD_COUNT
+} msa_simd;
 
 /* Fill table[dtype] for one ISA. Each returns 0 when this CPU lacks the ISA (the table is then untouched);
  * an ISA may leave entries it does not improve on as they were (the caller fills lower levels first). */
@@ -55,6 +64,8 @@ int msa_kernels_avx2(msa_kernel table[MSA_DTYPE_COUNT]);
 int msa_kernels_avx512(msa_kernel table[MSA_DTYPE_COUNT]);
 /* The AVX-512 entry for bf16 weights (kernels_bf16_avx512.c); 0 when the CPU lacks it. */
 int msa_kernels_avx512_bf16(msa_kernel *entry);
+/* The AVX512-BF16 (vdpbf16ps) entry for bf16 weights (kernels_bf16dp_avx512.c); 0 when the CPU lacks it. */
+int msa_kernels_avx512bf16_bf16(msa_kernel *entry);
 /* The AMX entry for bf16 weights (kernels_amx.c); 0 when the CPU or the OS does not offer AMX-BF16. */
 int msa_kernels_amx_bf16(msa_kernel *entry);
 
@@ -89,9 +100,16 @@ static inline float msa_q_hsum8(const float a[8]) {
 #define MSA_SCRATCH_SLOTS 2
 void *msa_thread_scratch(int slot, size_t bytes);
 
-/* Force an ISA level for this process (tests); returns 0 if this CPU does not have it. */
+/* Force an ISA level for this process (tests); returns 0 if this CPU does not have it. While a level is forced
+ * (this, or MSA_SIMD in the environment) every dtype uses that level's kernel; otherwise each dtype uses the
+ * level measured fastest (kernels.c). msa_cpu_set_simd_auto() goes back to the measured choice. */
 int msa_cpu_set_simd(msa_simd level);
+void msa_cpu_set_simd_auto(void);
 msa_simd msa_cpu_simd(void);
+/* Forget the measured choices so the next product measures (or reads the cache) again: for tests of the
+ * cache. Not thread-safe against products running at the same time. Returns how many measurements this
+ * process has made so far (before the reset). */
+int msa_cpu_autotune_reset(void);
 /* Turn the panel (prefill) kernels on or off for this process (MSA_PANEL=1 turns them on); returns the
  * previous setting. Off by default: see kernels.c. */
 int msa_cpu_set_panel(int on);
