@@ -83,6 +83,18 @@ static const char *volatile test_current_case;
         return;                                                                            \
     } while (0)
 
+/* An input that is absent is a SKIP (reason: what to install); one that is there but did not load is a
+ * FAIL — a default model that exists and does not load must never turn its cases into skips. */
+#define SKIP_UNLESS_LOADED(ptr, path, reason)                                              \
+    do {                                                                                   \
+        if (!(ptr)) {                                                                      \
+            if (access((path), F_OK) != 0) SKIP(reason);                                   \
+            fprintf(stderr, "  %s is there but did not load\n", (path));                   \
+            CHECK((ptr) != NULL);                                                          \
+            return;                                                                        \
+        }                                                                                  \
+    } while (0)
+
 /* async-signal-safe: the alarm's report is made of write(2) calls only */
 static inline void test_write_(const char *s) {
     ssize_t r = write(1, s, strlen(s));

@@ -310,7 +310,7 @@ TEST(default_model_vs_llamacpp) {
     /* equality with llama.cpp's CPU arithmetic is the CPU backend's promise; tests/gpu compares the GPU with it */
     if (strcmp(test_device(), "cpu")) SKIP("llama.cpp's CPU numerics: CPU backend only");
     msa_model *m = default_model();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     json_error_t err;
     json_t *fx = json_load_file(LLAMACPP_FIXTURE, 0, &err);
     CHECK(fx != NULL);
@@ -418,7 +418,7 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
  * logits as each document alone (stage-1 encoding). */
 TEST(fwd_seq_isolation) {
     msa_model *m = default_model();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     msa_model_info info;
     msa_model_get_info(m, &info);
     const int V = info.n_vocab;
@@ -448,7 +448,7 @@ TEST(fwd_seq_isolation) {
  * gives the logits of [a, b]. */
 TEST(fwd_masked_token) {
     msa_model *m = default_model();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     msa_model_info info;
     msa_model_get_info(m, &info);
     const int V = info.n_vocab;
@@ -480,7 +480,7 @@ TEST(fwd_masked_token) {
  * (its logits change), while one-block-per-token equals causal. */
 TEST(fwd_blocks) {
     msa_model *m = default_model();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     msa_model_info info;
     msa_model_get_info(m, &info);
     const int V = info.n_vocab;
@@ -539,7 +539,7 @@ static msa_status count_input(void *user, int layer, const float *xn, int n) {
 
 TEST(fwd_extra_kv_and_hooks) {
     msa_model *m = default_model();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     msa_model_info info;
     msa_model_get_info(m, &info);
     const int V = info.n_vocab, L = info.n_layer;
@@ -585,7 +585,7 @@ TEST(fwd_extra_kv_and_hooks) {
 /* The cache refuses to overflow and reports it. */
 TEST(fwd_context_limit) {
     msa_model *m = default_model();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     msa_session_params sp = msa_session_default_params();
     sp.n_ctx = 4;
     msa_session *s = NULL;
