@@ -60,7 +60,9 @@ count() { # name, exit status[, kind: unit|cli|other]; reads the log
 run_suite() { # build dir, label[, program timeout s, case timeout s]
     local build=$1 label=$2 t rc ptime=${MSA_TEST_TIMEOUT:-${3:-1200}} ctime=${MSA_TEST_CASE_TIMEOUT:-${4:-600}}
     local real
-    for t in "$build"/tests/${MSA_TEST_UNIT:-test_*}; do
+    local u units=()
+    for u in ${MSA_TEST_UNIT-test_*}; do units+=("$build"/tests/$u); done # MSA_TEST_UNIT: names or globs
+    for t in "${units[@]}"; do
         [ -x "$t" ] || continue
         MSA_BUILD=$build MSA_SUITE=$label MSA_TEST_CASE_TIMEOUT=$ctime timeout -k 10 "$ptime" "$t" >"$log" 2>&1; rc=$?
         [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
@@ -68,7 +70,7 @@ run_suite() { # build dir, label[, program timeout s, case timeout s]
         count "$label/$(basename "$t")" $rc unit
     done
     real=$(cd "$build" && pwd)/msa
-    for t in ${MSA_TEST_CLI:-tests/cli/*.sh}; do
+    for t in ${MSA_TEST_CLI-tests/cli/*.sh}; do
         [ -f "$t" ] || continue
         : >"$checklog"
         MSA="$PWD/tests/cli/lib/msa-checked.sh" MSA_REAL=$real MSA_CHECK_LOG=$checklog MSA_BUILD=$build \
