@@ -165,7 +165,7 @@ static void compare_with_fixture(msa_model *m, const char *fixture_dir, toleranc
         }
         fprintf(stderr, "  %s: max layer rel err %.3g, logits rel err %.3g, argmax %d/%d, greedy prefix %d/%zu\n",
                 label, worst, el, agree, T, same, n_gr);
-        CHECK(same >= tol.greedy_equal);
+        if (tol.greedy_equal > 0) CHECK(same >= tol.greedy_equal); /* 0: no greedy claim (same >= 0 proves nothing) */
         free(mine);
         free(logits);
         for (int l = 0; l < L; l++) free(taps[l]);
