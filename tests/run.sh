@@ -16,8 +16,8 @@
 #   - each program and script runs under `timeout` (MSA_TEST_TIMEOUT seconds; plain 1200, asan 3000), each
 #     unit case under test.h's alarm (MSA_TEST_CASE_TIMEOUT; plain 600, asan 1500);
 #   - CLI scripts get $MSA = tests/cli/lib/msa-checked.sh: any msa run that dies by a signal or prints a
-#     sanitizer report is a failure of the script even when the script never looks; a script that calls
-#     common.sh's `finish` must print its "# cli: done" line (exiting half-way is a failure).
+#     sanitizer report is a failure of the script even when the script never looks; a script that ends with
+#     common.sh's `finish` (or echoes "# cli: done") must print that line (exiting half-way is a failure).
 #   harness  tests/harness/run.sh: planted faults (a case with no assertion, exit 0 half-way, SKIP after a
 #            failed CHECK, crash after FAIL, a hung case, an ASan report in a CLI subprocess) must each be
 #            reported as failures by this runner
@@ -48,7 +48,7 @@ count() { # name, exit status[, kind: unit|cli|other]; reads the log
     if [ "$kind" = cli ] && [ -s "$checklog" ]; then
         sed "s|^|FAIL $1 (|; s|\$|)|" "$checklog"; f=$((f + $(wc -l <"$checklog")))
     fi
-    if [ "$kind" = cli ] && grep -qx 'finish' "$4" && ! grep -qx '# cli: done' "$log"; then
+    if [ "$kind" = cli ] && grep -qE '^finish$|^echo "# cli: done"' "$4" && ! grep -qx '# cli: done' "$log"; then
         echo "FAIL $1 (ended before its last line: no '# cli: done')"; f=$((f + 1))
     fi
     if [ $((p + f + s)) -eq 0 ]; then echo "FAIL $1 (no PASS/FAIL/SKIP line at all)"; f=1; fi
