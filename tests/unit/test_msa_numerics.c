@@ -488,6 +488,47 @@ TEST(edge_cases_and_restart) {
     json_decref(fx);
 }
 
+/* msa_ask end to end (ask.c's own prompt, and its positions 3 + top_k; check_variant calls the prefill with
+ * the positions itself): the first round's routing equals the NumPy reference's for every question. */
+TEST(ask_routes_like_the_reference) {
+    NEED_CKPT(0);
+    json_t *fx = load_fixture("base");
+    CHECK(fx != NULL);
+    if (!fx) return;
+    fixture_bank fb = {0};
+    msa_status st = open_variant(0, &fb, fx, true);
+    CHECK_EQ_INT(st, MSA_OK);
+    json_t *qs = json_object_get(fx, "questions");
+    int compared = 0;
+    for (size_t qi = 0; !st && qi < json_array_size(qs); qi++) {
+        json_t *q = json_array_get(qs, qi), *rt = json_object_get(q, "routing");
+        const char *qt = json_string_value(json_object_get(q, "question"));
+        msa_ask_params ap = msa_ask_default_params();
+        ap.mode = MSA_ASK_NATIVE;
+        ap.top_k = (int)json_integer_value(json_object_get(fx, "top_k"));
+        ap.max_rounds = 1;
+        ap.max_new_tokens = 1;
+        msa_ask_result r;
+        CHECK(msa_ask(fb.model, fb.bank, qt, strlen(qt), &ap, &r) == MSA_OK);
+        CHECK(r.n_rounds >= 1 && r.rounds[0].n_routing == (int)json_array_size(rt));
+        for (int l = 0; r.n_rounds >= 1 && l < r.rounds[0].n_routing && l < (int)json_array_size(rt); l++) {
+            const msa_ask_routing *R = &r.rounds[0].routing[l];
+            json_t *docs = json_object_get(json_array_get(rt, l), "docs"),
+                   *sc = json_object_get(json_array_get(rt, l), "scores");
+            CHECK_EQ_INT(R->n, json_array_size(docs));
+            for (size_t k = 0; k < R->n && k < json_array_size(docs); k++) {
+                CHECK_EQ_INT(R->index[k], json_integer_value(json_array_get(docs, k)));
+                CHECK_NEAR(R->score[k], json_number_value(json_array_get(sc, k)), 1e-3);
+                compared++;
+            }
+        }
+        msa_ask_result_free(&r);
+    }
+    CHECK(compared >= 2);
+    close_variant(&fb);
+    json_decref(fx);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/msa_numerics_XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
@@ -505,6 +546,7 @@ int main(void) {
     RUN(numerics_bf16_no_router_projectors_infonce);
     RUN(documentwise_rope_invariance);
     RUN(edge_cases_and_restart);
+    RUN(ask_routes_like_the_reference);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);

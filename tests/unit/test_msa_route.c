@@ -197,6 +197,43 @@ TEST(no_routing_tokens) {
     CHECK(msa_route_query_prepare(&p, qr, mask, 1, &q) == MSA_ERR_INVALID_ARG);
 }
 
+/* The tie rule end to end: documents whose chunk keys are identical score exactly alike (the same arithmetic on
+ * the same numbers), so top-k must pick the lowest document indices, whatever order their chunks lie in the
+ * bank (here: reversed). Expected from the rule in route.h, not from msa_route_topk. */
+TEST(topk_ties_through_routing) {
+    enum { NC = NDOC * 2 };
+    float qr[NTOK * NH * HD], keys[NC * NKV * HD], chunk0[2][NKV * HD];
+    for (size_t i = 0; i < sizeof qr / sizeof *qr; i++) qr[i] = frand();
+    for (int j = 0; j < 2; j++)
+        for (int i = 0; i < NKV * HD; i++) chunk0[j][i] = frand();
+    uint32_t doc[NC];
+    for (int c = 0; c < NC; c++) { /* documents NDOC-1 .. 0, two chunks each, all with the same two keys */
+        doc[c] = (uint32_t)(NDOC - 1 - c / 2);
+        memcpy(keys + (size_t)c * NKV * HD, chunk0[c % 2], sizeof chunk0[0]);
+    }
+    uint8_t mask[NTOK] = {1, 1, 0, 1, 1, 1};
+    int checked = 0;
+    for (int v = 0; v < 4; v++) {
+        msa_route_params p = {.n_head = NH, .n_head_kv = NKV, .head_dim = HD, .head_reduce = MSA_REDUCE_MEAN,
+                              .query_reduce = v & 1 ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX,
+                              .chunk_reduce = v & 2 ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX};
+        msa_route_query q;
+        CHECK(msa_route_query_prepare(&p, qr, mask, NTOK, &q) == MSA_OK);
+        msa_route_span sp = {keys, doc, NC};
+        float sc[NDOC], top_s[3];
+        uint32_t top[3];
+        CHECK(msa_route_doc_scores(&p, &q, &sp, 1, MSA_ROUTE_F32, NDOC, sc, NULL) == MSA_OK);
+        for (int d = 1; d < NDOC; d++) CHECK(sc[d] == sc[0]); /* the premise: a true tie */
+        CHECK_EQ_INT(msa_route_topk(sc, NDOC, 3, top, top_s), 3);
+        CHECK_EQ_INT(top[0], 0);
+        CHECK_EQ_INT(top[1], 1);
+        CHECK_EQ_INT(top[2], 2);
+        msa_route_query_free(&q);
+        checked++;
+    }
+    CHECK_EQ_INT(checked, 4);
+}
+
 TEST(topk_tie_rule) {
     const float s[] = {0.5f, 2.0f, -INFINITY, 2.0f, 1.0f, NAN, 2.0f, -3.0f};
     uint32_t idx[8];
@@ -350,6 +387,7 @@ int main(void) {
     RUN(standardized_scores);
     RUN(no_routing_tokens);
     RUN(topk_tie_rule);
+    RUN(topk_ties_through_routing);
     RUN(normalize_rows);
     RUN(kernel_dots_equal_scalar);
     RUN(simd_and_threads_equal_scalar);
