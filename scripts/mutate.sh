@@ -122,7 +122,9 @@ PY
                 bash tests/run.sh >"$S/r.log" 2>&1); rc=$?
             # which of the named tests failed: the runner's per-program lines with failures
             # which tests failed: program:case for each FAIL line the runner collected (program alone for a crash)
-            caught_by=$(sed -n 's|^  \[prebuilt/\([^]]*\)\] FAIL \([^ ]*\).*|\1:\2|p' "$S/r.log" | sed 's/\.sh:/:/' | sort -u | tr '\n' ' ')
+            caught_by=$( { sed -n 's|^  \[prebuilt/\([^]]*\)\] FAIL \([^ ]*\).*|\1:\2|p' "$S/r.log"
+                           sed -n 's|^FAIL prebuilt/\([^ ]*\) (\([a-z]*\).*|\1:(\2)|p' "$S/r.log"; } |
+                         sed 's/\.sh:/:/; s/:$//' | sort -u | tr '\n' ' ')
             if [ $rc -ne 0 ]; then result=caught; else result=SURVIVED; survived=$((survived + 1)); caught_by="-"; fi
             if [ -n "${MUTATE_VERBOSE:-}" ]; then grep -E '^\s*\[prebuilt' "$S/r.log" | head -n 8; fi
         fi
