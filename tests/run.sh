@@ -8,40 +8,78 @@
 #     asan   the same against build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)
 #     fuzz   every libFuzzer target in tests/fuzz/ for FUZZ_SECONDS (default 60) from its seed corpus
 # A test program prints "PASS name" / "FAIL name" / "SKIP name" per case; a CLI script does the same.
-# A program that crashes or exits non-zero without printing a FAIL line counts as one failure.
+# What the runner adds so that nothing passes without proof (issue 13; tests/harness checks each rule):
+#   - a program that crashes, is killed or exits non-zero without a FAIL line is one failure; a death by
+#     signal (or by the timeout) is a failure of its own even after FAIL lines;
+#   - a sanitizer report anywhere in a program's or script's output is a failure, whatever the exit status;
+#   - a unit program must end with test.h's "# cases: declared N ran M" line and M must reach N;
+#   - each program and script runs under `timeout` (MSA_TEST_TIMEOUT seconds; plain 1200, asan 3000), each
+#     unit case under test.h's alarm (MSA_TEST_CASE_TIMEOUT; plain 600, asan 1500);
+#   - CLI scripts get $MSA = tests/cli/lib/msa-checked.sh: any msa run that dies by a signal or prints a
+#     sanitizer report is a failure of the script even when the script never looks; a script that ends with
+#     common.sh's `finish` (or echoes "# cli: done") must print that line (exiting half-way is a failure).
+#   harness  tests/harness/run.sh: planted faults (a case with no assertion, exit 0 half-way, SKIP after a
+#            failed CHECK, crash after FAIL, a hung case, an ASan report in a CLI subprocess) must each be
+#            reported as failures by this runner
+#   mutate   scripts/mutate.sh --fast: the one-line mutations whose tests take seconds must all be caught
 set -u
 cd "$(dirname "$0")/.."
-suites=${MSA_TEST_SUITES:-plain cuda asan fuzz}
+suites=${MSA_TEST_SUITES:-plain harness mutate cuda asan fuzz}
 jobs=$(nproc 2>/dev/null || echo 2)
 passed=0; failed=0; skipped=0
-log=$(mktemp); trap 'rm -f "$log"' EXIT
+log=$(mktemp); checklog=$(mktemp); trap 'rm -f "$log" "$checklog"' EXIT
 
-count() { # name, exit status; reads the log
-    local p f s
+SANITIZER_RE='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|SUMMARY: [A-Za-z]+Sanitizer'
+
+count() { # name, exit status[, kind: unit|cli|other]; reads the log
+    local p f s kind=${3:-other}
     p=$(grep -c '^PASS ' "$log"); f=$(grep -c '^FAIL ' "$log"); s=$(grep -c '^SKIP ' "$log")
     if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then
         echo "FAIL $1 (exit status $2)"; f=1
+    elif [ "$2" -ge 124 ]; then # timeout (124), or killed by a signal: whatever it printed before, it did not finish
+        echo "FAIL $1 (exit status $2: killed, crashed or timed out after its FAIL lines)"; f=$((f + 1))
     fi
+    if grep -qE "$SANITIZER_RE" "$log"; then
+        echo "FAIL $1 (sanitizer report)"; grep -m3 -E "$SANITIZER_RE" "$log" | sed 's/^/    /'; f=$((f + 1))
+    fi
+    # (the TSan suite lets a program that has no concurrency test skip itself whole: "SKIP test_x")
+    if [ "$kind" = unit ] && ! grep -q '^# cases: declared ' "$log" &&
+       ! { [ -n "${MSA_TEST_ONLY_CONCURRENCY:-}" ] && grep -q '^SKIP test_' "$log"; }; then
+        echo "FAIL $1 (no '# cases:' line: the program did not reach test_summary)"; f=$((f + 1))
+    fi
+    if [ "$kind" = cli ] && [ -s "$checklog" ]; then
+        sed "s|^|FAIL $1 (|; s|\$|)|" "$checklog"; f=$((f + $(wc -l <"$checklog")))
+    fi
+    if [ "$kind" = cli ] && grep -qE '^finish$|^echo "# cli: done"' "$4" && ! grep -qx '# cli: done' "$log"; then
+        echo "FAIL $1 (ended before its last line: no '# cli: done')"; f=$((f + 1))
+    fi
+    if [ $((p + f + s)) -eq 0 ]; then echo "FAIL $1 (no PASS/FAIL/SKIP line at all)"; f=1; fi
     grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  [$1] |"
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     printf '%-48s %3d passed %3d failed %3d skipped\n' "$1" "$p" "$f" "$s"
 }
 
-run_suite() { # build dir, label
-    local build=$1 label=$2 t rc
-    for t in "$build"/tests/test_*; do
+run_suite() { # build dir, label[, program timeout s, case timeout s]
+    local build=$1 label=$2 t rc ptime=${MSA_TEST_TIMEOUT:-${3:-1200}} ctime=${MSA_TEST_CASE_TIMEOUT:-${4:-600}}
+    local real
+    local u units=()
+    for u in ${MSA_TEST_UNIT-test_*}; do units+=("$build"/tests/$u); done # MSA_TEST_UNIT: names or globs
+    for t in "${units[@]}"; do
         [ -x "$t" ] || continue
-        MSA_BUILD=$build MSA_SUITE=$label "$t" >"$log" 2>&1; rc=$?
+        MSA_BUILD=$build MSA_SUITE=$label MSA_TEST_CASE_TIMEOUT=$ctime timeout -k 10 "$ptime" "$t" >"$log" 2>&1; rc=$?
         [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
         if [ $rc -ne 0 ]; then tail -n 40 "$log" | sed 's/^/    /'; fi
-        count "$label/$(basename "$t")" $rc
+        count "$label/$(basename "$t")" $rc unit
     done
-    for t in tests/cli/*.sh; do
+    real=$(cd "$build" && pwd)/msa
+    for t in ${MSA_TEST_CLI-tests/cli/*.sh}; do
         [ -f "$t" ] || continue
-        MSA="$build/msa" MSA_BUILD=$build MSA_SUITE=$label bash "$t" >"$log" 2>&1; rc=$?
+        : >"$checklog"
+        MSA="$PWD/tests/cli/lib/msa-checked.sh" MSA_REAL=$real MSA_CHECK_LOG=$checklog MSA_BUILD=$build \
+            MSA_SUITE=$label timeout -k 10 "$ptime" bash "$t" >"$log" 2>&1; rc=$?
         [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
         if [ $rc -ne 0 ]; then tail -n 40 "$log" | sed 's/^/    /'; fi
-        count "$label/$(basename "$t")" $rc
+        count "$label/$(basename "$t")" $rc cli "$t"
     done
 }
 
@@ -49,7 +87,18 @@ for suite in $suites; do
     case $suite in
     plain)
         make -s -j"$jobs" tests-bin >"$log" 2>&1 || { cat "$log"; echo "FAIL build (plain)"; failed=$((failed + 1)); continue; }
-        run_suite build plain ;;
+        run_suite build plain 1200 600 ;;
+    prebuilt) # what tests/harness/run.sh uses: the unit/CLI rules on an already built directory (MSA_PREBUILT)
+        run_suite "${MSA_PREBUILT:?MSA_PREBUILT: a directory with tests/test_* and msa}" prebuilt ;;
+    harness) # the runner's own rules, on planted faults (tests/harness/run.sh prints PASS per caught fault)
+        bash tests/harness/run.sh >"$log" 2>&1; rc=$?
+        [ $rc -ne 0 ] && tail -n 40 "$log" | sed 's/^/    /'
+        count "harness/run.sh" $rc ;;
+    mutate) # the fast mutation subset: every mutation must be caught (scripts/mutate.sh)
+        bash scripts/mutate.sh --fast >"$log" 2>&1; rc=$?
+        sed -n '/^mutation /,$p' "$log" | grep -v '^PASS \|^FAIL ' | sed 's/^/    /'
+        [ $rc -ne 0 ] && tail -n 40 "$log" | sed 's/^/    /'
+        count "mutate/fast" $rc ;;
     cuda)
         nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
         if [ ! -x "$nvcc" ]; then echo "FAIL cuda build (nvcc not found)"; failed=$((failed + 1)); continue; fi
@@ -69,7 +118,7 @@ for suite in $suites; do
     asan)
         make -s -j"$jobs" asan >"$log" 2>&1 || { cat "$log"; echo "FAIL build (asan)"; failed=$((failed + 1)); continue; }
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-            run_suite build-asan asan ;;
+            run_suite build-asan asan 3000 1500 ;;
     tsan)
         make -s -j"$jobs" tsan >"$log" 2>&1 || { cat "$log"; echo "FAIL build (tsan)"; failed=$((failed + 1)); continue; }
         TSAN_OPTIONS=halt_on_error=1 MSA_TEST_ONLY_CONCURRENCY=1 run_suite build-tsan tsan ;;

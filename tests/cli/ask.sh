@@ -29,10 +29,13 @@ for x in r["routing"]:
 assert isinstance(r["generated"], str) and isinstance(r["injected"], list)
 '; then ok ask_json_shape; else no ask_json_shape; cat "$tmp/err"; fi
 
-a1=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>/dev/null)
-$MSA bank add "$tmp/bank" -m "$tmp/ck" --jsonl "$tmp/docs.jsonl" >"$tmp/add2" 2>&1
-a2=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>/dev/null)
-if [ "$a1" = "$a2" ]; then ok restart_same_greedy_answer; else no restart_same_greedy_answer; fi
+a1=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>/dev/null); r1=$?
+$MSA bank add "$tmp/bank" -m "$tmp/ck" --jsonl "$tmp/docs.jsonl" >"$tmp/add2" 2>&1; r2=$?
+a2=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" -n 6 --rounds 2 2>/dev/null); r3=$?
+# both asks answer (exit 0, non-empty), the re-add encodes nothing, and the answer after it is the same
+if [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ $r3 -eq 0 ] && [ -n "$a1" ] && [ "$a1" = "$a2" ] &&
+   grep -q "added 0, replaced 0, unchanged 3; 0 tokens encoded" "$tmp/add2"; then ok restart_same_greedy_answer
+else no "restart_same_greedy_answer (rc $r1/$r2/$r3, '$a1' vs '$a2')"; cat "$tmp/add2"; fi
 
 echo "Who kept the lighthouse?" | $MSA chat -m "$tmp/ck" --bank "$tmp/bank" -n 4 --rounds 1 --json >"$tmp/chat" 2>/dev/null
 if python3 -c 'import json,sys; json.loads(open(sys.argv[1]).readline())' "$tmp/chat"; then ok chat_json_line; else no chat_json_line; fi

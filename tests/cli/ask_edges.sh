@@ -5,34 +5,39 @@
 # test_msa_numerics checks the text); a document longer than the model's context (rejected, exit 65, naming
 # the document; nothing added); duplicate ids (same content: unchanged; different content: conflict, exit 73);
 # top-k larger than the bank (every document routed). A question longer than allowed and a bank made with
-# another model (exit 65): ask.sh.
+# another model (exit 65): ask.sh. The synthetic checkpoint routes in layers 2 and 3 (its msa_config), so
+# every check over the routing list first asserts those two layers: a loop over an empty list proves nothing.
+# Every msa run goes through run_msa (common.sh): a crash or sanitizer report fails the script.
 set -u
 . tests/cli/lib/common.sh
-synthetic_checkpoint "$tmp/ck" ask_edges || exit 0
+synthetic_checkpoint "$tmp/ck" ask_edges || { finish; exit 0; }
 # ---- native mode on the synthetic checkpoint
 : >"$tmp/empty.txt"; printf 'x' >"$tmp/one.txt"; printf 'caf\303 \377!' >"$tmp/bad.txt"
 python3 -c 'print("lighthouse keeper " * 400)' >"$tmp/long.txt"   # ~800 tokens > the checkpoint's 256
-$MSA bank create "$tmp/eb" -m "$tmp/ck" >/dev/null 2>&1
-out=$($MSA ask -m "$tmp/ck" --bank "$tmp/eb" -q "Who kept the lighthouse?" --json -n 2 --rounds 1 2>"$tmp/err"); rc=$?
-if [ $rc -eq 0 ] && echo "$out" | python3 -c '
+run_msa bank create "$tmp/eb" -m "$tmp/ck"
+[ "$rc" -eq 0 ] || { no "bank_create (rc $rc)"; cat "$tmp/err"; }
+run_msa ask -m "$tmp/ck" --bank "$tmp/eb" -q "Who kept the lighthouse?" --json -n 2 --rounds 1
+if [ $rc -eq 0 ] && python3 -c '
 import json, sys
-d = json.loads(sys.stdin.read())
-assert all(x["docs"] == [] and x["scores"] == [] for x in d["rounds"][0]["routing"]), d'; then ok empty_bank_native; else no "empty_bank_native (rc $rc)"; cat "$tmp/err"; fi
-$MSA bank add "$tmp/eb" -m "$tmp/ck" "$tmp/empty.txt" "$tmp/one.txt" "$tmp/bad.txt" >"$tmp/out" 2>&1; rc=$?
+d = json.load(open(sys.argv[1]))
+assert [x["layer"] for x in d["rounds"][0]["routing"]] == [2, 3], d
+assert all(x["docs"] == [] and x["scores"] == [] for x in d["rounds"][0]["routing"]), d' "$tmp/out"; then ok empty_bank_native; else no "empty_bank_native (rc $rc)"; cat "$tmp/err"; fi
+run_msa bank add "$tmp/eb" -m "$tmp/ck" "$tmp/empty.txt" "$tmp/one.txt" "$tmp/bad.txt"
 if [ $rc -eq 0 ] && grep -q "added 3" "$tmp/out"; then ok empty_one_token_invalid_utf8_docs_added; else no "empty_one_token_invalid_utf8_docs_added (rc $rc)"; cat "$tmp/out"; fi
-$MSA bank add "$tmp/eb" -m "$tmp/ck" "$tmp/long.txt" >/dev/null 2>"$tmp/err"; rc=$?
+run_msa bank add "$tmp/eb" -m "$tmp/ck" "$tmp/long.txt"
 if [ $rc -eq 65 ] && grep -q "long.txt' is .* tokens, more than the model's context of 256 (split it" "$tmp/err" &&
    [ "$($MSA bank ls "$tmp/eb" | wc -l)" -eq 3 ]; then ok too_long_document_rejected; else no "too_long_document_rejected (rc $rc)"; cat "$tmp/err"; fi
 printf '{"id": "d", "text": "same"}\n{"id": "d", "text": "same"}\n' >"$tmp/dup_same.jsonl"
 printf '{"id": "e", "text": "one"}\n{"id": "e", "text": "two"}\n' >"$tmp/dup_diff.jsonl"
-$MSA bank add "$tmp/eb" -m "$tmp/ck" --jsonl "$tmp/dup_same.jsonl" >"$tmp/out" 2>&1; rc=$?
+run_msa bank add "$tmp/eb" -m "$tmp/ck" --jsonl "$tmp/dup_same.jsonl"
 if [ $rc -eq 0 ] && grep -q "added 1, replaced 0, unchanged 1" "$tmp/out"; then ok duplicate_id_same_content; else no "duplicate_id_same_content (rc $rc)"; cat "$tmp/out"; fi
-$MSA bank add "$tmp/eb" -m "$tmp/ck" --jsonl "$tmp/dup_diff.jsonl" >/dev/null 2>"$tmp/err"; rc=$?
+run_msa bank add "$tmp/eb" -m "$tmp/ck" --jsonl "$tmp/dup_diff.jsonl"
 if [ $rc -eq 73 ] && grep -q "'e' is given twice with different content" "$tmp/err"; then ok duplicate_id_conflict; else no "duplicate_id_conflict (rc $rc)"; cat "$tmp/err"; fi
-out=$($MSA ask -m "$tmp/ck" --bank "$tmp/eb" -q "x" --json -n 2 --rounds 1 --top-k 1000 2>"$tmp/err"); rc=$?
-if [ $rc -eq 0 ] && echo "$out" | python3 -c '
+run_msa ask -m "$tmp/ck" --bank "$tmp/eb" -q "x" --json -n 2 --rounds 1 --top-k 1000
+if [ $rc -eq 0 ] && python3 -c '
 import json, sys
-d = json.loads(sys.stdin.read())
+d = json.load(open(sys.argv[1]))
+assert [x["layer"] for x in d["rounds"][0]["routing"]] == [2, 3], d
 for x in d["rounds"][0]["routing"]:
-    assert sorted(x["docs"]) == sorted(["'"$tmp"'/empty.txt", "'"$tmp"'/one.txt", "'"$tmp"'/bad.txt", "d"]), x'; then ok edge_docs_routed; else no "edge_docs_routed (rc $rc)"; cat "$tmp/err"; fi
-
+    assert sorted(x["docs"]) == sorted(["'"$tmp"'/empty.txt", "'"$tmp"'/one.txt", "'"$tmp"'/bad.txt", "d"]), x' "$tmp/out"; then ok edge_docs_routed; else no "edge_docs_routed (rc $rc)"; cat "$tmp/err"; fi
+finish

@@ -28,7 +28,9 @@ expect add_again_unchanged 0 "$MSA" bank add "$B" "$T/docs" --synthetic
 grep -q "added 0, replaced 0, unchanged 2" "$T/out" && pass idempotent || fail idempotent "$(cat "$T/out")"
 printf '{"id":"j1","text":"from jsonl","meta":{"src":"test"}}\n\n{"id":"j2","text":"second"}\n' >"$T/d.jsonl"
 expect add_jsonl 0 "$MSA" bank add "$B" --jsonl "$T/d.jsonl" --synthetic
-echo "piped text" | "$MSA" bank add "$B" - --id piped --synthetic >/dev/null 2>&1 && pass add_stdin || fail add_stdin
+# stdin: exit 0, one document added, and it is listed under the given id
+echo "piped text" | "$MSA" bank add "$B" - --id piped --synthetic >"$T/out" 2>&1 && grep -q "added 1, replaced 0, unchanged 0" "$T/out" &&
+    [ "$("$MSA" bank ls "$B" | grep -c ' piped$')" -eq 1 ] && pass add_stdin || fail add_stdin "$(cat "$T/out")"
 printf 'alpha changed' >"$T/docs/a.txt"
 expect add_conflict 73 "$MSA" bank add "$B" "$T/docs/a.txt" --synthetic
 grep -q "different content" "$T/err" && pass conflict_message || fail conflict_message "$(cat "$T/err")"
@@ -52,6 +54,8 @@ expect verify 0 "$MSA" bank verify "$B"
 expect compact 0 "$MSA" bank compact "$B"
 grep -q "3 deleted documents purged" "$T/out" && pass compact_purged || fail compact_purged "$(cat "$T/out")"
 expect verify_after_compact 0 "$MSA" bank verify "$B" --json
+# 5 live documents, j2 and piped removed: verify must have checked the 3 left, and found them sound
+grep -q '"ok":true,"documents":3,' "$T/out" && pass verify_after_compact_counts || fail verify_after_compact_counts "$(cat "$T/out")"
 expect export 0 "$MSA" bank export "$B" "$T/b.msax"
 expect import 0 "$MSA" bank import "$T/b.msax" "$T/imported"
 diff <("$MSA" bank ls "$B") <("$MSA" bank ls "$T/imported") >/dev/null && pass import_identical || fail import_identical
@@ -132,6 +136,7 @@ if [ -d "$MC" ]; then
     grep -q "unchanged 2; 0 tokens encoded" "$T/out" && pass zero_tokens_reencoded || fail zero_tokens_reencoded "$(cat "$T/out")"
     "$MSA" bank info "$T/enc" | grep -q "template     stored" && pass template_stored || fail template_stored
     expect encoded_verify 0 "$MSA" bank verify "$T/enc"
+    grep -q "^ok: 2 documents" "$T/out" && pass encoded_verify_counts || fail encoded_verify_counts "$(cat "$T/out")"
     printf 'The capital of France is Lyon.' >"$T/e1.txt"
     expect encode_conflict 73 "$MSA" bank add "$T/enc" "$T/e1.txt"
 else

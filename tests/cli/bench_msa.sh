@@ -3,11 +3,11 @@
 # benchmark code (bank written through the writer, routed through its mapping, JSON rows that
 # scripts/plot_msa_bench.py reads) runs in CI: rows per size, the bank directories removed afterwards (kept
 # and reused with --keep), usage errors (64), and encode on the synthetic MSA checkpoint when python3+numpy
-# can make it (else SKIP).
+# can make it (SKIP without numpy; a generator failure is a FAIL).
 set -u
-MSA=${MSA:-build/msa}
+. tests/cli/lib/common.sh # need_python_numpy, finish (and $tmp, removed with $T below)
 T=$(mktemp -d "${TMPDIR:-/tmp}/msa-cli-benchmsa-XXXXXX")
-trap 'rm -rf "$T"' EXIT
+trap 'rm -rf "$T" "$tmp"' EXIT
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1${2:+: $2}"; }
 check() { # name got want
@@ -36,12 +36,11 @@ check route_bad_layers "$?" 64
 check encode_needs_model "$?" 64
 
 # encoding on the small synthetic MSA checkpoint
-if python3 tests/ref/make_msa_checkpoint.py "$T/ckpt" --variant base >/dev/null 2>&1; then
+if need_python_numpy encode && synthetic_checkpoint "$T/ckpt" encode --variant base; then
     "$MSA" bench encode -m "$T/ckpt" --sizes 500,1000 --dir "$T/e" --json >"$T/enc.json" 2>"$T/err"
     check encode_exit "$?" 0
     n=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; print(len(r), all(x["tokens/s"]["median"] > 0 for x in r))' "$T/enc.json" 2>/dev/null)
     check encode_rows "$n" "2 True"
     check encode_banks_removed "$(ls "$T/e" 2>/dev/null | wc -l)" 0
-else
-    echo "SKIP encode (no python3 + numpy to make the synthetic checkpoint)"
-fi
+fi # without numpy need_python_numpy printed the SKIP; a generator failure printed a FAIL
+finish

@@ -43,7 +43,12 @@ else fail run_dump_logits "rc $rc, $size bytes"; fi
 
 a=$("$MSA" run -m "$MODEL" -p "Once upon a time" -n 12 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 2>/dev/null)
 b=$("$MSA" run -m "$MODEL" -p "Once upon a time" -n 12 --temp 0.9 --top-k 40 --top-p 0.9 --seed 7 2>/dev/null)
-if [ -n "$a" ] && [ "$a" = "$b" ]; then pass run_sampling_seed; else fail run_sampling_seed "'$a' vs '$b'"; fi
+# same seed, same text; and sampling is really on: the seeded text is not the greedy one, and another seed
+# gives another text (each holds for these 12 tokens; a sampler that ignores its flags fails both)
+g=$("$MSA" run -m "$MODEL" -p "Once upon a time" -n 12 2>/dev/null)
+c=$("$MSA" run -m "$MODEL" -p "Once upon a time" -n 12 --temp 0.9 --top-k 40 --top-p 0.9 --seed 8 2>/dev/null)
+if [ -n "$a" ] && [ "$a" = "$b" ] && [ -n "$g" ] && [ "$a" != "$g" ] && [ -n "$c" ] && [ "$c" != "$a" ]; then pass run_sampling_seed
+else fail run_sampling_seed "seed 7 '$a' vs '$b', greedy '$g', seed 8 '$c'"; fi
 
 printf 'The capital of France is' >"$tmp/p.txt"
 x=$("$MSA" run -m "$MODEL" -f "$tmp/p.txt" -n 8 2>/dev/null)

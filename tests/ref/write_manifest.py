@@ -35,11 +35,12 @@ TOL_LLAMACPP_ACT = {
 }
 # Against transformers: F16 and Q8_0 ~3x the exact-dequant error; Q4_1 on these tiny random models moves the
 # logits by 25-35% and the argmax at half the positions, so its bound only says "not garbage" (the precise
-# Q4_1 test is against the dequantized-exact fixture).
+# Q4_1 test is against the dequantized-exact fixture). "Not garbage" must exclude an all-zero output, whose
+# relative error is exactly 1.0: 0.5 is ~1.4x the worst measured (0.35), the argmax floor ~0.75x the lowest (0.2).
 TOL_GGUF = {
     "F16": {"hidden_rel": 4e-3, "logits_rel": 4e-3, "argmax_agree_min": 1.0, "greedy_equal": 16},
     "Q8_0": {"hidden_rel": 8e-2, "logits_rel": 8e-2, "argmax_agree_min": 0.8, "greedy_equal": 0},
-    "Q4_1": {"hidden_rel": 1.0, "logits_rel": 1.0, "argmax_agree_min": 0.1, "greedy_equal": 0},
+    "Q4_1": {"hidden_rel": 0.5, "logits_rel": 0.5, "argmax_agree_min": 0.15, "greedy_equal": 0},
 }
 
 

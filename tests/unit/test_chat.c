@@ -20,7 +20,7 @@ static msa_model *load(void) {
 
 TEST(smollm2_template) {
     msa_model *m = load();
-    if (!m) SKIP("default model not installed (make model)");
+    SKIP_UNLESS_LOADED(m, DEFAULT_MODEL, "default model not installed (make model)");
     const char *roles[3] = {"user", "assistant", "user"};
     const char *contents[3] = {"Hi", "Hello!", "What is 2+2?"};
     char *t = NULL;

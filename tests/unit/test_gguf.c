@@ -252,6 +252,7 @@ TEST(gguf_default_alignment_and_llama) {
 TEST(gguf_truncated_everywhere) {
     size_t len;
     uint8_t *buf = good(&len, NULL);
+    size_t rejected = 0; /* every cut must be rejected with a message: all len of them */
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1); /* exact size so ASan sees any over-read */
         memcpy(copy, buf, cut);
@@ -264,8 +265,10 @@ TEST(gguf_truncated_everywhere) {
             free(copy);
             break;
         }
+        rejected++;
         free(copy);
     }
+    CHECK_EQ_INT(rejected, len);
     free(buf);
 }
 

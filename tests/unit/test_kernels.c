@@ -361,11 +361,10 @@ static void extremes(msa_threadpool *tp, int n) {
                     }
                     ok = fabs(got - ref) <= 1e-5 * mag;
                 }
-                if (!ok) {
+                if (!ok)
                     fprintf(stderr, "  %s/%s extreme tok %d row %d: got %.9g want %.9g\n", msa_cpu_simd_name(),
                             msa_dtype_name((msa_dtype)dt), t, r, got, ref);
-                    test_case_failed = 1;
-                }
+                CHECK(ok);
             }
         }
         free(wdata);

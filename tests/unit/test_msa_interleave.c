@@ -80,7 +80,9 @@ static msa_status sc_prefill(void *ctx, int round, const int32_t *ids, const int
     rt[k] = 0;
     free(s->toks);
     s->toks = NULL;
-    fk_tokenize(NULL, s->rounds[round], strlen(s->rounds[round]), true, &s->toks, &s->n);
+    /* a round past the script (a bug under test, e.g. a larger cap) generates nothing but EOS: a clean FAIL */
+    const char *txt = round < 8 && s->rounds[round] ? s->rounds[round] : "";
+    fk_tokenize(NULL, txt, strlen(txt), true, &s->toks, &s->n);
     s->at = 0;
     *next = next_tok(s);
     return MSA_OK;
@@ -248,6 +250,25 @@ TEST(round_cap_forces_answer) {
     free(s.toks);
 }
 
+/* The default cap is the paper's 8 rounds (docs/architecture.md): a model that asks for documents every time
+ * gets 8 rounds, the last one capped. */
+TEST(default_round_cap_is_8) {
+    script s = {.rounds = {"[1]<|object_ref_end|>", "[1]<|object_ref_end|>", "[1]<|object_ref_end|>",
+                           "[1]<|object_ref_end|>", "[1]<|object_ref_end|>", "[1]<|object_ref_end|>",
+                           "[1]<|object_ref_end|>", "[1]<|object_ref_end|>?final<|im_end|>"}};
+    s.docs[1] = "one";
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    CHECK_EQ_INT(p.max_rounds, 8);
+    msa_il_result r;
+    CHECK(msa_il_run(&o, NULL, Q, strlen(Q), &r) == MSA_OK); /* NULL: the defaults */
+    CHECK_EQ_INT(r.n_rounds, 8);
+    CHECK(r.capped);
+    CHECK(!strcmp(r.answer, "final"));
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
 int main(void) {
     RUN(question_prompt_and_roles);
     RUN(paper_transcript);
@@ -257,5 +278,6 @@ int main(void) {
     RUN(token_limit);
     RUN(character_limit_ends_retrieval);
     RUN(round_cap_forces_answer);
+    RUN(default_round_cap_is_8);
     return test_summary();
 }

@@ -59,6 +59,61 @@ static void spec_doc_scores(const msa_route_params *p, const float *qr, const ui
     }
 }
 
+/* The spec for any shape, in double (msa-reference.md §2.3 and the standardized variant: each routing token's
+ * chunk scores z-scored over all chunks of the bank before the query reduce): the independent expectation of
+ * simd_and_threads_equal_scalar and standardized_scores, which otherwise compared the code with itself. */
+static void ref_doc_scores(const msa_route_params *p, const float *qr, const uint8_t *mask, int ntok,
+                           const float *keys, const uint32_t *doc, int nch, int ndoc, float *out) {
+    const int H = p->n_head, KV = p->n_head_kv, D = p->head_dim;
+    double *y = malloc(sizeof(double) * (size_t)ntok * (size_t)nch), *S = malloc(sizeof(double) * (size_t)nch);
+    int last = -1;
+    for (int t = 0; t < ntok; t++) if (mask[t]) last = t;
+    for (int t = 0; t < ntok; t++) {
+        if (!mask[t]) continue;
+        for (int c = 0; c < nch; c++) {
+            double yy = p->head_reduce == MSA_REDUCE_MEAN ? 0 : -INFINITY;
+            for (int h = 0; h < H; h++) {
+                const float *q = qr + ((size_t)t * H + h) * D;
+                double nq = 0, x = 0;
+                for (int i = 0; i < D; i++) nq += (double)q[i] * q[i];
+                const double sc = p->cosine ? 1 / sqrt(nq) : 1 / sqrt((double)D);
+                for (int i = 0; i < D; i++) x += q[i] * sc * keys[((size_t)c * KV + h / (H / KV)) * D + i];
+                if (p->head_reduce == MSA_REDUCE_MEAN) yy += x / H;
+                else if (x > yy) yy = x;
+            }
+            y[(size_t)t * nch + c] = yy;
+        }
+        if (p->standardize) {
+            double m = 0, v = 0;
+            for (int c = 0; c < nch; c++) m += y[(size_t)t * nch + c] / nch;
+            for (int c = 0; c < nch; c++) v += (y[(size_t)t * nch + c] - m) * (y[(size_t)t * nch + c] - m) / nch;
+            for (int c = 0; c < nch; c++) y[(size_t)t * nch + c] = (y[(size_t)t * nch + c] - m) / sqrt(v);
+        }
+    }
+    for (int c = 0; c < nch; c++) {
+        double acc = 0, best = -INFINITY;
+        int n = 0;
+        for (int t = 0; t < ntok; t++) {
+            if (!mask[t]) continue;
+            acc += y[(size_t)t * nch + c], n++;
+            if (y[(size_t)t * nch + c] > best) best = y[(size_t)t * nch + c];
+        }
+        S[c] = p->query_reduce == MSA_REDUCE_MAX ? best : p->query_reduce == MSA_REDUCE_MEAN ? acc / n
+                                                                                   : y[(size_t)last * nch + c];
+    }
+    for (int d = 0; d < ndoc; d++) {
+        double best = -INFINITY, sum = 0;
+        int n = 0;
+        for (int c = 0; c < nch; c++)
+            if ((int)doc[c] == d) {
+                sum += S[c], n++;
+                if (S[c] > best) best = S[c];
+            }
+        out[d] = n == 0 ? -INFINITY : (float)(p->chunk_reduce == MSA_REDUCE_MAX ? best : sum / n);
+    }
+    free(y), free(S);
+}
+
 TEST(scores_every_variant) {
     float qr[NTOK * NH * HD], keys[20 * NKV * HD];
     uint16_t keys16[20 * NKV * HD];
@@ -118,38 +173,8 @@ TEST(standardized_scores) {
         msa_route_params p = {.n_head = NH, .n_head_kv = NKV, .head_dim = HD, .head_reduce = MSA_REDUCE_MEAN,
                               .query_reduce = qm ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX, .chunk_reduce = MSA_REDUCE_MAX,
                               .standardize = true};
-        /* y[t][c] by the plain path: one chunk at a time with query_reduce "last" on a one-token mask */
-        double y[NTOK][NC];
-        for (int t = 0; t < NTOK; t++) {
-            uint8_t m1[NTOK] = {0};
-            m1[t] = 1;
-            msa_route_params p1 = p;
-            p1.standardize = false;
-            p1.query_reduce = MSA_REDUCE_LAST;
-            msa_route_query q1;
-            CHECK(msa_route_query_prepare(&p1, qr, m1, NTOK, &q1) == MSA_OK);
-            float s[NC];
-            msa_route_score_chunks(&p1, &q1, keys, MSA_ROUTE_F32, NC, s, NULL);
-            for (int c = 0; c < NC; c++) y[t][c] = s[c];
-            msa_route_query_free(&q1);
-        }
-        float want[NDOC];
-        for (int d = 0; d < NDOC; d++) want[d] = -INFINITY;
-        for (int c = 0; c < NC; c++) {
-            double best = -INFINITY, acc = 0;
-            int n = 0;
-            for (int t = 0; t < NTOK; t++) {
-                if (!mask[t]) continue;
-                double m = 0, v = 0;
-                for (int k = 0; k < NC; k++) m += y[t][k] / NC;
-                for (int k = 0; k < NC; k++) v += (y[t][k] - m) * (y[t][k] - m) / NC;
-                double z = (y[t][c] - m) / sqrt(v);
-                if (z > best) best = z;
-                acc += z, n++;
-            }
-            float S = (float)(qm ? acc / n : best);
-            if (S > want[doc[c]]) want[doc[c]] = S;
-        }
+        float want[NDOC]; /* from the double-precision reference, not from the code's own chunk scores */
+        ref_doc_scores(&p, qr, mask, NTOK, keys, doc, NC, NDOC, want);
         msa_route_query q;
         CHECK(msa_route_query_prepare(&p, qr, mask, NTOK, &q) == MSA_OK);
         msa_route_span sp = {keys, doc, NC};
@@ -170,6 +195,43 @@ TEST(no_routing_tokens) {
                           .query_reduce = MSA_REDUCE_MAX, .chunk_reduce = MSA_REDUCE_MAX};
     msa_route_query q;
     CHECK(msa_route_query_prepare(&p, qr, mask, 1, &q) == MSA_ERR_INVALID_ARG);
+}
+
+/* The tie rule end to end: documents whose chunk keys are identical score exactly alike (the same arithmetic on
+ * the same numbers), so top-k must pick the lowest document indices, whatever order their chunks lie in the
+ * bank (here: reversed). Expected from the rule in route.h, not from msa_route_topk. */
+TEST(topk_ties_through_routing) {
+    enum { NC = NDOC * 2 };
+    float qr[NTOK * NH * HD], keys[NC * NKV * HD], chunk0[2][NKV * HD];
+    for (size_t i = 0; i < sizeof qr / sizeof *qr; i++) qr[i] = frand();
+    for (int j = 0; j < 2; j++)
+        for (int i = 0; i < NKV * HD; i++) chunk0[j][i] = frand();
+    uint32_t doc[NC];
+    for (int c = 0; c < NC; c++) { /* documents NDOC-1 .. 0, two chunks each, all with the same two keys */
+        doc[c] = (uint32_t)(NDOC - 1 - c / 2);
+        memcpy(keys + (size_t)c * NKV * HD, chunk0[c % 2], sizeof chunk0[0]);
+    }
+    uint8_t mask[NTOK] = {1, 1, 0, 1, 1, 1};
+    int checked = 0;
+    for (int v = 0; v < 4; v++) {
+        msa_route_params p = {.n_head = NH, .n_head_kv = NKV, .head_dim = HD, .head_reduce = MSA_REDUCE_MEAN,
+                              .query_reduce = v & 1 ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX,
+                              .chunk_reduce = v & 2 ? MSA_REDUCE_MEAN : MSA_REDUCE_MAX};
+        msa_route_query q;
+        CHECK(msa_route_query_prepare(&p, qr, mask, NTOK, &q) == MSA_OK);
+        msa_route_span sp = {keys, doc, NC};
+        float sc[NDOC], top_s[3];
+        uint32_t top[3];
+        CHECK(msa_route_doc_scores(&p, &q, &sp, 1, MSA_ROUTE_F32, NDOC, sc, NULL) == MSA_OK);
+        for (int d = 1; d < NDOC; d++) CHECK(sc[d] == sc[0]); /* the premise: a true tie */
+        CHECK_EQ_INT(msa_route_topk(sc, NDOC, 3, top, top_s), 3);
+        CHECK_EQ_INT(top[0], 0);
+        CHECK_EQ_INT(top[1], 1);
+        CHECK_EQ_INT(top[2], 2);
+        msa_route_query_free(&q);
+        checked++;
+    }
+    CHECK_EQ_INT(checked, 4);
 }
 
 TEST(topk_tie_rule) {
@@ -283,6 +345,13 @@ TEST(simd_and_threads_equal_scalar) {
         uint32_t wi[8], gi[8];
         CHECK(msa_cpu_set_simd(MSA_SIMD_SCALAR));
         CHECK(msa_route_doc_scores(&p, &q, sp, 2, dt, ND, want, NULL) == MSA_OK);
+        float ref[ND]; /* kf holds the bf16 keys' exact values: one reference for both key types */
+        ref_doc_scores(&p, qr, masks[cc], T, kf, doc, nch, ND, ref);
+        int off = 0;
+        for (int dd = 0; dd < ND; dd++)
+            off += isinf(ref[dd]) ? !isinf(want[dd]) : !(fabs(want[dd] - ref[dd]) <= 2e-4 * (1 + fabs(ref[dd])));
+        if (off) fprintf(stderr, "  variant %d: %d documents off the reference\n", v, off);
+        CHECK_EQ_INT(off, 0);
         size_t wn = msa_route_topk(want, ND, 8, wi, ws);
         if (want[5] == want[9]) n_ties++;
         for (int l = MSA_SIMD_SCALAR; l < MSA_SIMD_COUNT; l++) {
@@ -318,6 +387,7 @@ int main(void) {
     RUN(standardized_scores);
     RUN(no_routing_tokens);
     RUN(topk_tie_rule);
+    RUN(topk_ties_through_routing);
     RUN(normalize_rows);
     RUN(kernel_dots_equal_scalar);
     RUN(simd_and_threads_equal_scalar);

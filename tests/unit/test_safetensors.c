@@ -102,6 +102,7 @@ TEST(safetensors_parses) {
 TEST(safetensors_truncated_everywhere) {
     size_t len;
     uint8_t *b = st_image(GOOD_HEADER, GOOD_DATA, &len);
+    size_t rejected = 0; /* every cut must be rejected with a message: all len of them */
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1);
         memcpy(copy, b, cut);
@@ -116,8 +117,10 @@ TEST(safetensors_truncated_everywhere) {
             free(copy);
             break;
         }
+        rejected++;
         free(copy);
     }
+    CHECK_EQ_INT(rejected, len);
     free(b);
 }
 
