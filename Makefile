@@ -18,7 +18,7 @@ FUZZ_SECONDS ?= 10
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS   := -std=c11 $(OPT) -g -pthread -fno-strict-aliasing $(WARN) $(EXTRA_CFLAGS)
-LDLIBS   := -ljansson -lpcre2-8 -lxxhash -lzstd -lutf8proc -lpthread -lm
+LDLIBS   := -ljansson -lpcre2-8 -lxxhash -lzstd -lutf8proc -ledit -lpthread -lm
 
 ifeq ($(SAN),asan)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
