@@ -489,7 +489,13 @@ int cmd_chat(const cli_args *a) {
             if (r.cancelled) fputs("[answer stopped]\n", stdout);
             else if (r.truncated) fprintf(stdout, "[cut at -n %d tokens]\n", o.ap.max_new_tokens);
             fflush(stdout);
-            if (o.verbose) print_routing(stderr, &r);
+            if (o.verbose) {
+                print_routing(stderr, &r);
+                fprintf(stderr, "msa chat: prompt %llu tokens with %zu previous messages of the conversation | answer %llu "
+                                "tokens | routing %.2f s, total %.2f s%s\n",
+                        (unsigned long long)r.n_prompt_tokens, r.n_history_used, (unsigned long long)r.n_generated_tokens,
+                        r.seconds_route, r.seconds_total, ap.temperature > 0 ? "" : " | greedy");
+            }
         }
         /* the turn joins the conversation (a stopped answer too: it is what the user saw) */
         size_t max_msgs = (size_t)o.history * 2;
