@@ -5,6 +5,8 @@
 #   make asan       the same tests built with -fsanitize=address,undefined into build-asan/
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/; run with `make fuzz-run FUZZ_SECONDS=60`
 #   make tsan       the concurrency tests under ThreadSanitizer into build-tsan/
+#   make install PREFIX=DIR   build/msa to DIR/bin/msa, libmsa.a to DIR/lib, msa.h to DIR/include, docs/cli.md
+#                   to DIR/share/doc/msa (PREFIX defaults to /usr/local)
 #   CC=clang make   any target with clang instead of gcc
 # Every source file under src/ is part of the library; tools/msa/*.c make the CLI; tests/unit/test_*.c are
 # one test program each; tests/fuzz/fuzz_*.c one fuzz target each.
@@ -44,7 +46,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all lib test test-fast asan tsan fuzz fuzz-run demo clean deps model
+.PHONY: all lib test test-fast asan tsan fuzz fuzz-run demo clean deps model install
 all: $(BUILD)/msa
 
 lib: $(BUILD)/libmsa.a
@@ -118,6 +120,14 @@ demo: deps model all
 bank-crash-long: tests-bin
 	MSA_CRASH_ITERS=$${MSA_CRASH_ITERS:-5000} $(BUILD)/tests/test_bank_crash
 .PHONY: bank-crash-long
+
+PREFIX ?= /usr/local
+install: $(BUILD)/msa $(BUILD)/libmsa.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/doc/msa
+	install -m 755 $(BUILD)/msa $(DESTDIR)$(PREFIX)/bin/msa
+	install -m 644 $(BUILD)/libmsa.a $(DESTDIR)$(PREFIX)/lib/libmsa.a
+	install -m 644 include/msa.h $(DESTDIR)$(PREFIX)/include/msa.h
+	install -m 644 docs/cli.md $(DESTDIR)$(PREFIX)/share/doc/msa/cli.md
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

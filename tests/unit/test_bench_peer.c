@@ -210,7 +210,7 @@ TEST(find_prefers_environment) {
     CHECK(strcmp(bench_peer_find(), "/some/where/llama-bench") == 0);
     unsetenv("MSA_LLAMA_BENCH");
     const char *p = bench_peer_find();
-    CHECK(p == NULL || strcmp(p, BENCH_PEER_DEFAULT_PATH) == 0);
+    CHECK(p == NULL || strstr(p, "/llama-bench") != NULL); /* else: llama-bench on $PATH */
 }
 
 /* The real peer, when it is installed on this machine: a tiny run on the default model. */

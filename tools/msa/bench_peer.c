@@ -26,7 +26,18 @@ extern char **environ;
 const char *bench_peer_find(void) {
     const char *env = getenv("MSA_LLAMA_BENCH");
     if (env && *env) return env;
-    if (access(BENCH_PEER_DEFAULT_PATH, X_OK) == 0) return BENCH_PEER_DEFAULT_PATH;
+    /* then llama-bench on $PATH (no machine-specific default path) */
+    static char found[4096];
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *e = strchr(path, ':');
+        size_t n = e ? (size_t)(e - path) : strlen(path);
+        if (n && n < sizeof found - 16) {
+            snprintf(found, sizeof found, "%.*s/llama-bench", (int)n, path);
+            if (access(found, X_OK) == 0) return found;
+        }
+        path = e ? e + 1 : NULL;
+    }
     return NULL;
 }
 

@@ -29,7 +29,6 @@
 #include "msa.h"
 
 /* Where llama-bench is looked for when $MSA_LLAMA_BENCH is unset (see docs/perf.md). */
-#define BENCH_PEER_DEFAULT_PATH "/work/peer/llama.cpp/build/bin/llama-bench"
 
 /* One llama-bench test (pp = prompt processing, tg = text generation), in tokens per second. */
 typedef struct bench_peer_rate {
@@ -56,7 +55,7 @@ typedef struct bench_peer_result {
 } bench_peer_result;
 
 /* The llama-bench to use: $MSA_LLAMA_BENCH when set and non-empty (returned even when not executable,
- * so bench_peer_run reports it by name), else BENCH_PEER_DEFAULT_PATH when that is executable, else NULL.
+ * so bench_peer_run reports it by name), else llama-bench found on $PATH, else NULL.
  * The string is static or the environment's; do not free it. */
 const char *bench_peer_find(void);
 
