@@ -76,11 +76,17 @@ typedef struct pending {
     size_t n_ids;
 } pending;
 
+/* MSA_NO_PROGRESS set to anything but "" or "0" silences progress lines. */
+static bool msa_no_progress(void) {
+    const char *e = getenv("MSA_NO_PROGRESS");
+    return e && *e && strcmp(e, "0");
+}
+
 /* Progress on a terminal, by time (at least every second while encoding: groups are bounded in tokens
  * below), with the rate and an ETA from the tokens still to encode. */
 static void progress(const msa_ingest_params *p, size_t done, size_t total, uint64_t tokens, uint64_t total_tokens,
                      double t0, double *last) {
-    if (!p->progress || !isatty(2) || getenv("MSA_NO_PROGRESS")) return;
+    if (!p->progress || !isatty(2) || msa_no_progress()) return;
     double t = now_s();
     if (done < total && *last > 0 && t - *last < 0.5) return;
     *last = t;

@@ -216,6 +216,12 @@ int bench_report_finish(bench_report *r) {
 /* Progress by time: a ticker thread redraws the current step at least every second (a step may run for a
  * minute: building a 10M-token bank, encoding), with the time elapsed, the step's own time and an ETA from
  * the steps done so far. Only on a terminal; MSA_NO_PROGRESS silences it. */
+/* MSA_NO_PROGRESS set to anything but "" or "0" silences progress lines. */
+static bool msa_no_progress(void) {
+    const char *e = getenv("MSA_NO_PROGRESS");
+    return e && *e && strcmp(e, "0");
+}
+
 static pthread_mutex_t progress_mu = PTHREAD_MUTEX_INITIALIZER;
 static int progress_shown, progress_i, progress_n;
 static char progress_name[96];
@@ -244,7 +250,7 @@ static void *ticker(void *arg) {
 }
 
 void bench_progress(int i, int n, const char *name) {
-    if (!isatty(2) || getenv("MSA_NO_PROGRESS")) return;
+    if (!isatty(2) || msa_no_progress()) return;
     pthread_mutex_lock(&progress_mu);
     double t = bench_now();
     if (!progress_shown && i <= 1) progress_t0 = t;

@@ -336,6 +336,12 @@ unsigned long long cli_random_seed(void) {
     return s % 4294967296ull;
 }
 
+/* MSA_NO_PROGRESS set to anything but "" or "0" silences progress lines. */
+static bool msa_no_progress(void) {
+    const char *e = getenv("MSA_NO_PROGRESS");
+    return e && *e && strcmp(e, "0");
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -346,7 +352,7 @@ void cli_progress_start(cli_progress *p, const char *label) {
     p->label = label;
     p->t0 = now_s();
     p->last = -1;
-    p->tty = isatty(2) && !getenv("MSA_NO_PROGRESS");
+    p->tty = isatty(2) && !msa_no_progress();
     p->drawn = false;
 }
 
