@@ -610,9 +610,9 @@ int bank_info(const cli_args *a) {
     if (json) {
         json_t *layers = json_array();
         for (int l = 0; l < s->n_router; l++) json_array_append_new(layers, json_integer(s->router_layers[l]));
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                               "s:I, s:b, s:f, s:f}",
-                              "mode", s->mode == MSA_BANK_NATIVE ? "native" : "read", "dtype",
+                              "schema", "msa.bank.info/1", "mode", s->mode == MSA_BANK_NATIVE ? "native" : "read", "dtype",
                               s->dtype == MSA_BANK_BF16 ? "bf16" : "f32", "fingerprint", fp, "model_path", in.model_path,
                               "n_layers", s->n_layers, "router_layers", layers, "n_kv_heads", s->n_kv_heads, "head_dim",
                               s->head_dim, "pooling", s->pooling, "n_template", s->n_template, "version",
@@ -683,7 +683,7 @@ int bank_verify(const cli_args *a) {
     if (st) return cli_fail(st);
     double gbs = rep.seconds > 0 ? (double)rep.bytes_checked / rep.seconds / 1e9 : 0;
     if (json)
-        printf("{\"ok\":true,\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.4f,\"gb_per_s\":%.3f,"
+        printf("{\"schema\":\"msa.bank.verify/1\",\"ok\":true,\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.4f,\"gb_per_s\":%.3f,"
                "\"open_seconds\":%.4f}\n",
                rep.n_docs_checked, rep.bytes_checked, rep.seconds, gbs, t_open);
     else
