@@ -253,13 +253,34 @@ static void each_opt(FILE *f, const cli_cmd *cmd, opt_fn fn) {
     fn(f, &help_opt);
 }
 
+/* Word-wrapped at 100 columns under a 29-column label, so help stays readable in an ordinary terminal. */
 static void text_opt(FILE *f, const cli_opt *o) {
-    char label[96];
+    char label[96], text[1024];
     opt_label(o, label, sizeof label);
     fprintf(f, "  %-26s ", label);
     if (strlen(label) > 26) fprintf(f, "\n  %-26s ", "");
-    if (o->deprecated_for) fprintf(f, "old spelling of %s (accepted with a warning for one release)\n", o->deprecated_for);
-    else fprintf(f, "%s%s%s%s\n", o->help, o->def ? " (default: " : "", o->def ? o->def : "", o->def ? ")" : "");
+    if (o->deprecated_for)
+        snprintf(text, sizeof text, "old spelling of %s (accepted with a warning for one release)", o->deprecated_for);
+    else
+        snprintf(text, sizeof text, "%s%s%s%s", o->help, o->def ? " (default: " : "", o->def ? o->def : "", o->def ? ")" : "");
+    const int indent = 29, width = 100;
+    int col = indent;
+    for (const char *w = text; *w;) {
+        while (*w == ' ') w++;
+        size_t n = strcspn(w, " ");
+        if (!n) break;
+        if (col > indent && col + 1 + (int)n > width) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fwrite(w, 1, n, f);
+        col += (int)n;
+        w += n;
+    }
+    fputc('\n', f);
 }
 
 void cli_help(FILE *f, const cli_cmd *cmd) {

@@ -14,7 +14,8 @@ const cli_opt cli_shared[] = {
     {"--threads", "-t", "N", CLI_INT, 0, 4096, "0", "compute threads; 0 = all CPUs", NULL, false, NULL},
     {"--prompt", "-p", "TEXT", CLI_STR, 0, 0, NULL, "the prompt text", NULL, false, NULL},
     {"--file", "-f", "FILE", CLI_STR, 0, 0, NULL, "read the prompt from FILE ('-' = stdin)", NULL, false, NULL},
-    {"--n-predict", "-n", "N", CLI_INT, 0, BIG, "128", "tokens to generate at most", NULL, false, NULL},
+    {"--n-predict", "-n", "N", CLI_INT, 0, BIG, "128 in run, 512 per round in ask and chat, 48 in demo",
+     "tokens to generate at most", NULL, false, NULL},
     {"--ctx-size", "-c", "N", CLI_INT, 0, BIG, "0",
      "context size in tokens; 0 = prompt + N, at most the model's training context. Generation stops cleanly "
      "(with timings) when it is full; a prompt that does not fit is refused before any work (exit 65)", NULL, false, NULL},
@@ -24,11 +25,11 @@ const cli_opt cli_shared[] = {
      NULL, false, NULL},
     {"--min-p", NULL, "P", CLI_FLOAT, 0, 1, "0", "sampling: drop tokens less likely than P times the most likely; 0 = off",
      NULL, false, NULL},
-    {"--repeat-penalty", NULL, "X", CLI_FLOAT, 0.01, 10, "1", "divide the logits of the last --repeat-last-n tokens by X "
-     "(multiply when negative); 1 = off. Applies to greedy decoding too", NULL, false, NULL},
+    {"--repeat-penalty", NULL, "X", CLI_FLOAT, 0.01, 10, "1", "penalise the last --repeat-last-n tokens: their positive "
+     "logits divided by X, negative ones multiplied; 1 = off. Applies to greedy decoding too", NULL, false, NULL},
     {"--repeat-last-n", NULL, "N", CLI_INT, 0, 1 << 20, "64", "how many recent tokens --repeat-penalty looks at", NULL, false, NULL},
-    {"--seed", "-s", "S", CLI_INT, -1, 9.2e18, "-1", "sampling seed; -1 = a random one, printed in the timing line so the "
-     "run can be repeated", NULL, false, NULL},
+    {"--seed", "-s", "S", CLI_INT, -1, 9.2e18, "-1", "sampling seed; -1 = a random one, printed (run: the timing line; "
+     "ask: --json) so the run can be repeated", NULL, false, NULL},
     {"--bank", "-b", "BANK", CLI_STR, 0, 0, NULL, "a memory bank directory (msa bank create)", NULL, false, NULL},
     {"--docs", NULL, "K", CLI_INT, 1, 1024, "msa_config's; 3 in read mode", "documents retrieved per router layer", NULL, false, NULL},
     {"--mode", NULL, "MODE", CLI_STR, 0, 0, NULL, "native (MSA sparse attention over memory; MSA checkpoints) or read "
