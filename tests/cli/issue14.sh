@@ -59,10 +59,15 @@ chk f1_ctx_full_stops_with_timings $? "rc $rc: $(cat "$tmp/err")"
 [ $rc -eq 65 ] && grep -q "over the context given with -c of 2" "$tmp/err"; chk f1_prompt_over_c_refused $? "rc $rc: $(cat "$tmp/err")"
 
 # --- 7. Ctrl-C in run prints the timing line (exit 130)
-"$MSA" run -m "$M" -p "Once upon a time" -n 100000 -t 1 >"$tmp/out" 2>"$tmp/err" &
+# (a background job of a non-interactive shell starts with SIGINT ignored: restore the default first, as a
+# terminal's Ctrl-C would find it)
+python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+    "$MSA" run -m "$M" -p "Once upon a time" -n 100000 -t 1 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 50); do [ -s "$tmp/out" ] && break; sleep 0.1; done
-sleep 0.5; kill -INT $pid; wait $pid; rc=$?
+sleep 0.5; kill -INT $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -KILL $pid 2>/dev/null; wait $pid; rc=$?
 [ $rc -eq 130 ] && grep -q "interrupted" "$tmp/err" && grep -q "generated [0-9]* tokens" "$tmp/err"; chk f7_ctrl_c_prints_timings $? "rc $rc: $(cat "$tmp/err")"
 
 # --- 6. random seed by default when sampling, printed; the printed seed repeats the run; penalties
