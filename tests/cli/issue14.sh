@@ -90,16 +90,16 @@ cmp -s "$tmp/a" "$tmp/c"; chk f6_printed_seed_repeats_run $?
 # --- 5. one meaning per flag
 "$MSA" ask --bank "$tmp/bank" -p "Who is the lighthouse keeper on Skerry Island?" -n 24 -v >"$tmp/out" 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ] && [ -s "$tmp/out" ] && grep -q "injected docs/lighthouse.txt" "$tmp/err"; chk f5_ask_p_and_bank_model $? "rc $rc: $(cat "$tmp/err")"
-"$MSA" ask --bank "$tmp/bank" -q "Who is the lighthouse keeper?" -n 4 --top-k 2 --top-p 0.9 --temp 0.5 >/dev/null 2>"$tmp/err"; rc=$?
+"$MSA" ask -m "$M" --bank "$tmp/bank" -q "Who is the lighthouse keeper?" -n 4 --top-k 2 --top-p 0.9 --temp 0.5 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ] && grep -q "warning: --top-k is deprecated here; use --docs" "$tmp/err"; chk f5_ask_top_k_old_spelling_warns $? "rc $rc: $(cat "$tmp/err")"
-"$MSA" ask --bank "$tmp/bank" -q "x" -t -1 >/dev/null 2>"$tmp/err"; rc=$?
+"$MSA" ask -m "$M" --bank "$tmp/bank" -q "x" -t -1 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 64 ]; chk f5_negative_threads_rejected $? "rc $rc"
 "$MSA" run -m "$M" -p "Hi" -n 1 -t 0 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ]; chk f5_t0_all_cpus_in_run $? "rc $rc: $(cat "$tmp/err")"
 echo "The capital of France is" | "$MSA" run -m "$M" -f - -n 4 >"$tmp/out" 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ] && [ -s "$tmp/out" ]; chk f5_run_file_dash_is_stdin $? "rc $rc: $(cat "$tmp/err")"
-"$MSA" bank export "$tmp/bank" - >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc -eq 64 ] && [ ! -e ./- ] && grep -q "'-' is refused" "$tmp/err"; chk f5_export_dash_refused_clearly $? "rc $rc"
+( cd "$tmp" && "$MSA" bank export bank - ) >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 64 ] && [ ! -e "$tmp/-" ] && grep -q "'-' is refused" "$tmp/err"; chk f5_export_dash_refused_clearly $? "rc $rc"
 "$MSA" run -m "$M" -p "Hi" --device cuda >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 69 ] && grep -qi "cuda" "$tmp/err"; chk f5_device_cuda_refused_69 $? "rc $rc: $(cat "$tmp/err")"
 "$MSA" run -m "$M" -p "Hi" --device tpu >/dev/null 2>"$tmp/err"; rc=$?
@@ -107,7 +107,7 @@ echo "The capital of France is" | "$MSA" run -m "$M" -f - -n 4 >"$tmp/out" 2>"$t
 
 # --- 3. chat over a pipe: blank lines ignored, -q asked first, '\' continues, /commands not sent, routing only with -v
 printf '\n\nWhat does the bakery \\\non Mill Street sell?\n\n/help\n/bye\nnot reached\n' |
-    "$MSA" chat --bank "$tmp/bank" -n 24 --history 0 -q "Who is the lighthouse keeper on Skerry Island?" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    "$MSA" chat -m "$M" --bank "$tmp/bank" -n 24 --history 0 -q "Who is the lighthouse keeper on Skerry Island?" >"$tmp/out" 2>"$tmp/err"; rc=$?
 # two answers (lines of text before the /help list), then the /help list, nothing after /bye
 [ $rc -eq 0 ] && grep -qi "marmalade" "$tmp/out" && grep -q "/docs" "$tmp/out" && ! grep -q "not reached" "$tmp/out" &&
     [ "$(grep -c . "$tmp/out")" -le 10 ]; chk f3_chat_pipe_questions_and_commands $? "rc $rc: $(cat "$tmp/out")"
@@ -119,7 +119,7 @@ synthetic_checkpoint "$tmp/ck" f10_mismatch_no_router_remark && {
 [ $rc -eq 65 ] && ! grep -q -- "--router" "$tmp/err"; chk f10_mismatch_no_router_remark $? "rc $rc: $(cat "$tmp/err")"; }
 
 # --- 11. ask --json: versioned, timings, token counts, routing as objects, truncation, errors as JSON
-"$MSA" ask --bank "$tmp/bank" -q "Who is the lighthouse keeper on Skerry Island?" -n 3 --json >"$tmp/j" 2>"$tmp/err"; rc=$?
+"$MSA" ask -m "$M" --bank "$tmp/bank" -q "Who is the lighthouse keeper on Skerry Island?" -n 3 --json >"$tmp/j" 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ] && python3 - "$tmp/j" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -131,7 +131,7 @@ assert r["injected"][0]["id"] == "docs/lighthouse.txt", r["injected"]
 PY
 chk f11_ask_json_schema $? "rc $rc"
 grep -q "warning: the answer was cut at -n 3" "$tmp/err"; chk f11_truncation_warned $?
-"$MSA" ask --bank "$tmp/nope" -q "x" --json >"$tmp/j" 2>/dev/null; rc=$?
+"$MSA" ask -m "$M" --bank "$tmp/nope" -q "x" --json >"$tmp/j" 2>/dev/null; rc=$?
 [ $rc -eq 66 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["schema"]=="msa.error/1" and d["error"]["exit_code"]==66' "$tmp/j"
 chk f11_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
 
@@ -146,7 +146,7 @@ grep -q "^END" "$tmp/tty"; chk f12_tokenize_decode_newline_on_tty $? "$(cat -A "
 # -o: install what was built, never rebuild it here (the ASan suite's build must keep its flags)
 b=$(dirname "$MSA"); make -s install PREFIX="$tmp/prefix" BUILD="$b" -o "$b/msa" -o "$b/libmsa.a" >/dev/null 2>&1
 [ -x "$tmp/prefix/bin/msa" ] && "$tmp/prefix/bin/msa" --version >/dev/null; chk f12_make_install_prefix $?
-grep -q "build/msa" README.md; chk f12_readme_names_build_msa $?
+grep -q "builds the binary as \`build/msa\`" README.md; chk f12_readme_names_build_msa $?
 
 # --- 8. progress by time on a terminal (rate, ETA), quiet in a pipe
 python3 -c '
