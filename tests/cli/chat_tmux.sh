@@ -43,7 +43,7 @@ check chat_prompt '^>>>' 10
 
 # a long answer streams (text shows while it is being generated) and Ctrl-C stops it; the chat goes on
 T send-keys -t chat "Write a very long story about a sailor and the sea, with many chapters." Enter
-wait_for chat_streams_wait '.{40,}' 20 >/dev/null
+ANCHOR="with many chapters." wait_for chat_streams_wait '[A-Za-z]{3,}' 90 >/dev/null
 sleep 1.5
 screen >"$tmp/s1"
 sleep 1
