@@ -111,7 +111,8 @@ printf '\n\nWhat does the bakery \\\non Mill Street sell?\n\n/help\n/bye\nnot re
 # two answers (lines of text before the /help list), then the /help list, nothing after /bye
 [ $rc -eq 0 ] && grep -qi "marmalade" "$tmp/out" && grep -q "/docs" "$tmp/out" && ! grep -q "not reached" "$tmp/out" &&
     [ "$(grep -c . "$tmp/out")" -le 10 ]; chk f3_chat_pipe_questions_and_commands $? "rc $rc: $(cat "$tmp/out")"
-! grep -q "layer" "$tmp/err"; chk f3_chat_no_routing_without_v $? "$(head -3 "$tmp/err")"
+echo "Who is the lighthouse keeper on Skerry Island?" | "$MSA" chat -m "$M" --bank "$tmp/bank" -n 4 >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -eq 0 ] && ! grep -q "layer" "$tmp/err"; chk f3_chat_no_routing_without_v $? "rc $rc: $(head -3 "$tmp/err")"
 
 # --- 10. fingerprint mismatch without an unrelated --router remark
 synthetic_checkpoint "$tmp/ck" f10_mismatch_no_router_remark && {
@@ -153,10 +154,11 @@ python3 -c '
 import sys
 for i in range(12): open(sys.argv[1] + "/p%02d.txt" % i, "w").write(("Passage %d about the sea and ships. " % i) * 20)' "$(mkdir -p "$tmp/pdocs" && echo "$tmp/pdocs")"
 "$MSA" bank create "$tmp/pbank" -m "$M" --mode read >/dev/null 2>&1
-tty_run "$MSA bank add $tmp/pbank $tmp/pdocs -t 1"
-grep -q "encoding: .*tokens/s.*ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
+tty_run "$MSA bank add $tmp/pbank $tmp/pdocs"
+# a first line at once (before the first group is encoded), then lines with rate, elapsed time and ETA
+grep -q "encoding: 0/12 documents" "$tmp/tty" && grep -q "encoding: .*tokens/s.*elapsed, ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
 "$MSA" bank create "$tmp/pbank2" -m "$M" --mode read >/dev/null 2>&1
-"$MSA" bank add "$tmp/pbank2" "$tmp/pdocs" -t 1 >/dev/null 2>"$tmp/err"
+"$MSA" bank add "$tmp/pbank2" "$tmp/pdocs" >/dev/null 2>"$tmp/err"
 ! grep -q "encoding:" "$tmp/err"; chk f8_progress_quiet_in_pipe $?
 tty_run "$MSA bench route --sizes 2e3,4e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir $tmp/br"
 grep -q "elapsed.*ETA" "$tmp/tty"; chk f8_bench_route_progress $? "$(tail -c 300 "$tmp/tty")"
