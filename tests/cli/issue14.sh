@@ -33,8 +33,8 @@ cp "$M" "$tmp/docs/model.gguf" 2>/dev/null || head -c 200000 "$M" >"$tmp/docs/mo
 rm -f "$tmp/docs/model.gguf"
 "$MSA" bank ls "$tmp/bank" >"$tmp/ls"
 grep -q "^docs/sub/bakery.txt " "$tmp/ls" && ! grep -q "//" "$tmp/ls"; chk f9_ids_normalised $? "$(cat "$tmp/ls")"
-python3 -c 'print("The keeper walked along the shore at dawn. " * 700)' >"$tmp/long.txt"   # ~7000 tokens
-"$MSA" bank add "$tmp/bank" "$tmp/long.txt" --split-tokens 2000 >/dev/null 2>"$tmp/err"; rc=$?
+python3 -c 'print("The keeper walked along the shore at dawn. " * 120)' >"$tmp/long.txt"   # ~1200 tokens
+"$MSA" bank add "$tmp/bank" "$tmp/long.txt" --split-tokens 300 >/dev/null 2>"$tmp/err"; rc=$?
 n=$("$MSA" bank ls "$tmp/bank" | grep -c "long.txt#")
 [ $rc -eq 0 ] && [ "$n" -ge 4 ]; chk f9_long_document_split $? "rc $rc, $n parts: $(cat "$tmp/err")"
 "$MSA" bank rm "$tmp/bank" $("$MSA" bank ls "$tmp/bank" --json | python3 -c 'import json,sys
