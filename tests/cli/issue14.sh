@@ -152,11 +152,11 @@ grep -q "builds the binary as \`build/msa\`" README.md; chk f12_readme_names_bui
 # --- 8. progress by time on a terminal (rate, ETA), quiet in a pipe
 python3 -c '
 import sys
-for i in range(12): open(sys.argv[1] + "/p%02d.txt" % i, "w").write(("Passage %d about the sea and ships. " % i) * 20)' "$(mkdir -p "$tmp/pdocs" && echo "$tmp/pdocs")"
+for i in range(6): open(sys.argv[1] + "/p%02d.txt" % i, "w").write(("Passage %d about the sea and ships. " % i) * 6)' "$(mkdir -p "$tmp/pdocs" && echo "$tmp/pdocs")"
 "$MSA" bank create "$tmp/pbank" -m "$M" --mode read >/dev/null 2>&1
 tty_run "$MSA bank add $tmp/pbank $tmp/pdocs"
 # a first line at once (before the first group is encoded), then lines with rate, elapsed time and ETA
-grep -q "encoding: 0/12 documents" "$tmp/tty" && grep -q "encoding: .*tokens/s.*elapsed, ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
+grep -q "encoding: 0/6 documents" "$tmp/tty" && grep -q "encoding: .*tokens/s.*elapsed, ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
 "$MSA" bank create "$tmp/pbank2" -m "$M" --mode read >/dev/null 2>&1
 "$MSA" bank add "$tmp/pbank2" "$tmp/pdocs" >/dev/null 2>"$tmp/err"
 ! grep -q "encoding:" "$tmp/err"; chk f8_progress_quiet_in_pipe $?
