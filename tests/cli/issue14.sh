@@ -135,6 +135,9 @@ grep -q "warning: the answer was cut at -n 3" "$tmp/err"; chk f11_truncation_war
 "$MSA" ask -m "$M" --bank "$tmp/nope" -q "x" --json >"$tmp/j" 2>/dev/null; rc=$?
 [ $rc -eq 66 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["schema"]=="msa.error/1" and d["error"]["exit_code"]==66' "$tmp/j"
 chk f11_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
+"$MSA" ask -m "$M" --bank "$tmp/bank" -q "x" --docs 0 --json >"$tmp/j" 2>/dev/null; rc=$?
+[ $rc -eq 64 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["error"]["status"]=="usage" and "--docs" in d["error"]["message"]' "$tmp/j"
+chk f11_usage_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
 
 # --- 12. error prefixes, tokenize --decode newline on a terminal, --peer, make install, README
 "$MSA" ask --bank "$tmp/bank" -m "$tmp/nope.gguf" -q "x" >/dev/null 2>"$tmp/err"

@@ -34,10 +34,13 @@ static const cli_opt *lookup(const cli_cmd *cmd, const char *s) {
     return NULL;
 }
 
+char cli_usage_message[512];
+
 static int usage_err(const cli_cmd *cmd, const char *fmt, const char *x, const char *y) {
-    fprintf(stderr, "msa %s: ", cmd->name);
-    fprintf(stderr, fmt, x, y);
-    fprintf(stderr, " (msa %s --help)\n", cmd->name);
+    char m[400];
+    snprintf(m, sizeof m, fmt, x, y);
+    snprintf(cli_usage_message, sizeof cli_usage_message, "%s (msa %s --help)", m, cmd->name);
+    fprintf(stderr, "msa %s: %s\n", cmd->name, cli_usage_message);
     return 64;
 }
 

@@ -69,6 +69,9 @@ extern const char *cli_current;
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, cli_args *a);
 void cli_args_free(cli_args *a);
 
+/* The message of the last usage error cli_parse printed ("" when none). */
+extern char cli_usage_message[512];
+
 /* The last value given for a flag (by its canonical name), or NULL. */
 const char *cli_get(const cli_args *a, const char *name);
 bool cli_has(const cli_args *a, const char *name);

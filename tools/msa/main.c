@@ -1,6 +1,8 @@
 /* main.c — the msa command-line entry point: finds the command's row in the table (cli_table.c), parses
  * its flags (cli.c) and runs it; `msa help` prints the generated help and docs/cli.md. */
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,6 +111,19 @@ int main(int argc, char **argv) {
     }
     cli_args a;
     int rc = cli_parse(c, argc - words, argv + words, &a);
+    if (rc > 0) {
+        /* with --json the error is JSON on stdout too (docs/cli.md), also when the command line is wrong */
+        for (int i = 1 + words; i < argc; i++)
+            if (!strcmp(argv[i], "--json")) {
+                json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", "usage",
+                                      "exit_code", rc, "message", cli_usage_message);
+                char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (s) puts(s);
+                free(s);
+                json_decref(o);
+                break;
+            }
+    }
     if (rc) return rc < 0 ? 0 : rc;
     rc = c->run(&a);
     cli_args_free(&a);
