@@ -192,8 +192,9 @@ void bench_report_row(bench_report *r, const char *name, const bench_stats *s, c
             snprintf(cell, sizeof cell, "%.2f (%.2f-%.2f)", v, vlo, vhi);
         printf("  %26s", cell);
     }
-    if (note) printf("  %s", note);
     printf("\n");
+    /* the note on its own labelled line: rows stay within ~150 columns and every column has a name */
+    if (note) printf("%-34s note: %s\n", "", note);
     fflush(stdout);
 }
 
