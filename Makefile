@@ -5,6 +5,8 @@
 #   make asan       the same tests built with -fsanitize=address,undefined into build-asan/
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/; run with `make fuzz-run FUZZ_SECONDS=60`
 #   make tsan       the concurrency tests under ThreadSanitizer into build-tsan/
+#   make install PREFIX=DIR   build/msa to DIR/bin/msa, libmsa.a to DIR/lib, msa.h to DIR/include, docs/cli.md
+#                   to DIR/share/doc/msa (PREFIX defaults to /usr/local)
 #   CC=clang make   any target with clang instead of gcc
 #   make CUDA=1     the same with the CUDA backend (src/backend/cuda/*.cu, nvcc, sm_90a; cuBLASLt and the CUDA
 #                   runtime linked dynamically) into build-cuda/; `make CUDA=1 test-gpu` runs tests/gpu/run.sh
@@ -23,7 +25,7 @@ FUZZ_SECONDS ?= 10
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS   := -std=c11 $(OPT) -g -pthread -fno-strict-aliasing $(WARN) $(EXTRA_CFLAGS)
-LDLIBS   := -ljansson -lpcre2-8 -lxxhash -lzstd -lutf8proc -lpthread -lm
+LDLIBS   := -ljansson -lpcre2-8 -lxxhash -lzstd -lutf8proc -ledit -lpthread -lm
 
 ifeq ($(SAN),asan)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -63,7 +65,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 GPU_TEST_SRC := $(sort $(wildcard tests/gpu/test_*.c))
 GPU_TEST_BIN := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests-gpu/%)
 
-.PHONY: all lib test test-fast asan tsan fuzz fuzz-run demo clean deps model
+.PHONY: all lib test test-fast asan tsan fuzz fuzz-run demo clean deps model install
 all: $(BUILD)/msa
 
 lib: $(BUILD)/libmsa.a
@@ -164,6 +166,14 @@ demo: deps model all
 bank-crash-long: tests-bin
 	MSA_CRASH_ITERS=$${MSA_CRASH_ITERS:-5000} $(BUILD)/tests/test_bank_crash
 .PHONY: bank-crash-long
+
+PREFIX ?= /usr/local
+install: $(BUILD)/msa $(BUILD)/libmsa.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/doc/msa
+	install -m 755 $(BUILD)/msa $(DESTDIR)$(PREFIX)/bin/msa
+	install -m 644 $(BUILD)/libmsa.a $(DESTDIR)$(PREFIX)/lib/libmsa.a
+	install -m 644 include/msa.h $(DESTDIR)$(PREFIX)/include/msa.h
+	install -m 644 docs/cli.md $(DESTDIR)$(PREFIX)/share/doc/msa/cli.md
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build-cuda

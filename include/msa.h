@@ -171,6 +171,9 @@ typedef struct msa_sampler_params {
     int top_k;          /* 0 = off */
     float top_p;        /* 1 = off */
     uint64_t seed;
+    float min_p;        /* drop tokens whose probability is below min_p x the most likely one's; 0 = off */
+    float repeat_penalty; /* llama.cpp's: logits of recent tokens (msa_sample_recent) divided by it when
+                           * positive, multiplied when negative; 1 = off. Also applies when greedy. */
 } msa_sampler_params;
 
 msa_sampler_params msa_sampler_default_params(void);
@@ -179,6 +182,10 @@ msa_sampler_params msa_sampler_default_params(void);
  * params->seed by msa_sampler_seed. Does not modify logits. */
 uint64_t msa_sampler_seed(uint64_t seed);
 int32_t msa_sample(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state);
+/* msa_sample with the last n_recent generated/prompt tokens for params->repeat_penalty (recent may be NULL
+ * when n_recent is 0; callers pass a bounded window, e.g. the last 64). */
+int32_t msa_sample_recent(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state,
+                          const int32_t *recent, size_t n_recent);
 
 /* ---------------------------------------------------------------------------------------------------- bank */
 /* The memory bank: a crash-safe on-disk store of encoded documents (src/bank/, docs/bank-format.md).
@@ -472,6 +479,21 @@ typedef struct msa_ask_params {
     float temperature;    /* 0 = greedy (default) */
     uint64_t seed;
     int max_question_tokens; /* longer questions fail with MSA_ERR_LIMIT (default 1024) */
+    /* Sampling filters beyond temperature (msa_sampler_params; defaults off: 1, 0, 1, 64). */
+    float top_p, min_p, repeat_penalty;
+    int repeat_last_n;
+    /* Streaming, cancelling and conversation (read mode; native mode ignores them and reports its answer when
+     * done). on_text, when set, receives the answer's text as it is generated (byte-level pieces; leading
+     * whitespace included). When *cancel becomes non-zero (e.g. from a SIGINT handler) generation stops and
+     * msa_ask returns MSA_OK with what was generated and cancelled = true. history_roles/contents ("user" /
+     * "assistant", n_history of them, oldest first) are previous turns rendered before the question in the
+     * answer prompt; the oldest pairs are dropped when they would not fit the model's context. */
+    void (*on_text)(const char *text, size_t len, void *user);
+    void *user;
+    const volatile int *cancel;
+    const char *const *history_roles;
+    const char *const *history_contents;
+    size_t n_history;
 } msa_ask_params;
 
 msa_ask_params msa_ask_default_params(void);
@@ -500,6 +522,9 @@ typedef struct msa_ask_result {
     char *transcript;     /* native: the interleave history; read: the prompt and the answer */
     uint64_t n_prompt_tokens, n_generated_tokens;
     double seconds_route, seconds_total;
+    bool cancelled;       /* *params->cancel stopped generation */
+    bool truncated;       /* max_new_tokens ended the answer before the model did */
+    size_t n_history_used; /* history messages that fitted in the prompt */
 } msa_ask_result;
 
 /* Answer question (UTF-8) from bank with model (the bank must have been made with this model: fingerprint).

@@ -3,7 +3,7 @@
 # and the Python packages the test fixtures' checks use (pip). Safe to run again; does nothing when all is there.
 set -euo pipefail
 pkgs=(build-essential clang libclang-rt-14-dev libjansson-dev libpcre2-dev libxxhash-dev libzstd-dev
-      libutf8proc-dev python3 gnuplot-nox zstd)
+      libutf8proc-dev libedit-dev python3 gnuplot-nox zstd tmux)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

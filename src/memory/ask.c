@@ -11,7 +11,8 @@
 
 msa_ask_params msa_ask_default_params(void) {
     msa_ask_params p = {.mode = MSA_ASK_AUTO, .top_k = 0, .max_rounds = 8, .max_new_tokens = 512,
-                        .temperature = 0.0f, .seed = 0, .max_question_tokens = 1024};
+                        .temperature = 0.0f, .seed = 0, .max_question_tokens = 1024,
+                        .top_p = 1.0f, .min_p = 0.0f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
     return p;
 }
 
@@ -157,6 +158,8 @@ static msa_status native_answer(msa_model *model, msa_bank *bank, const char *qu
     mp.sampler = msa_sampler_default_params();
     mp.sampler.temperature = p->temperature;
     mp.sampler.seed = p->seed;
+    mp.sampler.top_p = p->top_p > 0 ? p->top_p : 1.0f;
+    mp.sampler.min_p = p->min_p;
     nv.pos0 = 3 + mp.top_k;
     nv.cap = p->max_rounds > 0 ? p->max_rounds : 8;
     nv.rounds = calloc((size_t)nv.cap, sizeof *nv.rounds);

@@ -76,13 +76,25 @@ typedef struct pending {
     size_t n_ids;
 } pending;
 
-static void progress(const msa_ingest_params *p, size_t done, size_t total, uint64_t tokens, double t0) {
-    if (!p->progress || !isatty(2)) return;
-    double dt = now_s() - t0;
+/* MSA_NO_PROGRESS set to anything but "" or "0" silences progress lines. */
+static bool msa_no_progress(void) {
+    const char *e = getenv("MSA_NO_PROGRESS");
+    return e && *e && strcmp(e, "0");
+}
+
+/* Progress on a terminal, by time (at least every second while encoding: groups are bounded in tokens
+ * below), with the rate and an ETA from the tokens still to encode. */
+static void progress(const msa_ingest_params *p, size_t done, size_t total, uint64_t tokens, uint64_t total_tokens,
+                     double t0, double *last) {
+    if (!p->progress || !isatty(2) || msa_no_progress()) return;
+    double t = now_s();
+    if (done < total && *last > 0 && t - *last < 0.5) return;
+    *last = t;
+    double dt = t - t0;
     double tps = dt > 0 ? (double)tokens / dt : 0;
-    double eta = done ? dt * (double)(total - done) / (double)done : 0;
-    fprintf(stderr, "\rencoding: %zu/%zu documents, %llu tokens, %.0f tokens/s, ETA %.0f s   ", done, total,
-            (unsigned long long)tokens, tps, eta);
+    double eta = tps > 0 && total_tokens > tokens ? (double)(total_tokens - tokens) / tps : 0;
+    fprintf(stderr, "\r\033[Kencoding: %zu/%zu documents, %llu/%llu tokens, %.0f tokens/s, %.0f s elapsed, ETA %.0f s",
+            done, total, (unsigned long long)tokens, (unsigned long long)total_tokens, tps, dt, eta);
     if (done == total) fputc('\n', stderr);
 }
 
@@ -188,9 +200,15 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
     const int32_t **toks = calloc(group, sizeof *toks);
     size_t *lens = calloc(group, sizeof *lens);
     if (!enc_out || !toks || !lens) st = st ? st : msa_fail(MSA_ERR_NOMEM, "out of memory");
-    double last_commit = now_s();
-    for (size_t g0 = 0; g0 < n_new && !st; g0 += group) {
-        size_t gn = n_new - g0 < group ? n_new - g0 : group;
+    double last_commit = now_s(), last_progress = 0;
+    uint64_t total_tokens = 0;
+    for (size_t i = 0; i < n_new; i++) total_tokens += pd[i].n_ids;
+    if (n_new) progress(&p, 0, n_new, 0, total_tokens, t0, &last_progress);
+    /* groups of at most 64 documents and about 2048 tokens: progress and commits come at least that often */
+    for (size_t g0 = 0, gn = 0; g0 < n_new && !st; g0 += gn) {
+        size_t g_tokens = 0;
+        gn = 0;
+        while (g0 + gn < n_new && gn < group && (gn == 0 || g_tokens + pd[g0 + gn].n_ids <= 2048)) g_tokens += pd[g0 + gn++].n_ids;
         for (size_t k = 0; k < gn; k++) toks[k] = pd[g0 + k].ids, lens[k] = pd[g0 + k].n_ids;
         st = msa_encoder_run(enc, toks, lens, gn, enc_out);
         for (size_t k = 0; k < gn && !st; k++) {
@@ -235,7 +253,7 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
             st = msa_bank_commit(bank);
             last_commit = now_s();
         }
-        progress(&p, g0 + gn, n_new, rep.n_tokens_encoded, t0);
+        progress(&p, g0 + gn, n_new, rep.n_tokens_encoded, total_tokens, t0, &last_progress);
     }
     if (!st) st = msa_bank_commit(bank);
     msa_encoder_free(enc);

@@ -148,15 +148,28 @@ static msa_status tb_tok(tbuf *b, const msa_tokenizer *tok, const char *s, size_
     return tb_add(b, ids, n);
 }
 
-/* The answer prompt: the model's chat template around one user message whose content is plain text. */
+/* The answer prompt: the model's chat template around the previous turns (history, oldest first) and one
+ * user message; every message's content is tokenized as plain text (never special tokens), the template's
+ * own text around it with special tokens. */
 static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
-                               const char *question, size_t len, tbuf *out, char **text_out) {
+                               const char *question, size_t len, const char *const *h_roles,
+                               const char *const *h_contents, size_t n_hist, tbuf *out, char **text_out) {
     const msa_tokenizer *tok = msa_model_tokenizer(model);
-    const char *roles[1] = {"user"}, *contents[1] = {"\x01"};
+    const char **roles = malloc((n_hist + 1) * sizeof *roles), **contents = malloc((n_hist + 1) * sizeof *contents);
+    if (!roles || !contents) {
+        free(roles), free(contents);
+        return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n_hist; i++) roles[i] = h_roles[i], contents[i] = "\x01";
+    roles[n_hist] = "user", contents[n_hist] = "\x01";
     char *tmpl = NULL;
-    MSA_TRY(msa_chat_render(model, roles, contents, 1, true, &tmpl));
-    char *hole = strchr(tmpl, '\x01');
-    if (!hole) {
+    msa_status tst = msa_chat_render(model, roles, contents, n_hist + 1, true, &tmpl);
+    free(roles), free(contents);
+    MSA_TRY(tst);
+    size_t n_holes = 0;
+    for (const char *c = tmpl; *c; c++) n_holes += *c == '\x01';
+    char *hole = strrchr(tmpl, '\x01');
+    if (!hole || n_holes != n_hist + 1) {
         free(tmpl);
         return msa_fail(MSA_ERR_INTERNAL, "chat template lost the message content");
     }
@@ -201,18 +214,35 @@ static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t 
                 st = tb_add(out, bos, 1);
             }
         }
-        if (!st) st = tb_tok(out, tok, tmpl, (size_t)(hole - tmpl), true);
+        /* template text up to each history hole, then that message's content as plain text */
+        const char *seg = tmpl;
+        for (size_t i = 0; i < n_hist && !st; i++) {
+            const char *h = strchr(seg, '\x01');
+            st = tb_tok(out, tok, seg, (size_t)(h - seg), true);
+            if (!st) st = tb_tok(out, tok, h_contents[i], strlen(h_contents[i]), false);
+            seg = h + 1;
+        }
+        if (!st) st = tb_tok(out, tok, seg, (size_t)(hole - seg), true);
         if (!st) st = tb_tok(out, tok, content, n, false);
         if (!st) st = tb_tok(out, tok, hole + 1, strlen(hole + 1), true);
-        if (!st && text_out) {
-            size_t a = (size_t)(hole - tmpl), b = strlen(hole + 1);
-            *text_out = malloc(a + n + b + 1);
-            if (!*text_out) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-            else {
-                memcpy(*text_out, tmpl, a);
-                memcpy(*text_out + a, content, n);
-                memcpy(*text_out + a + n, hole + 1, b + 1);
+        if (!st && text_out) { /* the transcript: holes filled in */
+            size_t total = strlen(tmpl) + n + 1;
+            for (size_t i = 0; i < n_hist; i++) total += strlen(h_contents[i]);
+            char *t = *text_out = malloc(total);
+            if (!t) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            size_t k = 0, hi = 0;
+            for (const char *c = tmpl; t && *c; c++) {
+                if (*c != '\x01') {
+                    t[k++] = *c;
+                    continue;
+                }
+                const char *fill = hi < n_hist ? h_contents[hi] : content;
+                size_t fl = hi < n_hist ? strlen(fill) : n;
+                memcpy(t + k, fill, fl);
+                k += fl;
+                hi++;
             }
+            if (t) t[k] = 0;
         }
     }
     free(content);
@@ -289,10 +319,22 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
     /* answer */
     tbuf pr = {0};
     char *ptext = NULL;
-    if (!st) st = build_prompt(model, bank, best, n_best, question, len, &pr, &ptext);
+    int max_new = p->max_new_tokens > 0 ? p->max_new_tokens : 512;
+    /* history: drop the oldest pair until the prompt leaves room for an answer (at least min(max_new, 256)) */
+    size_t n_hist = p->history_roles && p->history_contents ? p->n_history : 0, h0 = 0;
+    const int room = max_new < 256 ? max_new : 256;
+    for (;;) {
+        if (!st) st = build_prompt(model, bank, best, n_best, question, len, p->history_roles ? p->history_roles + h0 : NULL,
+                                   p->history_contents ? p->history_contents + h0 : NULL, n_hist - h0, &pr, &ptext);
+        if (st || h0 >= n_hist || pr.n + (size_t)room <= (size_t)hp->n_ctx_train) break;
+        h0 += n_hist - h0 >= 2 ? 2 : 1;
+        pr.n = 0;
+        free(ptext);
+        ptext = NULL;
+    }
+    out->n_history_used = n_hist - h0;
     free(best);
     msa_session *s = NULL;
-    int max_new = p->max_new_tokens > 0 ? p->max_new_tokens : 512;
     if (!st && pr.n + (size_t)max_new > (size_t)hp->n_ctx_train) {
         if (pr.n >= (size_t)hp->n_ctx_train)
             st = msa_fail(MSA_ERR_LIMIT, "the prompt with %zu documents is %zu tokens, over the model's context %d",
@@ -313,15 +355,35 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
     msa_sampler_params spar = msa_sampler_default_params();
     spar.temperature = p->temperature;
     spar.seed = p->seed;
+    spar.top_p = p->top_p > 0 && p->top_p <= 1 ? p->top_p : 1.0f;
+    spar.min_p = p->min_p;
+    spar.repeat_penalty = p->repeat_penalty > 0 ? p->repeat_penalty : 1.0f;
     uint64_t rng = msa_sampler_seed(p->seed);
+    /* --repeat-penalty window over the generated answer (the prompt's documents are meant to be repeated) */
+    size_t win = p->repeat_last_n > 0 ? (size_t)p->repeat_last_n : 0, n_recent = 0;
+    int32_t *recent = win && !st ? malloc(win * sizeof *recent) : NULL;
     int n_gen = 0;
+    bool ended = false;
     for (; !st && n_gen < max_new; n_gen++) {
-        int32_t y = msa_sample(logits, hp->n_vocab, &spar, &rng);
+        if (p->cancel && *p->cancel) {
+            out->cancelled = true;
+            ended = true;
+            break;
+        }
+        int32_t y = msa_sample_recent(logits, hp->n_vocab, &spar, &rng, recent, n_recent);
+        if (recent) {
+            if (n_recent == win) memmove(recent, recent + 1, (win - 1) * sizeof *recent), n_recent--;
+            recent[n_recent++] = y;
+        }
         bool eos = false;
         for (int i = 0; i < hp->n_eos; i++) eos |= hp->eos_ids[i] == y;
-        if (eos) break;
+        if (eos) {
+            ended = true;
+            break;
+        }
         char buf[256];
         int k = msa_token_to_piece(tok, y, buf, sizeof buf);
+        if (k > 0 && k <= (int)sizeof buf && p->on_text) p->on_text(buf, (size_t)k, p->user);
         if (k > 0 && k <= (int)sizeof buf) {
             if (an + (size_t)k + 1 > acap) {
                 acap = acap ? acap * 2 : 1024;
@@ -338,6 +400,8 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
         }
         if (n_gen + 1 < max_new) st = msa_session_eval(s, &y, 1, false, logits);
     }
+    out->truncated = !st && !ended && n_gen >= max_new;
+    free(recent);
     free(logits);
     if (s) msa_session_free(s);
     if (!st) {

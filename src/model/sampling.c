@@ -1,6 +1,7 @@
-/* sampling.c — choosing the next token from logits: greedy (argmax, lowest id on ties) or, with
- * temperature > 0, sampling in transformers' order: temperature, top-k, top-p (nucleus), then a draw from
- * the renormalised distribution with the caller's xorshift64* state (reproducible per seed). */
+/* sampling.c — choosing the next token from logits: an optional repetition penalty over recent tokens
+ * (llama.cpp's), then greedy (argmax, lowest id on ties) or, with temperature > 0, sampling in transformers'
+ * order: temperature, top-k, top-p (nucleus), min-p, then a draw from the renormalised distribution with the
+ * caller's xorshift64* state (reproducible per seed). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,8 @@
 #include "msa.h"
 
 msa_sampler_params msa_sampler_default_params(void) {
-    msa_sampler_params p = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    msa_sampler_params p = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0, .min_p = 0.0f,
+                            .repeat_penalty = 1.0f};
     return p;
 }
 
@@ -48,7 +50,34 @@ static int32_t argmax(const float *logits, int n) {
 }
 
 int32_t msa_sample(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state) {
+    return msa_sample_recent(logits, n_vocab, params, rng_state, NULL, 0);
+}
+
+static int32_t sample(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state);
+
+int32_t msa_sample_recent(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state,
+                          const int32_t *recent, size_t n_recent) {
     if (n_vocab <= 0) return -1;
+    if (!params || params->repeat_penalty == 1.0f || !(params->repeat_penalty > 0.0f) || !recent || !n_recent)
+        return sample(logits, n_vocab, params, rng_state);
+    /* a penalised copy; each distinct recent id once (a token seen twice is not punished twice) */
+    float *l = malloc((size_t)n_vocab * sizeof *l);
+    if (!l) return sample(logits, n_vocab, params, rng_state);
+    memcpy(l, logits, (size_t)n_vocab * sizeof *l);
+    for (size_t i = 0; i < n_recent; i++) {
+        int32_t id = recent[i];
+        if (id < 0 || id >= n_vocab) continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) seen = recent[j] == id;
+        if (seen) continue;
+        l[id] = l[id] > 0 ? l[id] / params->repeat_penalty : l[id] * params->repeat_penalty;
+    }
+    int32_t y = sample(l, n_vocab, params, rng_state);
+    free(l);
+    return y;
+}
+
+static int32_t sample(const float *logits, int n_vocab, const msa_sampler_params *params, uint64_t *rng_state) {
     msa_sampler_params defaults = msa_sampler_default_params();
     if (!params) params = &defaults;
     if (!(params->temperature > 0.0f) || params->top_k == 1) return argmax(logits, n_vocab);
@@ -106,6 +135,16 @@ int32_t msa_sample(const float *logits, int n_vocab, const msa_sampler_params *p
         n = keep;
         sum = 0.0;
         for (int i = 0; i < n; i++) sum += p[i];
+    }
+    if (params->min_p > 0.0f && params->min_p <= 1.0f) { /* p[] is sorted when filtered above; scan all */
+        double pmax = 0.0;
+        for (int i = 0; i < n; i++)
+            if (p[i] > pmax) pmax = p[i];
+        sum = 0.0;
+        for (int i = 0; i < n; i++) {
+            if (p[i] < params->min_p * pmax) p[i] = 0.0;
+            sum += p[i];
+        }
     }
     double u = next_uniform(rng_state) * sum;
     int32_t id = c[n - 1].id;

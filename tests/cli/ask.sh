@@ -15,17 +15,19 @@ J
 if $MSA bank create "$tmp/bank" -m "$tmp/ck" --mode native >/dev/null 2>&1 &&
    $MSA bank add "$tmp/bank" -m "$tmp/ck" --jsonl "$tmp/docs.jsonl" >/dev/null 2>&1; then ok bank_native_add; else no bank_native_add; fi
 
-out=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" --json -n 6 --rounds 2 --top-k 10 2>"$tmp/err")
+out=$($MSA ask -m "$tmp/ck" --bank "$tmp/bank" -q "Who kept the lighthouse?" --json -n 6 --rounds 2 --docs 10 2>"$tmp/err")
 if echo "$out" | python3 -c '
 import json, sys
 d = json.loads(sys.stdin.read())
 assert isinstance(d["answer"], str)
 assert 1 <= len(d["rounds"]) <= 2
 r = d["rounds"][0]
+assert d["schema"] == "msa.ask/1" and d["mode"] == "native"
 assert [x["layer"] for x in r["routing"]] == [2, 3]
 for x in r["routing"]:
-    assert sorted(x["docs"]) == ["lighthouse", "marmalade", "quartz"], x   # top-k 10 > 3 documents: all routed
-    assert len(x["scores"]) == 3 and x["scores"] == sorted(x["scores"], reverse=True)
+    assert sorted(y["id"] for y in x["docs"]) == ["lighthouse", "marmalade", "quartz"], x   # top-k 10 > 3 documents: all routed
+    sc = [y["score"] for y in x["docs"]]
+    assert len(sc) == 3 and sc == sorted(sc, reverse=True)
 assert isinstance(r["generated"], str) and isinstance(r["injected"], list)
 '; then ok ask_json_shape; else no ask_json_shape; cat "$tmp/err"; fi
 

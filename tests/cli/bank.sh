@@ -40,7 +40,7 @@ printf '{"id": 5}\n' >"$T/bad.jsonl"
 expect add_bad_jsonl 65 "$MSA" bank add "$B" --jsonl "$T/bad.jsonl" --synthetic
 
 expect ls 0 "$MSA" bank ls "$B"
-[ "$(wc -l <"$T/out")" -eq 5 ] && pass ls_count || fail ls_count "$(cat "$T/out")"
+[ "$(wc -l <"$T/out")" -eq 6 ] && head -1 "$T/out" | grep -q "^ID " && pass ls_count || fail ls_count "$(cat "$T/out")"
 expect ls_json 0 "$MSA" bank ls "$B" --json
 grep -q '"id":"j1","index":2,' "$T/out" && grep -q '"meta":{"src":"test"}' "$T/out" && pass ls_json_fields || fail ls_json_fields "$(cat "$T/out")"
 # the replaced document got a new index (5); index 0 is gone for good
@@ -49,7 +49,7 @@ expect info_json 0 "$MSA" bank info "$B" --json
 grep -q '"documents":5,"deleted":1' "$T/out" && pass info_counts || fail info_counts "$(cat "$T/out")"
 expect rm 0 "$MSA" bank rm "$B" j2 piped
 expect rm_missing 66 "$MSA" bank rm "$B" j1 not-there
-"$MSA" bank ls "$B" | grep -q " j1$" && pass rm_all_or_nothing || fail rm_all_or_nothing
+"$MSA" bank ls "$B" | grep -q "^j1 " && pass rm_all_or_nothing || fail rm_all_or_nothing
 expect verify 0 "$MSA" bank verify "$B"
 expect compact 0 "$MSA" bank compact "$B"
 grep -q "3 deleted documents purged" "$T/out" && pass compact_purged || fail compact_purged "$(cat "$T/out")"
@@ -115,7 +115,8 @@ M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$M" ]; then
     expect create_from_model_read 0 "$MSA" bank create "$T/mb" -m "$M" --mode read
     "$MSA" bank info "$T/mb" | grep -q "SmolLM2-135M-Instruct.Q4_1.gguf" && pass model_path_recorded || fail model_path_recorded
-    expect create_native_needs_msa_checkpoint 69 "$MSA" bank create "$T/mb2" -m "$M"
+    expect create_native_needs_msa_checkpoint 69 "$MSA" bank create "$T/mb2" -m "$M" --mode native
+    grep -q -- "--mode read" "$T/err" && pass native_refusal_names_mode_read || fail native_refusal_names_mode_read "$(cat "$T/err")"
     [ ! -e "$T/mb2" ] && pass failed_create_leaves_nothing || fail failed_create_leaves_nothing
     expect add_other_model_fingerprint 65 "$MSA" bank add "$B" "$T/docs/a.txt" -m "$M"
     grep -q "another model" "$T/err" && pass fingerprint_message || fail fingerprint_message "$(cat "$T/err")"

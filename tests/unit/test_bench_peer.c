@@ -210,15 +210,18 @@ TEST(find_prefers_environment) {
     CHECK(strcmp(bench_peer_find(), "/some/where/llama-bench") == 0);
     unsetenv("MSA_LLAMA_BENCH");
     const char *p = bench_peer_find();
-    CHECK(p == NULL || strstr(p, BENCH_PEER_SUBPATH) != NULL);
-    /* $LLAMA_CPP_DIR names the build tree; a missing one finds nothing */
-    const char *old = getenv("LLAMA_CPP_DIR");
-    char *saved = old ? strdup(old) : NULL;
+    CHECK(p == NULL || strstr(p, "/llama-bench") != NULL); /* $LLAMA_CPP_DIR's build or $PATH's */
+    /* $LLAMA_CPP_DIR names the build tree; a missing one (and nothing on $PATH) finds nothing */
+    const char *old = getenv("LLAMA_CPP_DIR"), *old_path = getenv("PATH");
+    char *saved = old ? strdup(old) : NULL, *saved_path = old_path ? strdup(old_path) : NULL;
     setenv("LLAMA_CPP_DIR", "/nonexistent/llama.cpp", 1);
+    setenv("PATH", "/nonexistent/bin", 1);
     CHECK(bench_peer_find() == NULL);
     if (saved) setenv("LLAMA_CPP_DIR", saved, 1);
     else unsetenv("LLAMA_CPP_DIR");
+    if (saved_path) setenv("PATH", saved_path, 1);
     free(saved);
+    free(saved_path);
 }
 
 /* The real peer, when it is installed on this machine: a tiny run on the default model. */

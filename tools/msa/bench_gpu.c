@@ -24,16 +24,7 @@
 #include "util/error.h"
 #include "msa.h"
 
-static const char usage[] =
-    "usage: msa bench gpu -m MODEL [--device D] [-p N] [--ctx C] [-n N] [--batches LIST] [--encode-dir DIR]\n"
-    "                     [--encode-tokens N] [--reps R] [--warmup W] [--json]\n"
-    "  --device D          cuda, cuda:N or cpu (default: auto, the GPU when there is one)\n"
-    "  -p N                prefill tokens (default 2048)\n"
-    "  --ctx C             tokens in each decoding sequence's cache before timing (default 1536)\n"
-    "  -n N                decode steps timed per repetition (default 32)\n"
-    "  --batches LIST      concurrent sequences of the decode rows (default 1,4,16,64)\n"
-    "  --encode-dir DIR    text files (*.txt) for the stage-1 encode row (none: no encode row)\n"
-    "  --encode-tokens N   tokens to encode from them (default 1000000)\n";
+/* Options and help: the "bench gpu" row of cli_table.c (docs/cli.md). */
 
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
@@ -203,7 +194,7 @@ int bench_gpu(int argc, char **argv) {
     bench_opts o = bench_default_opts();
     o.reps = 5;
     o.warmup = 1;
-    const char *model_path = NULL, *device = NULL, *encode_dir = NULL;
+    const char *model_path = NULL, *encode_dir = NULL;
     long n_prompt = 2048, ctx = 1536, steps = 32, encode_tokens = 1000000;
     int batches[8] = {1, 4, 16, 64}, n_batches = 4;
     for (int i = 1; i < argc; i++) {
@@ -213,18 +204,13 @@ int bench_gpu(int argc, char **argv) {
             if (rc) return rc;
             continue;
         }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        }
         if (!v) return cli_usage_error("bench gpu", "unknown option '%s' (or it needs a value)", a);
         i++;
-        if (!strcmp(a, "-m")) model_path = v;
-        else if (!strcmp(a, "--device")) device = v;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--encode-dir")) encode_dir = v;
-        else if (!strcmp(a, "-p") && (n_prompt = strtol(v, NULL, 10)) >= 1 && n_prompt <= 1 << 20) continue;
+        else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) && (n_prompt = strtol(v, NULL, 10)) >= 1 && n_prompt <= 1 << 20) continue;
         else if (!strcmp(a, "--ctx") && (ctx = strtol(v, NULL, 10)) >= 1 && ctx <= 1 << 20) continue;
-        else if (!strcmp(a, "-n") && (steps = strtol(v, NULL, 10)) >= 1 && steps <= 1 << 16) continue;
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && (steps = strtol(v, NULL, 10)) >= 1 && steps <= 1 << 16) continue;
         else if (!strcmp(a, "--encode-tokens") && (encode_tokens = strtol(v, NULL, 10)) >= 1000) continue;
         else if (!strcmp(a, "--batches") && (n_batches = parse_list(v, batches, 8)) > 0) continue;
         else return cli_usage_error("bench gpu", "bad option or value '%s %s' (see msa bench gpu --help)", a, v);
@@ -233,7 +219,7 @@ int bench_gpu(int argc, char **argv) {
 
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = o.n_threads;
-    mp.device = device;
+    mp.device = o.device; /* --device, a common bench option (bench_util) */
     msa_model *m = NULL;
     double t0 = bench_now();
     msa_status st = msa_model_load(model_path, &mp, &m);

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <unistd.h>
+
 #include "bench_peer.h"
 #include "backend/cpu/kernels.h"
 #include "bench_util.h"
@@ -113,11 +116,18 @@ int bench_model(const char *what, int argc, char **argv) {
     if (!model_path) return cli_usage_error(cmd, "-m MODEL is required");
     if (peer && !strcmp(peer, "auto")) {
         peer = bench_peer_find();
-        if (!peer) fprintf(stderr, "msa %s: no llama-bench found ($MSA_LLAMA_BENCH, or $LLAMA_CPP_DIR/%s; scripts/build-llamacpp.sh builds one)\n", cmd, BENCH_PEER_SUBPATH);
+        if (!peer)
+            fprintf(stderr, "msa %s: no llama-bench found ($MSA_LLAMA_BENCH, $LLAMA_CPP_DIR/%s or $PATH; "
+                            "scripts/build-llamacpp.sh builds one)\n", cmd, BENCH_PEER_SUBPATH);
+    } else if (peer && access(peer, X_OK) != 0) {
+        /* a path the user typed must exist: reporting "no peer" with exit 0 hides the typo */
+        fprintf(stderr, "msa %s: --peer %s: %s\n", cmd, peer, errno == ENOENT ? "no such file" : "not an executable");
+        return 66;
     }
 
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = o.n_threads;
+    mp.device = o.device;
     mp.prefault = true;
     msa_model *m = NULL;
     msa_status st = msa_model_load(model_path, &mp, &m);

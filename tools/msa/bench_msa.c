@@ -399,6 +399,7 @@ static int bench_encode(int argc, char **argv) {
 
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = o.n_threads;
+    mp.device = o.device;
     msa_model *m;
     msa_status st = msa_model_load(model_path, &mp, &m);
     if (st) return cli_fail(st);

@@ -26,15 +26,26 @@ extern char **environ;
 const char *bench_peer_find(void) {
     const char *env = getenv("MSA_LLAMA_BENCH");
     if (env && *env) return env;
-    static char path[4096];
+    /* then $LLAMA_CPP_DIR's build (default: the user's cache, where scripts/build-llamacpp.sh builds it), then
+     * llama-bench on $PATH (no machine-specific default path) */
+    static char found[4096];
     const char *dir = getenv("LLAMA_CPP_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n;
-    if (dir && *dir) n = snprintf(path, sizeof path, "%s/%s", dir, BENCH_PEER_SUBPATH);
-    else if (xdg && *xdg == '/') n = snprintf(path, sizeof path, "%s/msa/llama.cpp/%s", xdg, BENCH_PEER_SUBPATH);
-    else if (home && *home) n = snprintf(path, sizeof path, "%s/.cache/msa/llama.cpp/%s", home, BENCH_PEER_SUBPATH);
-    else return NULL;
-    if (n < 0 || (size_t)n >= sizeof path) return NULL;
-    return access(path, X_OK) == 0 ? path : NULL;
+    int n = -1;
+    if (dir && *dir) n = snprintf(found, sizeof found, "%s/%s", dir, BENCH_PEER_SUBPATH);
+    else if (xdg && *xdg == '/') n = snprintf(found, sizeof found, "%s/msa/llama.cpp/%s", xdg, BENCH_PEER_SUBPATH);
+    else if (home && *home) n = snprintf(found, sizeof found, "%s/.cache/msa/llama.cpp/%s", home, BENCH_PEER_SUBPATH);
+    if (n > 0 && (size_t)n < sizeof found && access(found, X_OK) == 0) return found;
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *e = strchr(path, ':');
+        size_t len = e ? (size_t)(e - path) : strlen(path);
+        if (len && len < sizeof found - 16) {
+            snprintf(found, sizeof found, "%.*s/llama-bench", (int)len, path);
+            if (access(found, X_OK) == 0) return found;
+        }
+        path = e ? e + 1 : NULL;
+    }
+    return NULL;
 }
 
 static int cmp_double(const void *a, const void *b) {

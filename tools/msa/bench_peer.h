@@ -59,7 +59,8 @@ typedef struct bench_peer_result {
 
 /* The llama-bench to use: $MSA_LLAMA_BENCH when set and non-empty (returned even when not executable,
  * so bench_peer_run reports it by name), else $LLAMA_CPP_DIR/build/bin/llama-bench (default
- * $XDG_CACHE_HOME/msa/llama.cpp or ~/.cache/msa/llama.cpp) when that is executable, else NULL.
+ * $XDG_CACHE_HOME/msa/llama.cpp or ~/.cache/msa/llama.cpp) when that is executable, else llama-bench found on
+ * $PATH, else NULL.
  * The string is static or the environment's; do not free it. */
 const char *bench_peer_find(void);
 

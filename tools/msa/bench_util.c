@@ -2,6 +2,7 @@
 #include "bench_util.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,14 @@ int bench_parse_opt(bench_opts *o, const char *cmd, int argc, char **argv, int *
     *rc = 0;
     if (!strcmp(a, "--json")) {
         o->json = true;
+        return 1;
+    }
+    if (!strcmp(a, "--device")) {
+        if (*i + 1 >= argc) {
+            *rc = cli_usage_error(cmd, "--device needs a value (cpu, cuda, cuda:N or auto)");
+            return 1;
+        }
+        o->device = argv[++*i];
         return 1;
     }
     int *dst = NULL, lo = 0, hi = 0;
@@ -190,8 +199,9 @@ void bench_report_row(bench_report *r, const char *name, const bench_stats *s, c
             snprintf(cell, sizeof cell, "%.2f (%.2f-%.2f)", v, vlo, vhi);
         printf("  %26s", cell);
     }
-    if (note) printf("  %s", note);
     printf("\n");
+    /* the note on its own labelled line: rows stay within ~150 columns and every column has a name */
+    if (note) printf("%-34s note: %s\n", "", note);
     fflush(stdout);
 }
 
@@ -211,18 +221,67 @@ int bench_report_finish(bench_report *r) {
     return 0;
 }
 
-static int progress_shown;
+/* Progress by time: a ticker thread redraws the current step at least every second (a step may run for a
+ * minute: building a 10M-token bank, encoding), with the time elapsed, the step's own time and an ETA from
+ * the steps done so far. Only on a terminal; MSA_NO_PROGRESS silences it. */
+/* MSA_NO_PROGRESS set to anything but "" or "0" silences progress lines. */
+static bool msa_no_progress(void) {
+    const char *e = getenv("MSA_NO_PROGRESS");
+    return e && *e && strcmp(e, "0");
+}
+
+static pthread_mutex_t progress_mu = PTHREAD_MUTEX_INITIALIZER;
+static int progress_shown, progress_i, progress_n;
+static char progress_name[96];
+static double progress_t0, progress_step_t0;
+static bool ticker_started;
+
+static void progress_draw(void) { /* with progress_mu held */
+    double t = bench_now(), el = t - progress_t0, step = t - progress_step_t0;
+    char eta[32] = "?";
+    if (progress_i > 1) snprintf(eta, sizeof eta, "~%.0f s", (progress_step_t0 - progress_t0) / (progress_i - 1) *
+                                                                 (progress_n - progress_i + 1) - step);
+    fprintf(stderr, "\r\033[K[%d/%d] %s: %.0f s elapsed, this step %.0f s, %.2f steps/min, ETA %s", progress_i,
+            progress_n, progress_name, el, step, el > 0 ? 60.0 * (progress_i - 1) / el : 0.0, eta);
+    fflush(stderr);
+}
+
+static void *ticker(void *arg) {
+    (void)arg;
+    for (;;) {
+        sleep(1);
+        pthread_mutex_lock(&progress_mu);
+        if (progress_shown) progress_draw();
+        pthread_mutex_unlock(&progress_mu);
+    }
+    return NULL;
+}
 
 void bench_progress(int i, int n, const char *name) {
-    if (!isatty(2)) return;
-    fprintf(stderr, "\r\033[K[%d/%d] %s", i, n, name);
-    fflush(stderr);
+    if (!isatty(2) || msa_no_progress()) return;
+    pthread_mutex_lock(&progress_mu);
+    double t = bench_now();
+    if (!progress_shown && i <= 1) progress_t0 = t;
+    if (progress_t0 == 0) progress_t0 = t;
+    progress_step_t0 = t;
+    progress_i = i, progress_n = n;
+    snprintf(progress_name, sizeof progress_name, "%s", name);
     progress_shown = 1;
+    progress_draw();
+    if (!ticker_started) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, ticker, NULL) == 0) pthread_detach(th);
+        ticker_started = true;
+    }
+    pthread_mutex_unlock(&progress_mu);
 }
 
 void bench_progress_done(void) {
-    if (!progress_shown) return;
-    fprintf(stderr, "\r\033[K");
-    fflush(stderr);
-    progress_shown = 0;
+    pthread_mutex_lock(&progress_mu);
+    if (progress_shown) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        progress_shown = 0;
+    }
+    pthread_mutex_unlock(&progress_mu);
 }

@@ -19,6 +19,7 @@ typedef struct bench_opts {
     int reps;      /* --reps R timed repetitions (default 10) */
     int warmup;    /* --warmup W untimed repetitions first (default 2) */
     bool json;     /* --json: one JSON document on stdout instead of the table */
+    const char *device; /* --device DEV for benchmarks that load a model (NULL = auto) */
 } bench_opts;
 
 bench_opts bench_default_opts(void);
@@ -62,7 +63,8 @@ void bench_report_row(bench_report *r, const char *name, const bench_stats *s, c
 /* Print (JSON) and free; returns 0. */
 int bench_report_finish(bench_report *r);
 
-/* "[3/12] name" on stderr when it is a terminal; bench_progress_done() clears the line. */
+/* "[3/12] name: elapsed, step time, ETA" on stderr when it is a terminal, redrawn every second by a ticker
+ * thread until bench_progress_done() clears the line. */
 void bench_progress(int i, int n, const char *name);
 void bench_progress_done(void);
 

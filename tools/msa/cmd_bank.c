@@ -20,26 +20,6 @@
 
 #define MAX_DOC_BYTES ((size_t)1 << 30)
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: msa bank COMMAND ...\n"
-            "  create BANK -m MODEL [--mode native|read] [--pooling P] [--router FILE]\n"
-            "        fingerprint and shapes from the model; --router: read mode with router weights from a\n"
-            "        safetensors FILE (see msa ask --help); add and ask then need the same --router FILE\n"
-            "  create BANK --shape-of msa-4b|synthetic-small             (no model: tests and benchmarks)\n"
-            "  add BANK [FILE|DIR|-]... [--jsonl FILE] [-m MODEL] [--router FILE] [--replace] [--id ID] [--synthetic]\n"
-            "        files: id = the path as given; directories recursively; '-' = stdin as one document (id from\n"
-            "        --id, default 'stdin'); JSONL lines {\"id\": ..., \"text\": ..., \"meta\": {...}}.\n"
-            "        --synthetic stores deterministic vectors derived from the text instead of encoding (tests).\n"
-            "  rm BANK ID...            tombstone documents (all or nothing)\n"
-            "  ls BANK [--json]         one line (or JSON object) per document: id, index, tokens, hash\n"
-            "  info BANK [--json]       shapes, fingerprint, counts, sizes\n"
-            "  verify BANK [--json]     full checksum scan\n"
-            "  compact BANK             purge deleted documents, merge segments\n"
-            "  export BANK FILE         one portable checksummed file\n"
-            "  import FILE BANK         a new bank from an export (fingerprint kept, indices kept)\n");
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -58,22 +38,11 @@ static msa_status open_bank(const char *path, bool writable, msa_bank **b) {
 
 /* ----------------------------------------------------------------------------------------------- create */
 
-static int bank_create(int argc, char **argv) {
-    const char *path = NULL, *model = NULL, *shape_of = NULL, *mode = "native", *router = NULL;
-    int pooling = 0;
-    for (int i = 1; i < argc; i++) {
-        if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--shape-of") && i + 1 < argc) shape_of = argv[++i];
-        else if (!strcmp(argv[i], "--mode") && i + 1 < argc) mode = argv[++i];
-        else if (!strcmp(argv[i], "--pooling") && i + 1 < argc) pooling = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--router") && i + 1 < argc) router = argv[++i];
-        else if (argv[i][0] == '-') return cli_usage_error("bank create", "unknown option '%s'", argv[i]);
-        else if (!path) path = argv[i];
-        else return cli_usage_error("bank create", "unexpected argument '%s'", argv[i]);
-    }
-    if (!path) return cli_usage_error("bank create", "missing BANK");
+int bank_create(const cli_args *a) {
+    const char *path = a->pos[0], *model = cli_get(a, "--model"), *shape_of = cli_get(a, "--shape-of"),
+               *mode = cli_get(a, "--mode"), *router = cli_get(a, "--router");
+    int pooling = (int)cli_int(a, "--pooling", 0);
     if (!model == !shape_of) return cli_usage_error("bank create", "give exactly one of -m MODEL or --shape-of NAME");
-    if (strcmp(mode, "native") && strcmp(mode, "read")) return cli_usage_error("bank create", "--mode native|read");
     msa_bank_create_params cp = {0};
     msa_status st;
     if (shape_of) {
@@ -84,8 +53,14 @@ static int bank_create(int argc, char **argv) {
         memcpy(cp.fingerprint, c.digest, 16);
         memcpy(cp.fingerprint + 16, "synthetic-shape\0", 16);
     } else {
-        st = model_glue_bank_params(model, router, !strcmp(mode, "read"), pooling, &cp);
-        if (st) return cli_fail(st);
+        st = model_glue_bank_params(model, router, mode ? (!strcmp(mode, "read") ? MSA_BANK_READ : MSA_BANK_NATIVE) : -1,
+                                    pooling, &cp);
+        if (st) {
+            int rc = cli_fail(st);
+            if (st == MSA_ERR_UNSUPPORTED && mode && !strcmp(mode, "native"))
+                fprintf(stderr, "msa bank create: this model has no MSA router: use --mode read (the default for it)\n");
+            return rc;
+        }
     }
     st = msa_bank_create(path, &cp);
     if (st) return cli_fail(st);
@@ -160,29 +135,95 @@ static msa_status read_stream(FILE *f, const char *name, char **out, size_t *len
     return MSA_OK;
 }
 
-static msa_status add_file(doc_list *l, const char *path) {
+static void free_docs(doc_list *l);
+
+/* A document id from a path: repeated slashes collapsed, "./" components and a trailing slash dropped
+ * (`sub//x.md` and `./sub/x.md` are both `sub/x.md`), so the same file always gets the same id. */
+static char *normalise_path(const char *p) {
+    size_t n = strlen(p);
+    char *o = malloc(n + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (p[i] == '/') {
+            if (k == 0 || o[k - 1] != '/') o[k++] = '/';
+            i++;
+            continue;
+        }
+        /* a "." component */
+        if (p[i] == '.' && (i + 1 == n || p[i + 1] == '/') && (k == 0 || o[k - 1] == '/')) {
+            i += 1;
+            while (i < n && p[i] == '/') i++;
+            continue;
+        }
+        o[k++] = p[i++];
+    }
+    while (k > 1 && o[k - 1] == '/') k--;
+    if (k == 0) o[k++] = '.';
+    o[k] = 0;
+    return o;
+}
+
+/* Binary: a NUL byte in the first 64 KiB (what git and grep call binary). Such a file (a GGUF, an image)
+ * would be read as millions of junk tokens. */
+static bool looks_binary(const char *text, size_t len) {
+    return memchr(text, 0, len < 65536 ? len : 65536) != NULL;
+}
+
+typedef struct add_ctx {
+    doc_list *l;
+    int n_skipped; /* inputs skipped with a warning: the exit code says so (3) */
+} add_ctx;
+
+static void skip(add_ctx *c, const char *path, const char *why) {
+    fprintf(stderr, "msa bank add: skipped %s: %s\n", path, why);
+    c->n_skipped++;
+}
+
+static msa_status add_file(add_ctx *c, const char *path, bool in_dir) {
     FILE *f = fopen(path, "rb");
-    if (!f) return msa_fail(errno == ENOENT ? MSA_ERR_NOT_FOUND : MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f) {
+        if (in_dir) { /* one unreadable file does not stop a directory */
+            skip(c, path, strerror(errno));
+            return MSA_OK;
+        }
+        return msa_fail(errno == ENOENT ? MSA_ERR_NOT_FOUND : MSA_ERR_IO, "%s: %s", path, strerror(errno));
+    }
     char *text;
     size_t len;
     msa_status st = read_stream(f, path, &text, &len);
     fclose(f);
-    if (st) return st;
-    char *id = keep(l, strdup(path));
-    if (!keep(l, text) || !id) return msa_fail(MSA_ERR_NOMEM, "out of memory");
-    return push(l, id, text, len, NULL);
+    if (st) {
+        if (!in_dir) return st;
+        skip(c, path, msa_last_error());
+        return MSA_OK;
+    }
+    if (looks_binary(text, len)) {
+        free(text);
+        skip(c, path, "binary file (a NUL byte in its first 64 KiB)");
+        return MSA_OK;
+    }
+    char *id = keep(c->l, normalise_path(path));
+    if (!keep(c->l, text) || !id) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    return push(c->l, id, text, len, NULL);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static msa_status add_dir(doc_list *l, const char *dir, int depth) {
+static msa_status add_dir(add_ctx *c, const char *dir, int depth) {
     if (depth > 64) return msa_fail(MSA_ERR_LIMIT, "%s: directories nested too deeply", dir);
     DIR *d = opendir(dir);
-    if (!d) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
+    if (!d) {
+        if (depth == 0) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
+        skip(c, dir, strerror(errno));
+        return MSA_OK;
+    }
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
     msa_status st = MSA_OK;
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/') dl--; /* "sub/" + "x" is "sub/x", not "sub//x" */
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue; /* ., .., hidden files */
         if (n == cap) {
@@ -194,24 +235,107 @@ static msa_status add_dir(doc_list *l, const char *dir, int depth) {
             }
             names = nn;
         }
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        size_t len = dl + strlen(e->d_name) + 2;
         if (!(names[n] = malloc(len))) {
             st = msa_fail(MSA_ERR_NOMEM, "out of memory");
             break;
         }
-        snprintf(names[n++], len, "%s/%s", dir, e->d_name);
+        snprintf(names[n++], len, "%.*s/%s", (int)dl, dir, e->d_name);
     }
     closedir(d);
     if (names) qsort(names, n, sizeof *names, cmp_str); /* a stable order: indices follow it */
     for (size_t i = 0; i < n && !st; i++) {
         struct stat sb;
-        if (stat(names[i], &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode)) st = add_dir(l, names[i], depth + 1);
-        else if (S_ISREG(sb.st_mode)) st = add_file(l, names[i]);
+        if (stat(names[i], &sb) != 0) {
+            skip(c, names[i], strerror(errno));
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode)) st = add_dir(c, names[i], depth + 1);
+        else if (S_ISREG(sb.st_mode)) st = add_file(c, names[i], true);
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
     return st;
+}
+
+/* Splitting (docs/bank-format.md "Long documents"): a document over `budget` tokens becomes ID#0, ID#1, ...
+ * each of at most `budget` tokens, cut at token boundaries: at the last blank line in the second half of a
+ * part's window, else the last line break there, else the last sentence end (". "), else at the budget. */
+static msa_status split_docs(doc_list *l, const msa_tokenizer *tok, size_t budget, int *n_split) {
+    doc_list out = {0};
+    msa_status st = MSA_OK;
+    *n_split = 0;
+    for (size_t i = 0; i < l->n && !st; i++) {
+        msa_doc_input *d = &l->docs[i];
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        st = msa_tokenize(tok, d->text, d->text_len, false, &ids, &n_ids);
+        if (st) break;
+        if (n_ids <= budget) {
+            free(ids);
+            st = push(&out, d->id, (char *)d->text, d->text_len, d->meta_json);
+            continue;
+        }
+        /* byte offset of every token boundary from the pieces (byte-level BPE: pieces concatenate to the text) */
+        size_t *off = malloc((n_ids + 1) * sizeof *off);
+        if (!off) {
+            free(ids);
+            st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            break;
+        }
+        off[0] = 0;
+        char buf[256];
+        for (size_t k = 0; k < n_ids; k++) {
+            int pl = msa_token_to_piece(tok, ids[k], buf, sizeof buf);
+            off[k + 1] = off[k] + (size_t)(pl > 0 ? pl : 0);
+        }
+        if (off[n_ids] != d->text_len) { /* invalid UTF-8 was replaced: scale offsets to the text */
+            for (size_t k = 0; k <= n_ids; k++) off[k] = (size_t)((double)off[k] * (double)d->text_len / (double)off[n_ids]);
+            off[n_ids] = d->text_len;
+        }
+        size_t t0 = 0;
+        int part = 0;
+        while (t0 < n_ids && !st) {
+            size_t t1 = t0 + budget < n_ids ? t0 + budget : n_ids;
+            if (t1 < n_ids) {
+                const char *pats[3] = {"\n\n", "\n", ". "};
+                size_t best = 0;
+                for (int pi = 0; pi < 3 && !best; pi++)
+                    for (size_t k = t1; k > t0 + (t1 - t0) / 2 && !best; k--) {
+                        size_t pl = strlen(pats[pi]), b = off[k];
+                        if (b >= pl && !memcmp(d->text + b - pl, pats[pi], pl)) best = k;
+                    }
+                if (best) t1 = best;
+            }
+            char idb[64];
+            snprintf(idb, sizeof idb, "#%d", part++);
+            size_t il = strlen(d->id) + strlen(idb) + 1;
+            char *nid = keep(&out, malloc(il));
+            if (!nid) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            else {
+                snprintf(nid, il, "%s%s", d->id, idb);
+                st = push(&out, nid, (char *)d->text + off[t0], off[t1] - off[t0], d->meta_json);
+            }
+            t0 = t1;
+        }
+        fprintf(stderr, "msa bank add: %s is %zu tokens: split into %s#0..#%d (--split-tokens %zu)\n", d->id, n_ids,
+                d->id, part - 1, budget);
+        (*n_split)++;
+        free(off);
+        free(ids);
+    }
+    if (st) {
+        free_docs(&out);
+        return st;
+    }
+    /* the new list points into the old one's strings: hand them over */
+    for (size_t i = 0; i < out.n_owned; i++) keep(l, out.owned[i]);
+    free(out.owned);
+    free(l->docs);
+    l->docs = out.docs;
+    l->n = out.n;
+    l->cap = out.cap;
+    return MSA_OK;
 }
 
 static msa_status add_jsonl(doc_list *l, const char *path) {
@@ -340,31 +464,19 @@ static msa_status add_synthetic(msa_bank *b, const doc_list *l, bool replace, ms
     return st;
 }
 
-static int bank_add(int argc, char **argv) {
-    const char *path = NULL, *model_path = NULL, *stdin_id = "stdin", *router = NULL;
-    bool replace = false, synthetic = false;
+int bank_add(const cli_args *a) {
+    const char *path = a->pos[0], *model_path = cli_get(a, "--model"), *router = cli_get(a, "--router");
+    const char *stdin_id = cli_get(a, "--id");
+    if (!stdin_id) stdin_id = "stdin";
+    bool replace = cli_has(a, "--replace"), synthetic = cli_has(a, "--synthetic");
     doc_list l = {0};
+    add_ctx c = {&l, 0};
     msa_status st = MSA_OK;
-    const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
-    const char **jsonl = calloc((size_t)argc + 1, sizeof *jsonl);
-    size_t n_inputs = 0, n_jsonl = 0;
-    int rc = 0;
-    if (!inputs || !jsonl) return cli_fail(msa_fail(MSA_ERR_NOMEM, "out of memory"));
-    for (int i = 1; i < argc && !rc; i++) {
-        if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(argv[i], "--jsonl") && i + 1 < argc) jsonl[n_jsonl++] = argv[++i];
-        else if (!strcmp(argv[i], "--id") && i + 1 < argc) stdin_id = argv[++i];
-        else if (!strcmp(argv[i], "--replace")) replace = true;
-        else if (!strcmp(argv[i], "--router") && i + 1 < argc) router = argv[++i];
-        else if (!strcmp(argv[i], "--synthetic")) synthetic = true;
-        else if (argv[i][0] == '-' && argv[i][1]) rc = cli_usage_error("bank add", "unknown option '%s'", argv[i]);
-        else if (!path) path = argv[i];
-        else inputs[n_inputs++] = argv[i];
-    }
-    if (!rc && !path) rc = cli_usage_error("bank add", "missing BANK");
-    if (!rc && n_inputs + n_jsonl == 0) rc = cli_usage_error("bank add", "nothing to add (files, directories, - or --jsonl)");
-    for (size_t i = 0; !rc && !st && i < n_inputs; i++) {
-        if (!strcmp(inputs[i], "-")) {
+    int n_inputs = a->n_pos - 1, n_jsonl = cli_all(a, "--jsonl", NULL, 0);
+    if (n_inputs + n_jsonl == 0) return cli_usage_error("bank add", "nothing to add (files, directories, - or --jsonl)");
+    for (int i = 0; !st && i < n_inputs; i++) {
+        const char *in = a->pos[1 + i];
+        if (!strcmp(in, "-")) {
             char *text;
             size_t len;
             st = read_stream(stdin, "stdin", &text, &len);
@@ -373,64 +485,88 @@ static int bank_add(int argc, char **argv) {
             continue;
         }
         struct stat sb;
-        if (stat(inputs[i], &sb) != 0) st = msa_fail(MSA_ERR_NOT_FOUND, "%s: %s", inputs[i], strerror(errno));
-        else if (S_ISDIR(sb.st_mode)) st = add_dir(&l, inputs[i], 0);
-        else st = add_file(&l, inputs[i]);
+        if (stat(in, &sb) != 0) st = msa_fail(MSA_ERR_NOT_FOUND, "%s: %s", in, strerror(errno));
+        else if (S_ISDIR(sb.st_mode)) st = add_dir(&c, in, 0);
+        else st = add_file(&c, in, false);
     }
-    for (size_t i = 0; !rc && !st && i < n_jsonl; i++) st = add_jsonl(&l, jsonl[i]);
-    free(inputs);
-    free(jsonl);
-    if (rc || st) {
+    const char **jl = calloc((size_t)n_jsonl + 1, sizeof *jl);
+    if (!jl) st = st ? st : msa_fail(MSA_ERR_NOMEM, "out of memory");
+    if (jl) cli_all(a, "--jsonl", jl, n_jsonl);
+    for (int i = 0; !st && i < n_jsonl; i++) st = add_jsonl(&l, jl[i]);
+    free(jl);
+    if (st) {
         free_docs(&l);
-        return rc ? rc : cli_fail(st);
+        return cli_fail(st);
     }
     msa_bank *b = NULL;
     st = open_bank(path, true, &b);
     msa_ingest_report rep = {0};
+    int n_split = 0;
     if (!st && synthetic) {
         st = add_synthetic(b, &l, replace, &rep);
     } else if (!st) {
         msa_bank_info bi;
         msa_bank_get_info(b, &bi);
         if (!model_path && bi.model_path[0]) model_path = bi.model_path;
+        msa_model *m = NULL;
+        msa_model_params mp = cli_model_params(a);
         if (!model_path) st = msa_fail(MSA_ERR_INVALID_ARG, "%s: no model recorded; give -m MODEL", path);
-        else st = model_glue_ingest(b, model_path, router, l.docs, l.n, replace, &rep);
+        if (!st) st = msa_model_load(model_path, &mp, &m);
+        if (!st && router) st = msa_model_load_router(m, router);
+        if (!st) {
+            uint8_t fp[32];
+            msa_model_fingerprint(m, fp);
+            st = msa_bank_check_fingerprint(b, fp);
+        }
+        if (!st) {
+            msa_model_info info;
+            msa_model_get_info(m, &info);
+            /* the encoder adds a few tokens of its own around a document: keep a margin under the context */
+            long budget = cli_int(a, "--split-tokens", info.n_ctx_train > 128 ? info.n_ctx_train - 64 : info.n_ctx_train);
+            if (budget > info.n_ctx_train - 8) budget = info.n_ctx_train - 8;
+            if (budget < 16) budget = 16;
+            st = split_docs(&l, msa_model_tokenizer(m), (size_t)budget, &n_split);
+        }
+        if (!st) {
+            msa_ingest_params ip = msa_ingest_default_params();
+            ip.replace = replace;
+            ip.progress = true;
+            st = msa_bank_ingest(b, m, l.docs, l.n, &ip, &rep);
+        }
+        msa_model_free(m);
     }
     msa_bank_close(b);
     free_docs(&l);
     if (st) return cli_fail(st);
-    printf("added %zu, replaced %zu, unchanged %zu; %" PRIu64 " tokens encoded in %.2f s (durable)\n", rep.n_added,
+    printf("added %zu, replaced %zu, unchanged %zu; %" PRIu64 " tokens encoded in %.2f s (durable)", rep.n_added,
            rep.n_replaced, rep.n_unchanged, rep.n_tokens_encoded, rep.seconds);
-    return 0;
+    if (n_split) printf("; %d long documents split", n_split);
+    if (c.n_skipped) printf("; %d inputs skipped (see above)", c.n_skipped);
+    putchar('\n');
+    return c.n_skipped ? 3 : 0;
 }
 
 /* ----------------------------------------------------------------------------------------- rm, ls, info */
 
-static int bank_rm(int argc, char **argv) {
-    if (argc < 3) return cli_usage_error("bank rm", "usage: msa bank rm BANK ID...");
+int bank_rm(const cli_args *a) {
     msa_bank *b;
-    msa_status st = open_bank(argv[1], true, &b);
+    msa_status st = open_bank(a->pos[0], true, &b);
     if (st) return cli_fail(st);
-    for (int i = 2; i < argc && !st; i++) st = msa_bank_remove(b, argv[i]);
+    for (int i = 1; i < a->n_pos && !st; i++) st = msa_bank_remove(b, a->pos[i]);
     if (!st) st = msa_bank_commit(b); /* all or nothing: a missing id commits none */
     msa_bank_close(b);
     if (st) return cli_fail(st);
-    printf("removed %d\n", argc - 2);
+    printf("removed %d\n", a->n_pos - 1);
     return 0;
 }
 
-static int bank_ls(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = true;
-        else if (argv[i][0] == '-') return cli_usage_error("bank ls", "unknown option '%s'", argv[i]);
-        else path = argv[i];
-    }
-    if (!path) return cli_usage_error("bank ls", "missing BANK");
+int bank_ls(const cli_args *a) {
+    const char *path = a->pos[0];
+    bool json = cli_has(a, "--json");
     msa_bank *b;
     msa_status st = open_bank(path, false, &b);
     if (st) return cli_fail(st);
+    if (!json) printf("%-32s %6s %10s %8s %s\n", "ID", "INDEX", "TOKENS", "CHUNKS", "HASH");
     for (uint64_t i = 0; i < msa_bank_n_docs(b); i++) {
         msa_bank_doc_info d;
         msa_bank_doc_at(b, i, &d);
@@ -448,22 +584,16 @@ static int bank_ls(int argc, char **argv) {
             free(s);
             json_decref(o);
         } else {
-            printf("%6u %10" PRIu64 " %s %s\n", d.index, d.n_tokens, h, d.id);
+            printf("%-32s %6u %10" PRIu64 " %8u %s\n", d.id, d.index, d.n_tokens, d.n_chunks, h);
         }
     }
     msa_bank_close(b);
     return 0;
 }
 
-static int bank_info(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = true;
-        else if (argv[i][0] == '-') return cli_usage_error("bank info", "unknown option '%s'", argv[i]);
-        else path = argv[i];
-    }
-    if (!path) return cli_usage_error("bank info", "missing BANK");
+int bank_info(const cli_args *a) {
+    const char *path = a->pos[0];
+    bool json = cli_has(a, "--json");
     msa_bank *b;
     msa_status st = open_bank(path, false, &b);
     if (st) return cli_fail(st);
@@ -480,9 +610,9 @@ static int bank_info(int argc, char **argv) {
     if (json) {
         json_t *layers = json_array();
         for (int l = 0; l < s->n_router; l++) json_array_append_new(layers, json_integer(s->router_layers[l]));
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                               "s:I, s:b, s:f, s:f}",
-                              "mode", s->mode == MSA_BANK_NATIVE ? "native" : "read", "dtype",
+                              "schema", "msa.bank.info/1", "mode", s->mode == MSA_BANK_NATIVE ? "native" : "read", "dtype",
                               s->dtype == MSA_BANK_BF16 ? "bf16" : "f32", "fingerprint", fp, "model_path", in.model_path,
                               "n_layers", s->n_layers, "router_layers", layers, "n_kv_heads", s->n_kv_heads, "head_dim",
                               s->head_dim, "pooling", s->pooling, "n_template", s->n_template, "version",
@@ -532,15 +662,9 @@ static void verify_progress(uint64_t done, uint64_t total, void *user) {
             rate / 1e9, eta);
 }
 
-static int bank_verify(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = true;
-        else if (argv[i][0] == '-') return cli_usage_error("bank verify", "unknown option '%s'", argv[i]);
-        else path = argv[i];
-    }
-    if (!path) return cli_usage_error("bank verify", "missing BANK");
+int bank_verify(const cli_args *a) {
+    const char *path = a->pos[0];
+    bool json = cli_has(a, "--json");
     double t0 = now_s();
     msa_bank *b;
     msa_status st = open_bank(path, false, &b);
@@ -551,11 +675,15 @@ static int bank_verify(int argc, char **argv) {
     msa_bank_verify_report rep;
     st = msa_bank_verify(b, tty ? verify_progress : NULL, &p, &rep);
     if (tty) fputc('\n', stderr);
+    /* the scan also checks tombstoned documents' bytes; "documents" means the live ones, as in ls and info */
+    msa_bank_info vi;
+    msa_bank_get_info(b, &vi);
+    rep.n_docs_checked = vi.n_docs;
     msa_bank_close(b);
     if (st) return cli_fail(st);
     double gbs = rep.seconds > 0 ? (double)rep.bytes_checked / rep.seconds / 1e9 : 0;
     if (json)
-        printf("{\"ok\":true,\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.4f,\"gb_per_s\":%.3f,"
+        printf("{\"schema\":\"msa.bank.verify/1\",\"ok\":true,\"documents\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.4f,\"gb_per_s\":%.3f,"
                "\"open_seconds\":%.4f}\n",
                rep.n_docs_checked, rep.bytes_checked, rep.seconds, gbs, t_open);
     else
@@ -564,10 +692,9 @@ static int bank_verify(int argc, char **argv) {
     return 0;
 }
 
-static int bank_compact(int argc, char **argv) {
-    if (argc != 2) return cli_usage_error("bank compact", "usage: msa bank compact BANK");
+int bank_compact(const cli_args *a) {
     msa_bank *b;
-    msa_status st = open_bank(argv[1], true, &b);
+    msa_status st = open_bank(a->pos[0], true, &b);
     if (st) return cli_fail(st);
     msa_bank_info before, after;
     msa_bank_get_info(b, &before);
@@ -580,46 +707,26 @@ static int bank_compact(int argc, char **argv) {
     return 0;
 }
 
-static int bank_export(int argc, char **argv) {
-    if (argc != 3) return cli_usage_error("bank export", "usage: msa bank export BANK FILE");
+int bank_export(const cli_args *a) {
+    /* the export is written to a temporary name, fsynced and renamed: there is no "-" (stdout) to rename */
+    if (!strcmp(a->pos[1], "-"))
+        return cli_usage_error("bank export", "FILE must be a file ('-' is refused: the export is written to a "
+                                              "temporary name and renamed into place)");
     msa_bank *b;
-    msa_status st = open_bank(argv[1], false, &b);
+    msa_status st = open_bank(a->pos[0], false, &b);
     if (st) return cli_fail(st);
-    st = msa_bank_export(b, argv[2]);
+    st = msa_bank_export(b, a->pos[1]);
     uint64_t n = msa_bank_n_docs(b);
     msa_bank_close(b);
     if (st) return cli_fail(st);
-    printf("exported %" PRIu64 " documents to %s\n", n, argv[2]);
+    printf("exported %" PRIu64 " documents to %s\n", n, a->pos[1]);
     return 0;
 }
 
-static int bank_import(int argc, char **argv) {
-    if (argc != 3) return cli_usage_error("bank import", "usage: msa bank import FILE BANK");
+int bank_import(const cli_args *a) {
     uint64_t n = 0;
-    msa_status st = msa_bank_import(argv[1], argv[2], &n);
+    msa_status st = msa_bank_import(a->pos[0], a->pos[1], &n);
     if (st) return cli_fail(st);
-    printf("imported %" PRIu64 " documents into %s\n", n, argv[2]);
+    printf("imported %" PRIu64 " documents into %s\n", n, a->pos[1]);
     return 0;
-}
-
-int cmd_bank(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 64 : 0;
-    }
-    const char *c = argv[1];
-    argc--;
-    argv++;
-    if (!strcmp(c, "create")) return bank_create(argc, argv);
-    if (!strcmp(c, "add")) return bank_add(argc, argv);
-    if (!strcmp(c, "rm")) return bank_rm(argc, argv);
-    if (!strcmp(c, "ls")) return bank_ls(argc, argv);
-    if (!strcmp(c, "info")) return bank_info(argc, argv);
-    if (!strcmp(c, "verify")) return bank_verify(argc, argv);
-    if (!strcmp(c, "compact")) return bank_compact(argc, argv);
-    if (!strcmp(c, "export")) return bank_export(argc, argv);
-    if (!strcmp(c, "import")) return bank_import(argc, argv);
-    fprintf(stderr, "msa bank: unknown command '%s'\n", c);
-    usage(stderr);
-    return 64;
 }

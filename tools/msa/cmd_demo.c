@@ -2,7 +2,7 @@
  * the corpus shipped in data/demo/ (public-domain passages plus planted facts), then asks the planted facts'
  * questions and prints each answer with the documents it was routed to.
  *
- *   msa demo [-m MODEL] [--corpus DIR] [--bank DIR] [--top-k K] [-n N] [-t THREADS] [--check]
+ *   msa demo [-m MODEL] [--corpus DIR] [--bank DIR] [--docs K] [-n N] [-t THREADS] [--device DEV] [--check]
  *
  * Defaults: MODEL models/SmolLM2-135M-Instruct.Q4_1.gguf, corpus data/demo (both also looked up next to the
  * executable's ../), bank $XDG_CACHE_HOME/msa/demo-bank-pP (else ~/.cache/msa/demo-bank-pP, P the pooling). Rerunning reuses the
@@ -97,31 +97,12 @@ static void jl_free(jl *l) {
     free(l->v);
 }
 
-int cmd_demo(int argc, char **argv) {
-    const char *model_path = NULL, *corpus = NULL, *bank_path = NULL;
-    int threads = 0, top_k = 3, max_new = 48, pooling = 0;
-    bool check = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: msa demo [-m MODEL] [--corpus DIR] [--bank DIR] [--top-k K] [-n N] [-t THREADS] [--pooling P] [--check]\n"
-                   "Builds a memory bank from data/demo (public-domain passages + planted facts) with the default\n"
-                   "model in read mode, then asks the planted facts' questions and shows the routed documents.\n");
-            return 0;
-        }
-        if (!strcmp(a, "--check")) { check = true; continue; }
-        if (!v) return cli_usage_error("demo", "%s needs a value", a);
-        if (!strcmp(a, "-m")) model_path = v;
-        else if (!strcmp(a, "--corpus")) corpus = v;
-        else if (!strcmp(a, "--bank")) bank_path = v;
-        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
-        else if (!strcmp(a, "-n")) max_new = atoi(v);
-        else if (!strcmp(a, "-t")) threads = atoi(v);
-        else if (!strcmp(a, "--pooling")) pooling = atoi(v);
-        else return cli_usage_error("demo", "unknown option '%s'", a);
-        i++;
-    }
-    if (top_k < 1 || top_k > 64) return cli_usage_error("demo", "--top-k must be 1..64");
+int cmd_demo(const cli_args *a) {
+    const char *model_path = cli_get(a, "--model"), *corpus = cli_get(a, "--corpus"), *bank_path = cli_get(a, "--bank");
+    int top_k = (int)cli_int(a, "--docs", 3), max_new = (int)cli_int(a, "--n-predict", 48),
+        pooling = (int)cli_int(a, "--pooling", 0);
+    bool check = cli_has(a, "--check");
+    if (top_k > 64) return cli_usage_error("demo", "--docs must be 1..64");
     if (max_new < 1) return cli_usage_error("demo", "-n must be >= 1");
     char mbuf[PATH_MAX], cbuf[PATH_MAX], bbuf[PATH_MAX], pbuf[PATH_MAX];
     if (!model_path) model_path = locate(DEFAULT_MODEL, mbuf, sizeof mbuf);
@@ -137,8 +118,7 @@ int cmd_demo(int argc, char **argv) {
     }
 
     fprintf(stderr, "msa demo: model %s\n", model_path);
-    msa_model_params mp = msa_model_default_params();
-    mp.n_threads = threads;
+    msa_model_params mp = cli_model_params(a);
     msa_model *model;
     msa_status st = msa_model_load(model_path, &mp, &model);
     if (st) {
@@ -182,6 +162,7 @@ int cmd_demo(int argc, char **argv) {
             in[i].text_len = json_string_length(json_object_get(docs.v[i], "text"));
         }
         msa_ingest_params ip = msa_ingest_default_params();
+        ip.progress = true;
         msa_ingest_report rep;
         st = in ? msa_bank_ingest(bank, model, in, docs.n, &ip, &rep) : MSA_ERR_NOMEM;
         free(in);

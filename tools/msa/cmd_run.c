@@ -4,24 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 
 #define PREFILL_CHUNK 512 /* prompt tokens per forward call: bounds the all-logits buffer of --dump-logits */
-
-static const char run_usage[] =
-    "usage: msa run -m MODEL [-p TEXT | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-    "               [--chat] [-t N] [-c N] [--dump-logits FILE]\n"
-    "  -m MODEL            a GGUF file or a Hugging Face model directory\n"
-    "  -p TEXT | -f FILE   the prompt, tokenized as is (special-token text stays text) unless --chat\n"
-    "  -n N                tokens to generate (default 128; 0 = none)\n"
-    "  --temp T            sampling temperature (default 0 = greedy)\n"
-    "  --top-k K, --top-p P, --seed S   sampling filters and seed\n"
-    "  --chat              render the prompt as one user message with the model's chat template\n"
-    "  -t N                compute threads (default: all CPUs)\n"
-    "  -c N                context capacity (default: prompt + N, at most the model's training context)\n"
-    "  --dump-logits FILE  write the float32 little-endian logits of every prompt position, [n_prompt x vocab]\n";
 
 static double now_s(void) {
     struct timespec ts;
@@ -30,17 +19,17 @@ static double now_s(void) {
 }
 
 static int read_text_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "msa: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "msa run: %s: %s\n", path, strerror(errno));
         return errno == ENOENT ? 66 : 74;
     }
     size_t cap = 4096, n = 0;
     char *b = malloc(cap);
     for (;;) {
         if (!b) {
-            fclose(f);
-            fprintf(stderr, "msa: %s: out of memory\n", path);
+            if (f != stdin) fclose(f);
+            fprintf(stderr, "msa run: %s: out of memory\n", path);
             return 71;
         }
         n += fread(b + n, 1, cap - n - 1, f);
@@ -51,10 +40,10 @@ static int read_text_file(const char *path, char **out, size_t *len) {
         b = p;
     }
     int err = ferror(f);
-    fclose(f);
+    if (f != stdin) fclose(f);
     if (err) {
         free(b);
-        fprintf(stderr, "msa: %s: read error\n", path);
+        fprintf(stderr, "msa run: %s: read error\n", path);
         return 74;
     }
     b[n] = '\0';
@@ -63,95 +52,39 @@ static int read_text_file(const char *path, char **out, size_t *len) {
     return 0;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *v) {
-    char *end;
-    errno = 0;
-    long x = strtol(s, &end, 10);
-    if (errno || end == s || *end || x < lo || x > hi) return false;
-    *v = x;
-    return true;
-}
-
-static bool parse_float(const char *s, float *v) {
-    char *end;
-    errno = 0;
-    float x = strtof(s, &end);
-    if (errno || end == s || *end || x != x) return false;
-    *v = x;
-    return true;
-}
-
 static bool is_eos(const msa_model_info *info, int32_t id) {
     for (int i = 0; i < info->n_eos; i++)
         if (info->eos_ids[i] == id) return true;
     return false;
 }
 
-int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *dump_path = NULL;
-    long n_gen = 128, n_threads = 0, n_ctx = 0;
-    bool chat = false;
+/* Ctrl-C: the first one stops generation (the timing line is still printed, exit 130); a second one, or
+ * one while nothing can be stopped, ends the process at once. */
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (interrupted) _exit(130);
+    interrupted = 1;
+}
+
+int cmd_run(const cli_args *a) {
+    const char *model_path = cli_get(a, "--model"), *prompt = cli_get(a, "--prompt"),
+               *prompt_file = cli_get(a, "--file"), *dump_path = cli_get(a, "--dump-logits");
+    long n_gen = cli_int(a, "--n-predict", 128), n_ctx = cli_int(a, "--ctx-size", 0);
+    bool chat = cli_has(a, "--chat");
     msa_sampler_params sp = msa_sampler_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long x;
-#define NEED_VALUE() \
-    do { \
-        if (!v) return cli_usage_error("run", "%s needs a value", a); \
-        i++; \
-    } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(run_usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            NEED_VALUE();
-            model_path = v;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            NEED_VALUE();
-            prompt = v;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-            NEED_VALUE();
-            prompt_file = v;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            NEED_VALUE();
-            if (!parse_int(v, 0, 1 << 24, &n_gen)) return cli_usage_error("run", "-n: bad count '%s'", v);
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            NEED_VALUE();
-            if (!parse_int(v, 1, 1024, &n_threads)) return cli_usage_error("run", "-t: bad thread count '%s'", v);
-        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
-            NEED_VALUE();
-            if (!parse_int(v, 1, 1 << 24, &n_ctx)) return cli_usage_error("run", "-c: bad context size '%s'", v);
-        } else if (!strcmp(a, "--temp")) {
-            NEED_VALUE();
-            if (!parse_float(v, &sp.temperature) || sp.temperature < 0)
-                return cli_usage_error("run", "--temp: bad temperature '%s'", v);
-        } else if (!strcmp(a, "--top-k")) {
-            NEED_VALUE();
-            if (!parse_int(v, 0, 1 << 24, &x)) return cli_usage_error("run", "--top-k: bad value '%s'", v);
-            sp.top_k = (int)x;
-        } else if (!strcmp(a, "--top-p")) {
-            NEED_VALUE();
-            if (!parse_float(v, &sp.top_p) || sp.top_p <= 0 || sp.top_p > 1)
-                return cli_usage_error("run", "--top-p: bad value '%s' (0 < P <= 1)", v);
-        } else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
-            NEED_VALUE();
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (errno || end == v || *end) return cli_usage_error("run", "--seed: bad value '%s'", v);
-            sp.seed = s;
-        } else if (!strcmp(a, "--chat")) {
-            chat = true;
-        } else if (!strcmp(a, "--dump-logits")) {
-            NEED_VALUE();
-            dump_path = v;
-        } else {
-            return cli_usage_error("run", "unknown option '%s' (see msa run --help)", a);
-        }
-#undef NEED_VALUE
-    }
-    if (!model_path) return cli_usage_error("run", "-m MODEL is required");
+    sp.temperature = (float)cli_float(a, "--temp", 0);
+    sp.top_k = (int)cli_int(a, "--top-k", 0);
+    sp.top_p = (float)cli_float(a, "--top-p", 1);
+    sp.min_p = (float)cli_float(a, "--min-p", 0);
+    sp.repeat_penalty = (float)cli_float(a, "--repeat-penalty", 1);
+    const long last_n = cli_int(a, "--repeat-last-n", 64);
+    const char *seed_arg = cli_get(a, "--seed");
+    /* random unless given: the same --temp run twice should not give the same text (llama.cpp's -1) */
+    bool random_seed = !seed_arg || !strcmp(seed_arg, "-1");
+    sp.seed = random_seed ? cli_random_seed() : strtoull(seed_arg, NULL, 10);
+    if (sp.top_p <= 0) return cli_usage_error("run", "--top-p: must be > 0");
+    if (!model_path) return cli_usage_error("run", "-m MODEL is required (msa run --help)");
     if (!!prompt + !!prompt_file != 1) return cli_usage_error("run", "give exactly one of -p TEXT or -f FILE");
 
     char *text = NULL;
@@ -165,8 +98,7 @@ int cmd_run(int argc, char **argv) {
         text_len = strlen(text);
     }
 
-    msa_model_params mp = msa_model_default_params();
-    mp.n_threads = (int)n_threads;
+    msa_model_params mp = cli_model_params(a);
     msa_model *model = NULL;
     double t0 = now_s();
     msa_status st = msa_model_load(model_path, &mp, &model);
@@ -209,15 +141,24 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
 
+    /* A prompt that cannot fit is refused now, with the numbers, not after minutes of prefill. */
+    long limit = n_ctx ? n_ctx : info.n_ctx_train;
+    if ((long)n_prompt > limit) {
+        fprintf(stderr, "msa run: the prompt is %zu tokens, over the %s of %ld tokens; nothing was run\n", n_prompt,
+                n_ctx ? "context given with -c" : "model's context", limit);
+        rc = 65;
+        goto done;
+    }
     msa_session_params spar = msa_session_default_params();
     long want = n_ctx ? n_ctx : (long)n_prompt + n_gen;
-    if (!n_ctx && want > info.n_ctx_train) want = info.n_ctx_train > (long)n_prompt ? info.n_ctx_train : (long)n_prompt;
+    if (!n_ctx && want > info.n_ctx_train) want = info.n_ctx_train;
     spar.n_ctx = (int)(want > (1 << 24) ? (1 << 24) : want);
     st = msa_session_new(model, &spar, &sess);
     if (st != MSA_OK) goto fail;
 
     size_t V = (size_t)info.n_vocab;
-    size_t chunk = dump_path ? PREFILL_CHUNK : n_prompt;
+    /* chunks: a Ctrl-C is seen between them; --dump-logits bounds its all-logits buffer with them */
+    size_t chunk = PREFILL_CHUNK;
     logits = malloc((dump_path ? chunk : 1) * V * sizeof(float));
     if (!logits) {
         st = MSA_ERR_NOMEM;
@@ -226,30 +167,37 @@ int cmd_run(int argc, char **argv) {
     if (dump_path) {
         dump = fopen(dump_path, "wb");
         if (!dump) {
-            fprintf(stderr, "msa: %s: %s\n", dump_path, strerror(errno));
+            fprintf(stderr, "msa run: %s: %s\n", dump_path, strerror(errno));
             rc = 74;
             goto done;
         }
     }
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_sa);
     double t1 = now_s();
-    for (size_t off = 0; off < n_prompt; off += chunk) {
+    size_t n_prefilled = 0;
+    for (size_t off = 0; off < n_prompt && !interrupted; off += chunk, n_prefilled = off) {
         size_t n = n_prompt - off < chunk ? n_prompt - off : chunk;
         st = msa_session_eval(sess, prompt_ids + off, n, dump != NULL, logits);
         if (st != MSA_OK) goto fail;
         if (dump && fwrite(logits, sizeof(float), n * V, dump) != n * V) {
-            fprintf(stderr, "msa: %s: write failed\n", dump_path);
+            fprintf(stderr, "msa run: %s: write failed\n", dump_path);
             rc = 74;
             goto done;
         }
     }
-    if (dump) {
+    if (n_prefilled > n_prompt) n_prefilled = n_prompt;
+    if (interrupted) n_gen = 0;
+    if (dump && !interrupted) {
         /* the next token comes from the last prompt row */
         size_t last = (n_prompt - 1) % chunk;
         memmove(logits, logits + last * V, V * sizeof(float));
         int e = fclose(dump);
         dump = NULL;
         if (e) {
-            fprintf(stderr, "msa: %s: write failed\n", dump_path);
+            fprintf(stderr, "msa run: %s: write failed\n", dump_path);
             rc = 74;
             goto done;
         }
@@ -260,8 +208,21 @@ int cmd_run(int argc, char **argv) {
     double t2 = now_s();
     long n_done = 0, n_decode = 0;
     char piece[256];
+    const char *stop = NULL;
+    /* recent tokens for --repeat-penalty: the prompt's tail, then what is generated */
+    size_t win = last_n > 0 ? (size_t)last_n : 0, n_recent = 0;
+    int32_t *recent = win ? malloc(win * sizeof *recent) : NULL;
+    for (size_t i = n_prompt > win ? n_prompt - win : 0; recent && i < n_prompt; i++) recent[n_recent++] = prompt_ids[i];
     for (; n_done < n_gen; n_done++) {
-        int32_t next = msa_sample(logits, info.n_vocab, &sp, &rng);
+        if (interrupted) {
+            stop = "interrupted";
+            break;
+        }
+        int32_t next = msa_sample_recent(logits, info.n_vocab, &sp, &rng, recent, n_recent);
+        if (recent) {
+            if (n_recent == win) memmove(recent, recent + 1, (win - 1) * sizeof *recent), n_recent--;
+            recent[n_recent++] = next;
+        }
         if (is_eos(&info, next)) break;
         int pl = msa_token_to_piece(tok, next, piece, sizeof piece);
         if (pl > (int)sizeof piece) {
@@ -276,18 +237,35 @@ int cmd_run(int argc, char **argv) {
             n_done++;
             break;
         }
+        if (msa_session_n_past(sess) >= spar.n_ctx) { /* full: stop like llama.cpp, keep what was generated */
+            n_done++;
+            stop = "context full";
+            break;
+        }
         st = msa_session_eval(sess, &next, 1, false, logits);
         n_decode++;
         if (st != MSA_OK) {
             fputc('\n', stdout);
+            free(recent);
             goto fail;
         }
     }
+    free(recent);
+    if (interrupted && !stop) stop = "interrupted";
     if (n_done > 0) fputc('\n', stdout);
+    fflush(stdout);
     double t_gen = now_s() - t2;
-    fprintf(stderr, "msa run: load %.2f s | prompt %zu tokens %.1f ms (%.1f tok/s) | generated %ld tokens %.1f ms (%.1f decode tok/s)\n",
-            t_load, n_prompt, 1e3 * t_prompt, t_prompt > 0 ? (double)n_prompt / t_prompt : 0.0, n_done, 1e3 * t_gen,
-            t_gen > 0 ? (double)n_decode / t_gen : 0.0);
+    char seed_txt[48] = "";
+    if (sp.temperature > 0) snprintf(seed_txt, sizeof seed_txt, " | seed %llu", (unsigned long long)sp.seed);
+    if (stop && !strcmp(stop, "context full"))
+        fprintf(stderr, "msa run: stopped: the context of %d tokens is full (-c)\n", spar.n_ctx);
+    else if (stop)
+        fprintf(stderr, "msa run: interrupted\n");
+    fprintf(stderr, "msa run: load %.2f s | prompt %zu tokens %.1f ms (%.1f tok/s) | generated %ld tokens %.1f ms (%.1f decode tok/s)%s\n",
+            t_load, n_prefilled, 1e3 * t_prompt, t_prompt > 0 ? (double)n_prefilled / t_prompt : 0.0, n_done, 1e3 * t_gen,
+            t_gen > 0 ? (double)n_decode / t_gen : 0.0, seed_txt);
+    sigaction(SIGINT, &old_sa, NULL);
+    if (stop && !strcmp(stop, "interrupted")) rc = 130;
     goto done;
 fail:
     rc = cli_fail(st);

@@ -7,19 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: msa tokenize (-m MODEL | --tokenizer FILE) [--json] [--special] [--decode]\n"
-            "  reads text on stdin and prints its token ids (no BOS is added)\n"
-            "  -m MODEL          a Hugging Face model directory, tokenizer.json or GGUF file\n"
-            "  --tokenizer FILE  a tokenizer.json, a directory holding one, or a GGUF file\n"
-            "  --json            print a JSON array\n"
-            "  --special         recognise special-token strings such as <|im_start|> in the text\n"
-            "  --decode          read ids (space/comma separated or a JSON array) and print their text\n");
-}
 
 static int read_all(FILE *f, char **buf, size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -76,29 +66,11 @@ static long parse_ids(const char *s, size_t len, int32_t **ids, size_t *n) {
     return -1;
 }
 
-int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false, special = false, decode = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        if ((!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--tokenizer")) && i + 1 < argc) {
-            path = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--special")) {
-            special = true;
-        } else if (!strcmp(a, "--decode")) {
-            decode = true;
-        } else {
-            usage(stderr);
-            return cli_usage_error("tokenize", "unknown or incomplete argument '%s'", a);
-        }
-    }
-    if (!path) {
-        usage(stderr);
-        return cli_usage_error("tokenize", "give -m MODEL or --tokenizer FILE");
-    }
+int cmd_tokenize(const cli_args *a) {
+    const char *path = cli_get(a, "--tokenizer");
+    if (!path) path = cli_get(a, "--model");
+    bool json = cli_has(a, "--json"), special = cli_has(a, "--special"), decode = cli_has(a, "--decode");
+    if (!path) return cli_usage_error("tokenize", "give -m MODEL or --tokenizer FILE (msa tokenize --help)");
     msa_tokenizer *tok;
     msa_status st = msa_tokenizer_load(path, &tok);
     if (st != MSA_OK) return cli_fail(st);
@@ -124,6 +96,8 @@ int cmd_tokenize(int argc, char **argv) {
                 rc = cli_fail(st);
             } else {
                 fwrite(text, 1, tlen, stdout);
+                /* a terminal gets the prompt back on its own line; a pipe gets the bytes exactly */
+                if (isatty(1) && (tlen == 0 || text[tlen - 1] != '\n')) fputc('\n', stdout);
                 free(text);
             }
             free(ids);

@@ -1,18 +1,28 @@
-/* commands.h — the subcommands of the msa CLI; one file each under tools/msa/.
- * Each takes argc/argv after the subcommand name and returns a process exit code (sysexits style,
- * see msa_status_exit_code in msa.h). */
+/* commands.h — the subcommands of the msa CLI; one file each under tools/msa/, one row each in the command
+ * table (cli_table.c), which parses and validates their flags (cli.h) before they run.
+ * Each returns a process exit code (sysexits style, see msa_status_exit_code in msa.h). */
 #ifndef MSA_TOOLS_COMMANDS_H
 #define MSA_TOOLS_COMMANDS_H
 
+#include "cli.h"
 #include "msa.h"
 
-int cmd_run(int argc, char **argv);       /* cmd_run.c: generate text from a prompt */
-int cmd_tokenize(int argc, char **argv);  /* cmd_tokenize.c: text <-> ids */
-int cmd_bench(int argc, char **argv);     /* cmd_bench.c: benchmarks */
-int cmd_bank(int argc, char **argv);      /* cmd_bank.c: memory bank management */
-int cmd_ask(int argc, char **argv);       /* cmd_ask.c: answer a question from a bank */
-int cmd_chat(int argc, char **argv);      /* cmd_ask.c: interactive questions over a bank */
-int cmd_demo(int argc, char **argv);      /* cmd_demo.c: the end-to-end demo on the default model */
+int cmd_run(const cli_args *a);       /* cmd_run.c: generate text from a prompt */
+int cmd_tokenize(const cli_args *a);  /* cmd_tokenize.c: text <-> ids */
+int cmd_ask(const cli_args *a);       /* cmd_ask.c: answer a question from a bank */
+int cmd_chat(const cli_args *a);      /* cmd_ask.c: interactive questions over a bank */
+int cmd_demo(const cli_args *a);      /* cmd_demo.c: the end-to-end demo on the default model */
+int bank_create(const cli_args *a);   /* cmd_bank.c: `msa bank ...` */
+int bank_add(const cli_args *a);
+int bank_rm(const cli_args *a);
+int bank_ls(const cli_args *a);
+int bank_info(const cli_args *a);
+int bank_verify(const cli_args *a);
+int bank_compact(const cli_args *a);
+int bank_export(const cli_args *a);
+int bank_import(const cli_args *a);
+/* cmd_bench.c: `msa bench WHAT ...` (argv[0] = "bench"); the benchmarks parse their own options */
+int cmd_bench(int argc, char **argv);
 int bench_bank(int argc, char **argv);     /* bench_bank.c: `msa bench bank ...` (argv[0] = "bank") */
 
 /* bench_model.c: `msa bench prefill|decode`; what is "prefill" or "decode", argv[0] is what, options follow. */
@@ -20,10 +30,13 @@ int bench_model(const char *what, int argc, char **argv);
 /* bench_gpu.c: `msa bench gpu` (argv[0] = "gpu"): the model on a device beside its measured ceilings. */
 int bench_gpu(int argc, char **argv);
 
-/* Print "msa: <message>" for a failed status (msa_last_error, else msa_strerror) to stderr and return
- * the exit code for it. */
+/* Print "msa <command>: <message>" for a failed status (msa_last_error, else msa_strerror) to stderr and
+ * return the exit code for it. */
 int cli_fail(msa_status st);
 /* Print "msa <cmd>: <message>" to stderr and return 64 (usage). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The model parameters every model-running command shares: threads (-t, 0 = all CPUs) and --device. */
+msa_model_params cli_model_params(const cli_args *a);
 
 #endif

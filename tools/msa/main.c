@@ -1,30 +1,16 @@
-/* main.c — the msa command-line entry point: dispatches to one subcommand per file. */
+/* main.c — the msa command-line entry point: finds the command's row in the table (cli_table.c), parses
+ * its flags (cli.c) and runs it; `msa help` prints the generated help and docs/cli.md. */
+#include <jansson.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 
-struct command {
-    const char *name;
-    int (*fn)(int, char **);
-    const char *summary;
-};
-
-/* Commands whose module has not landed yet are listed with fn NULL so `msa help` stays truthful. */
-static const struct command commands[] = {
-    {"run", cmd_run, "generate text: msa run -m MODEL [-p TEXT|-f FILE] [-n N] [--chat] ..."},
-    {"tokenize", cmd_tokenize, "text on stdin to ids: msa tokenize (-m MODEL|--tokenizer FILE) [--json] [--special] [--decode]"},
-    {"bank", cmd_bank, "memory banks: msa bank create|add|rm|ls|info|verify|compact|export|import ..."},
-    {"ask", cmd_ask, "answer from a bank: msa ask -m MODEL --bank BANK -q QUESTION [--json]"},
-    {"chat", cmd_chat, "interactive questions over a bank: msa chat -m MODEL --bank BANK"},
-    {"bench", cmd_bench, "benchmarks: msa bench prefill|decode|mem|... [--json]"},
-    {"demo", cmd_demo, "build a bank from the bundled corpus with the default model and ask it questions"},
-};
-
 int cli_fail(msa_status st) {
     const char *msg = msa_last_error();
-    fprintf(stderr, "msa: %s\n", (msg && msg[0]) ? msg : msa_strerror(st));
+    fprintf(stderr, "msa%s%s: %s\n", cli_current[0] ? " " : "", cli_current, (msg && msg[0]) ? msg : msa_strerror(st));
     return msa_status_exit_code(st);
 }
 
@@ -38,29 +24,108 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 64;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "msa %s — Memory Sparse Attention engine\n\nusage: msa COMMAND [ARGS]\n\n", msa_version());
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n`msa COMMAND --help` for a command's options.\n");
+msa_model_params cli_model_params(const cli_args *a) {
+    msa_model_params mp = msa_model_default_params();
+    mp.n_threads = (int)cli_int(a, "--threads", 0);
+    mp.device = cli_get(a, "--device");
+    return mp;
+}
+
+static bool is_group(const char *w) { return !strcmp(w, "bank") || !strcmp(w, "bench"); }
+
+/* The command named by argv[1] (and argv[2] for a group); *words gets how many argv entries named it. */
+static const cli_cmd *find(int argc, char **argv, int *words) {
+    if (argc >= 3 && is_group(argv[1])) {
+        char name[64];
+        snprintf(name, sizeof name, "%s %s", argv[1], argv[2]);
+        *words = 2;
+        return cli_find(name);
+    }
+    *words = 1;
+    return cli_find(argv[1]);
+}
+
+static int help(int argc, char **argv) {
+    if (argc < 3) {
+        cli_help_top(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[2], "--markdown")) {
+        cli_markdown(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[2], "--list")) { /* every command, one per line (tests walk it) */
+        for (size_t i = 0; i < cli_n_commands; i++) puts(cli_commands[i].name);
+        return 0;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s%s%s", argv[2], argc > 3 ? " " : "", argc > 3 ? argv[3] : "");
+    const cli_cmd *c = cli_find(name);
+    if (c) {
+        cli_help(stdout, c);
+        return 0;
+    }
+    if (is_group(argv[2]) && argc == 3) {
+        cli_help_group(stdout, argv[2]);
+        return 0;
+    }
+    fprintf(stderr, "msa help: no command '%s'\n", name);
+    cli_help_top(stderr);
+    return 64;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        usage(stderr);
+        cli_help_top(stderr);
         return 64;
     }
-    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(stdout);
-        return 0;
-    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return help(argc, argv);
     if (!strcmp(argv[1], "--version")) {
         printf("msa %s\n", msa_version());
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "msa: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 64;
+    int words;
+    const cli_cmd *c = find(argc, argv, &words);
+    if (!c) {
+        if (is_group(argv[1])) {
+            bool want_help = argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h") || !strcmp(argv[2], "help"));
+            if (!want_help) {
+                if (argc >= 3) fprintf(stderr, "msa %s: unknown subcommand '%s'\n", argv[1], argv[2]);
+                else fprintf(stderr, "msa %s: missing subcommand\n", argv[1]);
+            }
+            cli_help_group(want_help ? stdout : stderr, argv[1]);
+            return want_help ? 0 : 64;
+        }
+        fprintf(stderr, "msa: unknown command '%s'\n", argv[1]);
+        cli_help_top(stderr);
+        return 64;
+    }
+    cli_current = c->name;
+    if (c->raw) {
+        for (int i = 1 + words; i < argc; i++)
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                cli_help(stdout, c);
+                return 0;
+            }
+        return c->raw(argc - 1, argv + 1);
+    }
+    cli_args a;
+    int rc = cli_parse(c, argc - words, argv + words, &a);
+    if (rc > 0) {
+        /* with --json the error is JSON on stdout too (docs/cli.md), also when the command line is wrong */
+        for (int i = 1 + words; i < argc; i++)
+            if (!strcmp(argv[i], "--json")) {
+                json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", "usage",
+                                      "exit_code", rc, "message", cli_usage_message);
+                char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (s) puts(s);
+                free(s);
+                json_decref(o);
+                break;
+            }
+    }
+    if (rc) return rc < 0 ? 0 : rc;
+    rc = c->run(&a);
+    cli_args_free(&a);
+    return rc;
 }

@@ -9,9 +9,8 @@
 
 #include "util/error.h"
 
-static msa_status load(const char *model_path, const char *router_path, msa_model **m) {
-    msa_model_params mp = msa_model_default_params();
-    MSA_TRY(msa_model_load(model_path, &mp, m));
+static msa_status load(const char *model_path, const char *router_path, const msa_model_params *mp, msa_model **m) {
+    MSA_TRY(msa_model_load(model_path, mp, m));
     msa_status st = router_path ? msa_model_load_router(*m, router_path) : MSA_OK;
     if (st) {
         msa_model_free(*m);
@@ -20,10 +19,15 @@ static msa_status load(const char *model_path, const char *router_path, msa_mode
     return st;
 }
 
-msa_status model_glue_bank_params(const char *model_path, const char *router_path, bool read_mode, int pooling, msa_bank_create_params *cp) {
+msa_status model_glue_bank_params(const char *model_path, const char *router_path, int mode, int pooling, msa_bank_create_params *cp) {
     msa_model *m = NULL;
-    MSA_TRY(load(model_path, router_path, &m));
-    msa_status st = msa_memory_bank_shape(m, read_mode ? MSA_BANK_READ : MSA_BANK_NATIVE, pooling, &cp->shape);
+    msa_model_params mp = msa_model_default_params();
+    MSA_TRY(load(model_path, router_path, &mp, &m));
+    msa_model_info info;
+    msa_model_get_info(m, &info);
+    /* no --mode: native where the model can (an MSA checkpoint's own router), read otherwise */
+    if (mode < 0) mode = info.is_msa && !router_path ? MSA_BANK_NATIVE : MSA_BANK_READ;
+    msa_status st = msa_memory_bank_shape(m, (msa_bank_mode)mode, pooling, &cp->shape);
     if (!st) {
         msa_model_fingerprint(m, cp->fingerprint);
         /* an absolute path: `msa bank add` may run from another directory */
@@ -37,10 +41,10 @@ msa_status model_glue_bank_params(const char *model_path, const char *router_pat
     return st;
 }
 
-msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char *router_path, const msa_doc_input *docs, size_t n_docs,
-                             bool replace, msa_ingest_report *report) {
+msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char *router_path, const msa_model_params *mp,
+                             const msa_doc_input *docs, size_t n_docs, bool replace, msa_ingest_report *report) {
     msa_model *m = NULL;
-    MSA_TRY(load(model_path, router_path, &m));
+    MSA_TRY(load(model_path, router_path, mp, &m));
     uint8_t fp[32];
     msa_model_fingerprint(m, fp);
     msa_status st = msa_bank_check_fingerprint(bank, fp);

@@ -5,11 +5,12 @@
 
 #include "msa.h"
 
-/* Load the model at model_path (with router weights from router_path unless NULL: msa_model_load_router) and fill cp (shape from its config/msa_config, fingerprint, model path). */
-msa_status model_glue_bank_params(const char *model_path, const char *router_path, bool read_mode, int pooling, msa_bank_create_params *cp);
+/* Load the model at model_path (with router weights from router_path unless NULL: msa_model_load_router) and fill cp (shape from its config/msa_config, fingerprint, model path).
+ * mode: MSA_BANK_NATIVE, MSA_BANK_READ, or -1 for the model's own (native for an MSA checkpoint, else read). */
+msa_status model_glue_bank_params(const char *model_path, const char *router_path, int mode, int pooling, msa_bank_create_params *cp);
 
 /* Load the model, check it matches the bank's fingerprint, and encode docs into the bank (durable on return). */
-msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char *router_path, const msa_doc_input *docs, size_t n_docs,
-                             bool replace, msa_ingest_report *report);
+msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char *router_path, const msa_model_params *mp,
+                             const msa_doc_input *docs, size_t n_docs, bool replace, msa_ingest_report *report);
 
 #endif

@@ -1,0 +1,307 @@
+/* cli_table.c — the tables of the msa CLI: the shared flags (one meaning each, llama.cpp's where it has one),
+ * every command with the flags it takes, and the prose of docs/cli.md around them. `msa help --markdown`
+ * prints docs/cli.md from these tables; tests/cli/help.sh checks the checked-in file is current. */
+#include "cli.h"
+#include "commands.h"
+
+#define BIG 16777216.0
+
+const cli_opt cli_shared[] = {
+    {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
+    {"--device", NULL, "DEV", CLI_DEVICE, 0, 0, "auto",
+     "where the model runs: cpu, cuda (GPU 0), cuda:N or auto (a GPU when this build has CUDA and one is present); "
+     "a build without CUDA refuses cuda with exit 69", NULL, false, NULL},
+    {"--threads", "-t", "N", CLI_INT, 0, 4096, "0", "compute threads; 0 = all CPUs", NULL, false, NULL},
+    {"--prompt", "-p", "TEXT", CLI_STR, 0, 0, NULL, "the prompt text", NULL, false, NULL},
+    {"--file", "-f", "FILE", CLI_STR, 0, 0, NULL, "read the prompt from FILE ('-' = stdin)", NULL, false, NULL},
+    {"--n-predict", "-n", "N", CLI_INT, 0, BIG, "128 in run, 512 per round in ask and chat, 48 in demo",
+     "tokens to generate at most", NULL, false, NULL},
+    {"--ctx-size", "-c", "N", CLI_INT, 0, BIG, "0",
+     "context size in tokens; 0 = prompt + N, at most the model's training context. Generation stops cleanly "
+     "(with timings) when it is full; a prompt that does not fit is refused before any work (exit 65)", NULL, false, NULL},
+    {"--temp", NULL, "T", CLI_FLOAT, 0, 100, "0", "sampling temperature; 0 = greedy", NULL, false, NULL},
+    {"--top-k", NULL, "K", CLI_INT, 0, BIG, "0", "sampling: keep the K most likely tokens; 0 = off", NULL, false, NULL},
+    {"--top-p", NULL, "P", CLI_FLOAT, 0, 1, "1", "sampling: keep the smallest set of tokens whose probability reaches P; 1 = off",
+     NULL, false, NULL},
+    {"--min-p", NULL, "P", CLI_FLOAT, 0, 1, "0", "sampling: drop tokens less likely than P times the most likely; 0 = off",
+     NULL, false, NULL},
+    {"--repeat-penalty", NULL, "X", CLI_FLOAT, 0.01, 10, "1", "penalise the last --repeat-last-n tokens: their positive "
+     "logits divided by X, negative ones multiplied; 1 = off. Applies to greedy decoding too", NULL, false, NULL},
+    {"--repeat-last-n", NULL, "N", CLI_INT, 0, 1 << 20, "64", "how many recent tokens --repeat-penalty looks at", NULL, false, NULL},
+    {"--seed", "-s", "S", CLI_INT, -1, 9.2e18, "-1", "sampling seed; -1 = a random one, printed (run: the timing line; "
+     "ask: --json) so the run can be repeated", NULL, false, NULL},
+    {"--bank", "-b", "BANK", CLI_STR, 0, 0, NULL, "a memory bank directory (msa bank create)", NULL, false, NULL},
+    {"--docs", NULL, "K", CLI_INT, 1, 1024, "msa_config's; 3 in read mode", "documents retrieved per router layer", NULL, false, NULL},
+    {"--mode", NULL, "MODE", CLI_STR, 0, 0, NULL, "native (MSA sparse attention over memory; MSA checkpoints) or read "
+     "(route, then put the best documents' text in the prompt; any model)", "native|read", false, NULL},
+    {"--router", NULL, "FILE", CLI_STR, 0, 0, NULL, "read mode with router weights from a safetensors file (per layer "
+     "self_attn.router_q_proj / router_k_proj); a bank built with it is used with the same FILE only", NULL, false, NULL},
+    {"--json", NULL, NULL, CLI_FLAG, 0, 0, NULL, "print one JSON object (schema in docs/cli.md); errors too", NULL, false, NULL},
+    {"--verbose", "-v", NULL, CLI_FLAG, 0, 0, NULL, "also print the routed documents per layer", NULL, false, NULL},
+    {"--question", "-q", "TEXT", CLI_STR, 0, 0, NULL, "the question", NULL, false, NULL},
+    {"--rounds", NULL, "R", CLI_INT, 1, 1000, "8", "Memory Interleave rounds at most (native mode)", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+#define SAMPLING "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n", "--seed"
+
+/* ---- run */
+static const char *const run_shared[] = {"--model", "--prompt", "--file", "--n-predict", SAMPLING, "--threads",
+                                         "--ctx-size", "--device", NULL};
+static const cli_opt run_own[] = {
+    {"--chat", NULL, NULL, CLI_FLAG, 0, 0, NULL, "render the prompt as one user message with the model's chat template",
+     NULL, false, NULL},
+    {"--dump-logits", NULL, "FILE", CLI_STR, 0, 0, NULL,
+     "write the float32 little-endian logits of every prompt position, [n_prompt x vocab]", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+/* ---- tokenize */
+static const char *const tok_shared[] = {"--model", "--json", NULL};
+static const cli_opt tok_own[] = {
+    {"--tokenizer", NULL, "FILE", CLI_STR, 0, 0, NULL, "a tokenizer.json, a directory holding one, or a GGUF file", NULL, false, NULL},
+    {"--special", NULL, NULL, CLI_FLAG, 0, 0, NULL, "recognise special-token strings such as <|im_start|> in the text", NULL, false, NULL},
+    {"--decode", NULL, NULL, CLI_FLAG, 0, 0, NULL, "read ids (space/comma separated or a JSON array) and print their text, "
+     "ending with a newline on a terminal", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+/* ---- ask / chat */
+static const char *const ask_shared[] = {"--model", "--bank", "--question", "--prompt", "--docs", "--mode", "--rounds",
+                                         "--n-predict", "--temp", "--top-p", "--min-p", "--repeat-penalty",
+                                         "--repeat-last-n", "--seed", "--threads", "--device", "--router", "--json",
+                                         "--verbose", NULL};
+static const char *const chat_shared[] = {"--model", "--bank", "--question", "--docs", "--mode", "--rounds",
+                                          "--n-predict", "--temp", "--top-p", "--min-p", "--repeat-penalty",
+                                          "--repeat-last-n", "--seed", "--threads", "--device", "--router", "--json",
+                                          "--verbose", NULL};
+static const cli_opt ask_own[] = {
+    {"--top-k", "-k", "K", CLI_INT, 1, 1024, NULL, NULL, NULL, false, "--docs"},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const cli_opt chat_own[] = {
+    {"--history", NULL, "TURNS", CLI_INT, 0, 64, "4", "previous question/answer pairs carried into each new question "
+     "(0 = none); the oldest are dropped first, also when they would not fit the context", NULL, false, NULL},
+    {"--top-k", "-k", "K", CLI_INT, 1, 1024, NULL, NULL, NULL, false, "--docs"},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+/* ---- demo */
+static const char *const demo_shared[] = {"--model", "--bank", "--docs", "--n-predict", "--threads", "--device", NULL};
+static const cli_opt demo_own[] = {
+    {"--corpus", NULL, "DIR", CLI_STR, 0, 0, "data/demo", "passages.jsonl and facts.jsonl", NULL, false, NULL},
+    {"--pooling", NULL, "P", CLI_INT, 0, 4096, "1", "tokens per chunk of the demo bank", NULL, false, NULL},
+    {"--check", NULL, NULL, CLI_FLAG, 0, 0, NULL, "exit 1 unless every planted fact is routed and answered", NULL, false, NULL},
+    {"--top-k", "-k", "K", CLI_INT, 1, 64, NULL, NULL, NULL, false, "--docs"},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+/* ---- bank */
+static const char *const bcreate_shared[] = {"--model", "--mode", "--router", NULL};
+static const cli_opt bcreate_own[] = {
+    {"--pooling", NULL, "P", CLI_INT, 0, 4096, "the checkpoint's; 1 in read mode", "tokens per chunk", NULL, false, NULL},
+    {"--shape-of", NULL, "NAME", CLI_STR, 0, 0, NULL, "no model: a named shape for tests and benchmarks",
+     "msa-4b|synthetic-small", false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const char *const badd_shared[] = {"--model", "--router", "--threads", "--device", NULL};
+static const cli_opt badd_own[] = {
+    {"--jsonl", NULL, "FILE", CLI_STR, 0, 0, NULL, "documents as JSON lines {\"id\", \"text\", \"meta\"} ('-' = stdin)", NULL, true, NULL},
+    {"--id", NULL, "ID", CLI_STR, 0, 0, "stdin", "the id of the document read from '-'", NULL, false, NULL},
+    {"--replace", NULL, NULL, CLI_FLAG, 0, 0, NULL, "a document id with new content replaces the old one", NULL, false, NULL},
+    {"--split-tokens", NULL, "N", CLI_INT, 16, BIG, "the model's context",
+     "split documents longer than N tokens into FILE#0, FILE#1, ... (docs/bank-format.md)", NULL, false, NULL},
+    {"--synthetic", NULL, NULL, CLI_FLAG, 0, 0, NULL, "store deterministic vectors derived from the text (tests; no model)", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const char *const json_only[] = {"--json", NULL};
+
+/* ---- bench (parsed by the benchmarks themselves; the table gives their help and docs) */
+static const cli_opt bench_mem_own[] = {
+    {"--size", NULL, "MiB", CLI_INT, 1, 1 << 20, "1024", "buffer size", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const cli_opt bench_matmul_own[] = {
+    {"--dtype", NULL, "D", CLI_STR, 0, 0, "per model", "weight dtype", NULL, false, NULL},
+    {"--model", NULL, "NAME", CLI_STR, 0, 0, "all", "shapes of smollm2-135m, qwen3-4b or all", NULL, false, NULL},
+    {"--tokens", NULL, "N", CLI_INT, 2, 8192, "512", "prefill tokens", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const cli_opt bench_model_own[] = {
+    {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
+    {"--prompt-tokens", "-p", "N", CLI_INT, 1, 65536, "512", "prompt tokens of the prefill test", NULL, false, NULL},
+    {"--n-predict", "-n", "N", CLI_INT, 1, 65536, "128", "generated tokens of the decode test", NULL, false, NULL},
+    {"--peer", NULL, "LLAMA_BENCH", CLI_STR, 0, 0, NULL, "also run llama.cpp's llama-bench at this path ('auto' = "
+     "$MSA_LLAMA_BENCH) on the same GGUF; a path that is not an executable fails (exit 66)", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const cli_opt bench_bank_own[] = {
+    {"--tokens", NULL, "N", CLI_INT, 1, 1e12, NULL, "bank size to build", NULL, false, NULL},
+    {"--doc-tokens", NULL, "D", CLI_INT, 1, 1e9, NULL, "tokens per document", NULL, false, NULL},
+    {"--shape", NULL, "NAME", CLI_STR, 0, 0, "msa-4b", "bank shape", NULL, false, NULL},
+    {"--cold", NULL, NULL, CLI_FLAG, 0, 0, NULL, "drop the page cache first", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const cli_opt bench_route_own[] = {
+    {"--sizes", NULL, "LIST", CLI_STR, 0, 0, "1e4,3e4,...,1e7", "bank sizes in tokens", NULL, false, NULL},
+    {"--max-tokens", NULL, "N", CLI_STR, 0, 0, NULL, "cap on the sizes", NULL, false, NULL},
+    {"--layers", NULL, "L", CLI_INT, 1, 256, "18", "router layers", NULL, false, NULL},
+    {"--query-tokens", NULL, "S", CLI_INT, 1, 1 << 16, NULL, "routing query tokens", NULL, false, NULL},
+    {"--doc-tokens", NULL, "D", CLI_INT, 1, 1 << 20, "1024", "tokens per document", NULL, false, NULL},
+    {"--dir", NULL, "DIR", CLI_STR, 0, 0, NULL, "where the banks are written", NULL, false, NULL},
+    {"--in-memory", NULL, NULL, CLI_FLAG, 0, 0, NULL, "scan malloc'd arrays instead of a bank", NULL, false, NULL},
+    {"--keep", NULL, NULL, CLI_FLAG, 0, 0, NULL, "keep the banks and reuse them", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+static const cli_opt bench_encode_own[] = {
+    {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
+    {"--sizes", NULL, "LIST", CLI_STR, 0, 0, "1e4,3e4,1e5", "bank sizes in tokens", NULL, false, NULL},
+    {"--max-tokens", NULL, "N", CLI_STR, 0, 0, NULL, "cap on the sizes", NULL, false, NULL},
+    {"--doc-tokens", NULL, "D", CLI_INT, 8, 65536, "512", "tokens per document", NULL, false, NULL},
+    {"--mode", NULL, "MODE", CLI_STR, 0, 0, "the model's", "native or read", "native|read", false, NULL},
+    {"--dir", NULL, "DIR", CLI_STR, 0, 0, NULL, "where the banks are written", NULL, false, NULL},
+    {"--keep", NULL, NULL, CLI_FLAG, 0, 0, NULL, "keep the banks", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+static const cli_opt bench_gpu_own[] = {
+    {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
+    {"--n-prompt", "-p", "N", CLI_INT, 1, 1 << 20, "2048", "prefill tokens", NULL, false, NULL},
+    {"--ctx", NULL, "C", CLI_INT, 1, 1 << 20, "1536", "tokens in each decoding sequence's cache before timing", NULL,
+     false, NULL},
+    {"--n-predict", "-n", "N", CLI_INT, 1, 1 << 16, "32", "decode steps timed per repetition", NULL, false, NULL},
+    {"--batches", NULL, "LIST", CLI_STR, 0, 0, "1,4,16,64", "concurrent sequences of the decode rows", NULL, false,
+     NULL},
+    {"--encode-dir", NULL, "DIR", CLI_STR, 0, 0, NULL, "text files (*.txt) for the stage-1 encode row", NULL, false,
+     NULL},
+    {"--encode-tokens", NULL, "N", CLI_INT, 1000, 1e9, "1000000", "tokens to encode from them", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
+/* Bench rows list their own flags and the common ones; raw parsing stays in the benchmark. */
+#define BENCH_NOTE "common options: -t N (0 = all CPUs), --reps R, --warmup W, --json, --device DEV"
+
+static const char chat_notes[] =
+    "In the chat: /help lists the commands, /bye (or Ctrl-D) ends, /docs shows the routing of the last answer,\n"
+    "/clear forgets the conversation. A line ending in \\ continues on the next line; \"\"\" starts and ends a\n"
+    "block of several lines (pasted text). Blank lines are ignored. Answers stream as they are generated;\n"
+    "Ctrl-C stops the current answer, a second Ctrl-C (or one at the prompt) quits. Line editing and history\n"
+    "(libedit) on a terminal; the history is kept in $XDG_STATE_HOME/msa/chat_history (else\n"
+    "~/.local/state/msa/chat_history).";
+
+const cli_cmd cli_commands[] = {
+    {"run", "", "generate text from a prompt", run_shared, run_own,
+     "Ctrl-C stops generation and prints the timing line (exit 130).", 0, 0, cmd_run, NULL},
+    {"tokenize", "", "text on stdin to token ids (or ids back to text with --decode)", tok_shared, tok_own, NULL, 0, 0,
+     cmd_tokenize, NULL},
+    {"ask", "", "answer one question from a memory bank", ask_shared, ask_own,
+     "-p TEXT is the same as -q TEXT. -m defaults to the model the bank was created with. A warning on stderr\n"
+     "says when -n cut the answer short (\"truncated\": true in --json).", 0, 0, cmd_ask, NULL},
+    {"chat", "", "interactive questions over a memory bank, with streamed answers and conversation", chat_shared,
+     chat_own, chat_notes, 0, 0, cmd_chat, NULL},
+    {"demo", "", "build a bank from the bundled corpus with the default model and ask it questions", demo_shared,
+     demo_own, NULL, 0, 0, cmd_demo, NULL},
+    {"bank create", "BANK", "create an empty bank for a model (mode: native for MSA checkpoints, read otherwise)",
+     bcreate_shared, bcreate_own, NULL, 1, 1, bank_create, NULL},
+    {"bank add", "BANK [FILE|DIR|-]...", "encode documents into a bank (durable on exit 0)", badd_shared, badd_own,
+     "Files: id = the path as given, normalised (sub//x.md -> sub/x.md, ./x -> x); directories recursively (hidden\n"
+     "entries skipped); '-' = stdin as one document. Binary files (a NUL byte in the first 64 KiB) are skipped\n"
+     "with a warning. -m defaults to the model the bank was created with.\n"
+     "Exit 0: everything added; exit 3: some inputs were skipped (each named on stderr), the rest added.",
+     1, -1, bank_add, NULL},
+    {"bank rm", "BANK ID...", "tombstone documents (all or nothing)", NULL, NULL, NULL, 2, -1, bank_rm, NULL},
+    {"bank ls", "BANK", "one line per document: id, index, tokens, chunks, hash (a header line first)", json_only, NULL,
+     NULL, 1, 1, bank_ls, NULL},
+    {"bank info", "BANK", "shapes, fingerprint, counts, sizes", json_only, NULL, NULL, 1, 1, bank_info, NULL},
+    {"bank verify", "BANK", "full checksum scan (counts live documents)", json_only, NULL, NULL, 1, 1, bank_verify, NULL},
+    {"bank compact", "BANK", "purge deleted documents, merge segments", NULL, NULL, NULL, 1, 1, bank_compact, NULL},
+    {"bank export", "BANK FILE", "one portable checksummed file ('-' is refused: the export is written to a temporary "
+     "name and renamed)", NULL, NULL, NULL, 2, 2, bank_export, NULL},
+    {"bank import", "FILE BANK", "a new bank from an export (fingerprint and indices kept)", NULL, NULL, NULL, 2, 2,
+     bank_import, NULL},
+    {"bench mem", "", "memory bandwidth ceiling: streaming read and copy", NULL, bench_mem_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
+    {"bench matmul", "", "matmul kernels on real model shapes vs the read ceiling", NULL, bench_matmul_own, BENCH_NOTE, 0,
+     -1, NULL, cmd_bench},
+    {"bench pool", "", "thread-pool dispatch cost", NULL, NULL, BENCH_NOTE, 0, -1, NULL, cmd_bench},
+    {"bench bank", "build|open|scan|verify|fetch|ceilings DIR", "memory-bank build/open/scan/verify/fetch", NULL,
+     bench_bank_own, "--json for one JSON object", 0, -1, NULL, cmd_bench},
+    {"bench prefill", "", "model prefill tokens/s", NULL, bench_model_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
+    {"bench decode", "", "model decode tokens/s", NULL, bench_model_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
+    {"bench route", "", "per-query routing cost over synthetic banks of growing size", NULL, bench_route_own, BENCH_NOTE,
+     0, -1, NULL, cmd_bench},
+    {"bench encode", "", "stage-1 encoding cost into banks of growing size", NULL, bench_encode_own, BENCH_NOTE, 0, -1,
+     NULL, cmd_bench},
+    {"bench gpu", "", "load, prefill, batched decode, encode on a device, beside its measured ceilings", NULL, bench_gpu_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
+};
+const size_t cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
+
+const char cli_doc_intro[] =
+    "<!-- Generated by `msa help --markdown` from tools/msa/cli_table.c; tests/cli/help.sh checks it is current. -->\n"
+    "# msa command line\n"
+    "\n"
+    "The binary is `build/msa` after `make` (`make install PREFIX=DIR` copies it to `DIR/bin/msa`).\n"
+    "Every command takes `--help` (exit 0). Flags have one meaning everywhere, llama.cpp's where it has one:\n"
+    "`--top-k` is sampling, documents are `--docs`; `-t 0` is all CPUs; `-` is stdin wherever a file is read.\n"
+    "Options may come before or after positional arguments; `--name=value` works too; `--` ends the options.\n"
+    "\n"
+    "## Exit codes\n"
+    "\n"
+    "| code | meaning |\n|---|---|\n"
+    "| 0 | success |\n"
+    "| 1 | `msa demo --check` found a miss |\n"
+    "| 3 | `msa bank add`: some inputs were skipped (each named on stderr), the rest added |\n"
+    "| 64 | usage: unknown flag, bad value, missing argument |\n"
+    "| 65 | bad data: malformed input, a bank of another model, an input over the context (refused before any work) |\n"
+    "| 66 | missing input file, model or bank |\n"
+    "| 69 | unsupported here (e.g. `--device cuda` in a build without CUDA, native mode on a model without router) |\n"
+    "| 70 | internal error |\n"
+    "| 71 | out of memory |\n"
+    "| 73 | conflict (same id, other content, without `--replace`) |\n"
+    "| 74 | I/O error |\n"
+    "| 75 | the bank is locked by another writer (try again) |\n"
+    "| 130 | interrupted (Ctrl-C); what was generated so far and the timing line are printed |\n"
+    "\n"
+    "Errors go to stderr as one line `msa COMMAND: message`.\n";
+
+const char cli_doc_outro[] =
+    "## JSON output\n"
+    "\n"
+    "Every `--json` object carries `\"schema\": \"msa.<command>/1\"`; the number grows when a field changes meaning or\n"
+    "goes away (new fields may appear without it). With `--json`, errors are JSON on stdout too:\n"
+    "\n"
+    "```json\n"
+    "{\"schema\": \"msa.error/1\", \"error\": {\"status\": \"limit\", \"exit_code\": 65, \"message\": \"...\"}}\n"
+    "```\n"
+    "\n"
+    "`msa ask --json` (`msa.ask/1`):\n"
+    "\n"
+    "```json\n"
+    "{\"schema\": \"msa.ask/1\", \"question\": \"...\", \"answer\": \"...\", \"mode\": \"read\",\n"
+    " \"model\": \"/abs/model.gguf\", \"bank\": \"BANK\", \"seed\": 42, \"truncated\": false,\n"
+    " \"tokens\": {\"prompt\": 812, \"generated\": 37},\n"
+    " \"timings\": {\"route_s\": 0.05, \"total_s\": 1.9},\n"
+    " \"rounds\": [{\"generated\": \"...\", \"injected\": [{\"id\": \"notes.md\", \"index\": 3}],\n"
+    "             \"routing\": [{\"layer\": 15, \"docs\": [{\"id\": \"notes.md\", \"index\": 3, \"score\": 0.41}]}]}]}\n"
+    "```\n"
+    "\n"
+    "`msa bank info --json` (`msa.bank.info/1`): mode, dtype, fingerprint, model_path, n_layers, router_layers,\n"
+    "n_kv_heads, head_dim, pooling, n_template, version, documents, deleted, next_index, tokens, chunks, segments,\n"
+    "bytes, has_template, vector_bytes_per_token, bytes_per_token. `msa bank verify --json` (`msa.bank.verify/1`):\n"
+    "ok, documents (live), bytes, seconds, gb_per_s, open_seconds. `msa bank ls --json` prints one object per line\n"
+    "(id, index, tokens, chunks, hash, meta), without a schema field (each line is a document). `msa bench ... --json`\n"
+    "prints the benchmark report (suite, meta, results).\n"
+    "\n"
+    "`truncated` is true when `-n` ended the answer before the model did. `msa chat --json` prints one such object\n"
+    "per question (schema `msa.chat/1`, same fields).\n"
+    "\n"
+    "## Conversation in `msa chat`\n"
+    "\n"
+    "Each question is routed on its own text (documents are chosen for the new question), and the answer prompt\n"
+    "carries the previous turns: at most `--history` question/answer pairs (default 4), oldest dropped first, and\n"
+    "fewer when they would not leave room for the documents and the answer in the model's context. `/clear`\n"
+    "forgets them.\n"
+    "\n"
+    "## Progress\n"
+    "\n"
+    "Long commands (bank add, demo, verify, bench encode and route) draw progress on stderr at least every second\n"
+    "with a rate and an ETA when stderr is a terminal, and nothing in a pipe (`MSA_NO_PROGRESS=1` silences it).\n";
