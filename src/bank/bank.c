@@ -83,23 +83,67 @@ static msa_status create_files(const char *path, const msa_bank_create_params *p
     m.model_path = (char *)(params->model_path ? params->model_path : "");
     char lock[4096 + 16];
     snprintf(lock, sizeof lock, "%s/LOCK", path);
-    int fd = bank_io()->open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = bank_io()->open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return msa_fail(MSA_ERR_IO, "%s: cannot create: %s", lock, strerror(errno));
     msa_status st = bank_fsync(fd, lock);
-    close(fd);
+    bank_io()->close(fd);
     if (st) return st;
-    return bank_write_manifest(path, &m, NULL);
+    return bank_write_manifest(path, &m, NULL); /* fsyncs the directory: LOCK and MANIFEST names durable */
 }
 
-msa_status msa_bank_create(const char *path, const msa_bank_create_params *params) {
-    if (!path || !params) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_create: NULL argument");
-    if (strlen(path) > 4000) return msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
+msa_status bank_remove_dir(const char *dir) {
+    struct stat sb;
+    /* never through a symbolic link: only a real directory this process made is emptied */
+    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return MSA_OK;
+    DIR *d = opendir(dir);
+    if (!d) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char p[4096 + 300];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        bank_io()->unlink(p); /* unlink removes a link itself, never its target */
+    }
+    closedir(d);
+    bank_io()->rmdir(dir);
+    return MSA_OK;
+}
+
+msa_status bank_create_dir(const char *path, const msa_bank_create_params *params) {
+    if (bank_io()->mkdir(path, 0755) != 0)
+        return msa_fail(errno == EEXIST ? MSA_ERR_CONFLICT : MSA_ERR_IO, "%s: cannot create directory: %s", path,
+                        strerror(errno));
+    msa_status st = create_files(path, params);
+    if (st) bank_remove_dir(path);
+    return st;
+}
+
+msa_status bank_publish_dir(const char *tmp, const char *path) {
+    /* rename(2) of a directory replaces only an empty directory: of two creators (or importers) of one
+     * path exactly one wins, and the loser's bank is never mixed into the winner's */
+    if (bank_io()->rename(tmp, path) != 0) {
+        int e = errno;
+        bank_remove_dir(tmp);
+        if (e == ENOTEMPTY || e == EEXIST || e == ENOTDIR || e == EISDIR)
+            return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not an empty directory", path);
+        return msa_fail(MSA_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
+    }
+    char parent[4096];
+    bank_parent_dir(path, parent, sizeof parent);
+    return bank_fsync_dir(parent); /* the bank's name in its parent */
+}
+
+msa_status msa_bank_create(const char *path_in, const msa_bank_create_params *params) {
+    if (!path_in || !params) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_create: NULL argument");
+    char path[4096];
+    MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank create"));
     msa_status st = bank_shape_validate(&params->shape, "bank shape");
     if (st) return msa_fail(MSA_ERR_INVALID_ARG, "%s", msa_last_error());
     if (params->model_path && strlen(params->model_path) > BANK_MAX_MODEL_PATH)
         return msa_fail(MSA_ERR_INVALID_ARG, "model path too long");
-    if (bank_io()->mkdir(path, 0755) != 0) {
-        if (errno != EEXIST) return msa_fail(MSA_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+    struct stat sb;
+    if (lstat(path, &sb) == 0) { /* a clear message for the common case; the rename below is the real check */
+        if (!S_ISDIR(sb.st_mode)) return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not a directory", path);
         DIR *d = opendir(path);
         if (!d) return msa_fail(MSA_ERR_IO, "%s: %s", path, strerror(errno));
         struct dirent *e;
@@ -108,17 +152,14 @@ msa_status msa_bank_create(const char *path, const msa_bank_create_params *param
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
         closedir(d);
         if (!empty) return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not empty", path);
-    } else {
-        /* make the new directory's name durable in its parent */
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", path);
-        char *slash = strrchr(parent, '/');
-        if (slash == parent) slash[1] = '\0';
-        else if (slash) *slash = '\0';
-        else snprintf(parent, sizeof parent, ".");
-        if ((st = bank_fsync_dir(parent))) return st;
     }
-    return create_files(path, params);
+    /* built whole in a hidden sibling, then renamed into place: a crash leaves either no bank at PATH or a
+     * complete empty one, never a directory every command rejects */
+    char parent[4096], tmp[4096 + 128];
+    bank_parent_dir(path, parent, sizeof parent);
+    bank_tmp_name(tmp, sizeof tmp, parent, bank_base_name(path), "creating");
+    MSA_TRY(bank_create_dir(tmp, params));
+    return bank_publish_dir(tmp, path);
 }
 
 /* ------------------------------------------------------------------------------------------------ versions */
@@ -126,19 +167,17 @@ msa_status msa_bank_create(const char *path, const msa_bank_create_params *param
 msa_status bank_read_manifest(const char *path, bank_manifest *out) {
     char name[4096 + 16];
     snprintf(name, sizeof name, "%s/MANIFEST", path);
-    int fd = open(name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
+    int fd;
+    uint64_t size;
+    msa_status ost = bank_open_regular(name, &fd, &size); /* a FIFO or symlink here is malformed, not a hang */
+    if (ost == MSA_ERR_NOT_FOUND) {
         struct stat st;
-        if (e == ENOENT && stat(path, &st) != 0) return msa_fail(MSA_ERR_NOT_FOUND, "%s: no such bank", path);
-        if (e == ENOENT) return msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no MANIFEST)", path);
-        return msa_fail(MSA_ERR_IO, "%s: %s", name, strerror(e));
+        if (stat(path, &st) != 0) return msa_fail(MSA_ERR_NOT_FOUND, "%s: no such bank", path);
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no MANIFEST)", path);
     }
+    if (ost) return ost;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return msa_fail(MSA_ERR_IO, "%s: %s", name, strerror(errno));
-    }
+    st.st_size = (off_t)size;
     if ((uint64_t)st.st_size > MAX_MANIFEST_BYTES) {
         close(fd);
         return msa_fail(MSA_ERR_BAD_DATA, "%s: manifest too large (%lld bytes)", name, (long long)st.st_size);
@@ -443,9 +482,25 @@ static msa_status load_newest(msa_bank *b, bool routing_in_ram) {
     }
 }
 
-msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, msa_bank **out) {
-    if (!path || !out) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_open: NULL argument");
-    if (strlen(path) > 4000) return msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
+/* A writer never acknowledges a state it has not made durable. What it finds may be visible without being
+ * durable (an earlier writer died, or its directory fsync failed, between the MANIFEST rename and the
+ * directory fsync; a create or import died before fsyncing the parent): a retried add would find its
+ * documents "unchanged" and report success for data a power cut would take. So every writable open fsyncs
+ * the MANIFEST, the bank directory and its parent before anything else; after that, everything it reports
+ * is on disk. */
+static msa_status make_durable(const msa_bank *b) {
+    char name[4096 + 16], parent[4096];
+    snprintf(name, sizeof name, "%s/MANIFEST", b->path);
+    MSA_TRY(bank_fsync_file(name));
+    MSA_TRY(bank_fsync_dir(b->path));
+    bank_parent_dir(b->path, parent, sizeof parent);
+    return bank_fsync_dir(parent);
+}
+
+msa_status msa_bank_open(const char *path_in, const msa_bank_open_params *params, msa_bank **out) {
+    if (!path_in || !out) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_open: NULL argument");
+    char path[4096];
+    MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank open"));
     msa_bank *b = calloc(1, sizeof *b);
     if (!b || !(b->path = strdup(path))) {
         free(b);
@@ -458,11 +513,16 @@ msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, m
     if (b->params.writable) {
         char lock[4096 + 16];
         snprintf(lock, sizeof lock, "%s/LOCK", path);
-        b->lock_fd = open(lock, O_RDWR | O_CLOEXEC);
+        b->lock_fd = open(lock, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
         if (b->lock_fd < 0) {
-            struct stat sb;
+            int e = errno;
             if (stat(path, &sb) != 0) st = msa_fail(MSA_ERR_NOT_FOUND, "%s: no such bank", path);
-            else st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no LOCK file)", path);
+            else if (e == ENOENT) st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no LOCK file)", path);
+            else if (e == ELOOP) st = msa_fail(MSA_ERR_BAD_DATA, "%s: is a symbolic link (bank files must be regular files)", lock);
+            else st = msa_fail(MSA_ERR_IO, "%s: cannot open: %s", lock, strerror(e)); /* unreadable is an I/O error */
+        } else if (fstat(b->lock_fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a regular file (bank files must be regular files)", lock);
         } else if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
             st = errno == EWOULDBLOCK ? msa_fail(MSA_ERR_LOCKED, "%s: locked by another writer", path)
                                       : msa_fail(MSA_ERR_IO, "%s: cannot lock: %s", lock, strerror(errno));
@@ -470,6 +530,7 @@ msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, m
         b->writable = true;
     }
     if (!st) st = load_newest(b, b->params.routing_in_ram);
+    if (!st && b->writable) st = make_durable(b);
     if (!st && b->writable) {
         st = bank_manifest_copy(&b->v->man, &b->work);
         if (!st) bank_clean_orphans(b);

@@ -90,6 +90,12 @@ msa_status bank_write_compacted(const bank_version *v, int fd, uint64_t base, ui
 msa_status bank_write_manifest(const char *dir, const bank_manifest *m, bool *renamed);
 /* Stage a document with a given index (>= the next index); add and import use it. */
 msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index);
+/* bank.c: create a bank's files in a new directory path (mkdir, exclusive); remove a directory this process
+ * made (never through a symbolic link); rename a finished bank directory tmp to path (only onto nothing or an
+ * empty directory: MSA_ERR_CONFLICT otherwise, tmp removed) and fsync the parent. */
+msa_status bank_create_dir(const char *path, const msa_bank_create_params *params);
+msa_status bank_remove_dir(const char *dir);
+msa_status bank_publish_dir(const char *tmp, const char *path);
 /* Writer open: remove files a crashed writer left behind. */
 void bank_clean_orphans(msa_bank *b);
 /* Segment file name of id inside dir into buf. */

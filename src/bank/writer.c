@@ -30,7 +30,7 @@ static msa_status buf_append(bank_buf *b, const void *data, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
-        uint8_t *p = realloc(b->p, cap);
+        uint8_t *p = bank_stage_realloc(b->p, cap);
         if (!p) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
         b->p = p;
         b->cap = cap;
@@ -132,6 +132,8 @@ struct bank_pending {
     uint64_t ids_cap;
     uint64_t *tomb;
     size_t n_tomb, cap_tomb;
+    uint64_t *tset;         /* open addressing over tomb values (index + 1): membership in O(1), not a scan */
+    size_t tset_cap;
     uint8_t *tmpl;          /* staged template image (n_layers x (K, V)) or NULL */
     ZSTD_CCtx *zc;
 };
@@ -139,7 +141,7 @@ struct bank_pending {
 void bank_pending_free(bank_pending *p) {
     if (!p) return;
     if (p->fd >= 0) {
-        close(p->fd);
+        bank_io()->close(p->fd);
         bank_io()->unlink(p->path); /* never referenced by a manifest */
     }
     free(p->recs);
@@ -148,6 +150,7 @@ void bank_pending_free(bank_pending *p) {
     for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) free(p->route[l].p);
     free(p->ids);
     free(p->tomb);
+    free(p->tset);
     free(p->tmpl);
     ZSTD_freeCCtx(p->zc);
     free(p);
@@ -185,46 +188,75 @@ static uint64_t pending_find(const bank_pending *p, const char *id) {
     }
 }
 
-static msa_status pending_index_id(bank_pending *p, uint64_t pos) {
-    if (2 * (p->n_recs + 1) > p->ids_cap) {
-        uint64_t cap = p->ids_cap ? p->ids_cap * 2 : 64;
-        uint64_t *t = calloc(cap, sizeof *t);
-        if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
-        for (uint64_t i = 0; i < p->ids_cap; i++)
-            if (p->ids[i]) {
-                const char *id = pending_id(p, p->ids[i] - 1);
-                uint64_t h = XXH3_64bits(id, strlen(id)) & (cap - 1);
-                while (t[h]) h = (h + 1) & (cap - 1);
-                t[h] = p->ids[i];
-            }
-        free(p->ids);
-        p->ids = t;
-        p->ids_cap = cap;
-    }
-    const char *id = pending_id(p, pos);
-    uint64_t h = XXH3_64bits(id, strlen(id)) & (p->ids_cap - 1);
-    while (p->ids[h]) h = (h + 1) & (p->ids_cap - 1);
-    p->ids[h] = pos + 1;
+static uint64_t id_slot_hash(const char *id) { return XXH3_64bits(id, strlen(id)); }
+
+/* Make room in the id table for one more record (the only allocation of indexing; done before anything of
+ * the document is appended, so a failure leaves nothing behind). */
+static msa_status pending_reserve_id(bank_pending *p) {
+    if (2 * (p->n_recs + 1) <= p->ids_cap) return MSA_OK;
+    uint64_t cap = p->ids_cap ? p->ids_cap * 2 : 64;
+    uint64_t *t = bank_stage_realloc(NULL, cap * sizeof *t);
+    if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
+    memset(t, 0, cap * sizeof *t);
+    for (uint64_t i = 0; i < p->ids_cap; i++)
+        if (p->ids[i]) {
+            uint64_t h = id_slot_hash(pending_id(p, p->ids[i] - 1)) & (cap - 1);
+            while (t[h]) h = (h + 1) & (cap - 1);
+            t[h] = p->ids[i];
+        }
+    free(p->ids);
+    p->ids = t;
+    p->ids_cap = cap;
     return MSA_OK;
 }
 
-static bool pending_tombstoned(const bank_pending *p, uint64_t index) {
-    if (!p) return false;
-    for (size_t i = 0; i < p->n_tomb; i++)
-        if (p->tomb[i] == index) return true;
-    return false;
+static void pending_index_id(bank_pending *p, uint64_t pos) { /* room reserved by pending_reserve_id */
+    uint64_t h = id_slot_hash(pending_id(p, pos)) & (p->ids_cap - 1);
+    while (p->ids[h]) h = (h + 1) & (p->ids_cap - 1);
+    p->ids[h] = pos + 1;
 }
 
-static msa_status pending_tombstone(bank_pending *p, uint64_t index) {
+static uint64_t tomb_hash(uint64_t x) { return XXH3_64bits(&x, sizeof x); }
+
+static bool pending_tombstoned(const bank_pending *p, uint64_t index) {
+    if (!p || !p->tset_cap) return false;
+    for (uint64_t h = tomb_hash(index) & (p->tset_cap - 1);; h = (h + 1) & (p->tset_cap - 1)) {
+        if (!p->tset[h]) return false;
+        if (p->tset[h] == index + 1) return true;
+    }
+}
+
+/* Room for one more tombstone (list and set), allocated before the change it belongs to is staged. */
+static msa_status pending_reserve_tomb(bank_pending *p) {
     if (p->n_tomb == p->cap_tomb) {
         size_t cap = p->cap_tomb ? p->cap_tomb * 2 : 16;
-        uint64_t *t = realloc(p->tomb, cap * sizeof *t);
+        uint64_t *t = bank_stage_realloc(p->tomb, cap * sizeof *t);
         if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
         p->tomb = t;
         p->cap_tomb = cap;
     }
-    p->tomb[p->n_tomb++] = index;
+    if (2 * (p->n_tomb + 1) > p->tset_cap) {
+        size_t cap = p->tset_cap ? p->tset_cap * 2 : 64;
+        uint64_t *t = bank_stage_realloc(NULL, cap * sizeof *t);
+        if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
+        memset(t, 0, cap * sizeof *t);
+        for (size_t i = 0; i < p->n_tomb; i++) {
+            uint64_t h = tomb_hash(p->tomb[i]) & (cap - 1);
+            while (t[h]) h = (h + 1) & (cap - 1);
+            t[h] = p->tomb[i] + 1;
+        }
+        free(p->tset);
+        p->tset = t;
+        p->tset_cap = cap;
+    }
     return MSA_OK;
+}
+
+static void pending_tombstone(bank_pending *p, uint64_t index) { /* room reserved by pending_reserve_tomb */
+    p->tomb[p->n_tomb++] = index;
+    uint64_t h = tomb_hash(index) & (p->tset_cap - 1);
+    while (p->tset[h]) h = (h + 1) & (p->tset_cap - 1);
+    p->tset[h] = index + 1;
 }
 
 msa_bank_doc_state msa_bank_doc_state_of(const msa_bank *b, const char *id, const uint8_t hash[16]) {
@@ -270,8 +302,13 @@ static msa_status validate_doc(const msa_bank *b, const msa_bank_doc *d) {
     return MSA_OK;
 }
 
-/* Stage doc with a given index (>= the next index). Used by add and import. */
-msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index) {
+/* Stage doc with a given index (>= the next index). Used by add and import. All-or-nothing: every allocation
+ * (record slot, id table room, tombstone room when extra_tomb, text/strings/routing-key bytes) happens before
+ * the content is written to the segment file, and what was appended is rolled back on failure, so an
+ * out-of-memory leaves the staging exactly as it was (no bytes without their record, which a later commit
+ * would publish as an unopenable segment). A failed write of the content is an I/O failure: it poisons. */
+msa_status bank_stage_doc_ex(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index,
+                             bool extra_tomb) {
     const msa_bank_shape *sh = &b->v->man.shape;
     if (index < b->work.next_index || index >= MSA_BANK_NO_DOC)
         return msa_fail(MSA_ERR_INTERNAL, "%s: document index %llu below the next index", b->path,
@@ -279,6 +316,18 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
     bank_pending *p = NULL;
     MSA_TRY(pending_get(b, &p));
     msa_status st = MSA_OK;
+    if (!p->zc && !(p->zc = ZSTD_createCCtx())) return msa_fail(MSA_ERR_NOMEM, "zstd: out of memory");
+    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_compressionLevel, 3);
+    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_checksumFlag, 1);
+    if (p->n_recs == p->cap_recs) {
+        size_t cap = p->cap_recs ? p->cap_recs * 2 : 64;
+        bank_doc_rec *r = bank_stage_realloc(p->recs, cap * sizeof *r);
+        if (!r) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
+        p->recs = r;
+        p->cap_recs = cap;
+    }
+    MSA_TRY(pending_reserve_id(p));
+    if (extra_tomb) MSA_TRY(pending_reserve_tomb(p));
     if (p->fd < 0) {
         p->seg_id = b->work.next_seg_id;
         bank_seg_path(p->path, sizeof p->path, b->path, p->seg_id);
@@ -291,63 +340,44 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
         sw_init(&p->w, p->fd, 0, p->path);
         if (sh->mode == MSA_BANK_NATIVE && (st = sw_begin(&p->w, BANK_SEC_CONTENT, 0))) goto io_fail;
     }
-    if (!p->zc && !(p->zc = ZSTD_createCCtx())) return msa_fail(MSA_ERR_NOMEM, "zstd: out of memory");
-    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_compressionLevel, 3);
-    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_checksumFlag, 1);
-    if (p->n_recs == p->cap_recs) {
-        size_t cap = p->cap_recs ? p->cap_recs * 2 : 64;
-        bank_doc_rec *r = realloc(p->recs, cap * sizeof *r);
-        if (!r) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
-        p->recs = r;
-        p->cap_recs = cap;
-    }
     bank_doc_rec rec = {0};
     rec.index = index;
     rec.n_tokens = d->n_tokens;
     rec.n_chunks = d->n_chunks;
     rec.chunk_first = p->n_chunks;
     memcpy(rec.hash, hash, 16);
-    /* text */
+    /* text, strings, routing keys: appended, rolled back together on failure */
+    size_t t0 = p->text.len, s0 = p->strings.len, r0[MSA_BANK_MAX_LAYERS];
+    for (int l = 0; l < sh->n_router; l++) r0[l] = p->route[l].len;
     size_t bound = ZSTD_compressBound(d->text_len);
-    size_t old_len = p->text.len;
-    if ((st = buf_append(&p->text, NULL, 0))) return st;
     if (p->text.cap - p->text.len < bound) {
         size_t need = p->text.len + bound;
-        uint8_t *np = realloc(p->text.p, need);
+        uint8_t *np = bank_stage_realloc(p->text.p, need);
         if (!np) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
         p->text.p = np;
         p->text.cap = need;
     }
-    size_t z = ZSTD_compress2(p->zc, p->text.p + old_len, bound, d->text ? d->text : "", d->text_len);
+    size_t z = ZSTD_compress2(p->zc, p->text.p + t0, bound, d->text ? d->text : "", d->text_len);
     if (ZSTD_isError(z)) return msa_fail(MSA_ERR_INTERNAL, "zstd: %s", ZSTD_getErrorName(z));
-    p->text.len = old_len + z;
-    rec.text_off = old_len;
+    p->text.len = t0 + z;
+    rec.text_off = t0;
     rec.text_zlen = z;
     rec.text_len = d->text_len;
-    /* strings */
-    size_t s0 = p->strings.len;
     rec.id_off = s0;
     rec.id_len = (uint32_t)strlen(d->id);
     const char *meta = d->meta_json ? d->meta_json : "";
     rec.meta_len = (uint32_t)strlen(meta);
     rec.meta_off = s0 + rec.id_len + 1;
-    if ((st = buf_append(&p->strings, d->id, rec.id_len + 1)) || (st = buf_append(&p->strings, meta, rec.meta_len + 1))) {
+    if (!(st = buf_append(&p->strings, d->id, rec.id_len + 1))) st = buf_append(&p->strings, meta, rec.meta_len + 1);
+    for (int l = 0; l < sh->n_router && !st; l++)
+        st = buf_append(&p->route[l], d->route_keys[l], d->n_chunks * bank_route_row_bytes(sh, l));
+    if (st) {
+        for (int l = 0; l < sh->n_router; l++) p->route[l].len = r0[l];
         p->strings.len = s0;
-        p->text.len = old_len;
+        p->text.len = t0;
         return st;
     }
-    /* routing keys */
-    size_t r0[MSA_BANK_MAX_LAYERS];
-    for (int l = 0; l < sh->n_router; l++) {
-        r0[l] = p->route[l].len;
-        if ((st = buf_append(&p->route[l], d->route_keys[l], d->n_chunks * bank_route_row_bytes(sh, l)))) {
-            for (int k = 0; k <= l; k++) p->route[k].len = r0[k];
-            p->strings.len = s0;
-            p->text.len = old_len;
-            return st;
-        }
-    }
-    /* content: written now, straight into the segment file */
+    /* content: written now, straight into the segment file (nothing below allocates) */
     if (sh->mode == MSA_BANK_NATIVE) {
         uint64_t half = (uint64_t)d->n_chunks * bank_kv_row_bytes(sh);
         XXH3_state_t hs;
@@ -363,7 +393,7 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
         p->content_bytes += 2 * half * (uint64_t)sh->n_router;
     }
     p->recs[p->n_recs] = rec;
-    if ((st = pending_index_id(p, p->n_recs))) return st; /* NOMEM: the record is not counted */
+    pending_index_id(p, p->n_recs);
     p->n_recs++;
     p->n_chunks += d->n_chunks;
     for (int l = 0; l < sh->n_router; l++) p->route_bytes += d->n_chunks * bank_route_row_bytes(sh, l);
@@ -372,6 +402,10 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
 io_fail:
     b->poisoned = true;
     return st;
+}
+
+msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index) {
+    return bank_stage_doc_ex(b, d, hash, index, false);
 }
 
 msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_bank_doc_state *state,
@@ -410,8 +444,9 @@ msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_ba
     if (b->work.next_index >= MSA_BANK_NO_DOC - 1)
         return msa_fail(MSA_ERR_LIMIT, "%s: document index space exhausted", b->path);
     uint64_t index = b->work.next_index;
-    MSA_TRY(bank_stage_doc(b, d, hash, index));
-    if (s == MSA_BANK_DOC_DIFFERENT) MSA_TRY(pending_tombstone(b->pend, b->v->live[pos].index));
+    /* the replaced document's tombstone has its room reserved with the new document: both or neither */
+    MSA_TRY(bank_stage_doc_ex(b, d, hash, index, s == MSA_BANK_DOC_DIFFERENT));
+    if (s == MSA_BANK_DOC_DIFFERENT) pending_tombstone(b->pend, b->v->live[pos].index);
     if (state) *state = s;
     if (index_out) *index_out = (uint32_t)index;
     if (b->pend->route_bytes >= b->params.max_pending_bytes) return msa_bank_commit(b);
@@ -427,7 +462,9 @@ msa_status msa_bank_remove(msa_bank *b, const char *id) {
         return msa_fail(MSA_ERR_NOT_FOUND, "%s: no document '%.200s'", b->path, id);
     bank_pending *p = NULL;
     MSA_TRY(pending_get(b, &p));
-    return pending_tombstone(p, b->v->live[pos].index);
+    MSA_TRY(pending_reserve_tomb(p));
+    pending_tombstone(p, b->v->live[pos].index);
+    return MSA_OK;
 }
 
 msa_status msa_bank_set_template(msa_bank *b, const void *k, const void *v) {
@@ -465,18 +502,18 @@ msa_status bank_write_manifest(const char *dir, const bank_manifest *m, bool *re
     size_t len;
     MSA_TRY(bank_manifest_encode(m, &buf, &len));
     char tmp[PATH_MAX_BANK], final[PATH_MAX_BANK];
-    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", dir);
+    bank_tmp_name(tmp, sizeof tmp, dir, "MANIFEST", "tmp"); /* the one temp scheme: no other operation's name */
     snprintf(final, sizeof final, "%s/MANIFEST", dir);
     msa_status st = MSA_OK;
-    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) st = msa_fail(MSA_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     if (!st) st = bank_write_all(fd, buf, len, 0, tmp);
-    if (!st) st = bank_fsync(fd, tmp);
-    if (fd >= 0) close(fd);
+    if (!st) st = bank_fsync(fd, tmp); /* the content must be durable before the name points at it */
+    if (fd >= 0) bank_io()->close(fd);
     free(buf);
     if (!st && bank_io()->rename(tmp, final) != 0) st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", final, strerror(errno));
     if (st) {
-        bank_io()->unlink(tmp);
+        if (fd >= 0) bank_io()->unlink(tmp);
         return st;
     }
     if (renamed) *renamed = true;
@@ -505,7 +542,7 @@ static msa_status write_template_segment(msa_bank *b, const uint8_t *img, bank_s
         st = sw_finish(&w, BANK_SEG_TEMPLATE, seg_id, 0, 0, &b->work, ref);
     }
     if (!st) st = bank_fsync(fd, path);
-    close(fd);
+    bank_io()->close(fd);
     if (st) bank_io()->unlink(path);
     return st;
 }
@@ -592,13 +629,13 @@ msa_status msa_bank_commit(msa_bank *b) {
         /* before the rename the old manifest stands and the new files are garbage; after it (directory fsync
          * failed) the new version may be visible, so its files stay, but it is not acknowledged */
         if (renamed && p->fd >= 0) {
-            close(p->fd);
+            bank_io()->close(p->fd);
             p->fd = -1;
         }
         return fail_commit(b, st, renamed ? NULL : tmpl_path[0] ? tmpl_path : NULL);
     }
     if (p->fd >= 0) {
-        close(p->fd);
+        bank_io()->close(p->fd);
         p->fd = -1; /* referenced now: keep the file */
     }
     bank_pending_free(p);
@@ -708,7 +745,7 @@ msa_status msa_bank_compact(msa_bank *b) {
         if (fd < 0) st = msa_fail(MSA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         if (!st) st = bank_write_compacted(v, fd, 0, seg_id, path, &m.segs[n]);
         if (!st) st = bank_fsync(fd, path);
-        if (fd >= 0) close(fd);
+        if (fd >= 0) bank_io()->close(fd);
         n++;
     }
     m.n_segs = n;
@@ -759,7 +796,7 @@ void bank_clean_orphans(msa_bank *b) {
         unsigned long long id;
         char tail[8];
         char p[PATH_MAX_BANK];
-        if (!strcmp(e->d_name, "MANIFEST.tmp")) {
+        if (!strcmp(e->d_name, "MANIFEST.tmp") || bank_is_tmp_name(e->d_name, "MANIFEST")) { /* old and new scheme */
             snprintf(p, sizeof p, "%s/%s", b->path, e->d_name);
             bank_io()->unlink(p);
             continue;
