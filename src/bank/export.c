@@ -60,7 +60,7 @@ msa_status msa_bank_export(const msa_bank *b, const char *path_in) {
     }
     if (!st && v->n_live) {
         uint64_t seg_id = v->man.next_seg_id;
-        st = bank_write_compacted(v, fd, pos, seg_id, tmp, &m.segs[n]);
+        st = bank_write_compacted(v, 0, fd, pos, seg_id, tmp, &m.segs[n]);
         m.next_seg_id = seg_id + 1;
         offs[n] = pos;
         sizes[n] = m.segs[n].file_size;

@@ -594,6 +594,9 @@ static msa_status fail_commit(msa_bank *b, msa_status st, const char *extra_unli
     return st;
 }
 
+static bool auto_compact_off;
+static msa_status merge_policy(msa_bank *b);
+
 msa_status msa_bank_commit(msa_bank *b) {
     MSA_TRY(writer_check(b));
     bank_pending *p = b->pend;
@@ -641,116 +644,158 @@ msa_status msa_bank_commit(msa_bank *b) {
     bank_pending_free(p);
     b->pend = NULL;
     st = adopt(b, m);
-    if (st) b->poisoned = true;
-    return st;
+    if (st) {
+        b->poisoned = true;
+        return st;
+    }
+    /* the commit is durable and acknowledged whatever the merge does: a failed merge poisons this writer
+     * (its message stays in msa_last_error) but the documents above are on disk */
+    if (!auto_compact_off && merge_policy(b) != MSA_OK) b->poisoned = true;
+    return MSA_OK;
 }
 
 /* ------------------------------------------------------------------------------------------- compaction */
 
-msa_status bank_write_compacted(const bank_version *v, int fd, uint64_t base, uint64_t seg_id, const char *name,
-                                bank_seg_ref *ref) {
+msa_status bank_write_compacted(const bank_version *v, uint64_t min_seg_id, int fd, uint64_t base, uint64_t seg_id,
+                                const char *name, bank_seg_ref *ref) {
     const msa_bank_shape *sh = &v->man.shape;
     seg_writer w;
     sw_init(&w, fd, base, name);
+    /* the live documents of the chosen segments (ids >= min_seg_id), in index order */
+    uint64_t *sel = malloc((v->n_live + 1) * sizeof *sel);
     bank_doc_rec *recs = malloc((v->n_live + 1) * sizeof *recs);
-    if (!recs) return msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
+    if (!sel || !recs) {
+        free(sel);
+        free(recs);
+        return msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
+    }
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < v->n_live; i++)
+        if (v->segs[v->live[i].seg]->seg.seg_id >= min_seg_id) sel[n++] = i;
     msa_status st = MSA_OK;
     uint64_t chunk = 0, content = 0, text = 0, strings = 0;
-    for (uint64_t i = 0; i < v->n_live; i++) {
-        const bank_seg_view *sv;
-        bank_version_doc(v, i, &recs[i], &sv);
-    }
+    for (uint64_t j = 0; j < n; j++) bank_version_doc(v, sel[j], &recs[j], NULL);
+#define SV(j) (v->segs[v->live[sel[j]].seg])
     if (sh->mode == MSA_BANK_NATIVE) {
         if ((st = sw_begin(&w, BANK_SEC_CONTENT, 0))) goto done;
-        for (uint64_t i = 0; i < v->n_live && !st; i++) {
-            const bank_seg_view *sv = v->segs[v->live[i].seg];
-            uint64_t n = bank_doc_content_bytes(sh, recs[i].n_chunks);
-            st = sw_write(&w, sv->seg.content + recs[i].content_off, n);
-            recs[i].content_off = content;
-            content += n;
+        for (uint64_t j = 0; j < n && !st; j++) {
+            uint64_t cb = bank_doc_content_bytes(sh, recs[j].n_chunks);
+            st = sw_write(&w, SV(j)->seg.content + recs[j].content_off, cb);
+            recs[j].content_off = content;
+            content += cb;
         }
         if (st) goto done;
         sw_end(&w);
     }
     if ((st = sw_begin(&w, BANK_SEC_TEXT, 0))) goto done;
-    for (uint64_t i = 0; i < v->n_live && !st; i++) {
-        const bank_seg_view *sv = v->segs[v->live[i].seg];
-        st = sw_write(&w, sv->seg.text + recs[i].text_off, recs[i].text_zlen);
-        recs[i].text_off = text;
-        text += recs[i].text_zlen;
+    for (uint64_t j = 0; j < n && !st; j++) {
+        st = sw_write(&w, SV(j)->seg.text + recs[j].text_off, recs[j].text_zlen);
+        recs[j].text_off = text;
+        text += recs[j].text_zlen;
     }
     if (st) goto done;
     sw_end(&w);
     if ((st = sw_begin(&w, BANK_SEC_STRINGS, 0))) goto done;
-    for (uint64_t i = 0; i < v->n_live && !st; i++) {
-        const bank_seg_view *sv = v->segs[v->live[i].seg];
-        st = sw_write(&w, sv->seg.strings + recs[i].id_off, recs[i].id_len + 1);
-        if (!st) st = sw_write(&w, sv->seg.strings + recs[i].meta_off, recs[i].meta_len + 1);
-        recs[i].id_off = strings;
-        recs[i].meta_off = strings + recs[i].id_len + 1;
-        strings += recs[i].id_len + 1 + recs[i].meta_len + 1;
+    for (uint64_t j = 0; j < n && !st; j++) {
+        st = sw_write(&w, SV(j)->seg.strings + recs[j].id_off, recs[j].id_len + 1);
+        if (!st) st = sw_write(&w, SV(j)->seg.strings + recs[j].meta_off, recs[j].meta_len + 1);
+        recs[j].id_off = strings;
+        recs[j].meta_off = strings + recs[j].id_len + 1;
+        strings += recs[j].id_len + 1 + recs[j].meta_len + 1;
     }
     if (st) goto done;
     sw_end(&w);
     /* routing keys read before the records are renumbered */
     for (int l = 0; l < sh->n_router && !st; l++) {
         if ((st = sw_begin(&w, BANK_SEC_ROUTE, (uint32_t)l))) goto done;
-        for (uint64_t i = 0; i < v->n_live && !st; i++) {
-            const bank_seg_view *sv = v->segs[v->live[i].seg];
+        for (uint64_t j = 0; j < n && !st; j++) {
             bank_doc_rec orig;
-            bank_segment_doc(&sv->seg, v->live[i].rec, &orig);
+            bank_segment_doc(&SV(j)->seg, v->live[sel[j]].rec, &orig);
             uint64_t row = bank_route_row_bytes(sh, l);
-            st = sw_write(&w, sv->seg.route[l] + orig.chunk_first * row, (uint64_t)orig.n_chunks * row);
+            st = sw_write(&w, SV(j)->seg.route[l] + orig.chunk_first * row, (uint64_t)orig.n_chunks * row);
         }
         if (st) goto done;
         sw_end(&w);
     }
-    for (uint64_t i = 0; i < v->n_live; i++) {
-        recs[i].chunk_first = chunk;
-        chunk += recs[i].n_chunks;
+#undef SV
+    for (uint64_t j = 0; j < n; j++) {
+        recs[j].chunk_first = chunk;
+        chunk += recs[j].n_chunks;
     }
     if ((st = sw_begin(&w, BANK_SEC_DOCS, 0))) goto done;
-    for (uint64_t i = 0; i < v->n_live && !st; i++) {
+    for (uint64_t j = 0; j < n && !st; j++) {
         uint8_t enc[BANK_DOC_RECORD_SIZE];
-        bank_doc_rec_encode(&recs[i], enc);
+        bank_doc_rec_encode(&recs[j], enc);
         st = sw_write(&w, enc, sizeof enc);
     }
     if (st) goto done;
     sw_end(&w);
-    st = sw_finish(&w, BANK_SEG_DOCS, seg_id, v->n_live, chunk, &v->man, ref);
+    st = sw_finish(&w, BANK_SEG_DOCS, seg_id, n, chunk, &v->man, ref);
 done:
+    free(sel);
     free(recs);
     return st;
 }
 
-msa_status msa_bank_compact(msa_bank *b) {
-    MSA_TRY(msa_bank_commit(b));
-    MSA_TRY(writer_check(b));
+static bool u64_sorted_has(const uint64_t *a, size_t n, uint64_t x) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && a[lo] == x;
+}
+
+/* Rewrite the document segments with ids >= min_seg_id (0: all of them) into one, dropping their deleted
+ * documents and those documents' tombstones; the new manifest is made durable, adopted, and only then are
+ * the replaced files unlinked (readers that mapped them keep their mappings). Compaction and the automatic
+ * merge at commit are both this. */
+static msa_status rewrite_segments(msa_bank *b, uint64_t min_seg_id) {
     const bank_version *v = b->v;
     bank_manifest m;
     MSA_TRY(bank_manifest_copy(&b->work, &m));
     char path[PATH_MAX_BANK] = "";
     msa_status st = MSA_OK;
-    size_t n = 0;
-    if (v->n_deleted == 0 && v->man.n_segs - (v->tmpl != NULL) <= 1) {
-        bank_manifest_free(&m);
-        return MSA_OK; /* already compact */
+    /* tombstones of the rewritten segments' documents go with them (the rest stay) */
+    uint64_t *drop = malloc((m.n_tombstones + 1) * sizeof *drop);
+    size_t n_drop = 0;
+    if (!drop) st = msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
+    for (size_t i = 0; !st && i < v->man.n_segs; i++) {
+        const bank_segment *sg = &v->segs[i]->seg;
+        if (sg->kind != BANK_SEG_DOCS || sg->seg_id < min_seg_id) continue;
+        for (uint64_t r = 0; r < sg->n_docs; r++) {
+            bank_doc_rec rec;
+            bank_segment_doc(sg, r, &rec);
+            if (u64_sorted_has(m.tombstones, m.n_tombstones, rec.index)) drop[n_drop++] = rec.index;
+        }
     }
+    if (!st) {
+        qsort(drop, n_drop, sizeof *drop, cmp_u64);
+        size_t k = 0;
+        for (size_t i = 0; i < m.n_tombstones; i++)
+            if (min_seg_id > 0 && !u64_sorted_has(drop, n_drop, m.tombstones[i])) m.tombstones[k++] = m.tombstones[i];
+        m.n_tombstones = k;
+    }
+    free(drop);
+    size_t n = 0;
     for (size_t i = 0; i < b->work.n_segs; i++)
-        if (b->work.segs[i].seg_id == b->work.template_seg) m.segs[n++] = b->work.segs[i];
-    if (v->n_live) {
+        if (b->work.segs[i].seg_id == b->work.template_seg || b->work.segs[i].seg_id < min_seg_id)
+            m.segs[n++] = b->work.segs[i];
+    bool any_live = false;
+    for (uint64_t i = 0; i < v->n_live && !any_live; i++) any_live = v->segs[v->live[i].seg]->seg.seg_id >= min_seg_id;
+    if (!st && any_live) {
         uint64_t seg_id = m.next_seg_id++;
         bank_seg_path(path, sizeof path, b->path, seg_id);
         int fd = bank_io()->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) st = msa_fail(MSA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        if (!st) st = bank_write_compacted(v, fd, 0, seg_id, path, &m.segs[n]);
+        if (!st) st = bank_write_compacted(v, min_seg_id, fd, 0, seg_id, path, &m.segs[n]);
         if (!st) st = bank_fsync(fd, path);
         if (fd >= 0) bank_io()->close(fd);
         n++;
     }
     m.n_segs = n;
     qsort(m.segs, m.n_segs, sizeof *m.segs, cmp_u64);
-    m.n_tombstones = 0;
     m.generation++;
     bool renamed = false;
     if (!st) st = bank_write_manifest(b->path, &m, &renamed);
@@ -760,7 +805,6 @@ msa_status msa_bank_compact(msa_bank *b) {
         if (path[0] && !renamed) bank_io()->unlink(path);
         return st;
     }
-    /* the new version is durable: adopt it, then unlink what it no longer names (readers keep their maps) */
     bank_manifest old;
     st = bank_manifest_copy(&b->work, &old);
     if (st) {
@@ -771,18 +815,49 @@ msa_status msa_bank_compact(msa_bank *b) {
     bank_manifest_free(&b->work);
     b->work = m;
     st = adopt(b, &b->work);
-    for (size_t i = 0; i < old.n_segs; i++) {
-        bool kept = false;
-        for (size_t j = 0; j < b->work.n_segs; j++) kept |= b->work.segs[j].seg_id == old.segs[i].seg_id;
-        if (!kept) {
-            char p[PATH_MAX_BANK];
-            bank_seg_path(p, sizeof p, b->path, old.segs[i].seg_id);
-            bank_io()->unlink(p);
-        }
+    for (size_t i = 0, j = 0; i < old.n_segs; i++) { /* both lists sorted by id */
+        while (j < b->work.n_segs && b->work.segs[j].seg_id < old.segs[i].seg_id) j++;
+        if (j < b->work.n_segs && b->work.segs[j].seg_id == old.segs[i].seg_id) continue;
+        char p[PATH_MAX_BANK];
+        bank_seg_path(p, sizeof p, b->path, old.segs[i].seg_id);
+        bank_io()->unlink(p);
     }
     bank_manifest_free(&old);
     if (st) b->poisoned = true;
     return st;
+}
+
+msa_status msa_bank_compact(msa_bank *b) {
+    MSA_TRY(msa_bank_commit(b));
+    MSA_TRY(writer_check(b));
+    const bank_version *v = b->v;
+    if (v->n_deleted == 0 && v->man.n_tombstones == 0 && v->man.n_segs - (v->tmpl != NULL) <= 1)
+        return MSA_OK; /* already compact */
+    return rewrite_segments(b, 0);
+}
+
+/* The automatic compaction policy (size-tiered, at commit, no background thread). Document segments in id
+ * order (oldest first); the mergeable tail is the longest run of newest segments in which each segment is at
+ * most twice the size of all newer ones together. When that tail holds MERGE_FAN_IN or more segments it is
+ * rewritten as one. Afterwards the tail has fewer than MERGE_FAN_IN segments and the segment before it is
+ * more than twice everything newer, so a bank of N bytes keeps at most about 3·log2(N / smallest commit) + 3
+ * segments, and each byte is rewritten O(log N) times over the bank's life. */
+#define MERGE_FAN_IN 4
+void bank_set_auto_compact(bool on) { auto_compact_off = !on; }
+
+static msa_status merge_policy(msa_bank *b) {
+    const bank_manifest *m = &b->work;
+    uint64_t newer = 0, min_id = 0;
+    size_t n_merge = 0;
+    for (size_t i = m->n_segs; i-- > 0;) {
+        if (m->segs[i].seg_id == m->template_seg) continue;
+        if (n_merge > 0 && m->segs[i].file_size > 2 * newer) break;
+        newer += m->segs[i].file_size;
+        min_id = m->segs[i].seg_id;
+        n_merge++;
+    }
+    if (n_merge < MERGE_FAN_IN) return MSA_OK;
+    return rewrite_segments(b, min_id);
 }
 
 /* Remove files a crashed writer left: segments no manifest names and a stale MANIFEST.tmp. Readers never
