@@ -257,6 +257,13 @@ TEST(alloc_failure_mid_add_leaves_nothing) {
         synth_make(&a, &bi.shape, 1000 + (uint64_t)k, 0, MAX_TEXT); /* a new document, staged first */
         synth_make(&r, &bi.shape, 1, (uint32_t)k, MAX_TEXT);        /* replaces doc 1 */
         CHECK_EQ_INT(msa_bank_add(b, &a.d, false, NULL, NULL), MSA_OK);
+        /* 31 more staged (32 in all), so that the next add grows the staging id table (64 slots, half full) */
+        for (int j = 0; j < 31; j++) {
+            synth_doc f;
+            synth_make(&f, &bi.shape, 100000 + (uint64_t)k * 100 + (uint64_t)j, 0, MAX_TEXT);
+            CHECK_EQ_INT(msa_bank_add(b, &f.d, false, NULL, NULL), MSA_OK);
+            synth_free(&f);
+        }
         bank_fault_alloc_after(k);
         msa_status st = msa_bank_add(b, &r.d, true, NULL, NULL);
         bank_fault_alloc_after(0);
