@@ -63,6 +63,32 @@ void msa_bank_content_hash(const char *text, size_t text_len, const char *meta_j
     memcpy(out, c.digest, 16);
 }
 
+msa_status msa_bank_check_id(const char *id) {
+    if (!id) return msa_fail(MSA_ERR_INVALID_ARG, "document without an id");
+    size_t n = strlen(id);
+    if (n < 1 || n > BANK_MAX_ID_LEN)
+        return msa_fail(MSA_ERR_INVALID_ARG, "document id must be 1..%u bytes (got %zu)", BANK_MAX_ID_LEN, n);
+    const uint8_t *p = (const uint8_t *)id;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = p[i];
+        if (c < 0x20 || c == 0x7f)
+            return msa_fail(MSA_ERR_INVALID_ARG, "document id contains a control character (byte %zu)", i);
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
+        size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool ok = len && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok && len == 3) ok = !(c == 0xe0 && p[i + 1] < 0xa0) && !(c == 0xed && p[i + 1] >= 0xa0);
+        if (ok && len == 4) ok = !(c == 0xf0 && p[i + 1] < 0x90) && !(c == 0xf4 && p[i + 1] >= 0x90);
+        if (!ok) return msa_fail(MSA_ERR_INVALID_ARG, "document id is not valid UTF-8 (byte %zu)", i);
+        i += len;
+    }
+    return MSA_OK;
+}
+
 msa_bank_open_params msa_bank_default_open_params(void) {
     msa_bank_open_params p = {.writable = false, .verify_content = false, .routing_in_ram = false,
                               .max_pending_bytes = 0};
@@ -138,7 +164,11 @@ msa_status msa_bank_create(const char *path_in, const msa_bank_create_params *pa
     char path[4096];
     MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank create"));
     msa_status st = bank_shape_validate(&params->shape, "bank shape");
-    if (st) return msa_fail(MSA_ERR_INVALID_ARG, "%s", msa_last_error());
+    if (st) {
+        char why[512]; /* a copy: the message buffer cannot be formatted into itself */
+        snprintf(why, sizeof why, "%s", msa_last_error());
+        return msa_fail(MSA_ERR_INVALID_ARG, "%s", why);
+    }
     if (params->model_path && strlen(params->model_path) > BANK_MAX_MODEL_PATH)
         return msa_fail(MSA_ERR_INVALID_ARG, "model path too long");
     struct stat sb;

@@ -218,7 +218,10 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
     msa_bank *b = NULL;
     msa_bank_open_params op = msa_bank_default_open_params();
     op.writable = true;
-    op.max_pending_bytes = SIZE_MAX; /* one commit at the end */
+    /* into a new bank (a hidden directory until the final rename) the writer commits whenever its staged
+     * routing keys reach the default bound, so memory stays bounded however large the export; into an
+     * existing empty bank, one commit at the end (no partial import may become visible there) */
+    op.max_pending_bytes = tmp_path[0] ? 0 : SIZE_MAX;
     if (!st) st = msa_bank_open(target, &op, &b);
     if (!st && !same_shape(&b->v->man.shape, sh))
         st = msa_fail(MSA_ERR_MISMATCH, "%s: bank shape differs from the export's", bank_path);

@@ -281,9 +281,11 @@ size_t msa_bank_n_pending(const msa_bank *b) {
 static msa_status validate_doc(const msa_bank *b, const msa_bank_doc *d) {
     const msa_bank_shape *sh = &b->v->man.shape;
     if (!d || !d->id) return msa_fail(MSA_ERR_INVALID_ARG, "bank add: document without an id");
-    size_t id_len = strlen(d->id);
-    if (id_len < 1 || id_len > BANK_MAX_ID_LEN)
-        return msa_fail(MSA_ERR_INVALID_ARG, "bank add: id must be 1..%u bytes", BANK_MAX_ID_LEN);
+    if (msa_bank_check_id(d->id)) {
+        char why[256]; /* a copy: the message buffer cannot be formatted into itself */
+        snprintf(why, sizeof why, "%s", msa_last_error());
+        return msa_fail(MSA_ERR_INVALID_ARG, "bank add: %s", why);
+    }
     if (!d->text && d->text_len) return msa_fail(MSA_ERR_INVALID_ARG, "bank add '%.200s': NULL text", d->id);
     if ((uint64_t)d->text_len > BANK_MAX_TEXT_LEN)
         return msa_fail(MSA_ERR_LIMIT, "bank add '%.200s': text longer than 4 GiB", d->id);

@@ -107,6 +107,33 @@ head -c 5000 "$T/b.msax" >"$T/trunc.msax"
 expect truncated_export 65 "$MSA" bank import "$T/trunc.msax" "$T/imp2"
 [ ! -e "$T/imp2" ] && pass failed_import_leaves_nothing || fail failed_import_leaves_nothing
 
+# issue 12: hostile input through the CLI
+H=$T/hostile
+expect h_create_trailing_slash 0 "$MSA" bank create "$H/" --shape-of synthetic-small
+mkdir -p "$T/cyc/sub"
+printf 'one' >"$T/cyc/a.txt"
+printf 'two' >"$T/cyc/sub/b.txt"
+ln -s . "$T/cyc/self"
+ln -s .. "$T/cyc/sub/up"
+expect h_symlink_cycle_terminates 0 timeout 30 "$MSA" bank add "$H" "$T/cyc" --synthetic
+grep -q "added 2" "$T/out" && pass h_symlink_cycle_each_once || fail h_symlink_cycle_each_once "$(cat "$T/out")"
+printf '{"id":"ok1","text":"fine"}\n{"id":"bad\\nid","text":"x"}\n' >"$T/nl.jsonl"
+expect h_newline_id_refused 65 "$MSA" bank add "$H" --jsonl "$T/nl.jsonl" --synthetic
+long=$(head -c 5000 /dev/zero | tr '\0' 'x')
+printf '{"id":"ok2","text":"fine"}\n{"id":"%s","text":"x"}\n' "$long" >"$T/long.jsonl"
+expect h_long_id_last_line_refused 65 "$MSA" bank add "$H" --jsonl "$T/long.jsonl" --synthetic
+"$MSA" bank ls "$H" | grep -Eq " ok[12]$" && fail h_nothing_added_before_bad_id || pass h_nothing_added_before_bad_id
+expect h_export_into_bank_refused 64 "$MSA" bank export "$H" "$H/MANIFEST"
+expect h_bank_intact_after_export_attempt 0 "$MSA" bank verify "$H"
+expect h_export 0 "$MSA" bank export "$H/" "$T/h.msax"
+expect h_import_trailing_slash 0 "$MSA" bank import "$T/h.msax" "$T/himp/"
+expect h_imported_verify 0 "$MSA" bank verify "$T/himp"
+mv "$H/MANIFEST" "$T/h.manifest" && mkfifo "$H/MANIFEST"
+expect h_fifo_manifest_65 65 timeout 30 "$MSA" bank ls "$H"
+expect h_fifo_manifest_writer_65 65 timeout 30 "$MSA" bank add "$H" "$T/cyc/a.txt" --synthetic
+rm -f "$H/MANIFEST" && mv "$T/h.manifest" "$H/MANIFEST"
+expect h_bank_back 0 "$MSA" bank verify "$H"
+
 # with a real model (the default GGUF, when installed): shapes and fingerprint come from it
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$M" ]; then
