@@ -215,6 +215,16 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
         st = bank_create_dir(target, &cp);
         if (st) tmp_path[0] = '\0'; /* nothing of ours to remove */
     }
+    if (!st && !tmp_path[0]) {
+        /* an existing bank that ever held a document is refused before taking its lock: the answer is
+         * "conflict" whether or not another writer happens to hold it right now */
+        msa_bank *rb = NULL;
+        st = msa_bank_open(bank_path, NULL, &rb);
+        if (!st && (rb->v->man.next_index != 0 || rb->v->n_live != 0))
+            st = msa_fail(MSA_ERR_CONFLICT, "%s: import needs a new or empty bank (documents keep their indices)",
+                          bank_path);
+        msa_bank_close(rb);
+    }
     msa_bank *b = NULL;
     msa_bank_open_params op = msa_bank_default_open_params();
     op.writable = true;

@@ -214,7 +214,9 @@ TEST(concurrent_imports_exactly_one) {
         race(4, race_import, path, exp, counts);
         if (counts[MSA_OK] != 1 || counts[MSA_ERR_CONFLICT] != 3) {
             if (bad_rounds++ < 3)
-                fprintf(stderr, "  round %d: %d succeeded, %d conflicts\n", r, counts[MSA_OK], counts[MSA_ERR_CONFLICT]);
+                fprintf(stderr, "  round %d: %d succeeded, %d conflicts, %d locked, %d other\n", r, counts[MSA_OK],
+                        counts[MSA_ERR_CONFLICT], counts[MSA_ERR_LOCKED],
+                        4 - counts[MSA_OK] - counts[MSA_ERR_CONFLICT] - counts[MSA_ERR_LOCKED]);
         }
         if (check_bank(path) != 20) bad_rounds++;
     }
