@@ -524,7 +524,15 @@ static msa_status make_durable(const msa_bank *b) {
     MSA_TRY(bank_fsync_file(name));
     MSA_TRY(bank_fsync_dir(b->path));
     bank_parent_dir(b->path, parent, sizeof parent);
-    return bank_fsync_dir(parent);
+    /* a parent this user may traverse but not read (mode --x) cannot be opened to fsync; the bank's name in
+     * it was made durable by whoever created the bank there, so that is not a reason to refuse the bank */
+    struct stat sb;
+    int fd = bank_io()->open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0) return errno == EACCES || errno == EPERM ? MSA_OK : msa_fail(MSA_ERR_IO, "%s: cannot open directory: %s",
+                                                                           parent, strerror(errno));
+    msa_status st = fstat(fd, &sb) == 0 ? bank_fsync(fd, parent) : msa_fail(MSA_ERR_IO, "%s: %s", parent, strerror(errno));
+    bank_io()->close(fd);
+    return st;
 }
 
 msa_status msa_bank_open(const char *path_in, const msa_bank_open_params *params, msa_bank **out) {

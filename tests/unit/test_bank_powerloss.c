@@ -408,7 +408,8 @@ static void end(void) {
 
 TEST(power_loss_every_sync_point) {
     const char *env = getenv("MSA_POWERLOSS_ROUNDS");
-    int rounds = env && atoi(env) > 0 ? atoi(env) : 150;
+    const char *suite = getenv("MSA_SUITE"); /* sanitizer builds run a third of it within the same budget */
+    int rounds = env && atoi(env) > 0 ? atoi(env) : suite && strcmp(suite, "plain") ? 50 : 150;
     n_crash_total = n_crash_bad = 0;
     begin("workload");
     char bank[400], imp[400], exp_file[400];
@@ -438,7 +439,7 @@ TEST(power_loss_every_sync_point) {
     }
     end();
     printf("power loss: %d sync points (crash states) over %d rounds, %d bad\n", n_crash_total, rounds, n_crash_bad);
-    CHECK(n_crash_total >= 300);
+    CHECK(n_crash_total >= 8 * rounds);
     CHECK_EQ_INT(n_crash_bad, 0);
 }
 
