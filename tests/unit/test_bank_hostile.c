@@ -468,8 +468,7 @@ TEST(merge_policy_keeps_segments_logarithmic) {
     CHECK_EQ_INT(check_bank(path), 400 - 133);
 }
 
-/* Finding 9: staging deletions costs O(1) each (a hash set, not a scan): 4x the deletions take well under
- * 16x the time. */
+/* Finding 9: staging deletions costs O(1) each (a hash set, not a scan). */
 static double time_removes(const char *path, int n) {
     msa_bank *b;
     if (open_w(path, &b)) return -1;
@@ -498,7 +497,9 @@ TEST(staged_deletions_near_linear) {
     double t1 = time_removes(path, 10000), t4 = time_removes(path, 40000);
     printf("staged deletions: 10000 in %.3f s, 40000 in %.3f s (ratio %.1f)\n", t1, t4, t4 / (t1 > 0 ? t1 : 1e-9));
     CHECK(t4 >= 0 && t1 >= 0);
-    CHECK(t4 < 10 * t1 + 0.05);
+    /* a scan costs ~20 us per deletion at 40000 (8e8 comparisons); a hash set well under 5 us even under
+     * sanitizers and a loaded machine. Either bound passing means no quadratic term. */
+    CHECK(t4 / 40000 < 5e-6 || t4 < 8 * t1);
 }
 
 int main(void) {
