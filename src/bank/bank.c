@@ -284,6 +284,7 @@ void bank_version_free(bank_version *v) {
 }
 
 static bool is_tombstoned(const bank_manifest *m, uint64_t index) {
+    if (m->n_tombstones == 0) return false; /* the common case, without a search */
     size_t lo = 0, hi = m->n_tombstones;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -343,7 +344,9 @@ static msa_status version_index(bank_version *v, const char *name) {
         }
     }
     v->n_deleted = n_tomb_seen;
-    qsort(v->live, v->n_live, sizeof *v->live, cmp_live);
+    bool sorted = true; /* segments in id order hold increasing indices: usually nothing to sort */
+    for (uint64_t i = 1; i < v->n_live && sorted; i++) sorted = v->live[i - 1].index < v->live[i].index;
+    if (!sorted) qsort(v->live, v->n_live, sizeof *v->live, cmp_live);
     v->verified = calloc(v->n_live + 1, sizeof *v->verified);
     if (!v->verified) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     for (uint64_t i = 1; i < v->n_live; i++)
@@ -387,7 +390,7 @@ static msa_status version_index(bank_version *v, const char *name) {
         for (uint64_t r = 0; r < sv->seg.n_docs && !st; r++) {
             bank_doc_rec rec;
             bank_segment_doc(&sv->seg, r, &rec);
-            bool dead = is_tombstoned(m, rec.index);
+            bool dead = v->chunk_doc[i][rec.chunk_first] == MSA_BANK_NO_DOC; /* decided above, once */
             if (!dead) {
                 bool extend = n_spans > 0 && spans_seg[n_spans - 1] == i &&
                               spans_first[n_spans - 1] + tmp[n_spans - 1].n_chunks == rec.chunk_first;
