@@ -162,9 +162,11 @@ fuzz-run: fuzz
 demo: deps model all
 	$(BUILD)/msa demo
 
-# The bank crash loop for longer than CI does (tests/unit/test_bank_crash.c): MSA_CRASH_ITERS=5000 by default.
+# The bank crash loop and the power-loss test for longer than CI does (tests/unit/test_bank_crash.c,
+# test_bank_powerloss.c): MSA_CRASH_ITERS=5000 kills and MSA_POWERLOSS_ROUNDS=600 rounds by default.
 bank-crash-long: tests-bin
 	MSA_CRASH_ITERS=$${MSA_CRASH_ITERS:-5000} $(BUILD)/tests/test_bank_crash
+	MSA_POWERLOSS_ROUNDS=$${MSA_POWERLOSS_ROUNDS:-600} $(BUILD)/tests/test_bank_powerloss
 .PHONY: bank-crash-long
 
 PREFIX ?= /usr/local

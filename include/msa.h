@@ -294,6 +294,10 @@ typedef struct msa_bank_doc_info {
 
 /* The content hash used for idempotent adds: XXH3-128 over (u64 text_len, text, u64 meta_len, meta). */
 void msa_bank_content_hash(const char *text, size_t text_len, const char *meta_json, uint8_t out[16]);
+/* A document id is 1..4096 bytes of valid UTF-8 without control characters (U+0000..U+001F, U+007F), so
+ * every output (ls, ls --json, messages) shows it unambiguously. MSA_ERR_INVALID_ARG naming the problem.
+ * msa_bank_add checks it; callers check it first to fail before any encoding. */
+msa_status msa_bank_check_id(const char *id);
 
 /* Number of live documents, and the i-th (0 <= i < n) in increasing index order. */
 uint64_t msa_bank_n_docs(const msa_bank *bank);

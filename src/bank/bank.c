@@ -63,6 +63,32 @@ void msa_bank_content_hash(const char *text, size_t text_len, const char *meta_j
     memcpy(out, c.digest, 16);
 }
 
+msa_status msa_bank_check_id(const char *id) {
+    if (!id) return msa_fail(MSA_ERR_INVALID_ARG, "document without an id");
+    size_t n = strlen(id);
+    if (n < 1 || n > BANK_MAX_ID_LEN)
+        return msa_fail(MSA_ERR_INVALID_ARG, "document id must be 1..%u bytes (got %zu)", BANK_MAX_ID_LEN, n);
+    const uint8_t *p = (const uint8_t *)id;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = p[i];
+        if (c < 0x20 || c == 0x7f)
+            return msa_fail(MSA_ERR_INVALID_ARG, "document id contains a control character (byte %zu)", i);
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
+        size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool ok = len && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok && len == 3) ok = !(c == 0xe0 && p[i + 1] < 0xa0) && !(c == 0xed && p[i + 1] >= 0xa0);
+        if (ok && len == 4) ok = !(c == 0xf0 && p[i + 1] < 0x90) && !(c == 0xf4 && p[i + 1] >= 0x90);
+        if (!ok) return msa_fail(MSA_ERR_INVALID_ARG, "document id is not valid UTF-8 (byte %zu)", i);
+        i += len;
+    }
+    return MSA_OK;
+}
+
 msa_bank_open_params msa_bank_default_open_params(void) {
     msa_bank_open_params p = {.writable = false, .verify_content = false, .routing_in_ram = false,
                               .max_pending_bytes = 0};
@@ -83,23 +109,71 @@ static msa_status create_files(const char *path, const msa_bank_create_params *p
     m.model_path = (char *)(params->model_path ? params->model_path : "");
     char lock[4096 + 16];
     snprintf(lock, sizeof lock, "%s/LOCK", path);
-    int fd = bank_io()->open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = bank_io()->open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return msa_fail(MSA_ERR_IO, "%s: cannot create: %s", lock, strerror(errno));
     msa_status st = bank_fsync(fd, lock);
-    close(fd);
+    bank_io()->close(fd);
     if (st) return st;
-    return bank_write_manifest(path, &m, NULL);
+    return bank_write_manifest(path, &m, NULL); /* fsyncs the directory: LOCK and MANIFEST names durable */
 }
 
-msa_status msa_bank_create(const char *path, const msa_bank_create_params *params) {
-    if (!path || !params) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_create: NULL argument");
-    if (strlen(path) > 4000) return msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
+msa_status bank_remove_dir(const char *dir) {
+    struct stat sb;
+    /* never through a symbolic link: only a real directory this process made is emptied */
+    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return MSA_OK;
+    DIR *d = opendir(dir);
+    if (!d) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char p[4096 + 300];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        bank_io()->unlink(p); /* unlink removes a link itself, never its target */
+    }
+    closedir(d);
+    bank_io()->rmdir(dir);
+    return MSA_OK;
+}
+
+msa_status bank_create_dir(const char *path, const msa_bank_create_params *params) {
+    if (bank_io()->mkdir(path, 0755) != 0)
+        return msa_fail(errno == EEXIST ? MSA_ERR_CONFLICT : MSA_ERR_IO, "%s: cannot create directory: %s", path,
+                        strerror(errno));
+    msa_status st = create_files(path, params);
+    if (st) bank_remove_dir(path);
+    return st;
+}
+
+msa_status bank_publish_dir(const char *tmp, const char *path) {
+    /* rename(2) of a directory replaces only an empty directory: of two creators (or importers) of one
+     * path exactly one wins, and the loser's bank is never mixed into the winner's */
+    if (bank_io()->rename(tmp, path) != 0) {
+        int e = errno;
+        bank_remove_dir(tmp);
+        if (e == ENOTEMPTY || e == EEXIST || e == ENOTDIR || e == EISDIR)
+            return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not an empty directory", path);
+        return msa_fail(MSA_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(e));
+    }
+    char parent[4096];
+    bank_parent_dir(path, parent, sizeof parent);
+    return bank_fsync_dir(parent); /* the bank's name in its parent */
+}
+
+msa_status msa_bank_create(const char *path_in, const msa_bank_create_params *params) {
+    if (!path_in || !params) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_create: NULL argument");
+    char path[4096];
+    MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank create"));
     msa_status st = bank_shape_validate(&params->shape, "bank shape");
-    if (st) return msa_fail(MSA_ERR_INVALID_ARG, "%s", msa_last_error());
+    if (st) {
+        char why[512]; /* a copy: the message buffer cannot be formatted into itself */
+        snprintf(why, sizeof why, "%s", msa_last_error());
+        return msa_fail(MSA_ERR_INVALID_ARG, "%s", why);
+    }
     if (params->model_path && strlen(params->model_path) > BANK_MAX_MODEL_PATH)
         return msa_fail(MSA_ERR_INVALID_ARG, "model path too long");
-    if (bank_io()->mkdir(path, 0755) != 0) {
-        if (errno != EEXIST) return msa_fail(MSA_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+    struct stat sb;
+    if (lstat(path, &sb) == 0) { /* a clear message for the common case; the rename below is the real check */
+        if (!S_ISDIR(sb.st_mode)) return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not a directory", path);
         DIR *d = opendir(path);
         if (!d) return msa_fail(MSA_ERR_IO, "%s: %s", path, strerror(errno));
         struct dirent *e;
@@ -108,17 +182,14 @@ msa_status msa_bank_create(const char *path, const msa_bank_create_params *param
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
         closedir(d);
         if (!empty) return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not empty", path);
-    } else {
-        /* make the new directory's name durable in its parent */
-        char parent[4096];
-        snprintf(parent, sizeof parent, "%s", path);
-        char *slash = strrchr(parent, '/');
-        if (slash == parent) slash[1] = '\0';
-        else if (slash) *slash = '\0';
-        else snprintf(parent, sizeof parent, ".");
-        if ((st = bank_fsync_dir(parent))) return st;
     }
-    return create_files(path, params);
+    /* built whole in a hidden sibling, then renamed into place: a crash leaves either no bank at PATH or a
+     * complete empty one, never a directory every command rejects */
+    char parent[4096], tmp[4096 + 128];
+    bank_parent_dir(path, parent, sizeof parent);
+    bank_tmp_name(tmp, sizeof tmp, parent, bank_base_name(path), "creating");
+    MSA_TRY(bank_create_dir(tmp, params));
+    return bank_publish_dir(tmp, path);
 }
 
 /* ------------------------------------------------------------------------------------------------ versions */
@@ -126,19 +197,17 @@ msa_status msa_bank_create(const char *path, const msa_bank_create_params *param
 msa_status bank_read_manifest(const char *path, bank_manifest *out) {
     char name[4096 + 16];
     snprintf(name, sizeof name, "%s/MANIFEST", path);
-    int fd = open(name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
+    int fd;
+    uint64_t size;
+    msa_status ost = bank_open_regular(name, &fd, &size); /* a FIFO or symlink here is malformed, not a hang */
+    if (ost == MSA_ERR_NOT_FOUND) {
         struct stat st;
-        if (e == ENOENT && stat(path, &st) != 0) return msa_fail(MSA_ERR_NOT_FOUND, "%s: no such bank", path);
-        if (e == ENOENT) return msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no MANIFEST)", path);
-        return msa_fail(MSA_ERR_IO, "%s: %s", name, strerror(e));
+        if (stat(path, &st) != 0) return msa_fail(MSA_ERR_NOT_FOUND, "%s: no such bank", path);
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no MANIFEST)", path);
     }
+    if (ost) return ost;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return msa_fail(MSA_ERR_IO, "%s: %s", name, strerror(errno));
-    }
+    st.st_size = (off_t)size;
     if ((uint64_t)st.st_size > MAX_MANIFEST_BYTES) {
         close(fd);
         return msa_fail(MSA_ERR_BAD_DATA, "%s: manifest too large (%lld bytes)", name, (long long)st.st_size);
@@ -215,6 +284,7 @@ void bank_version_free(bank_version *v) {
 }
 
 static bool is_tombstoned(const bank_manifest *m, uint64_t index) {
+    if (m->n_tombstones == 0) return false; /* the common case, without a search */
     size_t lo = 0, hi = m->n_tombstones;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -274,7 +344,9 @@ static msa_status version_index(bank_version *v, const char *name) {
         }
     }
     v->n_deleted = n_tomb_seen;
-    qsort(v->live, v->n_live, sizeof *v->live, cmp_live);
+    bool sorted = true; /* segments in id order hold increasing indices: usually nothing to sort */
+    for (uint64_t i = 1; i < v->n_live && sorted; i++) sorted = v->live[i - 1].index < v->live[i].index;
+    if (!sorted) qsort(v->live, v->n_live, sizeof *v->live, cmp_live);
     v->verified = calloc(v->n_live + 1, sizeof *v->verified);
     if (!v->verified) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     for (uint64_t i = 1; i < v->n_live; i++)
@@ -318,7 +390,7 @@ static msa_status version_index(bank_version *v, const char *name) {
         for (uint64_t r = 0; r < sv->seg.n_docs && !st; r++) {
             bank_doc_rec rec;
             bank_segment_doc(&sv->seg, r, &rec);
-            bool dead = is_tombstoned(m, rec.index);
+            bool dead = v->chunk_doc[i][rec.chunk_first] == MSA_BANK_NO_DOC; /* decided above, once */
             if (!dead) {
                 bool extend = n_spans > 0 && spans_seg[n_spans - 1] == i &&
                               spans_first[n_spans - 1] + tmp[n_spans - 1].n_chunks == rec.chunk_first;
@@ -443,9 +515,33 @@ static msa_status load_newest(msa_bank *b, bool routing_in_ram) {
     }
 }
 
-msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, msa_bank **out) {
-    if (!path || !out) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_open: NULL argument");
-    if (strlen(path) > 4000) return msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
+/* A writer never acknowledges a state it has not made durable. What it finds may be visible without being
+ * durable (an earlier writer died, or its directory fsync failed, between the MANIFEST rename and the
+ * directory fsync; a create or import died before fsyncing the parent): a retried add would find its
+ * documents "unchanged" and report success for data a power cut would take. So every writable open fsyncs
+ * the MANIFEST, the bank directory and its parent before anything else; after that, everything it reports
+ * is on disk. */
+static msa_status make_durable(const msa_bank *b) {
+    char name[4096 + 16], parent[4096];
+    snprintf(name, sizeof name, "%s/MANIFEST", b->path);
+    MSA_TRY(bank_fsync_file(name));
+    MSA_TRY(bank_fsync_dir(b->path));
+    bank_parent_dir(b->path, parent, sizeof parent);
+    /* a parent this user may traverse but not read (mode --x) cannot be opened to fsync; the bank's name in
+     * it was made durable by whoever created the bank there, so that is not a reason to refuse the bank */
+    struct stat sb;
+    int fd = bank_io()->open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0) return errno == EACCES || errno == EPERM ? MSA_OK : msa_fail(MSA_ERR_IO, "%s: cannot open directory: %s",
+                                                                           parent, strerror(errno));
+    msa_status st = fstat(fd, &sb) == 0 ? bank_fsync(fd, parent) : msa_fail(MSA_ERR_IO, "%s: %s", parent, strerror(errno));
+    bank_io()->close(fd);
+    return st;
+}
+
+msa_status msa_bank_open(const char *path_in, const msa_bank_open_params *params, msa_bank **out) {
+    if (!path_in || !out) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_open: NULL argument");
+    char path[4096];
+    MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank open"));
     msa_bank *b = calloc(1, sizeof *b);
     if (!b || !(b->path = strdup(path))) {
         free(b);
@@ -458,11 +554,16 @@ msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, m
     if (b->params.writable) {
         char lock[4096 + 16];
         snprintf(lock, sizeof lock, "%s/LOCK", path);
-        b->lock_fd = open(lock, O_RDWR | O_CLOEXEC);
+        b->lock_fd = open(lock, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
         if (b->lock_fd < 0) {
-            struct stat sb;
+            int e = errno;
             if (stat(path, &sb) != 0) st = msa_fail(MSA_ERR_NOT_FOUND, "%s: no such bank", path);
-            else st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no LOCK file)", path);
+            else if (e == ENOENT) st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a bank (no LOCK file)", path);
+            else if (e == ELOOP) st = msa_fail(MSA_ERR_BAD_DATA, "%s: is a symbolic link (bank files must be regular files)", lock);
+            else st = msa_fail(MSA_ERR_IO, "%s: cannot open: %s", lock, strerror(e)); /* unreadable is an I/O error */
+        } else if (fstat(b->lock_fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a regular file (bank files must be regular files)", lock);
         } else if (flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
             st = errno == EWOULDBLOCK ? msa_fail(MSA_ERR_LOCKED, "%s: locked by another writer", path)
                                       : msa_fail(MSA_ERR_IO, "%s: cannot lock: %s", lock, strerror(errno));
@@ -470,6 +571,7 @@ msa_status msa_bank_open(const char *path, const msa_bank_open_params *params, m
         b->writable = true;
     }
     if (!st) st = load_newest(b, b->params.routing_in_ram);
+    if (!st && b->writable) st = make_durable(b);
     if (!st && b->writable) {
         st = bank_manifest_copy(&b->v->man, &b->work);
         if (!st) bank_clean_orphans(b);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bank/format.h"
 #include "msa.h"
@@ -16,7 +17,10 @@ typedef struct bank_seg_view {
     bank_segment seg;
     void *map;              /* mmap of the whole file, NULL when borrowed */
     size_t map_len;
-    int fd;                 /* -1 when borrowed */
+    int fd;                 /* always -1: no descriptor is kept (the mapping is enough; reads open on demand) */
+    bool file;              /* a mapped file (else a borrowed byte range of an export) */
+    dev_t dev;              /* the mapped file's identity, to tell it from a later file of the same name */
+    ino_t ino;
     char *name;             /* file name for messages */
     uint8_t *route_ram[MSA_BANK_MAX_LAYERS]; /* routing keys copied to RAM (routing_in_ram), else NULL */
     int refs;               /* versions sharing this view */
@@ -82,14 +86,23 @@ const uint8_t *bank_seg_route(const bank_seg_view *sv, int slot);
 
 /* writer.c */
 void bank_pending_free(bank_pending *p);
-/* Write the live documents of v as one segment into fd at base (compaction and export); *ref describes it. */
-msa_status bank_write_compacted(const bank_version *v, int fd, uint64_t base, uint64_t seg_id, const char *name,
-                                bank_seg_ref *ref);
+/* Write the live documents of v's segments with ids >= min_seg_id (0: all) as one segment into fd at base
+ * (compaction, the merge policy, export); *ref describes it. */
+msa_status bank_write_compacted(const bank_version *v, uint64_t min_seg_id, int fd, uint64_t base, uint64_t seg_id,
+                                const char *name, bank_seg_ref *ref);
+/* Tests and benchmarks: switch the automatic merge at commit off (on by default). */
+void bank_set_auto_compact(bool on);
 /* Write the manifest m atomically into dir (temp, fsync, rename, fsync dir); *renamed (may be NULL) says
  * whether the rename happened (then a failure came from the directory fsync and the new manifest may stand). */
 msa_status bank_write_manifest(const char *dir, const bank_manifest *m, bool *renamed);
 /* Stage a document with a given index (>= the next index); add and import use it. */
 msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index);
+/* bank.c: create a bank's files in a new directory path (mkdir, exclusive); remove a directory this process
+ * made (never through a symbolic link); rename a finished bank directory tmp to path (only onto nothing or an
+ * empty directory: MSA_ERR_CONFLICT otherwise, tmp removed) and fsync the parent. */
+msa_status bank_create_dir(const char *path, const msa_bank_create_params *params);
+msa_status bank_remove_dir(const char *dir);
+msa_status bank_publish_dir(const char *tmp, const char *path);
 /* Writer open: remove files a crashed writer left behind. */
 void bank_clean_orphans(msa_bank *b);
 /* Segment file name of id inside dir into buf. */

@@ -19,25 +19,31 @@
 #define EXPORT_HEADER 4096u
 #define EXPORT_MAX_SEGS 2u
 
-static void parent_dir(const char *path, char *out, size_t size) {
-    snprintf(out, size, "%s", path);
-    char *slash = strrchr(out, '/');
-    if (!slash) snprintf(out, size, ".");
-    else if (slash == out) slash[1] = '\0';
-    else *slash = '\0';
-}
-
-msa_status msa_bank_export(const msa_bank *b, const char *path) {
+msa_status msa_bank_export(const msa_bank *b, const char *path_in) {
     const bank_version *v = b->v;
-    char tmp[4096 + 16];
-    if (strlen(path) > 4000) return msa_fail(MSA_ERR_INVALID_ARG, "export path too long");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char path[4096], dir[4096], tmp[4096 + 128];
+    MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank export"));
+    bank_parent_dir(path, dir, sizeof dir);
+    /* an export never lands inside a bank directory: a name there (MANIFEST, a segment, LOCK) is the bank's */
+    struct stat sd, sb, sp;
+    if (stat(dir, &sd) != 0) return msa_fail(MSA_ERR_NOT_FOUND, "%s: %s", dir, strerror(errno));
+    if (stat(b->path, &sb) == 0 && sd.st_dev == sb.st_dev && sd.st_ino == sb.st_ino)
+        return msa_fail(MSA_ERR_INVALID_ARG, "%s: an export cannot be written inside the bank directory", path);
+    char probe[4096 + 16];
+    snprintf(probe, sizeof probe, "%s/MANIFEST", dir);
+    char lock[4096 + 16];
+    snprintf(lock, sizeof lock, "%s/LOCK", dir);
+    if (lstat(probe, &sp) == 0 && lstat(lock, &sp) == 0)
+        return msa_fail(MSA_ERR_INVALID_ARG, "%s: an export cannot be written inside a bank directory", path);
+    if (lstat(path, &sp) == 0 && !S_ISREG(sp.st_mode))
+        return msa_fail(MSA_ERR_CONFLICT, "%s: exists and is not a regular file", path);
+    bank_tmp_name(tmp, sizeof tmp, dir, bank_base_name(path), "export"); /* unique: never another's temp */
+    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return msa_fail(MSA_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     bank_manifest m;
     msa_status st = bank_manifest_copy(&v->man, &m);
     if (st) {
-        close(fd);
+        bank_io()->close(fd);
         bank_io()->unlink(tmp);
         return st;
     }
@@ -54,7 +60,7 @@ msa_status msa_bank_export(const msa_bank *b, const char *path) {
     }
     if (!st && v->n_live) {
         uint64_t seg_id = v->man.next_seg_id;
-        st = bank_write_compacted(v, fd, pos, seg_id, tmp, &m.segs[n]);
+        st = bank_write_compacted(v, 0, fd, pos, seg_id, tmp, &m.segs[n]);
         m.next_seg_id = seg_id + 1;
         offs[n] = pos;
         sizes[n] = m.segs[n].file_size;
@@ -88,14 +94,12 @@ msa_status msa_bank_export(const msa_bank *b, const char *path) {
     free(mbuf);
     bank_manifest_free(&m);
     if (!st) st = bank_fsync(fd, tmp);
-    close(fd);
+    bank_io()->close(fd);
     if (!st && bank_io()->rename(tmp, path) != 0) st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", path, strerror(errno));
     if (st) {
         bank_io()->unlink(tmp);
         return st;
     }
-    char dir[4096];
-    parent_dir(path, dir, sizeof dir);
     return bank_fsync_dir(dir);
 }
 
@@ -161,24 +165,6 @@ static msa_status open_export(const char *path, void **map, size_t *map_len, ban
     return MSA_OK;
 }
 
-/* Remove a bank directory this code created (only the file names a bank holds). */
-static void remove_bank_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[4096 + 300];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (strcmp(e->d_name, "MANIFEST") && strcmp(e->d_name, "MANIFEST.tmp") && strcmp(e->d_name, "LOCK") &&
-            strncmp(e->d_name, "seg-", 4))
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static bool same_shape(const msa_bank_shape *a, const msa_bank_shape *b) {
     if (a->mode != b->mode || a->dtype != b->dtype || a->n_layers != b->n_layers || a->n_router != b->n_router ||
         a->n_kv_heads != b->n_kv_heads || a->head_dim != b->head_dim || a->pooling != b->pooling ||
@@ -189,30 +175,63 @@ static bool same_shape(const msa_bank_shape *a, const msa_bank_shape *b) {
     return true;
 }
 
-msa_status msa_bank_import(const char *path, const char *bank_path, uint64_t *n_docs) {
+/* Whether path is absent or an empty directory (then import makes a new bank there). */
+static bool import_target_new(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return errno == ENOENT;
+    if (!S_ISDIR(sb.st_mode)) return false;
+    DIR *d = opendir(path);
+    if (!d) return false;
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
+    closedir(d);
+    return empty;
+}
+
+msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t *n_docs) {
+    char bank_path[4096];
+    MSA_TRY(bank_path_norm(bank_path_in, bank_path, sizeof bank_path, "bank import"));
     void *map = NULL;
     size_t map_len = 0;
     bank_version *ev = NULL;
     MSA_TRY(open_export(path, &map, &map_len, &ev));
     const msa_bank_shape *sh = &ev->man.shape;
     msa_status st = MSA_OK;
-    struct stat sb;
-    /* a new bank is built beside its final name and renamed into place whole: a failed import leaves nothing */
-    char tmp_path[4096 + 32] = "";
+    /* a new bank is built whole in a hidden sibling of a unique name (made with mkdir: exclusive, never a
+     * name another import or a symbolic link could own) and renamed into place, which succeeds only onto
+     * nothing or an empty directory: of two imports into one new path exactly one wins; a failed import
+     * removes only its own directory */
+    char tmp_path[4096 + 128] = "";
     const char *target = bank_path;
-    if (stat(bank_path, &sb) != 0) {
-        if (strlen(bank_path) > 4000) st = msa_fail(MSA_ERR_INVALID_ARG, "bank path too long");
-        snprintf(tmp_path, sizeof tmp_path, "%s.importing", bank_path);
-        remove_bank_dir(tmp_path); /* a crashed earlier import */
+    if (import_target_new(bank_path)) {
+        char parent[4096];
+        bank_parent_dir(bank_path, parent, sizeof parent);
+        bank_tmp_name(tmp_path, sizeof tmp_path, parent, bank_base_name(bank_path), "importing");
         target = tmp_path;
         msa_bank_create_params cp = {.shape = *sh, .model_path = ev->man.model_path};
         memcpy(cp.fingerprint, ev->man.fingerprint, 32);
-        if (!st) st = msa_bank_create(target, &cp);
+        st = bank_create_dir(target, &cp);
+        if (st) tmp_path[0] = '\0'; /* nothing of ours to remove */
+    }
+    if (!st && !tmp_path[0]) {
+        /* an existing bank that ever held a document is refused before taking its lock: the answer is
+         * "conflict" whether or not another writer happens to hold it right now */
+        msa_bank *rb = NULL;
+        st = msa_bank_open(bank_path, NULL, &rb);
+        if (!st && (rb->v->man.next_index != 0 || rb->v->n_live != 0))
+            st = msa_fail(MSA_ERR_CONFLICT, "%s: import needs a new or empty bank (documents keep their indices)",
+                          bank_path);
+        msa_bank_close(rb);
     }
     msa_bank *b = NULL;
     msa_bank_open_params op = msa_bank_default_open_params();
     op.writable = true;
-    op.max_pending_bytes = SIZE_MAX; /* one commit at the end */
+    /* into a new bank (a hidden directory until the final rename) the writer commits whenever its staged
+     * routing keys reach the default bound, so memory stays bounded however large the export; into an
+     * existing empty bank, one commit at the end (no partial import may become visible there) */
+    op.max_pending_bytes = tmp_path[0] ? 0 : SIZE_MAX;
     if (!st) st = msa_bank_open(target, &op, &b);
     if (!st && !same_shape(&b->v->man.shape, sh))
         st = msa_fail(MSA_ERR_MISMATCH, "%s: bank shape differs from the export's", bank_path);
@@ -263,15 +282,8 @@ msa_status msa_bank_import(const char *path, const char *bank_path, uint64_t *n_
     if (!st && n_docs) *n_docs = ev->n_live;
     msa_bank_close(b);
     if (tmp_path[0]) {
-        if (!st && bank_io()->rename(tmp_path, bank_path) != 0)
-            st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", bank_path, strerror(errno));
-        if (!st) {
-            char dir[4096];
-            parent_dir(bank_path, dir, sizeof dir);
-            st = bank_fsync_dir(dir);
-        } else {
-            remove_bank_dir(tmp_path);
-        }
+        if (!st) st = bank_publish_dir(tmp_path, bank_path); /* removes tmp_path itself when it loses */
+        else bank_remove_dir(tmp_path);
     }
     bank_version_free(ev);
     munmap(map, map_len);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bank/bank.h"
+#include "bank/bank_io.h"
 #include "util/error.h"
 
 void bank_seg_path(char *buf, size_t size, const char *dir, uint64_t seg_id) {
@@ -23,11 +24,12 @@ msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank
                         const uint8_t uuid[16], bool routing_in_ram, bank_seg_view **out) {
     char path[4096 + 64];
     bank_seg_path(path, sizeof path, dir, ref->seg_id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return msa_fail(MSA_ERR_NOT_FOUND, "%s: segment file named by the manifest is missing", path);
-        return msa_fail(MSA_ERR_IO, "%s: %s", path, strerror(errno));
-    }
+    int fd;
+    uint64_t fsize;
+    msa_status ost = bank_open_regular(path, &fd, &fsize); /* a FIFO or symlink in place of a segment: 65 */
+    if (ost == MSA_ERR_NOT_FOUND)
+        return msa_fail(MSA_ERR_NOT_FOUND, "%s: segment file named by the manifest is missing", path);
+    if (ost) return ost;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
@@ -54,7 +56,13 @@ msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank
     }
     sv->map = map;
     sv->map_len = (size_t)st.st_size;
-    sv->fd = fd;
+    /* the mapping keeps the file (and a compacted-away segment's blocks) alive without a descriptor: open
+     * files stay bounded however many segments a bank has; msa_bank_read_content opens on demand */
+    close(fd);
+    sv->fd = -1;
+    sv->dev = st.st_dev;
+    sv->ino = st.st_ino;
+    sv->file = true;
     sv->name = name;
     sv->refs = 1;
     msa_status s = bank_segment_parse(map, (uint64_t)st.st_size, shape, uuid, path, &sv->seg);
@@ -102,7 +110,19 @@ msa_status msa_bank_read_content(const msa_bank *bank, uint32_t index, int slot,
     bank_version_doc(v, pos, &r, &sv);
     uint64_t half = (uint64_t)r.n_chunks * bank_kv_row_bytes(sh);
     uint64_t off = (uint64_t)(sv->seg.content - sv->seg.base) + r.content_off + (uint64_t)slot * 2 * half;
-    if (sv->fd < 0) { /* borrowed image: copy from memory */
+    /* a pread, not the mapping, where it matters: an I/O error is then an error (exit 74), not SIGBUS. The
+     * file is opened on demand (no descriptor is kept per segment); if it is gone (compacted away after this
+     * version was pinned) or replaced, the pinned mapping is the only copy and is read instead. */
+    int fd = -1;
+    if (sv->file) {
+        fd = open(sv->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
+        if (fd >= 0 && (fstat(fd, &sb) != 0 || sb.st_dev != sv->dev || sb.st_ino != sv->ino)) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) { /* borrowed image, or the file is gone: copy from memory */
         memcpy(k_out, sv->seg.base + off, half);
         memcpy(v_out, sv->seg.base + off + half, half);
         return MSA_OK;
@@ -115,12 +135,16 @@ msa_status msa_bank_read_content(const msa_bank *bank, uint32_t index, int slot,
         if (done < half) iov[n_iov++] = (struct iovec){(uint8_t *)k_out + done, half - done};
         uint64_t vdone = done < half ? 0 : done - half;
         iov[n_iov++] = (struct iovec){(uint8_t *)v_out + vdone, half - vdone};
-        ssize_t n = preadv(sv->fd, iov, n_iov, (off_t)(off + done));
+        ssize_t n = preadv(fd, iov, n_iov, (off_t)(off + done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0)
+        if (n <= 0) {
+            int e = errno;
+            close(fd);
             return msa_fail(MSA_ERR_IO, "%s: read of document [%u] failed: %s", sv->name, index,
-                            n < 0 ? strerror(errno) : "end of file");
+                            n < 0 ? strerror(e) : "end of file");
+        }
         done += (uint64_t)n;
     }
+    close(fd);
     return MSA_OK;
 }

@@ -30,7 +30,7 @@ static msa_status buf_append(bank_buf *b, const void *data, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
-        uint8_t *p = realloc(b->p, cap);
+        uint8_t *p = bank_stage_realloc(b->p, cap);
         if (!p) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
         b->p = p;
         b->cap = cap;
@@ -132,6 +132,8 @@ struct bank_pending {
     uint64_t ids_cap;
     uint64_t *tomb;
     size_t n_tomb, cap_tomb;
+    uint64_t *tset;         /* open addressing over tomb values (index + 1): membership in O(1), not a scan */
+    size_t tset_cap;
     uint8_t *tmpl;          /* staged template image (n_layers x (K, V)) or NULL */
     ZSTD_CCtx *zc;
 };
@@ -139,7 +141,7 @@ struct bank_pending {
 void bank_pending_free(bank_pending *p) {
     if (!p) return;
     if (p->fd >= 0) {
-        close(p->fd);
+        bank_io()->close(p->fd);
         bank_io()->unlink(p->path); /* never referenced by a manifest */
     }
     free(p->recs);
@@ -148,6 +150,7 @@ void bank_pending_free(bank_pending *p) {
     for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) free(p->route[l].p);
     free(p->ids);
     free(p->tomb);
+    free(p->tset);
     free(p->tmpl);
     ZSTD_freeCCtx(p->zc);
     free(p);
@@ -185,46 +188,75 @@ static uint64_t pending_find(const bank_pending *p, const char *id) {
     }
 }
 
-static msa_status pending_index_id(bank_pending *p, uint64_t pos) {
-    if (2 * (p->n_recs + 1) > p->ids_cap) {
-        uint64_t cap = p->ids_cap ? p->ids_cap * 2 : 64;
-        uint64_t *t = calloc(cap, sizeof *t);
-        if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
-        for (uint64_t i = 0; i < p->ids_cap; i++)
-            if (p->ids[i]) {
-                const char *id = pending_id(p, p->ids[i] - 1);
-                uint64_t h = XXH3_64bits(id, strlen(id)) & (cap - 1);
-                while (t[h]) h = (h + 1) & (cap - 1);
-                t[h] = p->ids[i];
-            }
-        free(p->ids);
-        p->ids = t;
-        p->ids_cap = cap;
-    }
-    const char *id = pending_id(p, pos);
-    uint64_t h = XXH3_64bits(id, strlen(id)) & (p->ids_cap - 1);
-    while (p->ids[h]) h = (h + 1) & (p->ids_cap - 1);
-    p->ids[h] = pos + 1;
+static uint64_t id_slot_hash(const char *id) { return XXH3_64bits(id, strlen(id)); }
+
+/* Make room in the id table for one more record (the only allocation of indexing; done before anything of
+ * the document is appended, so a failure leaves nothing behind). */
+static msa_status pending_reserve_id(bank_pending *p) {
+    if (2 * (p->n_recs + 1) <= p->ids_cap) return MSA_OK;
+    uint64_t cap = p->ids_cap ? p->ids_cap * 2 : 64;
+    uint64_t *t = bank_stage_realloc(NULL, cap * sizeof *t);
+    if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
+    memset(t, 0, cap * sizeof *t);
+    for (uint64_t i = 0; i < p->ids_cap; i++)
+        if (p->ids[i]) {
+            uint64_t h = id_slot_hash(pending_id(p, p->ids[i] - 1)) & (cap - 1);
+            while (t[h]) h = (h + 1) & (cap - 1);
+            t[h] = p->ids[i];
+        }
+    free(p->ids);
+    p->ids = t;
+    p->ids_cap = cap;
     return MSA_OK;
 }
 
-static bool pending_tombstoned(const bank_pending *p, uint64_t index) {
-    if (!p) return false;
-    for (size_t i = 0; i < p->n_tomb; i++)
-        if (p->tomb[i] == index) return true;
-    return false;
+static void pending_index_id(bank_pending *p, uint64_t pos) { /* room reserved by pending_reserve_id */
+    uint64_t h = id_slot_hash(pending_id(p, pos)) & (p->ids_cap - 1);
+    while (p->ids[h]) h = (h + 1) & (p->ids_cap - 1);
+    p->ids[h] = pos + 1;
 }
 
-static msa_status pending_tombstone(bank_pending *p, uint64_t index) {
+static uint64_t tomb_hash(uint64_t x) { return XXH3_64bits(&x, sizeof x); }
+
+static bool pending_tombstoned(const bank_pending *p, uint64_t index) {
+    if (!p || !p->tset_cap) return false;
+    for (uint64_t h = tomb_hash(index) & (p->tset_cap - 1);; h = (h + 1) & (p->tset_cap - 1)) {
+        if (!p->tset[h]) return false;
+        if (p->tset[h] == index + 1) return true;
+    }
+}
+
+/* Room for one more tombstone (list and set), allocated before the change it belongs to is staged. */
+static msa_status pending_reserve_tomb(bank_pending *p) {
     if (p->n_tomb == p->cap_tomb) {
         size_t cap = p->cap_tomb ? p->cap_tomb * 2 : 16;
-        uint64_t *t = realloc(p->tomb, cap * sizeof *t);
+        uint64_t *t = bank_stage_realloc(p->tomb, cap * sizeof *t);
         if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
         p->tomb = t;
         p->cap_tomb = cap;
     }
-    p->tomb[p->n_tomb++] = index;
+    if (2 * (p->n_tomb + 1) > p->tset_cap) {
+        size_t cap = p->tset_cap ? p->tset_cap * 2 : 64;
+        uint64_t *t = bank_stage_realloc(NULL, cap * sizeof *t);
+        if (!t) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
+        memset(t, 0, cap * sizeof *t);
+        for (size_t i = 0; i < p->n_tomb; i++) {
+            uint64_t h = tomb_hash(p->tomb[i]) & (cap - 1);
+            while (t[h]) h = (h + 1) & (cap - 1);
+            t[h] = p->tomb[i] + 1;
+        }
+        free(p->tset);
+        p->tset = t;
+        p->tset_cap = cap;
+    }
     return MSA_OK;
+}
+
+static void pending_tombstone(bank_pending *p, uint64_t index) { /* room reserved by pending_reserve_tomb */
+    p->tomb[p->n_tomb++] = index;
+    uint64_t h = tomb_hash(index) & (p->tset_cap - 1);
+    while (p->tset[h]) h = (h + 1) & (p->tset_cap - 1);
+    p->tset[h] = index + 1;
 }
 
 msa_bank_doc_state msa_bank_doc_state_of(const msa_bank *b, const char *id, const uint8_t hash[16]) {
@@ -249,9 +281,11 @@ size_t msa_bank_n_pending(const msa_bank *b) {
 static msa_status validate_doc(const msa_bank *b, const msa_bank_doc *d) {
     const msa_bank_shape *sh = &b->v->man.shape;
     if (!d || !d->id) return msa_fail(MSA_ERR_INVALID_ARG, "bank add: document without an id");
-    size_t id_len = strlen(d->id);
-    if (id_len < 1 || id_len > BANK_MAX_ID_LEN)
-        return msa_fail(MSA_ERR_INVALID_ARG, "bank add: id must be 1..%u bytes", BANK_MAX_ID_LEN);
+    if (msa_bank_check_id(d->id)) {
+        char why[256]; /* a copy: the message buffer cannot be formatted into itself */
+        snprintf(why, sizeof why, "%s", msa_last_error());
+        return msa_fail(MSA_ERR_INVALID_ARG, "bank add: %s", why);
+    }
     if (!d->text && d->text_len) return msa_fail(MSA_ERR_INVALID_ARG, "bank add '%.200s': NULL text", d->id);
     if ((uint64_t)d->text_len > BANK_MAX_TEXT_LEN)
         return msa_fail(MSA_ERR_LIMIT, "bank add '%.200s': text longer than 4 GiB", d->id);
@@ -270,8 +304,13 @@ static msa_status validate_doc(const msa_bank *b, const msa_bank_doc *d) {
     return MSA_OK;
 }
 
-/* Stage doc with a given index (>= the next index). Used by add and import. */
-msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index) {
+/* Stage doc with a given index (>= the next index). Used by add and import. All-or-nothing: every allocation
+ * (record slot, id table room, tombstone room when extra_tomb, text/strings/routing-key bytes) happens before
+ * the content is written to the segment file, and what was appended is rolled back on failure, so an
+ * out-of-memory leaves the staging exactly as it was (no bytes without their record, which a later commit
+ * would publish as an unopenable segment). A failed write of the content is an I/O failure: it poisons. */
+msa_status bank_stage_doc_ex(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index,
+                             bool extra_tomb) {
     const msa_bank_shape *sh = &b->v->man.shape;
     if (index < b->work.next_index || index >= MSA_BANK_NO_DOC)
         return msa_fail(MSA_ERR_INTERNAL, "%s: document index %llu below the next index", b->path,
@@ -279,6 +318,18 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
     bank_pending *p = NULL;
     MSA_TRY(pending_get(b, &p));
     msa_status st = MSA_OK;
+    if (!p->zc && !(p->zc = ZSTD_createCCtx())) return msa_fail(MSA_ERR_NOMEM, "zstd: out of memory");
+    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_compressionLevel, 3);
+    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_checksumFlag, 1);
+    if (p->n_recs == p->cap_recs) {
+        size_t cap = p->cap_recs ? p->cap_recs * 2 : 64;
+        bank_doc_rec *r = bank_stage_realloc(p->recs, cap * sizeof *r);
+        if (!r) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
+        p->recs = r;
+        p->cap_recs = cap;
+    }
+    MSA_TRY(pending_reserve_id(p));
+    if (extra_tomb) MSA_TRY(pending_reserve_tomb(p));
     if (p->fd < 0) {
         p->seg_id = b->work.next_seg_id;
         bank_seg_path(p->path, sizeof p->path, b->path, p->seg_id);
@@ -291,63 +342,44 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
         sw_init(&p->w, p->fd, 0, p->path);
         if (sh->mode == MSA_BANK_NATIVE && (st = sw_begin(&p->w, BANK_SEC_CONTENT, 0))) goto io_fail;
     }
-    if (!p->zc && !(p->zc = ZSTD_createCCtx())) return msa_fail(MSA_ERR_NOMEM, "zstd: out of memory");
-    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_compressionLevel, 3);
-    ZSTD_CCtx_setParameter(p->zc, ZSTD_c_checksumFlag, 1);
-    if (p->n_recs == p->cap_recs) {
-        size_t cap = p->cap_recs ? p->cap_recs * 2 : 64;
-        bank_doc_rec *r = realloc(p->recs, cap * sizeof *r);
-        if (!r) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
-        p->recs = r;
-        p->cap_recs = cap;
-    }
     bank_doc_rec rec = {0};
     rec.index = index;
     rec.n_tokens = d->n_tokens;
     rec.n_chunks = d->n_chunks;
     rec.chunk_first = p->n_chunks;
     memcpy(rec.hash, hash, 16);
-    /* text */
+    /* text, strings, routing keys: appended, rolled back together on failure */
+    size_t t0 = p->text.len, s0 = p->strings.len, r0[MSA_BANK_MAX_LAYERS];
+    for (int l = 0; l < sh->n_router; l++) r0[l] = p->route[l].len;
     size_t bound = ZSTD_compressBound(d->text_len);
-    size_t old_len = p->text.len;
-    if ((st = buf_append(&p->text, NULL, 0))) return st;
     if (p->text.cap - p->text.len < bound) {
         size_t need = p->text.len + bound;
-        uint8_t *np = realloc(p->text.p, need);
+        uint8_t *np = bank_stage_realloc(p->text.p, need);
         if (!np) return msa_fail(MSA_ERR_NOMEM, "bank staging: out of memory");
         p->text.p = np;
         p->text.cap = need;
     }
-    size_t z = ZSTD_compress2(p->zc, p->text.p + old_len, bound, d->text ? d->text : "", d->text_len);
+    size_t z = ZSTD_compress2(p->zc, p->text.p + t0, bound, d->text ? d->text : "", d->text_len);
     if (ZSTD_isError(z)) return msa_fail(MSA_ERR_INTERNAL, "zstd: %s", ZSTD_getErrorName(z));
-    p->text.len = old_len + z;
-    rec.text_off = old_len;
+    p->text.len = t0 + z;
+    rec.text_off = t0;
     rec.text_zlen = z;
     rec.text_len = d->text_len;
-    /* strings */
-    size_t s0 = p->strings.len;
     rec.id_off = s0;
     rec.id_len = (uint32_t)strlen(d->id);
     const char *meta = d->meta_json ? d->meta_json : "";
     rec.meta_len = (uint32_t)strlen(meta);
     rec.meta_off = s0 + rec.id_len + 1;
-    if ((st = buf_append(&p->strings, d->id, rec.id_len + 1)) || (st = buf_append(&p->strings, meta, rec.meta_len + 1))) {
+    if (!(st = buf_append(&p->strings, d->id, rec.id_len + 1))) st = buf_append(&p->strings, meta, rec.meta_len + 1);
+    for (int l = 0; l < sh->n_router && !st; l++)
+        st = buf_append(&p->route[l], d->route_keys[l], d->n_chunks * bank_route_row_bytes(sh, l));
+    if (st) {
+        for (int l = 0; l < sh->n_router; l++) p->route[l].len = r0[l];
         p->strings.len = s0;
-        p->text.len = old_len;
+        p->text.len = t0;
         return st;
     }
-    /* routing keys */
-    size_t r0[MSA_BANK_MAX_LAYERS];
-    for (int l = 0; l < sh->n_router; l++) {
-        r0[l] = p->route[l].len;
-        if ((st = buf_append(&p->route[l], d->route_keys[l], d->n_chunks * bank_route_row_bytes(sh, l)))) {
-            for (int k = 0; k <= l; k++) p->route[k].len = r0[k];
-            p->strings.len = s0;
-            p->text.len = old_len;
-            return st;
-        }
-    }
-    /* content: written now, straight into the segment file */
+    /* content: written now, straight into the segment file (nothing below allocates) */
     if (sh->mode == MSA_BANK_NATIVE) {
         uint64_t half = (uint64_t)d->n_chunks * bank_kv_row_bytes(sh);
         XXH3_state_t hs;
@@ -363,7 +395,7 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
         p->content_bytes += 2 * half * (uint64_t)sh->n_router;
     }
     p->recs[p->n_recs] = rec;
-    if ((st = pending_index_id(p, p->n_recs))) return st; /* NOMEM: the record is not counted */
+    pending_index_id(p, p->n_recs);
     p->n_recs++;
     p->n_chunks += d->n_chunks;
     for (int l = 0; l < sh->n_router; l++) p->route_bytes += d->n_chunks * bank_route_row_bytes(sh, l);
@@ -372,6 +404,10 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
 io_fail:
     b->poisoned = true;
     return st;
+}
+
+msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index) {
+    return bank_stage_doc_ex(b, d, hash, index, false);
 }
 
 msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_bank_doc_state *state,
@@ -410,8 +446,9 @@ msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_ba
     if (b->work.next_index >= MSA_BANK_NO_DOC - 1)
         return msa_fail(MSA_ERR_LIMIT, "%s: document index space exhausted", b->path);
     uint64_t index = b->work.next_index;
-    MSA_TRY(bank_stage_doc(b, d, hash, index));
-    if (s == MSA_BANK_DOC_DIFFERENT) MSA_TRY(pending_tombstone(b->pend, b->v->live[pos].index));
+    /* the replaced document's tombstone has its room reserved with the new document: both or neither */
+    MSA_TRY(bank_stage_doc_ex(b, d, hash, index, s == MSA_BANK_DOC_DIFFERENT));
+    if (s == MSA_BANK_DOC_DIFFERENT) pending_tombstone(b->pend, b->v->live[pos].index);
     if (state) *state = s;
     if (index_out) *index_out = (uint32_t)index;
     if (b->pend->route_bytes >= b->params.max_pending_bytes) return msa_bank_commit(b);
@@ -427,7 +464,9 @@ msa_status msa_bank_remove(msa_bank *b, const char *id) {
         return msa_fail(MSA_ERR_NOT_FOUND, "%s: no document '%.200s'", b->path, id);
     bank_pending *p = NULL;
     MSA_TRY(pending_get(b, &p));
-    return pending_tombstone(p, b->v->live[pos].index);
+    MSA_TRY(pending_reserve_tomb(p));
+    pending_tombstone(p, b->v->live[pos].index);
+    return MSA_OK;
 }
 
 msa_status msa_bank_set_template(msa_bank *b, const void *k, const void *v) {
@@ -465,18 +504,18 @@ msa_status bank_write_manifest(const char *dir, const bank_manifest *m, bool *re
     size_t len;
     MSA_TRY(bank_manifest_encode(m, &buf, &len));
     char tmp[PATH_MAX_BANK], final[PATH_MAX_BANK];
-    snprintf(tmp, sizeof tmp, "%s/MANIFEST.tmp", dir);
+    bank_tmp_name(tmp, sizeof tmp, dir, "MANIFEST", "tmp"); /* the one temp scheme: no other operation's name */
     snprintf(final, sizeof final, "%s/MANIFEST", dir);
     msa_status st = MSA_OK;
-    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = bank_io()->open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) st = msa_fail(MSA_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     if (!st) st = bank_write_all(fd, buf, len, 0, tmp);
-    if (!st) st = bank_fsync(fd, tmp);
-    if (fd >= 0) close(fd);
+    if (!st) st = bank_fsync(fd, tmp); /* the content must be durable before the name points at it */
+    if (fd >= 0) bank_io()->close(fd);
     free(buf);
     if (!st && bank_io()->rename(tmp, final) != 0) st = msa_fail(MSA_ERR_IO, "%s: rename failed: %s", final, strerror(errno));
     if (st) {
-        bank_io()->unlink(tmp);
+        if (fd >= 0) bank_io()->unlink(tmp);
         return st;
     }
     if (renamed) *renamed = true;
@@ -505,7 +544,7 @@ static msa_status write_template_segment(msa_bank *b, const uint8_t *img, bank_s
         st = sw_finish(&w, BANK_SEG_TEMPLATE, seg_id, 0, 0, &b->work, ref);
     }
     if (!st) st = bank_fsync(fd, path);
-    close(fd);
+    bank_io()->close(fd);
     if (st) bank_io()->unlink(path);
     return st;
 }
@@ -557,6 +596,9 @@ static msa_status fail_commit(msa_bank *b, msa_status st, const char *extra_unli
     return st;
 }
 
+static bool auto_compact_off;
+static msa_status merge_policy(msa_bank *b);
+
 msa_status msa_bank_commit(msa_bank *b) {
     MSA_TRY(writer_check(b));
     bank_pending *p = b->pend;
@@ -592,128 +634,170 @@ msa_status msa_bank_commit(msa_bank *b) {
         /* before the rename the old manifest stands and the new files are garbage; after it (directory fsync
          * failed) the new version may be visible, so its files stay, but it is not acknowledged */
         if (renamed && p->fd >= 0) {
-            close(p->fd);
+            bank_io()->close(p->fd);
             p->fd = -1;
         }
         return fail_commit(b, st, renamed ? NULL : tmpl_path[0] ? tmpl_path : NULL);
     }
     if (p->fd >= 0) {
-        close(p->fd);
+        bank_io()->close(p->fd);
         p->fd = -1; /* referenced now: keep the file */
     }
     bank_pending_free(p);
     b->pend = NULL;
     st = adopt(b, m);
-    if (st) b->poisoned = true;
-    return st;
+    if (st) {
+        b->poisoned = true;
+        return st;
+    }
+    /* the commit is durable and acknowledged whatever the merge does: a failed merge poisons this writer
+     * (its message stays in msa_last_error) but the documents above are on disk */
+    if (!auto_compact_off && merge_policy(b) != MSA_OK) b->poisoned = true;
+    return MSA_OK;
 }
 
 /* ------------------------------------------------------------------------------------------- compaction */
 
-msa_status bank_write_compacted(const bank_version *v, int fd, uint64_t base, uint64_t seg_id, const char *name,
-                                bank_seg_ref *ref) {
+msa_status bank_write_compacted(const bank_version *v, uint64_t min_seg_id, int fd, uint64_t base, uint64_t seg_id,
+                                const char *name, bank_seg_ref *ref) {
     const msa_bank_shape *sh = &v->man.shape;
     seg_writer w;
     sw_init(&w, fd, base, name);
+    /* the live documents of the chosen segments (ids >= min_seg_id), in index order */
+    uint64_t *sel = malloc((v->n_live + 1) * sizeof *sel);
     bank_doc_rec *recs = malloc((v->n_live + 1) * sizeof *recs);
-    if (!recs) return msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
+    if (!sel || !recs) {
+        free(sel);
+        free(recs);
+        return msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
+    }
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < v->n_live; i++)
+        if (v->segs[v->live[i].seg]->seg.seg_id >= min_seg_id) sel[n++] = i;
     msa_status st = MSA_OK;
     uint64_t chunk = 0, content = 0, text = 0, strings = 0;
-    for (uint64_t i = 0; i < v->n_live; i++) {
-        const bank_seg_view *sv;
-        bank_version_doc(v, i, &recs[i], &sv);
-    }
+    for (uint64_t j = 0; j < n; j++) bank_version_doc(v, sel[j], &recs[j], NULL);
+#define SV(j) (v->segs[v->live[sel[j]].seg])
     if (sh->mode == MSA_BANK_NATIVE) {
         if ((st = sw_begin(&w, BANK_SEC_CONTENT, 0))) goto done;
-        for (uint64_t i = 0; i < v->n_live && !st; i++) {
-            const bank_seg_view *sv = v->segs[v->live[i].seg];
-            uint64_t n = bank_doc_content_bytes(sh, recs[i].n_chunks);
-            st = sw_write(&w, sv->seg.content + recs[i].content_off, n);
-            recs[i].content_off = content;
-            content += n;
+        for (uint64_t j = 0; j < n && !st; j++) {
+            uint64_t cb = bank_doc_content_bytes(sh, recs[j].n_chunks);
+            st = sw_write(&w, SV(j)->seg.content + recs[j].content_off, cb);
+            recs[j].content_off = content;
+            content += cb;
         }
         if (st) goto done;
         sw_end(&w);
     }
     if ((st = sw_begin(&w, BANK_SEC_TEXT, 0))) goto done;
-    for (uint64_t i = 0; i < v->n_live && !st; i++) {
-        const bank_seg_view *sv = v->segs[v->live[i].seg];
-        st = sw_write(&w, sv->seg.text + recs[i].text_off, recs[i].text_zlen);
-        recs[i].text_off = text;
-        text += recs[i].text_zlen;
+    for (uint64_t j = 0; j < n && !st; j++) {
+        st = sw_write(&w, SV(j)->seg.text + recs[j].text_off, recs[j].text_zlen);
+        recs[j].text_off = text;
+        text += recs[j].text_zlen;
     }
     if (st) goto done;
     sw_end(&w);
     if ((st = sw_begin(&w, BANK_SEC_STRINGS, 0))) goto done;
-    for (uint64_t i = 0; i < v->n_live && !st; i++) {
-        const bank_seg_view *sv = v->segs[v->live[i].seg];
-        st = sw_write(&w, sv->seg.strings + recs[i].id_off, recs[i].id_len + 1);
-        if (!st) st = sw_write(&w, sv->seg.strings + recs[i].meta_off, recs[i].meta_len + 1);
-        recs[i].id_off = strings;
-        recs[i].meta_off = strings + recs[i].id_len + 1;
-        strings += recs[i].id_len + 1 + recs[i].meta_len + 1;
+    for (uint64_t j = 0; j < n && !st; j++) {
+        st = sw_write(&w, SV(j)->seg.strings + recs[j].id_off, recs[j].id_len + 1);
+        if (!st) st = sw_write(&w, SV(j)->seg.strings + recs[j].meta_off, recs[j].meta_len + 1);
+        recs[j].id_off = strings;
+        recs[j].meta_off = strings + recs[j].id_len + 1;
+        strings += recs[j].id_len + 1 + recs[j].meta_len + 1;
     }
     if (st) goto done;
     sw_end(&w);
     /* routing keys read before the records are renumbered */
     for (int l = 0; l < sh->n_router && !st; l++) {
         if ((st = sw_begin(&w, BANK_SEC_ROUTE, (uint32_t)l))) goto done;
-        for (uint64_t i = 0; i < v->n_live && !st; i++) {
-            const bank_seg_view *sv = v->segs[v->live[i].seg];
+        for (uint64_t j = 0; j < n && !st; j++) {
             bank_doc_rec orig;
-            bank_segment_doc(&sv->seg, v->live[i].rec, &orig);
+            bank_segment_doc(&SV(j)->seg, v->live[sel[j]].rec, &orig);
             uint64_t row = bank_route_row_bytes(sh, l);
-            st = sw_write(&w, sv->seg.route[l] + orig.chunk_first * row, (uint64_t)orig.n_chunks * row);
+            st = sw_write(&w, SV(j)->seg.route[l] + orig.chunk_first * row, (uint64_t)orig.n_chunks * row);
         }
         if (st) goto done;
         sw_end(&w);
     }
-    for (uint64_t i = 0; i < v->n_live; i++) {
-        recs[i].chunk_first = chunk;
-        chunk += recs[i].n_chunks;
+#undef SV
+    for (uint64_t j = 0; j < n; j++) {
+        recs[j].chunk_first = chunk;
+        chunk += recs[j].n_chunks;
     }
     if ((st = sw_begin(&w, BANK_SEC_DOCS, 0))) goto done;
-    for (uint64_t i = 0; i < v->n_live && !st; i++) {
+    for (uint64_t j = 0; j < n && !st; j++) {
         uint8_t enc[BANK_DOC_RECORD_SIZE];
-        bank_doc_rec_encode(&recs[i], enc);
+        bank_doc_rec_encode(&recs[j], enc);
         st = sw_write(&w, enc, sizeof enc);
     }
     if (st) goto done;
     sw_end(&w);
-    st = sw_finish(&w, BANK_SEG_DOCS, seg_id, v->n_live, chunk, &v->man, ref);
+    st = sw_finish(&w, BANK_SEG_DOCS, seg_id, n, chunk, &v->man, ref);
 done:
+    free(sel);
     free(recs);
     return st;
 }
 
-msa_status msa_bank_compact(msa_bank *b) {
-    MSA_TRY(msa_bank_commit(b));
-    MSA_TRY(writer_check(b));
+static bool u64_sorted_has(const uint64_t *a, size_t n, uint64_t x) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && a[lo] == x;
+}
+
+/* Rewrite the document segments with ids >= min_seg_id (0: all of them) into one, dropping their deleted
+ * documents and those documents' tombstones; the new manifest is made durable, adopted, and only then are
+ * the replaced files unlinked (readers that mapped them keep their mappings). Compaction and the automatic
+ * merge at commit are both this. */
+static msa_status rewrite_segments(msa_bank *b, uint64_t min_seg_id) {
     const bank_version *v = b->v;
     bank_manifest m;
     MSA_TRY(bank_manifest_copy(&b->work, &m));
     char path[PATH_MAX_BANK] = "";
     msa_status st = MSA_OK;
-    size_t n = 0;
-    if (v->n_deleted == 0 && v->man.n_segs - (v->tmpl != NULL) <= 1) {
-        bank_manifest_free(&m);
-        return MSA_OK; /* already compact */
+    /* tombstones of the rewritten segments' documents go with them (the rest stay) */
+    uint64_t *drop = malloc((m.n_tombstones + 1) * sizeof *drop);
+    size_t n_drop = 0;
+    if (!drop) st = msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
+    for (size_t i = 0; !st && i < v->man.n_segs; i++) {
+        const bank_segment *sg = &v->segs[i]->seg;
+        if (sg->kind != BANK_SEG_DOCS || sg->seg_id < min_seg_id) continue;
+        for (uint64_t r = 0; r < sg->n_docs; r++) {
+            bank_doc_rec rec;
+            bank_segment_doc(sg, r, &rec);
+            if (u64_sorted_has(m.tombstones, m.n_tombstones, rec.index)) drop[n_drop++] = rec.index;
+        }
     }
+    if (!st) {
+        qsort(drop, n_drop, sizeof *drop, cmp_u64);
+        size_t k = 0;
+        for (size_t i = 0; i < m.n_tombstones; i++)
+            if (min_seg_id > 0 && !u64_sorted_has(drop, n_drop, m.tombstones[i])) m.tombstones[k++] = m.tombstones[i];
+        m.n_tombstones = k;
+    }
+    free(drop);
+    size_t n = 0;
     for (size_t i = 0; i < b->work.n_segs; i++)
-        if (b->work.segs[i].seg_id == b->work.template_seg) m.segs[n++] = b->work.segs[i];
-    if (v->n_live) {
+        if (b->work.segs[i].seg_id == b->work.template_seg || b->work.segs[i].seg_id < min_seg_id)
+            m.segs[n++] = b->work.segs[i];
+    bool any_live = false;
+    for (uint64_t i = 0; i < v->n_live && !any_live; i++) any_live = v->segs[v->live[i].seg]->seg.seg_id >= min_seg_id;
+    if (!st && any_live) {
         uint64_t seg_id = m.next_seg_id++;
         bank_seg_path(path, sizeof path, b->path, seg_id);
         int fd = bank_io()->open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) st = msa_fail(MSA_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        if (!st) st = bank_write_compacted(v, fd, 0, seg_id, path, &m.segs[n]);
+        if (!st) st = bank_write_compacted(v, min_seg_id, fd, 0, seg_id, path, &m.segs[n]);
         if (!st) st = bank_fsync(fd, path);
-        if (fd >= 0) close(fd);
+        if (fd >= 0) bank_io()->close(fd);
         n++;
     }
     m.n_segs = n;
     qsort(m.segs, m.n_segs, sizeof *m.segs, cmp_u64);
-    m.n_tombstones = 0;
     m.generation++;
     bool renamed = false;
     if (!st) st = bank_write_manifest(b->path, &m, &renamed);
@@ -723,7 +807,6 @@ msa_status msa_bank_compact(msa_bank *b) {
         if (path[0] && !renamed) bank_io()->unlink(path);
         return st;
     }
-    /* the new version is durable: adopt it, then unlink what it no longer names (readers keep their maps) */
     bank_manifest old;
     st = bank_manifest_copy(&b->work, &old);
     if (st) {
@@ -734,18 +817,49 @@ msa_status msa_bank_compact(msa_bank *b) {
     bank_manifest_free(&b->work);
     b->work = m;
     st = adopt(b, &b->work);
-    for (size_t i = 0; i < old.n_segs; i++) {
-        bool kept = false;
-        for (size_t j = 0; j < b->work.n_segs; j++) kept |= b->work.segs[j].seg_id == old.segs[i].seg_id;
-        if (!kept) {
-            char p[PATH_MAX_BANK];
-            bank_seg_path(p, sizeof p, b->path, old.segs[i].seg_id);
-            bank_io()->unlink(p);
-        }
+    for (size_t i = 0, j = 0; i < old.n_segs; i++) { /* both lists sorted by id */
+        while (j < b->work.n_segs && b->work.segs[j].seg_id < old.segs[i].seg_id) j++;
+        if (j < b->work.n_segs && b->work.segs[j].seg_id == old.segs[i].seg_id) continue;
+        char p[PATH_MAX_BANK];
+        bank_seg_path(p, sizeof p, b->path, old.segs[i].seg_id);
+        bank_io()->unlink(p);
     }
     bank_manifest_free(&old);
     if (st) b->poisoned = true;
     return st;
+}
+
+msa_status msa_bank_compact(msa_bank *b) {
+    MSA_TRY(msa_bank_commit(b));
+    MSA_TRY(writer_check(b));
+    const bank_version *v = b->v;
+    if (v->n_deleted == 0 && v->man.n_tombstones == 0 && v->man.n_segs - (v->tmpl != NULL) <= 1)
+        return MSA_OK; /* already compact */
+    return rewrite_segments(b, 0);
+}
+
+/* The automatic compaction policy (size-tiered, at commit, no background thread). Document segments in id
+ * order (oldest first); the mergeable tail is the longest run of newest segments in which each segment is at
+ * most twice the size of all newer ones together. When that tail holds MERGE_FAN_IN or more segments it is
+ * rewritten as one. Afterwards the tail has fewer than MERGE_FAN_IN segments and the segment before it is
+ * more than twice everything newer, so a bank of N bytes keeps at most about 3·log2(N / smallest commit) + 3
+ * segments, and each byte is rewritten O(log N) times over the bank's life. */
+#define MERGE_FAN_IN 4
+void bank_set_auto_compact(bool on) { auto_compact_off = !on; }
+
+static msa_status merge_policy(msa_bank *b) {
+    const bank_manifest *m = &b->work;
+    uint64_t newer = 0, min_id = 0;
+    size_t n_merge = 0;
+    for (size_t i = m->n_segs; i-- > 0;) {
+        if (m->segs[i].seg_id == m->template_seg) continue;
+        if (n_merge > 0 && m->segs[i].file_size > 2 * newer) break;
+        newer += m->segs[i].file_size;
+        min_id = m->segs[i].seg_id;
+        n_merge++;
+    }
+    if (n_merge < MERGE_FAN_IN) return MSA_OK;
+    return rewrite_segments(b, min_id);
 }
 
 /* Remove files a crashed writer left: segments no manifest names and a stale MANIFEST.tmp. Readers never
@@ -759,7 +873,7 @@ void bank_clean_orphans(msa_bank *b) {
         unsigned long long id;
         char tail[8];
         char p[PATH_MAX_BANK];
-        if (!strcmp(e->d_name, "MANIFEST.tmp")) {
+        if (!strcmp(e->d_name, "MANIFEST.tmp") || bank_is_tmp_name(e->d_name, "MANIFEST")) { /* old and new scheme */
             snprintf(p, sizeof p, "%s/%s", b->path, e->d_name);
             bank_io()->unlink(p);
             continue;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "memory/encode.h"
 #include "model/model.h"
@@ -74,6 +75,7 @@ typedef struct pending {
     uint32_t index;      /* the stable index it will get */
     int32_t *ids;
     size_t n_ids;
+    uint8_t hash[16];    /* content hash (for duplicates within one call) */
 } pending;
 
 /* MSA_NO_PROGRESS set to anything but "" or "0" silences progress lines. */
@@ -114,13 +116,23 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
     size_t n_new = 0;
     msa_status st = MSA_OK;
     uint64_t next_index = info.next_index;
+    /* 0. every id is valid (length, UTF-8, no control characters) before anything is tokenized or encoded:
+     * a bad id on the last line fails at once, not after the work on the others */
+    for (size_t i = 0; i < n_docs && !st; i++) {
+        if (msa_bank_check_id(docs[i].id) != MSA_OK) {
+            char why[256]; /* a copy: the message buffer cannot be formatted into itself */
+            snprintf(why, sizeof why, "%s", msa_last_error());
+            st = msa_fail(MSA_ERR_INVALID_ARG, "document %zu: %s", i + 1, why);
+        }
+    }
+    /* duplicate ids within this call: an open-addressing table over pd (position + 1), O(1) per document */
+    size_t dup_cap = 64;
+    while (dup_cap < 2 * n_docs + 2) dup_cap *= 2;
+    uint64_t *dup_slots = st ? NULL : calloc(dup_cap, sizeof *dup_slots);
+    if (!st && !dup_slots) st = msa_fail(MSA_ERR_NOMEM, "out of memory for %zu documents", n_docs);
     /* 1. check every document before encoding any */
     for (size_t i = 0; i < n_docs && !st; i++) {
         const msa_doc_input *d = &docs[i];
-        if (!d->id || !d->id[0]) {
-            st = msa_fail(MSA_ERR_INVALID_ARG, "document %zu has an empty id", i);
-            break;
-        }
         char *text;
         size_t tl;
         msa_utf8_sanitize(d->text ? d->text : "", d->text ? d->text_len : 0, &text, &tl);
@@ -132,13 +144,14 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
         msa_bank_content_hash(text, tl, d->meta_json, hash);
         /* a duplicate id earlier in this same call */
         bool dup = false;
-        for (size_t j = 0; j < n_new && !dup; j++) {
-            if (strcmp(docs[pd[j].input].id, d->id)) continue;
-            uint8_t h2[16];
-            msa_bank_content_hash(pd[j].text, pd[j].text_len, docs[pd[j].input].meta_json, h2);
-            if (memcmp(h2, hash, 16))
+        uint64_t h = XXH3_64bits(d->id, strlen(d->id)) & (dup_cap - 1);
+        for (; dup_slots[h]; h = (h + 1) & (dup_cap - 1)) {
+            const pending *e = &pd[dup_slots[h] - 1];
+            if (strcmp(docs[e->input].id, d->id)) continue;
+            if (memcmp(e->hash, hash, 16))
                 st = msa_fail(MSA_ERR_CONFLICT, "document id '%s' is given twice with different content", d->id);
             dup = true;
+            break;
         }
         if (st || dup) {
             if (!st) rep.n_unchanged++;
@@ -163,6 +176,8 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
             break;
         }
         pending *q = &pd[n_new];
+        memcpy(q->hash, hash, 16);
+        dup_slots[h] = n_new + 1; /* h: the empty slot the probe above stopped at */
         q->input = i;
         q->text = text;
         q->text_len = tl;
@@ -179,6 +194,7 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
         next_index++;
     }
 
+    free(dup_slots);
     /* 2. encode and stage in groups; commit every ~30 s and at the end */
     msa_encoder *enc = NULL;
     if (!st && n_new) st = msa_encoder_new(model, sh, p.batch_tokens, &enc);

@@ -30,7 +30,7 @@ printf '{"id":"j1","text":"from jsonl","meta":{"src":"test"}}\n\n{"id":"j2","tex
 expect add_jsonl 0 "$MSA" bank add "$B" --jsonl "$T/d.jsonl" --synthetic
 # stdin: exit 0, one document added, and it is listed under the given id
 echo "piped text" | "$MSA" bank add "$B" - --id piped --synthetic >"$T/out" 2>&1 && grep -q "added 1, replaced 0, unchanged 0" "$T/out" &&
-    [ "$("$MSA" bank ls "$B" | grep -c ' piped$')" -eq 1 ] && pass add_stdin || fail add_stdin "$(cat "$T/out")"
+    [ "$("$MSA" bank ls "$B" | awk '$1 == "piped"' | wc -l)" -eq 1 ] && pass add_stdin || fail add_stdin "$(cat "$T/out")"
 printf 'alpha changed' >"$T/docs/a.txt"
 expect add_conflict 73 "$MSA" bank add "$B" "$T/docs/a.txt" --synthetic
 grep -q "different content" "$T/err" && pass conflict_message || fail conflict_message "$(cat "$T/err")"
@@ -46,13 +46,14 @@ grep -q '"id":"j1","index":2,' "$T/out" && grep -q '"meta":{"src":"test"}' "$T/o
 # the replaced document got a new index (5); index 0 is gone for good
 grep -q "\"id\":\"$T/docs/a.txt\",\"index\":5" "$T/out" && pass replace_new_index || fail replace_new_index "$(cat "$T/out")"
 expect info_json 0 "$MSA" bank info "$B" --json
-grep -q '"documents":5,"deleted":1' "$T/out" && pass info_counts || fail info_counts "$(cat "$T/out")"
+# (the automatic merge at commit may already have purged the replaced document: deleted is 0 or 1)
+grep -Eq '"documents":5,"deleted":[01],' "$T/out" && pass info_counts || fail info_counts "$(cat "$T/out")"
 expect rm 0 "$MSA" bank rm "$B" j2 piped
 expect rm_missing 66 "$MSA" bank rm "$B" j1 not-there
 "$MSA" bank ls "$B" | grep -q "^j1 " && pass rm_all_or_nothing || fail rm_all_or_nothing
 expect verify 0 "$MSA" bank verify "$B"
 expect compact 0 "$MSA" bank compact "$B"
-grep -q "3 deleted documents purged" "$T/out" && pass compact_purged || fail compact_purged "$(cat "$T/out")"
+grep -Eq "[0-9]+ deleted documents purged, 1 segments" "$T/out" && pass compact_purged || fail compact_purged "$(cat "$T/out")"
 expect verify_after_compact 0 "$MSA" bank verify "$B" --json
 # 5 live documents, j2 and piped removed: verify must have checked the 3 left, and found them sound
 grep -q '"ok":true,"documents":3,' "$T/out" && pass verify_after_compact_counts || fail verify_after_compact_counts "$(cat "$T/out")"
@@ -109,6 +110,33 @@ expect missing_segment 65 "$MSA" bank verify "$T/m"
 head -c 5000 "$T/b.msax" >"$T/trunc.msax"
 expect truncated_export 65 "$MSA" bank import "$T/trunc.msax" "$T/imp2"
 [ ! -e "$T/imp2" ] && pass failed_import_leaves_nothing || fail failed_import_leaves_nothing
+
+# issue 12: hostile input through the CLI
+H=$T/hostile
+expect h_create_trailing_slash 0 "$MSA" bank create "$H/" --shape-of synthetic-small
+mkdir -p "$T/cyc/sub"
+printf 'one' >"$T/cyc/a.txt"
+printf 'two' >"$T/cyc/sub/b.txt"
+ln -s . "$T/cyc/self"
+ln -s .. "$T/cyc/sub/up"
+expect h_symlink_cycle_terminates 0 timeout 30 "$MSA" bank add "$H" "$T/cyc" --synthetic
+grep -q "added 2" "$T/out" && pass h_symlink_cycle_each_once || fail h_symlink_cycle_each_once "$(cat "$T/out")"
+printf '{"id":"ok1","text":"fine"}\n{"id":"bad\\nid","text":"x"}\n' >"$T/nl.jsonl"
+expect h_newline_id_refused 65 "$MSA" bank add "$H" --jsonl "$T/nl.jsonl" --synthetic
+long=$(head -c 5000 /dev/zero | tr '\0' 'x')
+printf '{"id":"ok2","text":"fine"}\n{"id":"%s","text":"x"}\n' "$long" >"$T/long.jsonl"
+expect h_long_id_last_line_refused 65 "$MSA" bank add "$H" --jsonl "$T/long.jsonl" --synthetic
+"$MSA" bank ls "$H" | grep -Eq " ok[12]$" && fail h_nothing_added_before_bad_id || pass h_nothing_added_before_bad_id
+expect h_export_into_bank_refused 64 "$MSA" bank export "$H" "$H/MANIFEST"
+expect h_bank_intact_after_export_attempt 0 "$MSA" bank verify "$H"
+expect h_export 0 "$MSA" bank export "$H/" "$T/h.msax"
+expect h_import_trailing_slash 0 "$MSA" bank import "$T/h.msax" "$T/himp/"
+expect h_imported_verify 0 "$MSA" bank verify "$T/himp"
+mv "$H/MANIFEST" "$T/h.manifest" && mkfifo "$H/MANIFEST"
+expect h_fifo_manifest_65 65 timeout 30 "$MSA" bank ls "$H"
+expect h_fifo_manifest_writer_65 65 timeout 30 "$MSA" bank add "$H" "$T/cyc/a.txt" --synthetic
+rm -f "$H/MANIFEST" && mv "$T/h.manifest" "$H/MANIFEST"
+expect h_bank_back 0 "$MSA" bank verify "$H"
 
 # with a real model (the default GGUF, when installed): shapes and fingerprint come from it
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf

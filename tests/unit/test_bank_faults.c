@@ -5,12 +5,14 @@
  * reopened, verifies clean and shows either exactly the state before the operation or — only when the
  * failure hit the directory fsync after the manifest rename — the state after it, whole. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bank/bank.h"
 #include "bank/bank_io.h"
 #include "util/error.h"
 #include "bank_synth.h"
@@ -19,7 +21,7 @@
 #define MAX_TEXT 400
 
 enum { K_EIO, K_ENOSPC, K_SHORT, K_COUNT };
-enum { OP_OPEN, OP_PWRITE, OP_FSYNC, OP_RENAME, OP_MKDIR };
+enum { OP_OPEN, OP_PWRITE, OP_FSYNC, OP_RENAME, OP_MKDIR, OP_DIROPEN };
 
 static char scratch[256], pristine[300], work[300], exportfile[300];
 static int calls, fault_at, fault_kind, fault_op, short_pending, injected;
@@ -33,7 +35,7 @@ static bool hit(int op) {
 }
 
 static int f_open(const char *p, int flags, int mode) {
-    if (hit(OP_OPEN)) {
+    if (hit((flags & O_DIRECTORY) ? OP_DIROPEN : OP_OPEN)) { /* a directory is opened only to fsync it */
         errno = fault_kind == K_ENOSPC ? ENOSPC : EIO;
         return -1;
     }
@@ -83,7 +85,7 @@ static int f_mkdir(const char *p, int mode) {
     return bank_io_real()->mkdir(p, mode);
 }
 
-static const bank_io_ops faulty = {f_open, f_pwrite, f_fsync, f_rename, f_unlink, f_mkdir};
+static const bank_io_ops faulty = {f_open, f_pwrite, f_fsync, f_rename, f_unlink, f_mkdir, NULL, NULL};
 
 static int sh(const char *fmt, const char *a, const char *b) {
     char cmd[1024];
@@ -308,7 +310,8 @@ TEST(fault_injection) {
                 }
                 char *now = snapshot(target);
                 if (!strcmp(now, before)) cleared++;
-                else if (!strcmp(now, after) && fault_op == OP_FSYNC) applied++; /* dir fsync after rename */
+                else if (!strcmp(now, after) && (fault_op == OP_FSYNC || fault_op == OP_DIROPEN))
+                    applied++; /* dir fsync (or its open) after rename */
                 else {
                     fprintf(stderr, "  %s fault %d kind %d op %d: bank shows\n    %s\n  expected\n    %s\n", sc->name, at,
                             kind, fault_op, now, before);
@@ -359,6 +362,9 @@ int main(void) {
         return 1;
     }
     snprintf(pristine, sizeof pristine, "%s/pristine", scratch);
+    /* these scenarios count the I/O calls of one commit; the automatic merge (its own faults are the compact
+     * scenario's) would add calls whose failure leaves the commit acknowledged */
+    bank_set_auto_compact(false);
     snprintf(work, sizeof work, "%s/work", scratch);
     snprintf(exportfile, sizeof exportfile, "%s/export.msax", scratch);
     RUN(fault_injection);

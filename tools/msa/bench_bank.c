@@ -7,6 +7,11 @@
  *   fetch DIR [--cold]       random documents' K̄/V̄ of every router layer: mapping vs one pread per layer
  *   ceilings DIR             memory bandwidth (RAM buffer reduction) and disk bandwidth (cold sequential read
  *                            of the largest segment)
+ *   scale DIR [--docs N] [--single M]  N small documents added in one call, then replaced in one call;
+ *                            then M single-document adds, M replaces and M deletes, each its own call (open,
+ *                            stage, commit, close, as `msa bank add` does); time per operation in the first
+ *                            and the last tenth of each phase (flat = near-linear), segments and the open
+ *                            files a reader holds. Synthetic-small shape. Defaults N = 10^6, M = 10^4.
  * --cold drops the bank's files from the page cache first (posix_fadvise DONTNEED). Output: one line per
  * measurement, `--json` for machine output. */
 #include <dirent.h>
@@ -460,20 +465,171 @@ static int bench_ceilings(const char *dir, bool json) {
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------- scale */
+
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the descriptor of the listing itself */
+}
+
+typedef struct scale_doc {
+    char id[32], text[64];
+    float rk[2][2 * 16], km[2][2 * 16], vm[2][2 * 16];
+    const void *rkp[2], *kmp[2], *vmp[2];
+    msa_bank_doc d;
+} scale_doc;
+
+static void scale_make(scale_doc *s, uint64_t k, uint32_t variant) {
+    snprintf(s->id, sizeof s->id, "d%" PRIu64, k);
+    int tl = snprintf(s->text, sizeof s->text, "document %" PRIu64 " variant %u", k, variant);
+    uint64_t seed = k * 2654435761u + variant + 1;
+    for (int l = 0; l < 2; l++) {
+        fill(s->rk[l], 32, MSA_BANK_F32, &seed);
+        fill(s->km[l], 32, MSA_BANK_F32, &seed);
+        fill(s->vm[l], 32, MSA_BANK_F32, &seed);
+        s->rkp[l] = s->rk[l];
+        s->kmp[l] = s->km[l];
+        s->vmp[l] = s->vm[l];
+    }
+    uint64_t n_tokens = 5; /* pooling 4: 2 chunks */
+    s->d = (msa_bank_doc){.id = s->id, .text = s->text, .text_len = (size_t)tl, .n_tokens = n_tokens, .n_chunks = 2,
+                          .route_keys = s->rkp, .k_mean = s->kmp, .v_mean = s->vmp};
+}
+
+typedef struct scale_phase {
+    const char *name;
+    uint64_t n;
+    double total, first, last; /* seconds; per-operation means of the first and last tenth */
+    uint64_t segments;
+} scale_phase;
+
+static msa_status scale_open_w(const char *dir, msa_bank **b) {
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.writable = true;
+    return msa_bank_open(dir, &op, b);
+}
+
+/* one call: n documents staged in one handle (add or replace), committed at the end */
+static msa_status scale_one_call(const char *dir, uint64_t n, uint32_t variant, scale_phase *ph) {
+    msa_bank *b;
+    MSA_TRY(scale_open_w(dir, &b));
+    double t0 = now_s(), tenth = 0;
+    uint64_t step = n / 10 ? n / 10 : 1;
+    msa_status st = MSA_OK;
+    for (uint64_t k = 0; k < n && !st; k++) {
+        scale_doc sd;
+        scale_make(&sd, k, variant);
+        st = msa_bank_add(b, &sd.d, true, NULL, NULL);
+        if ((k + 1) % step == 0) {
+            double t = now_s();
+            if (k + 1 == step) ph->first = (t - t0) / (double)step;
+            ph->last = (t - tenth) / (double)step;
+            tenth = t;
+        }
+        if (k + 1 == step) tenth = now_s();
+    }
+    if (!st) st = msa_bank_commit(b);
+    ph->total = now_s() - t0;
+    ph->n = n;
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    ph->segments = bi.n_segments;
+    msa_bank_close(b);
+    return st;
+}
+
+/* m calls, each: open, one add (kind 0), replace (1) or delete (2), commit, close */
+static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
+    double t0 = now_s(), t_first = 0, t_last_start = 0;
+    uint64_t tenth = m / 10 ? m / 10 : 1;
+    msa_status st = MSA_OK;
+    for (uint64_t i = 0; i < m && !st; i++) {
+        if (i == m - tenth) t_last_start = now_s();
+        msa_bank *b;
+        if ((st = scale_open_w(dir, &b))) break;
+        scale_doc sd;
+        scale_make(&sd, k0 + i, kind == 1 ? 7 : 0);
+        if (kind == 2) st = msa_bank_remove(b, sd.id);
+        else st = msa_bank_add(b, &sd.d, true, NULL, NULL);
+        if (!st) st = msa_bank_commit(b);
+        if (i + 1 == m) {
+            msa_bank_info bi;
+            msa_bank_get_info(b, &bi);
+            ph->segments = bi.n_segments;
+        }
+        msa_bank_close(b);
+        if (i + 1 == tenth) t_first = now_s() - t0;
+    }
+    ph->total = now_s() - t0;
+    ph->n = m;
+    ph->first = t_first / (double)tenth;
+    ph->last = (now_s() - t_last_start) / (double)tenth;
+    return st;
+}
+
+static int bench_scale(const char *dir, uint64_t n, uint64_t m, bool json) {
+    if (m > n) m = n;
+    msa_bank_create_params cp = {0};
+    msa_bank_shape_named("synthetic-small", &cp.shape);
+    msa_status st = msa_bank_create(dir, &cp);
+    if (st) return cli_fail(st);
+    scale_phase ph[5] = {{.name = "add, one call"}, {.name = "replace, one call"}, {.name = "add, one per call"},
+                         {.name = "replace, one per call"}, {.name = "delete, one per call"}};
+    if (!st) st = scale_one_call(dir, n, 0, &ph[0]);
+    if (!st) st = scale_one_call(dir, n, 1, &ph[1]);
+    if (!st) st = scale_calls(dir, n, m, 0, &ph[2]);       /* new documents n .. n+m-1 */
+    if (!st) st = scale_calls(dir, 0, m, 1, &ph[3]);       /* replace documents 0 .. m-1 */
+    if (!st) st = scale_calls(dir, n - m, m, 2, &ph[4]);   /* delete documents n-m .. n-1 */
+    if (st) return cli_fail(st);
+    int fd0 = count_fds();
+    msa_bank *b;
+    if ((st = msa_bank_open(dir, NULL, &b))) return cli_fail(st);
+    int reader_fds = count_fds() - fd0;
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    msa_bank_close(b);
+    if (json) printf("{\"bench\":\"bank scale\",\"docs\":%" PRIu64 ",\"single\":%" PRIu64 ",\"phases\":[", n, m);
+    for (int i = 0; i < 5; i++) {
+        double ratio = ph[i].first > 0 ? ph[i].last / ph[i].first : 0;
+        if (json)
+            printf("%s{\"phase\":\"%s\",\"ops\":%" PRIu64 ",\"seconds\":%.3f,\"first_tenth_us_per_op\":%.2f,"
+                   "\"last_tenth_us_per_op\":%.2f,\"last_over_first\":%.2f,\"segments\":%" PRIu64 "}",
+                   i ? "," : "", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio,
+                   ph[i].segments);
+        else
+            printf("%-22s %9" PRIu64 " ops %9.2f s   first tenth %9.2f us/op   last tenth %9.2f us/op   x%.2f   "
+                   "%" PRIu64 " segments\n", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6,
+                   ratio, ph[i].segments);
+    }
+    if (json)
+        printf("],\"live_docs\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"reader_open_files\":%d}\n", bi.n_docs,
+               bi.n_segments, reader_fds);
+    else
+        printf("end: %" PRIu64 " live documents, %" PRIu64 " segments, a reader holds %d open files\n", bi.n_docs,
+               bi.n_segments, reader_fds);
+    return 0;
+}
+
 int bench_bank(int argc, char **argv) {
     bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
     if (argc < 3 || help) {
-        fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings DIR [--tokens N] [--doc-tokens D] "
-                        "[--shape NAME] [--cold] [--json]\n");
+        fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings|scale DIR [--tokens N] [--doc-tokens D] "
+                        "[--shape NAME] [--docs N] [--single M] [--cold] [--json]\n");
         return help ? 0 : 64;
     }
     const char *what = argv[1], *dir = argv[2], *shape = "msa-4b";
-    uint64_t tokens = 10000000, doc_tokens = 4096;
+    uint64_t tokens = 10000000, doc_tokens = 4096, n_docs = 1000000, n_single = 10000;
     bool cold = false, json = false;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--doc-tokens") && i + 1 < argc) doc_tokens = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
+        else if (!strcmp(argv[i], "--docs") && i + 1 < argc) n_docs = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--single") && i + 1 < argc) n_single = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--cold")) cold = true;
         else if (!strcmp(argv[i], "--json")) json = true;
         else return cli_usage_error("bench bank", "unknown option '%s'", argv[i]);
@@ -485,5 +641,9 @@ int bench_bank(int argc, char **argv) {
     if (!strcmp(what, "verify")) return bench_verify(dir, cold, json);
     if (!strcmp(what, "fetch")) return bench_fetch(dir, cold, json);
     if (!strcmp(what, "ceilings")) return bench_ceilings(dir, json);
+    if (!strcmp(what, "scale")) {
+        if (!n_docs || !n_single) return cli_usage_error("bench bank", "--docs and --single must be positive");
+        return bench_scale(dir, n_docs, n_single, json);
+    }
     return cli_usage_error("bench bank", "unknown benchmark '%s'", what);
 }

@@ -223,7 +223,7 @@ const cli_cmd cli_commands[] = {
     {"bench matmul", "", "matmul kernels on real model shapes vs the read ceiling", NULL, bench_matmul_own, BENCH_NOTE, 0,
      -1, NULL, cmd_bench},
     {"bench pool", "", "thread-pool dispatch cost", NULL, NULL, BENCH_NOTE, 0, -1, NULL, cmd_bench},
-    {"bench bank", "build|open|scan|verify|fetch|ceilings DIR", "memory-bank build/open/scan/verify/fetch", NULL,
+    {"bench bank", "build|open|scan|verify|fetch|ceilings|scale DIR", "memory-bank build/open/scan/verify/fetch/scale", NULL,
      bench_bank_own, "--json for one JSON object", 0, -1, NULL, cmd_bench},
     {"bench prefill", "", "model prefill tokens/s", NULL, bench_model_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
     {"bench decode", "", "model decode tokens/s", NULL, bench_model_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},

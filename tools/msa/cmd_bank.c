@@ -210,8 +210,39 @@ static msa_status add_file(add_ctx *c, const char *path, bool in_dir) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static msa_status add_dir(add_ctx *c, const char *dir, int depth) {
+/* Directories already walked (device, inode): a symbolic link back to an ancestor (or two links to one
+ * directory) is walked once, never followed into a cycle. Links to files are followed; nothing is ever
+ * written or deleted through them. */
+typedef struct dir_seen {
+    dev_t *dev;
+    ino_t *ino;
+    size_t n, cap;
+} dir_seen;
+
+static int seen_add(dir_seen *s, const struct stat *sb) { /* 1 new, 0 already seen, -1 out of memory */
+    for (size_t i = 0; i < s->n; i++)
+        if (s->dev[i] == sb->st_dev && s->ino[i] == sb->st_ino) return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        dev_t *d = realloc(s->dev, cap * sizeof *d);
+        if (d) s->dev = d;
+        ino_t *n = realloc(s->ino, cap * sizeof *n);
+        if (n) s->ino = n;
+        if (!d || !n) return -1;
+        s->cap = cap;
+    }
+    s->dev[s->n] = sb->st_dev;
+    s->ino[s->n++] = sb->st_ino;
+    return 1;
+}
+
+static msa_status add_dir(add_ctx *c, const char *dir, int depth, dir_seen *seen) {
     if (depth > 64) return msa_fail(MSA_ERR_LIMIT, "%s: directories nested too deeply", dir);
+    struct stat self;
+    if (stat(dir, &self) != 0) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
+    int fresh = seen_add(seen, &self);
+    if (fresh < 0) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    if (fresh == 0) return MSA_OK; /* reached again through a link: already walked */
     DIR *d = opendir(dir);
     if (!d) {
         if (depth == 0) return msa_fail(MSA_ERR_IO, "%s: %s", dir, strerror(errno));
@@ -250,8 +281,8 @@ static msa_status add_dir(add_ctx *c, const char *dir, int depth) {
             skip(c, names[i], strerror(errno));
             continue;
         }
-        if (S_ISDIR(sb.st_mode)) st = add_dir(c, names[i], depth + 1);
-        else if (S_ISREG(sb.st_mode)) st = add_file(c, names[i], true);
+        if (S_ISDIR(sb.st_mode)) st = add_dir(c, names[i], depth + 1, seen);
+        else if (S_ISREG(sb.st_mode)) st = add_file(c, names[i], true); /* FIFOs, sockets, devices: skipped */
     }
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
@@ -338,6 +369,30 @@ static msa_status split_docs(doc_list *l, const msa_tokenizer *tok, size_t budge
     return MSA_OK;
 }
 
+/* One line of at most max bytes (the newline included); -1 at end of input, -2 when the line is longer. The
+ * line is read byte for byte (a NUL inside stays inside, for the JSON parser to refuse). */
+#define MAX_JSONL_LINE ((size_t)256 << 20)
+static ssize_t read_line_capped(FILE *f, char **line, size_t *cap, size_t max) {
+    size_t n = 0;
+    int c;
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (n + 2 > *cap) {
+            if (n >= max) return -2;
+            size_t nc = *cap ? 2 * *cap : 4096;
+            if (nc > max + 2) nc = max + 2;
+            char *b = realloc(*line, nc);
+            if (!b) return -3;
+            *line = b;
+            *cap = nc;
+        }
+        (*line)[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (n == 0) return -1;
+    (*line)[n] = '\0';
+    return (ssize_t)n;
+}
+
 static msa_status add_jsonl(doc_list *l, const char *path) {
     FILE *f = !strcmp(path, "-") ? stdin : fopen(path, "rb");
     if (!f) return msa_fail(errno == ENOENT ? MSA_ERR_NOT_FOUND : MSA_ERR_IO, "%s: %s", path, strerror(errno));
@@ -345,7 +400,17 @@ static msa_status add_jsonl(doc_list *l, const char *path) {
     size_t cap = 0;
     ssize_t len;
     msa_status st = MSA_OK;
-    for (size_t lineno = 1; !st && (len = getline(&line, &cap, f)) >= 0; lineno++) {
+    for (size_t lineno = 1; !st; lineno++) {
+        len = read_line_capped(f, &line, &cap, MAX_JSONL_LINE);
+        if (len == -1) break;
+        if (len == -2) {
+            st = msa_fail(MSA_ERR_LIMIT, "%s:%zu: line longer than %zu MiB", path, lineno, MAX_JSONL_LINE >> 20);
+            break;
+        }
+        if (len < 0) {
+            st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+            break;
+        }
         size_t i = 0;
         while (i < (size_t)len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n')) i++;
         if (i == (size_t)len) continue; /* blank line */
@@ -486,14 +551,26 @@ int bank_add(const cli_args *a) {
         }
         struct stat sb;
         if (stat(in, &sb) != 0) st = msa_fail(MSA_ERR_NOT_FOUND, "%s: %s", in, strerror(errno));
-        else if (S_ISDIR(sb.st_mode)) st = add_dir(&c, in, 0);
-        else st = add_file(&c, in, false);
+        else if (S_ISDIR(sb.st_mode)) {
+            dir_seen seen = {0};
+            st = add_dir(&c, in, 0, &seen);
+            free(seen.dev);
+            free(seen.ino);
+        } else if (S_ISREG(sb.st_mode)) st = add_file(&c, in, false);
+        else st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a regular file or directory", in);
     }
     const char **jl = calloc((size_t)n_jsonl + 1, sizeof *jl);
     if (!jl) st = st ? st : msa_fail(MSA_ERR_NOMEM, "out of memory");
     if (jl) cli_all(a, "--jsonl", jl, n_jsonl);
     for (int i = 0; !st && i < n_jsonl; i++) st = add_jsonl(&l, jl[i]);
     free(jl);
+    /* every id valid before the bank is opened or anything is encoded */
+    for (size_t i = 0; !st && i < l.n; i++)
+        if (msa_bank_check_id(l.docs[i].id)) {
+            char why[256]; /* a copy: the message buffer cannot be formatted into itself */
+            snprintf(why, sizeof why, "%s", msa_last_error());
+            st = msa_fail(MSA_ERR_BAD_DATA, "input %zu: %s", i + 1, why);
+        }
     if (st) {
         free_docs(&l);
         return cli_fail(st);
@@ -560,6 +637,36 @@ int bank_rm(const cli_args *a) {
     return 0;
 }
 
+/* An id as every output shows it. Ids added now are valid UTF-8 without control characters
+ * (msa_bank_check_id), so they print as they are; a bank written before that rule may hold others: those are
+ * shown with "\xNN" for each control or invalid byte and "\\" for a backslash (docs/bank-format.md). The
+ * result is malloc'd. */
+static char *shown_id(const char *id, bool *escaped) {
+    *escaped = msa_bank_check_id(id) != MSA_OK;
+    if (!*escaped) return strdup(id);
+    size_t n = strlen(id);
+    char *out = malloc(4 * n + 1), *o = out;
+    if (!out) return NULL;
+    const uint8_t *p = (const uint8_t *)id;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = p[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok && len == 1 && c >= 0x20 && c != 0x7f && c != '\\') *o++ = (char)c;
+        else if (ok && len == 1 && c == '\\') o += sprintf(o, "\\\\");
+        else if (ok && len > 1) {
+            memcpy(o, p + i, len);
+            o += len;
+            i += len;
+            continue;
+        } else o += sprintf(o, "\\x%02x", c);
+        i++;
+    }
+    *o = '\0';
+    return out;
+}
+
 int bank_ls(const cli_args *a) {
     const char *path = a->pos[0];
     bool json = cli_has(a, "--json");
@@ -572,9 +679,16 @@ int bank_ls(const cli_args *a) {
         msa_bank_doc_at(b, i, &d);
         char h[33];
         hex(d.hash, 16, h);
-        if (json) {
-            json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "id", d.id, "index", (json_int_t)d.index, "tokens",
+        bool escaped;
+        char *id = shown_id(d.id, &escaped);
+        if (!id) {
+            msa_bank_close(b);
+            return cli_fail(msa_fail(MSA_ERR_NOMEM, "out of memory"));
+        }
+        if (json) { /* never a silently dropped document: an id jansson would refuse is shown escaped */
+            json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "id", id, "index", (json_int_t)d.index, "tokens",
                                   (json_int_t)d.n_tokens, "chunks", (json_int_t)d.n_chunks, "hash", h);
+            if (o && escaped) json_object_set_new(o, "id_escaped", json_true());
             if (o && d.meta_json[0]) {
                 json_t *m = json_loads(d.meta_json, 0, NULL);
                 if (m) json_object_set_new(o, "meta", m);
@@ -584,8 +698,9 @@ int bank_ls(const cli_args *a) {
             free(s);
             json_decref(o);
         } else {
-            printf("%-32s %6u %10" PRIu64 " %8u %s\n", d.id, d.index, d.n_tokens, d.n_chunks, h);
+            printf("%-32s %6u %10" PRIu64 " %8u %s\n", id, d.index, d.n_tokens, d.n_chunks, h);
         }
+        free(id);
     }
     msa_bank_close(b);
     return 0;
