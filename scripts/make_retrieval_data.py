@@ -79,7 +79,7 @@ def bench_passages():
         base = os.path.basename(fn)[:-4]
         with open(fn, encoding="utf-8") as f:
             for i, t in enumerate(pack(paragraphs(f.read()))):
-                ps.append({"id": "sotu-%s-%03d" % (base[:4], i), "text": t})
+                ps.append({"id": "sotu-%s-%03d" % (base, i), "text": t})
     return ps
 
 

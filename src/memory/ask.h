@@ -15,6 +15,24 @@ msa_status msa_ask_record_injected(msa_bank *bank, const uint32_t *index, size_t
 msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
                            const msa_ask_params *p, msa_ask_result *out);
 
+/* Read-mode routing of one question without answering: every router layer's scores over the whole bank and
+ * their fusion (what read mode ranks by). Release with msa_read_scores_free. */
+typedef struct msa_read_scores {
+    int n_layers;
+    int *layer;              /* [n_layers] model layers */
+    uint64_t n_index;
+    float *per_layer;        /* [n_layers][n_index]; -inf: no chunks */
+    float *fused;            /* [n_index] */
+    double seconds;          /* the routing prefill */
+} msa_read_scores;
+msa_status msa_read_route(msa_model *model, msa_bank *bank, const char *question, size_t len, msa_read_scores *out);
+void msa_read_scores_free(msa_read_scores *s);
+
+/* Read mode's answer from given documents (stable indices, best first): the prompt, greedy/sampled answer into
+ * out->answer, out->transcript, token counts (out->rounds is left as it is). */
+msa_status msa_read_answer_docs(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
+                                const char *question, size_t len, const msa_ask_params *p, msa_ask_result *out);
+
 /* Read-mode document scores of one router layer (readmode.c; docs/msa-deviations.md "Read mode"): for every
  * routing token (rows of q: head-mean-folded query vectors), the best cosine similarity to any chunk key of
  * each document, ignoring a document's first chunk (its <|im_start|>, the attention sink every document shares)

@@ -220,12 +220,14 @@ static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t 
     return st;
 }
 
-msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
-                           const msa_ask_params *p, msa_ask_result *out) {
-    const msa_hparams *hp = msa_model_hparams(model);
+/* The routing prefill of a question: "<|im_start|>" (not routed) + the question's tokens (routed). On success
+ * *mc holds the routing (msa_memctx_routing); the caller frees it. */
+static msa_status route_question(msa_model *model, msa_bank *bank, const char *question, size_t len, int top_k,
+                                 msa_memctx **mc_out, double *seconds) {
     const msa_tokenizer *tok = msa_model_tokenizer(model);
     tbuf q = {0};
     msa_status st = MSA_OK;
+    *mc_out = NULL;
     int32_t im_start = msa_tokenizer_find(tok, "<|im_start|>");
     if (im_start >= 0) {
         q.v = malloc(sizeof *q.v);
@@ -235,62 +237,109 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
     }
     size_t n_head = q.n;
     st = tb_tok(&q, tok, question, len, false);
-    int8_t *roles = st ? NULL : malloc(q.n);
+    int8_t *roles = st ? NULL : malloc(q.n ? q.n : 1);
     if (!st && !roles) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !st && i < q.n; i++) roles[i] = i < n_head ? -1 : 0;
-
-    msa_memctx_params mp = {.top_k = p->top_k > 0 ? p->top_k : 3, .attend_memory = false, .n_ctx = (int)q.n + 1};
+    msa_memctx_params mp = {.top_k = top_k > 0 ? top_k : 3, .attend_memory = false, .n_ctx = (int)q.n + 1};
     if (mp.top_k > 1024) mp.top_k = 1024;
     mp.sampler = msa_sampler_default_params();
     msa_memctx *mc = NULL;
-    out->rounds = calloc(1, sizeof *out->rounds);
-    if (!st && !out->rounds) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-    if (!st) out->n_rounds = 1;
     if (!st) st = msa_memctx_new(model, bank, &mp, &mc);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!st) st = msa_memctx_prefill(mc, q.v, roles, (int)q.n, 0, false, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (seconds) *seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    free(q.v), free(roles);
+    if (st) msa_memctx_free(mc);
+    else *mc_out = mc;
+    return st;
+}
+
+/* Fused read-mode score: the sum of the per-layer scores (plus the lexical score, read_fusion.c, when the bank
+ * has a lexical index and fusion is on). fused [n_index]. */
+static void fuse_layers(const msa_memctx_layer *L, int nl, uint64_t n_index, float *fused) {
+    for (uint64_t d = 0; d < n_index; d++) {
+        double s = 0;
+        for (int l = 0; l < nl && isfinite(s); l++) s += L[l].all_scores[d];
+        fused[d] = (float)s;
+    }
+}
+
+msa_status msa_read_route(msa_model *model, msa_bank *bank, const char *question, size_t len, msa_read_scores *out) {
+    memset(out, 0, sizeof *out);
+    msa_memctx *mc = NULL;
+    MSA_TRY(route_question(model, bank, question, len, 1, &mc, &out->seconds));
+    const msa_memctx_layer *L;
+    int nl;
+    uint64_t n_index;
+    msa_memctx_routing(mc, &L, &nl, &n_index);
+    msa_status st = MSA_OK;
+    out->n_layers = nl;
+    out->n_index = n_index;
+    out->layer = malloc((size_t)(nl ? nl : 1) * sizeof *out->layer);
+    out->per_layer = malloc(((size_t)nl * n_index + 1) * sizeof *out->per_layer);
+    out->fused = malloc((n_index + 1) * sizeof *out->fused);
+    if (!out->layer || !out->per_layer || !out->fused) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+    for (int l = 0; !st && l < nl; l++) {
+        out->layer[l] = L[l].layer;
+        memcpy(out->per_layer + (size_t)l * n_index, L[l].all_scores, n_index * sizeof(float));
+    }
+    if (!st) fuse_layers(L, nl, n_index, out->fused);
+    msa_memctx_free(mc);
+    if (st) msa_read_scores_free(out);
+    return st;
+}
+
+void msa_read_scores_free(msa_read_scores *s) {
+    free(s->layer), free(s->per_layer), free(s->fused);
+    memset(s, 0, sizeof *s);
+}
+
+msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
+                           const msa_ask_params *p, msa_ask_result *out) {
+    msa_status st = MSA_OK;
+    const int top_k = p->top_k > 0 ? (p->top_k > 1024 ? 1024 : p->top_k) : 3;
+    out->rounds = calloc(1, sizeof *out->rounds);
+    if (!out->rounds) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    out->n_rounds = 1;
+    msa_memctx *mc = NULL;
+    st = route_question(model, bank, question, len, top_k, &mc, &out->seconds_route);
     uint32_t *best = NULL;
     size_t n_best = 0;
-    double t0 = 0;
-    if (!st) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-        st = msa_memctx_prefill(mc, q.v, roles, (int)q.n, 0, false, NULL);
-    }
-    if (!st) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        out->seconds_route = (double)ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
-        st = msa_ask_record_routing(mc, bank, &out->rounds[0]);
-    }
+    if (!st) st = msa_ask_record_routing(mc, bank, &out->rounds[0]);
     if (!st) { /* fuse: sum of per-layer scores */
         const msa_memctx_layer *L;
         int nl;
         uint64_t n_index;
         msa_memctx_routing(mc, &L, &nl, &n_index);
         float *fused = malloc((n_index ? n_index : 1) * sizeof *fused);
-        best = malloc((size_t)mp.top_k * sizeof *best);
-        float *bs = malloc((size_t)mp.top_k * sizeof *bs);
+        best = malloc((size_t)top_k * sizeof *best);
+        float *bs = malloc((size_t)top_k * sizeof *bs);
         if (!fused || !best || !bs) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        for (uint64_t d = 0; !st && d < n_index; d++) {
-            double s = 0;
-            for (int l = 0; l < nl && isfinite(s); l++) s += L[l].all_scores[d];
-            fused[d] = (float)s;
-        }
-        if (!st) n_best = msa_route_topk(fused, n_index, (size_t)mp.top_k, best, bs);
+        if (!st) fuse_layers(L, nl, n_index, fused);
+        if (!st) n_best = msa_route_topk(fused, n_index, (size_t)top_k, best, bs);
         /* Scores are centred (0 = an average document): of the top-k, inject those that match at least half
          * as well as the best one; weaker matches only distract a small model (docs/msa-deviations.md). */
         while (!st && n_best > 1 && bs[0] > 0 && bs[n_best - 1] < READ_KEEP_FRACTION * bs[0]) n_best--;
         free(fused), free(bs);
     }
     msa_memctx_free(mc);
-    free(q.v), free(roles);
     if (!st) st = msa_ask_record_injected(bank, best, n_best, &out->rounds[0]);
+    if (!st) st = msa_read_answer_docs(model, bank, best, n_best, question, len, p, out);
+    free(best);
+    return st;
+}
 
+msa_status msa_read_answer_docs(msa_model *model, msa_bank *bank, const uint32_t *best, size_t n_best,
+                                const char *question, size_t len, const msa_ask_params *p, msa_ask_result *out) {
+    const msa_hparams *hp = msa_model_hparams(model);
+    const msa_tokenizer *tok = msa_model_tokenizer(model);
+    msa_status st = MSA_OK;
     /* answer */
     tbuf pr = {0};
     char *ptext = NULL;
     if (!st) st = build_prompt(model, bank, best, n_best, question, len, &pr, &ptext);
-    free(best);
     msa_session *s = NULL;
     int max_new = p->max_new_tokens > 0 ? p->max_new_tokens : 512;
     if (!st && pr.n + (size_t)max_new > (size_t)hp->n_ctx_train) {
@@ -346,12 +395,17 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
         while (a < an && (ans[a] == ' ' || ans[a] == '\n')) a++;
         while (an > a && (ans[an - 1] == ' ' || ans[an - 1] == '\n')) an--;
         out->answer = malloc(an - a + 1);
-        out->rounds[0].generated = malloc(an - a + 1);
-        if (!out->answer || !out->rounds[0].generated) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        else {
-            if (an > a) memcpy(out->answer, ans + a, an - a), memcpy(out->rounds[0].generated, ans + a, an - a);
+        char *gen = out->n_rounds > 0 ? malloc(an - a + 1) : NULL;
+        if (!out->answer || (out->n_rounds > 0 && !gen)) {
+            free(gen);
+            st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+        } else {
+            if (an > a) memcpy(out->answer, ans + a, an - a);
             out->answer[an - a] = 0;
-            out->rounds[0].generated[an - a] = 0;
+            if (gen) {
+                memcpy(gen, out->answer, an - a + 1);
+                out->rounds[0].generated = gen;
+            }
         }
         out->transcript = ptext;
         ptext = NULL;
