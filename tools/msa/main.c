@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"ask", cmd_ask, "answer from a bank: msa ask -m MODEL --bank BANK -q QUESTION [--json]"},
     {"chat", cmd_chat, "interactive questions over a bank: msa chat -m MODEL --bank BANK"},
     {"bench", cmd_bench, "benchmarks: msa bench prefill|decode|mem|... [--json]"},
+    {"eval", cmd_eval, "retrieval quality: msa eval qa|niah -m MODEL --bank BANK ... [--answer] [--json]"},
     {"demo", cmd_demo, "build a bank from the bundled corpus with the default model and ask it questions"},
 };
 
