@@ -14,6 +14,7 @@ int cmd_ask(int argc, char **argv);       /* cmd_ask.c: answer a question from a
 int cmd_chat(int argc, char **argv);      /* cmd_ask.c: interactive questions over a bank */
 int cmd_demo(int argc, char **argv);      /* cmd_demo.c: the end-to-end demo on the default model */
 int cmd_eval(int argc, char **argv);      /* cmd_eval.c: retrieval/answer quality (qa, niah) */
+int cmd_train_router(int argc, char **argv); /* cmd_train_router.c: InfoNCE router training */
 int bench_bank(int argc, char **argv);     /* bench_bank.c: `msa bench bank ...` (argv[0] = "bank") */
 
 /* bench_model.c: `msa bench prefill|decode`; what is "prefill" or "decode", argv[0] is what, options follow. */

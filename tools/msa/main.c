@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"chat", cmd_chat, "interactive questions over a bank: msa chat -m MODEL --bank BANK"},
     {"bench", cmd_bench, "benchmarks: msa bench prefill|decode|mem|... [--json]"},
     {"eval", cmd_eval, "retrieval quality: msa eval qa|niah -m MODEL --bank BANK ... [--answer] [--json]"},
+    {"train-router", cmd_train_router, "train read-mode router projections: msa train-router -m MODEL --data PAIRS.jsonl -o OUT"},
     {"demo", cmd_demo, "build a bank from the bundled corpus with the default model and ask it questions"},
 };
 
