@@ -17,6 +17,7 @@
 
 #include "memory/ask.h"
 #include "memory/route.h"
+#include "memory/route_scan.h"
 #include "model/tensor.h"
 #include "model/model.h"
 #include "util/error.h"
@@ -38,35 +39,49 @@ static bool skip_chunk(const msa_route_span *sp, uint64_t c) {
     return (c == 0 || sp->doc_index[c - 1] != d) && c + 1 < sp->n_chunks && sp->doc_index[c + 1] == d;
 }
 
+/* Thread ith takes the routing tokens ith, ith + nth, ...; keys are widened and scored a block of chunks at a
+ * time with the routing scan's SIMD dot kernel (route_scan.h: one canonical summation order on every ISA). */
+enum { READ_BLOCK = 64 };
 static void read_range(void *ctx, int ith, int nth) {
     const read_job *j = ctx;
     const int dim = j->q->dim, nq = j->q->n;
-    float kbuf[8192];
-    float *key = dim <= 8192 ? kbuf : malloc((size_t)dim * sizeof *key);
-    if (!key) return; /* unreachable for supported shapes (dim is bounded at load); scores stay -inf */
+    const int nt = nq > ith ? (nq - ith + nth - 1) / nth : 0;
+    if (nt == 0) return;
+    float *key = malloc((size_t)READ_BLOCK * dim * sizeof *key);
+    float *y = malloc((size_t)READ_BLOCK * nt * sizeof *y);
+    if (!key || !y) { /* unreachable for supported shapes; scores stay -inf */
+        free(key), free(y);
+        return;
+    }
+    float inv[READ_BLOCK];
+    uint32_t doc[READ_BLOCK];
     for (size_t si = 0; si < j->n_spans; si++) {
         const msa_route_span *sp = &j->spans[si];
-        for (uint64_t c = 0; c < sp->n_chunks; c++) {
-            const uint32_t d = sp->doc_index[c];
-            if (d >= j->n_index || skip_chunk(sp, c)) continue;
-            double ss = 0;
-            for (int i = 0; i < dim; i++) {
-                key[i] = j->dtype == MSA_ROUTE_F32 ? ((const float *)sp->keys)[c * (uint64_t)dim + i]
-                                                   : msa_bf16_to_f32(((const uint16_t *)sp->keys)[c * (uint64_t)dim + i]);
-                ss += (double)key[i] * key[i];
+        for (uint64_t c0 = 0; c0 < sp->n_chunks;) {
+            int m = 0;
+            for (; c0 < sp->n_chunks && m < READ_BLOCK; c0++) {
+                const uint32_t d = sp->doc_index[c0];
+                if (d >= j->n_index || skip_chunk(sp, c0)) continue;
+                float *k = key + (size_t)m * dim;
+                if (j->dtype == MSA_ROUTE_F32) memcpy(k, (const float *)sp->keys + c0 * (uint64_t)dim, (size_t)dim * sizeof *k);
+                else msa_route_widen_bf16((const uint16_t *)sp->keys + c0 * (uint64_t)dim, (size_t)dim, k);
+                double ss = 0;
+                for (int i = 0; i < dim; i++) ss += (double)k[i] * k[i];
+                inv[m] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+                doc[m++] = d;
             }
-            const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-            for (int t = ith; t < nq; t += nth) {
-                const float *qt = j->q->q + (size_t)t * dim;
-                float y = 0;
-                for (int i = 0; i < dim; i++) y += qt[i] * key[i];
-                y *= inv;
-                float *b = &j->best[(size_t)t * j->n_index + d];
-                if (y > *b) *b = y;
-            }
+            if (m == 0) continue;
+            msa_route_dots(key, (size_t)dim, m, j->q->q + (size_t)ith * dim, (size_t)nth * dim, nt, dim, y, (size_t)nt);
+            for (int b = 0; b < m; b++)
+                for (int r = 0; r < nt; r++) {
+                    const int t = ith + r * nth;
+                    const float v = y[(size_t)b * nt + r] * inv[b];
+                    float *bp = &j->best[(size_t)t * j->n_index + doc[b]];
+                    if (v > *bp) *bp = v;
+                }
         }
     }
-    if (key != kbuf) free(key);
+    free(key), free(y);
 }
 
 msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
