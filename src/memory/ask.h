@@ -24,7 +24,12 @@ typedef struct msa_read_scores {
     float *per_layer;        /* [n_layers][n_index]; -inf: no chunks */
     float *fused;            /* [n_index] */
     double seconds;          /* the routing prefill */
+    bool lexical;            /* fused includes the BM25 score (msa_read_fuse_lexical) */
 } msa_read_scores;
+struct msa_bm25;
+/* Fuse the lexical score in: fused = w z(routing) + (1 - w) z(bm25), z over the documents with a routing score
+ * (w = the index's weight; z(x) = (x - mean) / std, so 0 stays "an average document"). */
+msa_status msa_read_fuse_lexical(msa_read_scores *s, const struct msa_bm25 *ix, const char *question, size_t len);
 msa_status msa_read_route(msa_model *model, msa_bank *bank, const char *question, size_t len, msa_read_scores *out);
 void msa_read_scores_free(msa_read_scores *s);
 

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "memory/ask.h"
+#include "memory/bm25.h"
 #include "memory/route.h"
 #include "memory/route_scan.h"
 #include "model/tensor.h"
@@ -306,6 +307,38 @@ msa_status msa_read_route(msa_model *model, msa_bank *bank, const char *question
     return st;
 }
 
+static void zscore(float *x, uint64_t n, const float *mask) {
+    double sum = 0, ss = 0;
+    uint64_t k = 0;
+    for (uint64_t d = 0; d < n; d++)
+        if (isfinite(mask[d])) sum += x[d], k++;
+    const double mu = k ? sum / (double)k : 0;
+    for (uint64_t d = 0; d < n; d++)
+        if (isfinite(mask[d])) ss += (x[d] - mu) * (x[d] - mu);
+    const double sd = k && ss > 0 ? sqrt(ss / (double)k) : 1;
+    for (uint64_t d = 0; d < n; d++) x[d] = isfinite(mask[d]) ? (float)((x[d] - mu) / sd) : -INFINITY;
+}
+
+msa_status msa_read_fuse_lexical(msa_read_scores *s, const msa_bm25 *ix, const char *question, size_t len) {
+    const uint64_t n = s->n_index;
+    float *lex = malloc((n ? n : 1) * sizeof *lex), *r = malloc((n ? n : 1) * sizeof *r);
+    if (!lex || !r) {
+        free(lex), free(r);
+        return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    }
+    msa_status st = msa_bm25_score(ix, question, len, lex, n);
+    if (!st) {
+        memcpy(r, s->fused, n * sizeof *r);
+        zscore(lex, n, s->fused);
+        zscore(r, n, s->fused);
+        const float w = msa_bm25_weight(ix);
+        for (uint64_t d = 0; d < n; d++) s->fused[d] = isfinite(r[d]) ? w * r[d] + (1 - w) * lex[d] : -INFINITY;
+        s->lexical = true;
+    }
+    free(lex), free(r);
+    return st;
+}
+
 void msa_read_scores_free(msa_read_scores *s) {
     free(s->layer), free(s->per_layer), free(s->fused);
     memset(s, 0, sizeof *s);
@@ -333,6 +366,16 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
         float *bs = malloc((size_t)top_k * sizeof *bs);
         if (!fused || !best || !bs) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
         if (!st) fuse_layers(L, nl, n_index, fused);
+        msa_bm25 *ix = NULL; /* the bank's LEXICAL_BM25, when it has a current one (bm25.h); else routing alone */
+        if (!st) {
+            if (msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix) == MSA_OK) {
+                msa_read_scores rs = {.n_index = n_index, .fused = fused};
+                st = msa_read_fuse_lexical(&rs, ix, question, len);
+                msa_bm25_free(ix);
+            } else {
+                msa_clear_error(); /* absent, stale or unreadable: routing alone */
+            }
+        }
         if (!st) n_best = msa_route_topk(fused, n_index, (size_t)top_k, best, bs);
         /* Scores are centred (0 = an average document): of the top-k, inject those that match at least half
          * as well as the best one; weaker matches only distract a small model (docs/msa-deviations.md). */

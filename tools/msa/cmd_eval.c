@@ -29,6 +29,7 @@
 #include "commands.h"
 #include "eval.h"
 #include "memory/ask.h"
+#include "memory/bm25.h"
 #include "model_glue.h"
 #include "msa.h"
 
@@ -270,6 +271,17 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
         free(t);
         json_decref(h);
     }
+    msa_bm25 *lex = NULL; /* --lexical W: read mode's fusion with BM25 over the bank's text */
+    if (o->lexical >= 0 && !o->ranking) {
+        msa_status st = msa_bm25_build(bank, &lex);
+        if (!st) msa_bm25_set_weight(lex, (float)o->lexical);
+        if (!st && o->save_lexical) st = msa_bm25_save(lex, msa_bm25_bank_dir(bank));
+        if (st) {
+            if (so) fclose(so);
+            ranking_free(&rk);
+            return cli_fail(st);
+        }
+    }
     kind_acc *acc = NULL;
     size_t n_kinds = 0;
     int n_layers = -1;
@@ -297,6 +309,7 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
             if (n_layers < 0) n_layers = 0;
         } else {
             msa_status st = msa_read_route(model, bank, q->question, strlen(q->question), &rs);
+            if (!st && lex) st = msa_read_fuse_lexical(&rs, lex, q->question, strlen(q->question));
             if (st) {
                 rc = cli_fail(st);
                 break;
@@ -409,11 +422,13 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
     }
     if (o->progress) fputc('\n', stderr);
     if (so) fclose(so);
+    msa_bm25_free(lex);
     free(ext);
     ranking_free(&rk);
     if (!rc) { /* report */
         json_t *res = json_object(), *kinds = json_object();
         json_object_set_new(res, "system", json_string(o->system ? o->system : (o->ranking ? "external" : "read")));
+        if (o->lexical >= 0 && !o->ranking) json_object_set_new(res, "lexical_weight", json_real(o->lexical));
         json_object_set_new(res, "n_docs", json_integer((json_int_t)msa_bank_n_docs(bank)));
         json_object_set_new(res, "n_tokens", json_integer((json_int_t)info.n_tokens));
         if (!o->json) {
@@ -490,6 +505,8 @@ static void eval_usage(FILE *f) {
                "  --ranking FILE  rank by an external ranking (jsonl {id, ranking: [doc ids]}) instead of routing\n"
                "  --scores-out F  write every question's fused scores (jsonl)\n"
                "  --system NAME   the system's name in the report\n"
+               "  --lexical W     fuse read mode's routing with BM25 over the bank's text: W z(routing) + (1-W) z(bm25)\n"
+               "  --save-lexical  also store that index with W in the bank (LEXICAL_BM25): read mode then fuses by default\n"
                "  -t N            threads; --json one JSON object; -v per-layer table, missing golds\n");
 }
 
@@ -500,7 +517,7 @@ int cmd_eval(int argc, char **argv) {
     }
     const char *what = argv[1];
     if (strcmp(what, "qa") && strcmp(what, "niah")) return cli_usage_error("eval", "unknown kind '%s' (qa or niah)", what);
-    eval_opts o = {.top_k = 3, .seed = 1, .per_task = 5, .doc_tokens = 128};
+    eval_opts o = {.top_k = 3, .seed = 1, .per_task = 5, .doc_tokens = 128, .lexical = -1};
     const char *file = NULL;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -529,6 +546,13 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--system")) { NEEDV(); o.system = v; }
         else if (!strcmp(a, "--haystack")) { NEEDV(); o.haystack = v; }
         else if (!strcmp(a, "--answer")) o.answer = true;
+        else if (!strcmp(a, "--save-lexical")) o.save_lexical = true;
+        else if (!strcmp(a, "--lexical")) {
+            NEEDV();
+            char *e_;
+            o.lexical = strtod(v, &e_);
+            if (*e_ || e_ == v || !(o.lexical >= 0 && o.lexical <= 1)) return cli_usage_error("eval", "--lexical must be in [0, 1]");
+        }
         else if (!strcmp(a, "--json")) o.json = true;
         else if (!strcmp(a, "-v")) o.verbose = true;
         else if (!strcmp(a, "--top-k") || !strcmp(a, "-k")) NUMV(o.top_k, 1, 64);

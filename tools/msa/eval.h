@@ -19,7 +19,8 @@ typedef struct eval_question {
 
 typedef struct eval_opts {
     const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack;
-    bool answer, json, verbose, progress;
+    bool answer, json, verbose, progress, save_lexical;
+    double lexical;          /* < 0: routing alone */
     long long top_k, max_new, limit, threads, tokens, seed, per_task, doc_tokens;
 } eval_opts;
 
