@@ -339,6 +339,44 @@ msa_status msa_read_fuse_lexical(msa_read_scores *s, const msa_bm25 *ix, const c
     return st;
 }
 
+msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const msa_bm25 *lex, const char *question,
+                                 size_t len, int rounds, msa_read_scores *out) {
+    MSA_TRY(msa_read_route(model, bank, question, len, out));
+    msa_status st = lex ? msa_read_fuse_lexical(out, lex, question, len) : MSA_OK;
+    for (int r = 1; r < rounds && !st && out->n_index > 1; r++) {
+        /* the documents chosen so far: those ranked above every other (scores >= keep) */
+        uint32_t top[64];
+        float ts[64];
+        const size_t k = msa_route_topk(out->fused, out->n_index, (size_t)(r < 64 ? r : 64), top, ts);
+        if (k == 0 || !isfinite(ts[0])) break;
+        /* next query: the question followed by the text of the best document not yet expanded (rank r-1) */
+        char *t = NULL;
+        size_t tl = 0;
+        st = msa_bank_doc_text(bank, top[k - 1], &t, &tl);
+        char *q2 = st ? NULL : malloc(len + tl + 2);
+        if (!st && !q2) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+        msa_read_scores s2 = {0};
+        if (!st) {
+            memcpy(q2, question, len);
+            q2[len] = '\n';
+            memcpy(q2 + len + 1, t, tl);
+            st = msa_read_route(model, bank, q2, len + 1 + tl, &s2);
+            if (!st && lex) st = msa_read_fuse_lexical(&s2, lex, q2, len + 1 + tl);
+        }
+        if (!st) { /* kept: the first k documents in their order; then the new round's ranking */
+            float hi = -INFINITY;
+            for (uint64_t d = 0; d < s2.n_index; d++) hi = isfinite(s2.fused[d]) && s2.fused[d] > hi ? s2.fused[d] : hi;
+            for (size_t i = 0; i < k; i++) s2.fused[top[i]] = hi + 1.0f + (float)(k - i);
+            memcpy(out->fused, s2.fused, out->n_index * sizeof *out->fused);
+            out->seconds += s2.seconds;
+        }
+        msa_read_scores_free(&s2);
+        free(t), free(q2);
+    }
+    if (st) msa_read_scores_free(out);
+    return st;
+}
+
 void msa_read_scores_free(msa_read_scores *s) {
     free(s->layer), free(s->per_layer), free(s->fused);
     memset(s, 0, sizeof *s);

@@ -308,8 +308,8 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
             fused = ext;
             if (n_layers < 0) n_layers = 0;
         } else {
-            msa_status st = msa_read_route(model, bank, q->question, strlen(q->question), &rs);
-            if (!st && lex) st = msa_read_fuse_lexical(&rs, lex, q->question, strlen(q->question));
+            msa_status st = msa_read_route_rounds(model, bank, lex, q->question, strlen(q->question),
+                                                  o->rounds > 0 ? (int)o->rounds : 1, &rs);
             if (st) {
                 rc = cli_fail(st);
                 break;
@@ -502,6 +502,7 @@ static void eval_usage(FILE *f) {
                "  --top-k K       documents read per answer (default 3)\n"
                "  -n N            answer tokens at most (default 48)\n"
                "  --limit N       the first N questions only\n"
+               "  --rounds R      routing rounds (default 1); round r re-routes the question + the r-th best text\n"
                "  --ranking FILE  rank by an external ranking (jsonl {id, ranking: [doc ids]}) instead of routing\n"
                "  --scores-out F  write every question's fused scores (jsonl)\n"
                "  --system NAME   the system's name in the report\n"
@@ -558,6 +559,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--top-k") || !strcmp(a, "-k")) NUMV(o.top_k, 1, 64);
         else if (!strcmp(a, "-n")) NUMV(o.max_new, 1, 4096);
         else if (!strcmp(a, "--limit")) NUMV(o.limit, 1, 100000000);
+        else if (!strcmp(a, "--rounds")) NUMV(o.rounds, 1, 8);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) NUMV(o.threads, 1, 1024);
         else if (!strcmp(a, "--tokens")) NUMV(o.tokens, 1024, 100000000);
         else if (!strcmp(a, "--seed")) NUMV(o.seed, 0, 1LL << 62);

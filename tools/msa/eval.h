@@ -21,7 +21,7 @@ typedef struct eval_opts {
     const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack;
     bool answer, json, verbose, progress, save_lexical;
     double lexical;          /* < 0: routing alone */
-    long long top_k, max_new, limit, threads, tokens, seed, per_task, doc_tokens;
+    long long top_k, max_new, limit, rounds, threads, tokens, seed, per_task, doc_tokens;
 } eval_opts;
 
 /* Evaluate qs over bank (read-mode routing unless o->ranking); prints the report; returns an exit code. */
