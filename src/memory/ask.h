@@ -31,8 +31,9 @@ struct msa_bm25;
  * (w = the index's weight; z(x) = (x - mean) / std, so 0 stays "an average document"). */
 msa_status msa_read_fuse_lexical(msa_read_scores *s, const struct msa_bm25 *ix, const char *question, size_t len);
 /* Routing in rounds (multi-hop): round 1 as msa_read_route (+ lexical fusion when lex); each further round r
- * keeps the r best documents so far in their order and ranks the rest by routing "question\n<text of the r-th
- * best document>" (pseudo-relevance feedback: a fact named in the first hop's passage leads to the second).
+ * keeps the r best documents so far in their order and ranks the rest by routing the sentence of the r-th best
+ * document that shares the most words with the question (pseudo-relevance feedback: the fact that
+ * names the next hop leads to the second passage).
  * out->per_layer stays round 1's; out->fused is the final ranking. */
 msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const struct msa_bm25 *lex, const char *question,
                                  size_t len, int rounds, msa_read_scores *out);

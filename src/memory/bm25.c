@@ -191,6 +191,14 @@ msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *
     return MSA_OK;
 }
 
+double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len) {
+    char w[MAX_WORD];
+    size_t p = 0, k = next_word(word, len, &p, w);
+    int64_t f = k ? find(ix, w, k) : -1;
+    const double N = (double)ix->n_docs, df = f >= 0 ? ix->t[f].n : 0;
+    return log(1.0 + (N - df + 0.5) / (df + 0.5));
+}
+
 float msa_bm25_weight(const msa_bm25 *ix) { return ix->weight; }
 void msa_bm25_set_weight(msa_bm25 *ix, float w) { ix->weight = w; }
 const char *msa_bm25_bank_dir(const msa_bank *bank) { return bank->path; }

@@ -28,6 +28,9 @@ void msa_bm25_free(msa_bm25 *ix);
 /* scores[d] for d < n_index (documents the index does not know score 0). */
 msa_status msa_bm25_score(const msa_bm25 *ix, const char *query, size_t len, float *scores, uint64_t n_index);
 
+/* idf of the first word of word[0..len) (an unknown word has the largest idf) */
+double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len);
+
 /* The routing weight w of the fusion stored with the index (fused = w z(routing) + (1 - w) z(bm25)). */
 float msa_bm25_weight(const msa_bm25 *ix);
 void msa_bm25_set_weight(msa_bm25 *ix, float w);

@@ -339,6 +339,62 @@ msa_status msa_read_fuse_lexical(msa_read_scores *s, const msa_bm25 *ix, const c
     return st;
 }
 
+/* The sentence of text sharing the most (idf-weighted) words with the question: [*a, *b). */
+static bool same_word(const char *x, size_t nx, const char *y, size_t ny) {
+    if (nx != ny) return false;
+    for (size_t i = 0; i < nx; i++) {
+        char p = x[i], q = y[i];
+        if (p >= 'A' && p <= 'Z') p = (char)(p + 32);
+        if (q >= 'A' && q <= 'Z') q = (char)(q + 32);
+        if (p != q) return false;
+    }
+    return true;
+}
+static bool word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (unsigned char)c >= 0x80; }
+/* Sum over the distinct words (3+ characters) a sentence shares with the question of their idf (1 each without
+ * a lexical index). */
+static double shared_words(const msa_bm25 *lex, const char *q, size_t ql, const char *s, size_t sl) {
+    double n = 0;
+    for (size_t j = 0; j < ql;) { /* each question word once, if the sentence has it */
+        while (j < ql && !word_char(q[j])) j++;
+        size_t c = j;
+        while (j < ql && word_char(q[j])) j++;
+        if (j - c < 3) continue;
+        bool seen = false;
+        for (size_t k = 0; k < c && !seen;) { /* an earlier occurrence in the question */
+            while (k < c && !word_char(q[k])) k++;
+            size_t e = k;
+            while (k < c && word_char(q[k])) k++;
+            seen = same_word(q + e, k - e, q + c, j - c);
+        }
+        if (seen) continue;
+        for (size_t i = 0; i < sl;) {
+            while (i < sl && !word_char(s[i])) i++;
+            size_t a = i;
+            while (i < sl && word_char(s[i])) i++;
+            if (same_word(s + a, i - a, q + c, j - c)) {
+                n += lex ? msa_bm25_idf(lex, q + c, j - c) : 1.0;
+                break;
+            }
+        }
+    }
+    return n;
+}
+static void best_sentence(const msa_bm25 *lex, const char *q, size_t ql, const char *t, size_t tl, size_t *a_out,
+                          size_t *b_out) {
+    double best = -1;
+    *a_out = 0, *b_out = tl;
+    for (size_t a = 0; a < tl;) {
+        size_t b = a;
+        while (b < tl && !((t[b] == '.' || t[b] == '!' || t[b] == '?') && (b + 1 == tl || t[b + 1] == ' '))) b++;
+        if (b < tl) b++;
+        double n = shared_words(lex, q, ql, t + a, b - a);
+        if (n > best) best = n, *a_out = a, *b_out = b;
+        a = b;
+        while (a < tl && t[a] == ' ') a++;
+    }
+}
+
 msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const msa_bm25 *lex, const char *question,
                                  size_t len, int rounds, msa_read_scores *out) {
     MSA_TRY(msa_read_route(model, bank, question, len, out));
@@ -349,20 +405,33 @@ msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const msa_bm2
         float ts[64];
         const size_t k = msa_route_topk(out->fused, out->n_index, (size_t)(r < 64 ? r : 64), top, ts);
         if (k == 0 || !isfinite(ts[0])) break;
-        /* next query: the question followed by the text of the best document not yet expanded (rank r-1) */
+        /* next query: the sentence of the best document not yet expanded (rank r-1) that shares the most words
+         * with the question (the fact that names the next hop; with the question itself the words already matched
+         * in round 1 outweigh the new name) */
         char *t = NULL;
-        size_t tl = 0;
+        size_t tl = 0, sa = 0, sb = 0;
         st = msa_bank_doc_text(bank, top[k - 1], &t, &tl);
-        char *q2 = st ? NULL : malloc(len + tl + 2);
+        if (!st) best_sentence(lex, question, len, t, tl, &sa, &sb);
+        /* ... without the words the question already has: what is left names the next hop */
+        char *q2 = st ? NULL : malloc(sb - sa + 1);
+        size_t n2 = 0;
         if (!st && !q2) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        msa_read_scores s2 = {0};
-        if (!st) {
-            memcpy(q2, question, len);
-            q2[len] = '\n';
-            memcpy(q2 + len + 1, t, tl);
-            st = msa_read_route(model, bank, q2, len + 1 + tl, &s2);
-            if (!st && lex) st = msa_read_fuse_lexical(&s2, lex, q2, len + 1 + tl);
+        for (size_t i = sa; !st && i < sb;) {
+            while (i < sb && !word_char(t[i])) i++;
+            size_t a = i;
+            while (i < sb && word_char(t[i])) i++;
+            if (i == a || shared_words(NULL, question, len, t + a, i - a) > 0) continue;
+            if (n2) q2[n2++] = ' ';
+            memcpy(q2 + n2, t + a, i - a);
+            n2 += i - a;
         }
+        msa_read_scores s2 = {0};
+        if (!st && n2 == 0) { /* nothing new: the whole sentence */
+            memcpy(q2, t + sa, sb - sa);
+            n2 = sb - sa;
+        }
+        if (!st) st = msa_read_route(model, bank, q2, n2, &s2);
+        if (!st && lex) st = msa_read_fuse_lexical(&s2, lex, q2, n2);
         if (!st) { /* kept: the first k documents in their order; then the new round's ranking */
             float hi = -INFINITY;
             for (uint64_t d = 0; d < s2.n_index; d++) hi = isfinite(s2.fused[d]) && s2.fused[d] > hi ? s2.fused[d] : hi;
