@@ -15,6 +15,36 @@ msa_status msa_ask_record_injected(msa_bank *bank, const uint32_t *index, size_t
 msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
                            const msa_ask_params *p, msa_ask_result *out);
 
+/* Read-mode routing of one question without answering: every router layer's scores over the whole bank and
+ * their fusion (what read mode ranks by). Release with msa_read_scores_free. */
+typedef struct msa_read_scores {
+    int n_layers;
+    int *layer;              /* [n_layers] model layers */
+    uint64_t n_index;
+    float *per_layer;        /* [n_layers][n_index]; -inf: no chunks */
+    float *fused;            /* [n_index] */
+    double seconds;          /* the routing prefill */
+    bool lexical;            /* fused includes the BM25 score (msa_read_fuse_lexical) */
+} msa_read_scores;
+struct msa_bm25;
+/* Fuse the lexical score in: fused = w z(routing) + (1 - w) z(bm25), z over the documents with a routing score
+ * (w = the index's weight; z(x) = (x - mean) / std, so 0 stays "an average document"). */
+msa_status msa_read_fuse_lexical(msa_read_scores *s, const struct msa_bm25 *ix, const char *question, size_t len);
+/* Routing in rounds (multi-hop): round 1 as msa_read_route (+ lexical fusion when lex); each further round r
+ * keeps the r best documents so far in their order and ranks the rest by routing the sentence of the r-th best
+ * document that shares the most words with the question (pseudo-relevance feedback: the fact that
+ * names the next hop leads to the second passage).
+ * out->per_layer stays round 1's; out->fused is the final ranking. */
+msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const struct msa_bm25 *lex, const char *question,
+                                 size_t len, int rounds, msa_read_scores *out);
+msa_status msa_read_route(msa_model *model, msa_bank *bank, const char *question, size_t len, msa_read_scores *out);
+void msa_read_scores_free(msa_read_scores *s);
+
+/* Read mode's answer from given documents (stable indices, best first): the prompt, greedy/sampled answer into
+ * out->answer, out->transcript, token counts (out->rounds is left as it is). */
+msa_status msa_read_answer_docs(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
+                                const char *question, size_t len, const msa_ask_params *p, msa_ask_result *out);
+
 /* Read-mode document scores of one router layer (readmode.c; docs/msa-deviations.md "Read mode"): for every
  * routing token (rows of q: head-mean-folded query vectors), the best cosine similarity to any chunk key of
  * each document, ignoring a document's first chunk (its <|im_start|>, the attention sink every document shares)

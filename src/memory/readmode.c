@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include "memory/ask.h"
+#include "memory/bm25.h"
 #include "memory/route.h"
+#include "memory/route_scan.h"
 #include "model/tensor.h"
 #include "model/model.h"
 #include "util/error.h"
@@ -38,35 +40,49 @@ static bool skip_chunk(const msa_route_span *sp, uint64_t c) {
     return (c == 0 || sp->doc_index[c - 1] != d) && c + 1 < sp->n_chunks && sp->doc_index[c + 1] == d;
 }
 
+/* Thread ith takes the routing tokens ith, ith + nth, ...; keys are widened and scored a block of chunks at a
+ * time with the routing scan's SIMD dot kernel (route_scan.h: one canonical summation order on every ISA). */
+enum { READ_BLOCK = 64 };
 static void read_range(void *ctx, int ith, int nth) {
     const read_job *j = ctx;
     const int dim = j->q->dim, nq = j->q->n;
-    float kbuf[8192];
-    float *key = dim <= 8192 ? kbuf : malloc((size_t)dim * sizeof *key);
-    if (!key) return; /* unreachable for supported shapes (dim is bounded at load); scores stay -inf */
+    const int nt = nq > ith ? (nq - ith + nth - 1) / nth : 0;
+    if (nt == 0) return;
+    float *key = malloc((size_t)READ_BLOCK * dim * sizeof *key);
+    float *y = malloc((size_t)READ_BLOCK * nt * sizeof *y);
+    if (!key || !y) { /* unreachable for supported shapes; scores stay -inf */
+        free(key), free(y);
+        return;
+    }
+    float inv[READ_BLOCK];
+    uint32_t doc[READ_BLOCK];
     for (size_t si = 0; si < j->n_spans; si++) {
         const msa_route_span *sp = &j->spans[si];
-        for (uint64_t c = 0; c < sp->n_chunks; c++) {
-            const uint32_t d = sp->doc_index[c];
-            if (d >= j->n_index || skip_chunk(sp, c)) continue;
-            double ss = 0;
-            for (int i = 0; i < dim; i++) {
-                key[i] = j->dtype == MSA_ROUTE_F32 ? ((const float *)sp->keys)[c * (uint64_t)dim + i]
-                                                   : msa_bf16_to_f32(((const uint16_t *)sp->keys)[c * (uint64_t)dim + i]);
-                ss += (double)key[i] * key[i];
+        for (uint64_t c0 = 0; c0 < sp->n_chunks;) {
+            int m = 0;
+            for (; c0 < sp->n_chunks && m < READ_BLOCK; c0++) {
+                const uint32_t d = sp->doc_index[c0];
+                if (d >= j->n_index || skip_chunk(sp, c0)) continue;
+                float *k = key + (size_t)m * dim;
+                if (j->dtype == MSA_ROUTE_F32) memcpy(k, (const float *)sp->keys + c0 * (uint64_t)dim, (size_t)dim * sizeof *k);
+                else msa_route_widen_bf16((const uint16_t *)sp->keys + c0 * (uint64_t)dim, (size_t)dim, k);
+                double ss = 0;
+                for (int i = 0; i < dim; i++) ss += (double)k[i] * k[i];
+                inv[m] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+                doc[m++] = d;
             }
-            const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-            for (int t = ith; t < nq; t += nth) {
-                const float *qt = j->q->q + (size_t)t * dim;
-                float y = 0;
-                for (int i = 0; i < dim; i++) y += qt[i] * key[i];
-                y *= inv;
-                float *b = &j->best[(size_t)t * j->n_index + d];
-                if (y > *b) *b = y;
-            }
+            if (m == 0) continue;
+            msa_route_dots(key, (size_t)dim, m, j->q->q + (size_t)ith * dim, (size_t)nth * dim, nt, dim, y, (size_t)nt);
+            for (int b = 0; b < m; b++)
+                for (int r = 0; r < nt; r++) {
+                    const int t = ith + r * nth;
+                    const float v = y[(size_t)b * nt + r] * inv[b];
+                    float *bp = &j->best[(size_t)t * j->n_index + doc[b]];
+                    if (v > *bp) *bp = v;
+                }
         }
     }
-    if (key != kbuf) free(key);
+    free(key), free(y);
 }
 
 msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
@@ -250,12 +266,14 @@ static msa_status build_prompt(msa_model *model, msa_bank *bank, const uint32_t 
     return st;
 }
 
-msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
-                           const msa_ask_params *p, msa_ask_result *out) {
-    const msa_hparams *hp = msa_model_hparams(model);
+/* The routing prefill of a question: "<|im_start|>" (not routed) + the question's tokens (routed). On success
+ * *mc holds the routing (msa_memctx_routing); the caller frees it. */
+static msa_status route_question(msa_model *model, msa_bank *bank, const char *question, size_t len, int top_k,
+                                 msa_memctx **mc_out, double *seconds) {
     const msa_tokenizer *tok = msa_model_tokenizer(model);
     tbuf q = {0};
     msa_status st = MSA_OK;
+    *mc_out = NULL;
     int32_t im_start = msa_tokenizer_find(tok, "<|im_start|>");
     if (im_start >= 0) {
         q.v = malloc(sizeof *q.v);
@@ -265,57 +283,254 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
     }
     size_t n_head = q.n;
     st = tb_tok(&q, tok, question, len, false);
-    int8_t *roles = st ? NULL : malloc(q.n);
+    int8_t *roles = st ? NULL : malloc(q.n ? q.n : 1);
     if (!st && !roles) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !st && i < q.n; i++) roles[i] = i < n_head ? -1 : 0;
-
-    msa_memctx_params mp = {.top_k = p->top_k > 0 ? p->top_k : 3, .attend_memory = false, .n_ctx = (int)q.n + 1};
+    msa_memctx_params mp = {.top_k = top_k > 0 ? top_k : 3, .attend_memory = false, .n_ctx = (int)q.n + 1};
     if (mp.top_k > 1024) mp.top_k = 1024;
     mp.sampler = msa_sampler_default_params();
     msa_memctx *mc = NULL;
-    out->rounds = calloc(1, sizeof *out->rounds);
-    if (!st && !out->rounds) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-    if (!st) out->n_rounds = 1;
     if (!st) st = msa_memctx_new(model, bank, &mp, &mc);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!st) st = msa_memctx_prefill(mc, q.v, roles, (int)q.n, 0, false, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (seconds) *seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    free(q.v), free(roles);
+    if (st) msa_memctx_free(mc);
+    else *mc_out = mc;
+    return st;
+}
+
+/* Fused read-mode score: the sum of the per-layer scores (plus the lexical score, read_fusion.c, when the bank
+ * has a lexical index and fusion is on). fused [n_index]. */
+static void fuse_layers(const msa_memctx_layer *L, int nl, uint64_t n_index, float *fused) {
+    for (uint64_t d = 0; d < n_index; d++) {
+        double s = 0;
+        for (int l = 0; l < nl && isfinite(s); l++) s += L[l].all_scores[d];
+        fused[d] = (float)s;
+    }
+}
+
+msa_status msa_read_route(msa_model *model, msa_bank *bank, const char *question, size_t len, msa_read_scores *out) {
+    memset(out, 0, sizeof *out);
+    msa_memctx *mc = NULL;
+    MSA_TRY(route_question(model, bank, question, len, 1, &mc, &out->seconds));
+    const msa_memctx_layer *L;
+    int nl;
+    uint64_t n_index;
+    msa_memctx_routing(mc, &L, &nl, &n_index);
+    msa_status st = MSA_OK;
+    out->n_layers = nl;
+    out->n_index = n_index;
+    out->layer = malloc((size_t)(nl ? nl : 1) * sizeof *out->layer);
+    out->per_layer = malloc(((size_t)nl * n_index + 1) * sizeof *out->per_layer);
+    out->fused = malloc((n_index + 1) * sizeof *out->fused);
+    if (!out->layer || !out->per_layer || !out->fused) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+    for (int l = 0; !st && l < nl; l++) {
+        out->layer[l] = L[l].layer;
+        memcpy(out->per_layer + (size_t)l * n_index, L[l].all_scores, n_index * sizeof(float));
+    }
+    if (!st) fuse_layers(L, nl, n_index, out->fused);
+    msa_memctx_free(mc);
+    if (st) msa_read_scores_free(out);
+    return st;
+}
+
+static void zscore(float *x, uint64_t n, const float *mask) {
+    double sum = 0, ss = 0;
+    uint64_t k = 0;
+    for (uint64_t d = 0; d < n; d++)
+        if (isfinite(mask[d])) sum += x[d], k++;
+    const double mu = k ? sum / (double)k : 0;
+    for (uint64_t d = 0; d < n; d++)
+        if (isfinite(mask[d])) ss += (x[d] - mu) * (x[d] - mu);
+    const double sd = k && ss > 0 ? sqrt(ss / (double)k) : 1;
+    for (uint64_t d = 0; d < n; d++) x[d] = isfinite(mask[d]) ? (float)((x[d] - mu) / sd) : -INFINITY;
+}
+
+msa_status msa_read_fuse_lexical(msa_read_scores *s, const msa_bm25 *ix, const char *question, size_t len) {
+    const uint64_t n = s->n_index;
+    float *lex = malloc((n ? n : 1) * sizeof *lex), *r = malloc((n ? n : 1) * sizeof *r);
+    if (!lex || !r) {
+        free(lex), free(r);
+        return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    }
+    msa_status st = msa_bm25_score(ix, question, len, lex, n);
+    if (!st) {
+        memcpy(r, s->fused, n * sizeof *r);
+        zscore(lex, n, s->fused);
+        zscore(r, n, s->fused);
+        const float w = msa_bm25_weight(ix);
+        for (uint64_t d = 0; d < n; d++) s->fused[d] = isfinite(r[d]) ? w * r[d] + (1 - w) * lex[d] : -INFINITY;
+        s->lexical = true;
+    }
+    free(lex), free(r);
+    return st;
+}
+
+/* The sentence of text sharing the most (idf-weighted) words with the question: [*a, *b). */
+static bool same_word(const char *x, size_t nx, const char *y, size_t ny) {
+    if (nx != ny) return false;
+    for (size_t i = 0; i < nx; i++) {
+        char p = x[i], q = y[i];
+        if (p >= 'A' && p <= 'Z') p = (char)(p + 32);
+        if (q >= 'A' && q <= 'Z') q = (char)(q + 32);
+        if (p != q) return false;
+    }
+    return true;
+}
+static bool word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (unsigned char)c >= 0x80; }
+/* Sum over the distinct words (3+ characters) a sentence shares with the question of their idf (1 each without
+ * a lexical index). */
+static double shared_words(const msa_bm25 *lex, const char *q, size_t ql, const char *s, size_t sl) {
+    double n = 0;
+    for (size_t j = 0; j < ql;) { /* each question word once, if the sentence has it */
+        while (j < ql && !word_char(q[j])) j++;
+        size_t c = j;
+        while (j < ql && word_char(q[j])) j++;
+        if (j - c < 3) continue;
+        bool seen = false;
+        for (size_t k = 0; k < c && !seen;) { /* an earlier occurrence in the question */
+            while (k < c && !word_char(q[k])) k++;
+            size_t e = k;
+            while (k < c && word_char(q[k])) k++;
+            seen = same_word(q + e, k - e, q + c, j - c);
+        }
+        if (seen) continue;
+        for (size_t i = 0; i < sl;) {
+            while (i < sl && !word_char(s[i])) i++;
+            size_t a = i;
+            while (i < sl && word_char(s[i])) i++;
+            if (same_word(s + a, i - a, q + c, j - c)) {
+                n += lex ? msa_bm25_idf(lex, q + c, j - c) : 1.0;
+                break;
+            }
+        }
+    }
+    return n;
+}
+static void best_sentence(const msa_bm25 *lex, const char *q, size_t ql, const char *t, size_t tl, size_t *a_out,
+                          size_t *b_out) {
+    double best = -1;
+    *a_out = 0, *b_out = tl;
+    for (size_t a = 0; a < tl;) {
+        size_t b = a;
+        while (b < tl && !((t[b] == '.' || t[b] == '!' || t[b] == '?') && (b + 1 == tl || t[b + 1] == ' '))) b++;
+        if (b < tl) b++;
+        double n = shared_words(lex, q, ql, t + a, b - a);
+        if (n > best) best = n, *a_out = a, *b_out = b;
+        a = b;
+        while (a < tl && t[a] == ' ') a++;
+    }
+}
+
+msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const msa_bm25 *lex, const char *question,
+                                 size_t len, int rounds, msa_read_scores *out) {
+    MSA_TRY(msa_read_route(model, bank, question, len, out));
+    msa_status st = lex ? msa_read_fuse_lexical(out, lex, question, len) : MSA_OK;
+    for (int r = 1; r < rounds && !st && out->n_index > 1; r++) {
+        /* the documents chosen so far: those ranked above every other (scores >= keep) */
+        uint32_t top[64];
+        float ts[64];
+        const size_t k = msa_route_topk(out->fused, out->n_index, (size_t)(r < 64 ? r : 64), top, ts);
+        if (k == 0 || !isfinite(ts[0])) break;
+        /* next query: the sentence of the best document not yet expanded (rank r-1) that shares the most words
+         * with the question (the fact that names the next hop; with the question itself the words already matched
+         * in round 1 outweigh the new name) */
+        char *t = NULL;
+        size_t tl = 0, sa = 0, sb = 0;
+        st = msa_bank_doc_text(bank, top[k - 1], &t, &tl);
+        if (!st) best_sentence(lex, question, len, t, tl, &sa, &sb);
+        /* ... without the words the question already has: what is left names the next hop */
+        char *q2 = st ? NULL : malloc(sb - sa + 1);
+        size_t n2 = 0;
+        if (!st && !q2) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+        for (size_t i = sa; !st && i < sb;) {
+            while (i < sb && !word_char(t[i])) i++;
+            size_t a = i;
+            while (i < sb && word_char(t[i])) i++;
+            if (i == a || shared_words(NULL, question, len, t + a, i - a) > 0) continue;
+            if (n2) q2[n2++] = ' ';
+            memcpy(q2 + n2, t + a, i - a);
+            n2 += i - a;
+        }
+        msa_read_scores s2 = {0};
+        if (!st && n2 == 0) { /* nothing new: the whole sentence */
+            memcpy(q2, t + sa, sb - sa);
+            n2 = sb - sa;
+        }
+        if (!st) st = msa_read_route(model, bank, q2, n2, &s2);
+        if (!st && lex) st = msa_read_fuse_lexical(&s2, lex, q2, n2);
+        if (!st) { /* kept: the first k documents in their order; then the new round's ranking */
+            float hi = -INFINITY;
+            for (uint64_t d = 0; d < s2.n_index; d++) hi = isfinite(s2.fused[d]) && s2.fused[d] > hi ? s2.fused[d] : hi;
+            for (size_t i = 0; i < k; i++) s2.fused[top[i]] = hi + 1.0f + (float)(k - i);
+            memcpy(out->fused, s2.fused, out->n_index * sizeof *out->fused);
+            out->seconds += s2.seconds;
+        }
+        msa_read_scores_free(&s2);
+        free(t), free(q2);
+    }
+    if (st) msa_read_scores_free(out);
+    return st;
+}
+
+void msa_read_scores_free(msa_read_scores *s) {
+    free(s->layer), free(s->per_layer), free(s->fused);
+    memset(s, 0, sizeof *s);
+}
+
+msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *question, size_t len,
+                           const msa_ask_params *p, msa_ask_result *out) {
+    msa_status st = MSA_OK;
+    const int top_k = p->top_k > 0 ? (p->top_k > 1024 ? 1024 : p->top_k) : 3;
+    out->rounds = calloc(1, sizeof *out->rounds);
+    if (!out->rounds) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+    out->n_rounds = 1;
+    msa_memctx *mc = NULL;
+    st = route_question(model, bank, question, len, top_k, &mc, &out->seconds_route);
     uint32_t *best = NULL;
     size_t n_best = 0;
-    double t0 = 0;
-    if (!st) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-        st = msa_memctx_prefill(mc, q.v, roles, (int)q.n, 0, false, NULL);
-    }
-    if (!st) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        out->seconds_route = (double)ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
-        st = msa_ask_record_routing(mc, bank, &out->rounds[0]);
-    }
+    if (!st) st = msa_ask_record_routing(mc, bank, &out->rounds[0]);
     if (!st) { /* fuse: sum of per-layer scores */
         const msa_memctx_layer *L;
         int nl;
         uint64_t n_index;
         msa_memctx_routing(mc, &L, &nl, &n_index);
         float *fused = malloc((n_index ? n_index : 1) * sizeof *fused);
-        best = malloc((size_t)mp.top_k * sizeof *best);
-        float *bs = malloc((size_t)mp.top_k * sizeof *bs);
+        best = malloc((size_t)top_k * sizeof *best);
+        float *bs = malloc((size_t)top_k * sizeof *bs);
         if (!fused || !best || !bs) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        for (uint64_t d = 0; !st && d < n_index; d++) {
-            double s = 0;
-            for (int l = 0; l < nl && isfinite(s); l++) s += L[l].all_scores[d];
-            fused[d] = (float)s;
+        if (!st) fuse_layers(L, nl, n_index, fused);
+        msa_bm25 *ix = NULL; /* the bank's LEXICAL_BM25, when it has a current one (bm25.h); else routing alone */
+        if (!st) {
+            if (msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix) == MSA_OK) {
+                msa_read_scores rs = {.n_index = n_index, .fused = fused};
+                st = msa_read_fuse_lexical(&rs, ix, question, len);
+                msa_bm25_free(ix);
+            } else {
+                msa_clear_error(); /* absent, stale or unreadable: routing alone */
+            }
         }
-        if (!st) n_best = msa_route_topk(fused, n_index, (size_t)mp.top_k, best, bs);
+        if (!st) n_best = msa_route_topk(fused, n_index, (size_t)top_k, best, bs);
         /* Scores are centred (0 = an average document): of the top-k, inject those that match at least half
          * as well as the best one; weaker matches only distract a small model (docs/msa-deviations.md). */
         while (!st && n_best > 1 && bs[0] > 0 && bs[n_best - 1] < READ_KEEP_FRACTION * bs[0]) n_best--;
         free(fused), free(bs);
     }
     msa_memctx_free(mc);
-    free(q.v), free(roles);
     if (!st) st = msa_ask_record_injected(bank, best, n_best, &out->rounds[0]);
+    if (!st) st = msa_read_answer_docs(model, bank, best, n_best, question, len, p, out);
+    free(best);
+    return st;
+}
 
+msa_status msa_read_answer_docs(msa_model *model, msa_bank *bank, const uint32_t *best, size_t n_best,
+                                const char *question, size_t len, const msa_ask_params *p, msa_ask_result *out) {
+    const msa_hparams *hp = msa_model_hparams(model);
+    const msa_tokenizer *tok = msa_model_tokenizer(model);
+    msa_status st = MSA_OK;
     /* answer */
     tbuf pr = {0};
     char *ptext = NULL;
@@ -333,7 +548,6 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
         ptext = NULL;
     }
     out->n_history_used = n_hist - h0;
-    free(best);
     msa_session *s = NULL;
     if (!st && pr.n + (size_t)max_new > (size_t)hp->n_ctx_train) {
         if (pr.n >= (size_t)hp->n_ctx_train)
@@ -410,12 +624,17 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
         while (a < an && (ans[a] == ' ' || ans[a] == '\n')) a++;
         while (an > a && (ans[an - 1] == ' ' || ans[an - 1] == '\n')) an--;
         out->answer = malloc(an - a + 1);
-        out->rounds[0].generated = malloc(an - a + 1);
-        if (!out->answer || !out->rounds[0].generated) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        else {
-            if (an > a) memcpy(out->answer, ans + a, an - a), memcpy(out->rounds[0].generated, ans + a, an - a);
+        char *gen = out->n_rounds > 0 ? malloc(an - a + 1) : NULL;
+        if (!out->answer || (out->n_rounds > 0 && !gen)) {
+            free(gen);
+            st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+        } else {
+            if (an > a) memcpy(out->answer, ans + a, an - a);
             out->answer[an - a] = 0;
-            out->rounds[0].generated[an - a] = 0;
+            if (gen) {
+                memcpy(gen, out->answer, an - a + 1);
+                out->rounds[0].generated = gen;
+            }
         }
         out->transcript = ptext;
         ptext = NULL;

@@ -23,6 +23,9 @@ int bank_export(const cli_args *a);
 int bank_import(const cli_args *a);
 /* cmd_bench.c: `msa bench WHAT ...` (argv[0] = "bench"); the benchmarks parse their own options */
 int cmd_bench(int argc, char **argv);
+/* raw commands of the retrieval harness (they parse their own options; the table gives their help) */
+int cmd_eval(int argc, char **argv);         /* cmd_eval.c: retrieval/answer quality (argv[0] = "eval") */
+int cmd_train_router(int argc, char **argv); /* cmd_train_router.c: InfoNCE router training */
 int bench_bank(int argc, char **argv);     /* bench_bank.c: `msa bench bank ...` (argv[0] = "bank") */
 
 /* bench_model.c: `msa bench prefill|decode`; what is "prefill" or "decode", argv[0] is what, options follow. */

@@ -31,7 +31,7 @@ msa_model_params cli_model_params(const cli_args *a) {
     return mp;
 }
 
-static bool is_group(const char *w) { return !strcmp(w, "bank") || !strcmp(w, "bench"); }
+static bool is_group(const char *w) { return !strcmp(w, "bank") || !strcmp(w, "bench") || !strcmp(w, "eval"); }
 
 /* The command named by argv[1] (and argv[2] for a group); *words gets how many argv entries named it. */
 static const cli_cmd *find(int argc, char **argv, int *words) {

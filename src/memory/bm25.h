@@ -1,0 +1,46 @@
+/* bm25.h — a lexical (Okapi BM25) index over a bank's stored document text, for read mode's fused ranking
+ * (docs/msa-deviations.md "Read mode", docs/quality.md). Native MSA mode never uses it.
+ *
+ * Words: maximal runs of ASCII letters/digits or non-ASCII bytes, ASCII lower-cased; no stop list, no stemming.
+ * Score of document d for query words w (repeats counted): sum idf(w) tf (k1 + 1) / (tf + k1 (1 - b + b |d|/avg)),
+ * idf = ln(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.2, b = 0.75 (scripts/eval_baselines.py computes the same).
+ *
+ * Durable form: the optional file LEXICAL_BM25 in the bank directory (docs/bank-format.md, "Optional files"),
+ * written atomically (temp file, fsync, rename, fsync of the directory), stamped with the bank's manifest
+ * version, document count and next index so that a stale file is ignored (then read mode ranks without it),
+ * and carrying the fusion weight it was measured with. Every field is checked on load (hostile input). */
+#ifndef MSA_MEMORY_BM25_H
+#define MSA_MEMORY_BM25_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msa.h"
+
+#define MSA_BM25_FILE "LEXICAL_BM25"
+
+typedef struct msa_bm25 msa_bm25;
+
+/* Build from every live document's text. */
+msa_status msa_bm25_build(const msa_bank *bank, msa_bm25 **out);
+void msa_bm25_free(msa_bm25 *ix);
+
+/* scores[d] for d < n_index (documents the index does not know score 0). */
+msa_status msa_bm25_score(const msa_bm25 *ix, const char *query, size_t len, float *scores, uint64_t n_index);
+
+/* idf of the first word of word[0..len) (an unknown word has the largest idf) */
+double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len);
+
+/* The routing weight w of the fusion stored with the index (fused = w z(routing) + (1 - w) z(bm25)). */
+float msa_bm25_weight(const msa_bm25 *ix);
+void msa_bm25_set_weight(msa_bm25 *ix, float w);
+
+/* Save into dir/LEXICAL_BM25 atomically; load it back, MSA_ERR_NOT_FOUND when absent, MSA_ERR_MISMATCH when it
+ * was made for another version of the bank, MSA_ERR_BAD_DATA when malformed. */
+msa_status msa_bm25_save(const msa_bm25 *ix, const char *dir);
+msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out);
+
+/* The directory of an open bank (owned by the bank). */
+const char *msa_bm25_bank_dir(const msa_bank *bank);
+
+#endif

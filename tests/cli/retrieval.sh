@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# retrieval.sh — msa train-router, msa eval qa|niah and read mode's lexical fusion, end to end on the small
+# synthetic checkpoint (tests/ref/make_msa_checkpoint.py + make_router_fixture.py: seconds): training writes a
+# router that `bank create/add --router` and `eval --router` load; eval prints recall per kind and --json;
+# --lexical --save-lexical leaves a LEXICAL_BM25 that `ask` then uses; NIAH on a tiny haystack; malformed
+# inputs fail with one line and a sysexits code. Needs python3 + numpy for the checkpoint.
+set -u
+. tests/cli/lib/common.sh
+if ! python3 tests/ref/make_msa_checkpoint.py "$tmp/ck" >/dev/null 2>&1 ||
+   ! python3 tests/ref/make_router_fixture.py "$tmp/ck" "$tmp/r" >/dev/null 2>&1; then
+    echo "SKIP retrieval (python3 with numpy needed for the synthetic checkpoint)"; exit 0
+fi
+m=$tmp/r/plain
+python3 - "$tmp" <<'PY'
+import json, sys
+t = sys.argv[1]
+subj = ["whale", "harbor", "lantern", "violin", "glacier", "compass", "orchid", "anvil", "sparrow", "willow"]
+with open(t + "/pairs.jsonl", "w") as f:
+    for i, s in enumerate(subj * 2):
+        f.write(json.dumps({"query": "what about the %s %d" % (s, i), "positive": "A passage on the %s, number %d, and more." % (s, i)}) + "\n")
+with open(t + "/docs.jsonl", "w") as f:
+    for i, s in enumerate(subj):
+        f.write(json.dumps({"id": "d%d" % i, "text": "The %s is described here in passage %d." % (s, i)}) + "\n")
+with open(t + "/q.jsonl", "w") as f:
+    for i, s in enumerate(subj[:4]):
+        f.write(json.dumps({"id": "q%d" % i, "kind": "lexical", "question": "Where is the %s?" % s, "gold": ["d%d" % i], "answer": s}) + "\n")
+with open(t + "/hay.txt", "w") as f:
+    f.write(" ".join("Sentence number %d is about the sea and the ship. " % i for i in range(400)))
+PY
+if $MSA train-router -m "$m" --data "$tmp/pairs.jsonl" -o "$tmp/rt.safetensors" --layers 2,3 --steps 4 --batch 4 \
+       --holdout 4 --eval-every 2 --curve "$tmp/curve.tsv" >"$tmp/o" 2>"$tmp/e" &&
+   [ -s "$tmp/rt.safetensors" ] && [ "$(wc -l <"$tmp/curve.tsv")" -eq 4 ]; then
+    ok train_router_writes_router_and_curve; else no train_router_writes_router_and_curve; cat "$tmp/o" "$tmp/e"; fi
+if $MSA bank create "$tmp/b" -m "$m" --mode read --router "$tmp/rt.safetensors" >/dev/null 2>&1 &&
+   $MSA bank add "$tmp/b" -m "$m" --router "$tmp/rt.safetensors" --jsonl "$tmp/docs.jsonl" >/dev/null 2>&1 &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --json >"$tmp/j" 2>"$tmp/e" &&
+   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); k=d["kinds"]["lexical"]; assert k["n"]==4 and 0<=k["recall@1"]<=k["recall@5"]<=1 and len(k["per_layer"])==2' "$tmp/j"; then
+    ok eval_qa_with_trained_router; else no eval_qa_with_trained_router; cat "$tmp/e"; fi
+if $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --lexical 0 --save-lexical >"$tmp/o" 2>"$tmp/e" &&
+   [ -f "$tmp/b/LEXICAL_BM25" ] && grep -q "lexical .* 1.000 " "$tmp/o"; then
+    ok eval_lexical_only_finds_every_word; else no eval_lexical_only_finds_every_word; cat "$tmp/o" "$tmp/e"; fi
+$MSA ask -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" -q "Where is the violin?" -n 2 --json >"$tmp/a" 2>"$tmp/e" &&
+   python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["rounds"][0]["injected"][0]["id"]=="d3"' "$tmp/a" &&
+   ok ask_uses_the_stored_lexical_index || { no ask_uses_the_stored_lexical_index; cat "$tmp/a" "$tmp/e"; }
+if $MSA eval niah -m "$m" --bank "$tmp/n" --haystack "$tmp/hay.txt" --tokens 2048 --doc-tokens 64 --per-task 1 \
+       --json >"$tmp/j" 2>"$tmp/e" &&
+   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["kinds"])==8 and d["n_docs"]>10' "$tmp/j"; then
+    ok eval_niah_eight_tasks; else no eval_niah_eight_tasks; cat "$tmp/e"; fi
+echo '{"id": "x", "question": "q"}' >"$tmp/bad.jsonl"
+$MSA eval qa -m "$m" --bank "$tmp/b" --router "$tmp/rt.safetensors" "$tmp/bad.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
+[ $rc -eq 65 ] && [ "$(wc -l <"$tmp/e")" -eq 1 ] && ok eval_bad_questions_65 || { no eval_bad_questions_65; cat "$tmp/e"; }
+echo 'not json' >"$tmp/bad2.jsonl"
+$MSA train-router -m "$m" --data "$tmp/bad2.jsonl" -o "$tmp/x.safetensors" >/dev/null 2>"$tmp/e"; rc=$?
+[ $rc -eq 65 ] && ok train_router_bad_pairs_65 || { no train_router_bad_pairs_65; cat "$tmp/e"; }
+$MSA train-router -m "$m" --data "$tmp/pairs.jsonl" -o "$tmp/x.safetensors" --layers 2,2 >/dev/null 2>&1; rc=$?
+[ $rc -eq 64 ] && ok train_router_bad_layers_64 || no train_router_bad_layers_64
+$MSA eval qa -m "$m" --bank "$tmp/b" "$tmp/q.jsonl" --lexical 2 >/dev/null 2>&1; rc=$?
+[ $rc -eq 64 ] && ok eval_bad_lexical_64 || no eval_bad_lexical_64
