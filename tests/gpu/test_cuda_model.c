@@ -39,6 +39,22 @@ static msa_model *load_on(const char *path, const char *device) {
 /* Tolerance of normalised logit error (max |gpu - cpu| / max |cpu|) for a model's weight dtype: f32
  * arithmetic in another order; bf16 rounding points that flip by an ulp and compound over the layers;
  * quantized weights, where the CPU rounds activations to q8 blocks and the GPU does not. */
+/* The model on both devices and a prompt in its tokens; false (both NULL, failure recorded) when either
+ * does not load. */
+static bool load_both(const char *path, const char *text, msa_model **c, msa_model **g, int32_t **ids, size_t *n) {
+    *c = load_on(path, "cpu"), *g = load_on(path, "cuda");
+    *ids = NULL, *n = 0;
+    CHECK(*c && *g);
+    if (!*c || !*g) {
+        msa_model_free(*c);
+        msa_model_free(*g);
+        *c = *g = NULL;
+        return false;
+    }
+    CHECK(msa_tokenize(msa_model_tokenizer(*c), text, strlen(text), false, ids, n) == MSA_OK);
+    return true;
+}
+
 static double tolerance_for(const char *dtype) {
     if (!strcmp(dtype, "f32") || !strcmp(dtype, "f16")) return 1e-4;
     if (!strcmp(dtype, "bf16")) return 5e-2;
@@ -68,19 +84,14 @@ static void compare_logits(const char *path) {
         CHECK(false);
         return;
     }
-    msa_model *c = load_on(path, "cpu"), *g = load_on(path, "cuda");
-    CHECK(c && g);
-    if (!c || !g) {
-        msa_model_free(c);
-        msa_model_free(g);
+    msa_model *c, *g;
+    int32_t *ids;
+    size_t n;
+    if (!load_both(path, "The quick brown fox jumps over the lazy dog, and then it ran far away to the hills.", &c, &g,
+                   &ids, &n))
         return;
-    }
     msa_model_info info;
     msa_model_get_info(c, &info);
-    const char *text = "The quick brown fox jumps over the lazy dog, and then it ran far away to the hills.";
-    int32_t *ids = NULL;
-    size_t n = 0;
-    CHECK(msa_tokenize(msa_model_tokenizer(c), text, strlen(text), false, &ids, &n) == MSA_OK);
     float *lc = prompt_logits(c, ids, (int)n), *lg = prompt_logits(g, ids, (int)n);
     CHECK(lc && lg);
     if (lc && lg) {
@@ -134,19 +145,12 @@ TEST(logits_gguf_every_dtype) {
 /* Greedy decoding, one token per eval, on both devices. Equal over `steps`, or diverging only where the
  * CPU's own top-2 margin is inside the tolerance (then the rest is not comparable and the case stops). */
 static void greedy_case(const char *path, int steps) {
-    msa_model *c = load_on(path, "cpu"), *g = load_on(path, "cuda");
-    CHECK(c && g);
-    if (!c || !g) {
-        msa_model_free(c);
-        msa_model_free(g);
-        return;
-    }
+    msa_model *c, *g;
+    int32_t *ids;
+    size_t n;
+    if (!load_both(path, "Once upon a time, in a village by the sea,", &c, &g, &ids, &n)) return;
     msa_model_info info;
     msa_model_get_info(c, &info);
-    const char *text = "Once upon a time, in a village by the sea,";
-    int32_t *ids = NULL;
-    size_t n = 0;
-    CHECK(msa_tokenize(msa_model_tokenizer(c), text, strlen(text), false, &ids, &n) == MSA_OK);
     msa_session *sc = NULL, *sg = NULL;
     msa_session_params sp = msa_session_default_params();
     sp.n_ctx = 256;

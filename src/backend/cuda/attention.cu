@@ -91,32 +91,21 @@ __global__ void k_attention(msa_attn_args a, const float *q, float *out, const f
 #pragma unroll
     for (int j = 0; j < PER_LANE; j++) sm_acc[warp][lane + 32 * j] = acc[j] * f;
     __syncthreads();
-    if (warp == 0 && part) {
-        float *p = part + (((size_t)row * H + h) * S + z) * (D + 2);
+    if (warp == 0) { /* the warps' sums: a split's partial {max, sum, acc}, or the normalised output */
         float total = 0.0f;
         for (int w = 0; w < ATT_WARPS; w++) total += sm_s[w];
-        if (lane == 0) p[0] = gm, p[1] = total;
-#pragma unroll
-        for (int j = 0; j < PER_LANE; j++) {
-            const int d = lane + 32 * j;
-            if (d >= D) continue;
-            float v = 0.0f;
-            for (int w = 0; w < ATT_WARPS; w++) v += sm_acc[w][d];
-            p[2 + d] = v;
-        }
-    } else if (warp == 0) {
-        float total = 0.0f;
-        for (int w = 0; w < ATT_WARPS; w++) total += sm_s[w];
-        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+        float *p = part ? part + (((size_t)row * H + h) * S + z) * (D + 2) : NULL;
         float *o = out + ((size_t)row * H + h) * D;
+        const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+        if (p && lane == 0) p[0] = gm, p[1] = total;
 #pragma unroll
         for (int j = 0; j < PER_LANE; j++) {
             const int d = lane + 32 * j;
             if (d >= D) continue;
             float v = 0.0f;
             for (int w = 0; w < ATT_WARPS; w++) v += sm_acc[w][d];
-            v *= inv;
-            o[d] = a.bf16 ? bf16r_att(v) : v;
+            if (p) p[2 + d] = v;
+            else o[d] = a.bf16 ? bf16r_att(v * inv) : v * inv;
         }
     }
 }
