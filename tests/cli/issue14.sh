@@ -9,6 +9,10 @@ M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$M" ]; then echo "SKIP issue14 (default model not installed: make model)"; exit 0; fi
 unset MSA_NO_PROGRESS
 MSA=$(cd "$(dirname "$MSA")" && pwd)/$(basename "$MSA")   # absolute: some cases run in another directory
+# The binary itself where a case needs a terminal, a signal or the build directory: tests/run.sh's checking
+# wrapper (lib/msa-checked.sh) puts a pipe on stderr and is the process a signal would reach.
+MSA_BIN=${MSA_REAL:-$MSA}
+MSA_BIN=$(cd "$(dirname "$MSA_BIN")" && pwd)/$(basename "$MSA_BIN")
 chk() { if [ "$2" = 0 ]; then ok "$1"; else no "$1${3:+ ($3)}"; fi; }
 # tty CMD...: run under a pseudo-terminal, output (both streams) in $tmp/tty
 tty_run() { script -qefc "$*" /dev/null >"$tmp/tty" 2>&1 </dev/null; }
@@ -62,7 +66,7 @@ chk f1_ctx_full_stops_with_timings $? "rc $rc: $(cat "$tmp/err")"
 # (a background job of a non-interactive shell starts with SIGINT ignored: restore the default first, as a
 # terminal's Ctrl-C would find it)
 python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
-    "$MSA" run -m "$M" -p "Once upon a time" -n 100000 -t 1 >"$tmp/out" 2>"$tmp/err" &
+    "$MSA_BIN" run -m "$M" -p "Once upon a time" -n 100000 -t 1 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 50); do [ -s "$tmp/out" ] && break; sleep 0.1; done
 sleep 0.5; kill -INT $pid
@@ -142,13 +146,13 @@ chk f11_usage_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
 # --- 12. error prefixes, tokenize --decode newline on a terminal, --peer, make install, README
 "$MSA" ask --bank "$tmp/bank" -m "$tmp/nope.gguf" -q "x" >/dev/null 2>"$tmp/err"
 grep -q "^msa ask: " "$tmp/err"; chk f12_error_prefix_names_command $? "$(cat "$tmp/err")"
-tty_run "echo 1 4093 | $MSA tokenize -m $M --decode; echo END"
+tty_run "echo 1 4093 | $MSA_BIN tokenize -m $M --decode; echo END"
 grep -q "^END" "$tmp/tty"; chk f12_tokenize_decode_newline_on_tty $? "$(cat -A "$tmp/tty" | head -3)"
 [ "$(echo 1 4093 | "$MSA" tokenize -m "$M" --decode | wc -l)" -eq 0 ]; chk f12_tokenize_decode_pipe_exact $?
 "$MSA" bench decode -m "$M" -n 2 --reps 1 --warmup 0 --peer "$tmp/nonexistent" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -ne 0 ] && grep -q "nonexistent" "$tmp/err"; chk f12_peer_nonexistent_fails $? "rc $rc"
 # -o: install what was built, never rebuild it here (the ASan suite's build must keep its flags)
-b=$(dirname "$MSA"); make -s install PREFIX="$tmp/prefix" BUILD="$b" -o "$b/msa" -o "$b/libmsa.a" >/dev/null 2>&1
+b=$(dirname "$MSA_BIN"); make -s install PREFIX="$tmp/prefix" BUILD="$b" -o "$b/msa" -o "$b/libmsa.a" >/dev/null 2>&1
 [ -x "$tmp/prefix/bin/msa" ] && "$tmp/prefix/bin/msa" --version >/dev/null; chk f12_make_install_prefix $?
 grep -q "builds the binary as \`build/msa\`" README.md; chk f12_readme_names_build_msa $?
 
@@ -157,12 +161,12 @@ python3 -c '
 import sys
 for i in range(6): open(sys.argv[1] + "/p%02d.txt" % i, "w").write(("Passage %d about the sea and ships. " % i) * 6)' "$(mkdir -p "$tmp/pdocs" && echo "$tmp/pdocs")"
 "$MSA" bank create "$tmp/pbank" -m "$M" --mode read >/dev/null 2>&1
-tty_run "$MSA bank add $tmp/pbank $tmp/pdocs"
+tty_run "$MSA_BIN bank add $tmp/pbank $tmp/pdocs"
 # a first line at once (before the first group is encoded), then lines with rate, elapsed time and ETA
 grep -q "encoding: 0/6 documents" "$tmp/tty" && grep -q "encoding: .*tokens/s.*elapsed, ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
 "$MSA" bank create "$tmp/pbank2" -m "$M" --mode read >/dev/null 2>&1
 "$MSA" bank add "$tmp/pbank2" "$tmp/pdocs" >/dev/null 2>"$tmp/err"
 ! grep -q "encoding:" "$tmp/err"; chk f8_progress_quiet_in_pipe $?
-tty_run "$MSA bench route --sizes 2e3,4e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir $tmp/br"
+tty_run "$MSA_BIN bench route --sizes 2e3,4e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir $tmp/br"
 grep -q "elapsed.*ETA" "$tmp/tty"; chk f8_bench_route_progress $? "$(tail -c 300 "$tmp/tty")"
 exit 0
