@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """make_demo_corpus.py — writes data/demo/passages.jsonl, the corpus of `msa demo`: 35 short public-domain
 passages (Moby-Dick paragraphs and sentences of U.S. State of the Union addresses, from
-/work/shared/data/corpora) plus the planted facts of data/demo/facts.jsonl. Run once; the output is committed.
+data/corpora, copied from the workplace's shared data) plus the planted facts of data/demo/facts.jsonl. Run once; the output is committed.
 
-    python3 scripts/make_demo_corpus.py /work/shared/data/corpora data/demo
+    python3 scripts/make_demo_corpus.py data/corpora data/demo
 """
 import json
 import os

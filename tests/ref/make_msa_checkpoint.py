@@ -158,7 +158,8 @@ def config_json(hp, msa, dtype):
 
 
 def find_tokenizer():
-    for p in (os.path.join(REPO, "tests/fixtures/tokenizer/qwen3"), "/work/shared/data/qwen3-tokenizer"):
+    # the repository's fixture (unpacked by `make tests-bin`), else $MSA_QWEN3_TOKENIZER_DIR
+    for p in (os.path.join(REPO, "tests/fixtures/tokenizer/qwen3"), os.environ.get("MSA_QWEN3_TOKENIZER_DIR", "")):
         if os.path.exists(os.path.join(p, "tokenizer.json")):
             return p
     sys.exit("make_msa_checkpoint.py: no Qwen3 tokenizer.json (tests/fixtures/tokenizer/qwen3/)")

@@ -107,10 +107,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     here = os.path.dirname(os.path.abspath(__file__))
     # The repository's fixture (tokenizer.json unpacked by `make model-qwen3-4b`) first; else shared/ beside
-    # the checkout (../shared), or /work/shared for worktrees under /work.
+    # the checkout (../shared); --tokenizer-dir names another.
     cands = [os.path.normpath(os.path.join(here, "../fixtures/tokenizer/qwen3")),
-             os.path.normpath(os.path.join(here, "../../../shared/data/qwen3-tokenizer")),
-             "/work/shared/data/qwen3-tokenizer"]
+             os.path.normpath(os.path.join(here, "../../../shared/data/qwen3-tokenizer"))]
     ap.add_argument("--tokenizer-dir", default=next((c for c in cands if os.path.isfile(os.path.join(c, "tokenizer.json"))), cands[0]))
     args = ap.parse_args()
 

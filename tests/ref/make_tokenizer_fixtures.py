@@ -2,7 +2,7 @@
 """make_tokenizer_fixtures.py — expected token ids from Hugging Face `tokenizers` for tests/unit/test_tokenizer*.c.
 
 Run from the repository root (never needed at test time):
-    python3 tests/ref/make_tokenizer_fixtures.py [--corpora /work/shared/data/corpora] [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf]
+    python3 tests/ref/make_tokenizer_fixtures.py [--corpora data/corpora] [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf]
 
 Writes under tests/fixtures/tokenizer/:
   corpora/<set>/<name>.txt.zst   the public-domain corpora, zstd-compressed (LICENSE.md beside them)
@@ -357,7 +357,7 @@ def write_variants(corpora, adv):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--corpora', default='/work/shared/data/corpora')
+    ap.add_argument('--corpora', default='data/corpora')
     ap.add_argument('--gguf', default='models/SmolLM2-135M-Instruct.Q4_1.gguf')
     ap.add_argument('--only', choices=['variants'], help='write only these fixtures')
     args = ap.parse_args()
