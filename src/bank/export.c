@@ -254,7 +254,7 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
     for (uint64_t i = 0; !st && i < ev->n_live; i++) {
         bank_doc_rec r;
         const bank_seg_view *sv;
-        bank_version_doc(ev, i, &r, &sv);
+        bank_version_doc(ev, bank_version_nth(ev, i), &r, &sv);
         char *text;
         size_t text_len;
         msa_bank tmp = {.path = (char *)path, .v = ev, .lock_fd = -1};
