@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,36 @@ msa_status bank_create_dir(const char *path, const msa_bank_create_params *param
     return st;
 }
 
+/* A create or import killed before its rename leaves its hidden work directory beside the bank
+ * (`.<name>.creating-<pid>-…`, `.<name>.importing-<pid>-…`). The next create, import or writable open of
+ * that path removes those whose process no longer exists (kill(pid, 0) answers ESRCH) — never one of a
+ * live process (a racing create), never anything that is not a real directory (a link is left alone), and
+ * only the bank files inside (bank_remove_dir). */
+void bank_clean_stale_work_dirs(const char *path) {
+    char parent[4096];
+    bank_parent_dir(path, parent, sizeof parent);
+    const char *base = bank_base_name(path);
+    size_t bl = strlen(base);
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (n[0] != '.' || strncmp(n + 1, base, bl) || n[1 + bl] != '.') continue;
+        const char *what = n + 2 + bl;
+        size_t wl = !strncmp(what, "creating-", 9) ? 9 : !strncmp(what, "importing-", 10) ? 10 : 0;
+        if (!wl) continue;
+        char *end;
+        long pid = strtol(what + wl, &end, 10);
+        if (pid <= 0 || *end != '-' || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+        char p[4096 + 300];
+        snprintf(p, sizeof p, "%s/%s", parent, n);
+        bank_remove_dir(p); /* lstat inside: a symbolic link is never followed */
+    }
+    closedir(d);
+}
+
 msa_status bank_publish_dir(const char *tmp, const char *path) {
     /* rename(2) of a directory replaces only an empty directory: of two creators (or importers) of one
      * path exactly one wins, and the loser's bank is never mixed into the winner's */
@@ -186,6 +217,7 @@ msa_status msa_bank_create(const char *path_in, const msa_bank_create_params *pa
     /* built whole in a hidden sibling, then renamed into place: a crash leaves either no bank at PATH or a
      * complete empty one, never a directory every command rejects */
     char parent[4096], tmp[4096 + 128];
+    bank_clean_stale_work_dirs(path);
     bank_parent_dir(path, parent, sizeof parent);
     bank_tmp_name(tmp, sizeof tmp, parent, bank_base_name(path), "creating");
     MSA_TRY(bank_create_dir(tmp, params));
@@ -968,6 +1000,7 @@ msa_status msa_bank_open(const char *path_in, const msa_bank_open_params *params
     }
     if (!st) st = load_newest(b, b->params.routing_in_ram);
     if (!st && b->writable) st = make_durable(b);
+    if (!st && b->writable) bank_clean_stale_work_dirs(path);
     if (!st && b->writable) {
         st = bank_manifest_copy(&b->v->man, &b->work);
         if (!st) bank_clean_orphans(b);

@@ -127,6 +127,8 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
 msa_status bank_create_dir(const char *path, const msa_bank_create_params *params);
 msa_status bank_remove_dir(const char *dir);
 msa_status bank_publish_dir(const char *tmp, const char *path);
+/* Remove the work directories of creates and imports of path whose process died (see bank.c). */
+void bank_clean_stale_work_dirs(const char *path);
 /* Writer open: remove files a crashed writer left behind. */
 void bank_clean_orphans(msa_bank *b);
 /* Segment file name of id inside dir into buf. */
