@@ -627,7 +627,7 @@ msa_status msa_bank_commit(msa_bank *b) {
     for (int i = 0; i < n_refs; i++) m->segs[m->n_segs++] = refs[i];
     qsort(m->segs, m->n_segs, sizeof *m->segs, cmp_u64); /* seg_id is the first field */
     /* the staged tombstones sorted, then merged into the sorted list from its end: O(list), not a sort of it */
-    qsort(p->tomb, p->n_tomb, sizeof *p->tomb, cmp_u64);
+    if (p->n_tomb) qsort(p->tomb, p->n_tomb, sizeof *p->tomb, cmp_u64);
     for (size_t i = m->n_tombstones, j = p->n_tomb, k = m->n_tombstones + p->n_tomb; j > 0;) {
         if (i > 0 && m->tombstones[i - 1] > p->tomb[j - 1]) m->tombstones[--k] = m->tombstones[--i];
         else m->tombstones[--k] = p->tomb[--j];
