@@ -507,8 +507,32 @@ typedef struct scale_phase {
     const char *name;
     uint64_t n;
     double total, first, last; /* seconds; per-operation means of the first and last tenth */
+    /* single operations: medians of the first and last tenth, wall clock and process CPU time (the CPU time
+     * leaves out waiting for fsync, whose latency on a shared disk varies far more than the work does) */
+    double med_first, med_last, cpu_first, cpu_last;
     uint64_t segments;
 } scale_phase;
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double median(double *a, uint64_t n) {
+    if (!n) return 0;
+    qsort(a, n, sizeof *a, cmp_double);
+    return n % 2 ? a[n / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+}
+
+/* per-operation samples of a phase -> medians of its first and last tenth */
+static void phase_medians(scale_phase *ph, double *wall, double *cpu, uint64_t m) {
+    uint64_t tenth = m / 10 ? m / 10 : 1;
+    ph->med_first = median(wall, tenth);
+    ph->med_last = median(wall + (m - tenth), tenth);
+    ph->cpu_first = median(cpu, tenth);
+    ph->cpu_last = median(cpu + (m - tenth), tenth);
+}
 
 static msa_status scale_open_w(const char *dir, msa_bank **b) {
     msa_bank_open_params op = msa_bank_default_open_params();
@@ -550,14 +574,23 @@ static msa_status scale_one_call(const char *dir, uint64_t n, uint32_t variant, 
 static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, scale_phase *ph, int *max_fds) {
     double t0 = now_s(), t_first = 0, t_last_start = 0;
     uint64_t tenth = m / 10 ? m / 10 : 1;
+    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
+    if (!wall || !cpu) {
+        free(wall);
+        free(cpu);
+        return MSA_ERR_NOMEM;
+    }
     msa_status st = MSA_OK;
     for (uint64_t i = 0; i < m && !st; i++) {
         if (i == m - tenth) t_last_start = now_s();
+        double w0 = now_s(), c0 = cpu_s();
         scale_doc sd;
         scale_make(&sd, k0 + i, kind == 1 ? 7 : 0);
         if (kind == 2) st = msa_bank_remove(b, sd.id);
         else st = msa_bank_add(b, &sd.d, true, NULL, NULL);
         if (!st) st = msa_bank_commit(b);
+        wall[i] = now_s() - w0;
+        cpu[i] = cpu_s() - c0;
         if (i + 1 == tenth) t_first = now_s() - t0;
         if (i % 256 == 0) {
             int fds = count_fds();
@@ -568,6 +601,9 @@ static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, 
     ph->n = m;
     ph->first = t_first / (double)tenth;
     ph->last = (now_s() - t_last_start) / (double)tenth;
+    if (!st) phase_medians(ph, wall, cpu, m);
+    free(wall);
+    free(cpu);
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     ph->segments = bi.n_segments;
@@ -578,9 +614,16 @@ static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, 
 static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
     double t0 = now_s(), t_first = 0, t_last_start = 0;
     uint64_t tenth = m / 10 ? m / 10 : 1;
+    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
+    if (!wall || !cpu) {
+        free(wall);
+        free(cpu);
+        return MSA_ERR_NOMEM;
+    }
     msa_status st = MSA_OK;
     for (uint64_t i = 0; i < m && !st; i++) {
         if (i == m - tenth) t_last_start = now_s();
+        double w0 = now_s(), c0 = cpu_s();
         msa_bank *b;
         if ((st = scale_open_w(dir, &b))) break;
         scale_doc sd;
@@ -594,12 +637,17 @@ static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind
             ph->segments = bi.n_segments;
         }
         msa_bank_close(b);
+        wall[i] = now_s() - w0;
+        cpu[i] = cpu_s() - c0;
         if (i + 1 == tenth) t_first = now_s() - t0;
     }
     ph->total = now_s() - t0;
     ph->n = m;
     ph->first = t_first / (double)tenth;
     ph->last = (now_s() - t_last_start) / (double)tenth;
+    if (!st) phase_medians(ph, wall, cpu, m);
+    free(wall);
+    free(cpu);
     return st;
 }
 
@@ -662,15 +710,26 @@ static int bench_scale(const char *dir, uint64_t n, uint64_t m, uint64_t c, bool
                      ",\"phases\":[", n, m, c);
     for (int i = 0; i < NPH; i++) {
         double ratio = ph[i].first > 0 ? ph[i].last / ph[i].first : 0;
+        double mr = ph[i].med_first > 0 ? ph[i].med_last / ph[i].med_first : 0;
+        double cr = ph[i].cpu_first > 0 ? ph[i].cpu_last / ph[i].cpu_first : 0;
         if (json)
             printf("%s{\"phase\":\"%s\",\"ops\":%" PRIu64 ",\"seconds\":%.3f,\"first_tenth_us_per_op\":%.2f,"
-                   "\"last_tenth_us_per_op\":%.2f,\"last_over_first\":%.2f,\"segments\":%" PRIu64 "}",
+                   "\"last_tenth_us_per_op\":%.2f,\"last_over_first\":%.2f,\"median_first_us\":%.2f,"
+                   "\"median_last_us\":%.2f,\"median_last_over_first\":%.2f,\"cpu_median_first_us\":%.2f,"
+                   "\"cpu_median_last_us\":%.2f,\"cpu_last_over_first\":%.2f,\"segments\":%" PRIu64 "}",
                    i ? "," : "", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio,
+                   ph[i].med_first * 1e6, ph[i].med_last * 1e6, mr, ph[i].cpu_first * 1e6, ph[i].cpu_last * 1e6, cr,
                    ph[i].segments);
-        else
-            printf("%-24s %9" PRIu64 " ops %9.2f s   first tenth %10.2f us/op   last tenth %10.2f us/op   x%.2f   "
+        else if (i < 2)
+            printf("%-24s %9" PRIu64 " ops %9.2f s   mean us/op first tenth %10.2f  last tenth %10.2f  x%.2f   "
                    "%" PRIu64 " segments\n", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6,
                    ratio, ph[i].segments);
+        else
+            printf("%-24s %9" PRIu64 " ops %9.2f s   mean us/op first tenth %10.2f  last tenth %10.2f  x%.2f   "
+                   "median %10.2f -> %10.2f x%.2f   CPU median %9.2f -> %9.2f x%.2f   %" PRIu64 " segments\n",
+                   ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio,
+                   ph[i].med_first * 1e6, ph[i].med_last * 1e6, mr, ph[i].cpu_first * 1e6, ph[i].cpu_last * 1e6, cr,
+                   ph[i].segments);
     }
     if (json)
         printf("],\"writer_open_s\":%.4f,\"writer_max_open_files\":%d,\"reader_open_s\":%.4f,\"live_docs\":%" PRIu64
