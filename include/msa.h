@@ -408,7 +408,10 @@ msa_status msa_bank_verify(const msa_bank *bank, void (*progress)(uint64_t done,
                            void *user, msa_bank_verify_report *report);
 
 /* Write the live content of the bank (one compacted segment, template, shape, fingerprint) to one portable
- * checksummed file at path (written to a temp name, fsynced, renamed). */
+ * checksummed file at path (written to a temp name, fsynced, renamed). Holds a shared lock on the bank for
+ * its run, so no writer can open (and publish) meanwhile, and exports the newest version (a read-only
+ * handle's pinned version is read again; the handle is unchanged). MSA_ERR_LOCKED while a writer is open,
+ * except for the writer's own handle. */
 msa_status msa_bank_export(const msa_bank *bank, const char *path);
 
 /* Import an export file as a new bank at bank_path (which must not exist, or be an empty bank — no document

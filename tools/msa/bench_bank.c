@@ -7,11 +7,14 @@
  *   fetch DIR [--cold]       random documents' K̄/V̄ of every router layer: mapping vs one pread per layer
  *   ceilings DIR             memory bandwidth (RAM buffer reduction) and disk bandwidth (cold sequential read
  *                            of the largest segment)
- *   scale DIR [--docs N] [--single M]  N small documents added in one call, then replaced in one call;
- *                            then M single-document adds, M replaces and M deletes, each its own call (open,
- *                            stage, commit, close, as `msa bank add` does); time per operation in the first
- *                            and the last tenth of each phase (flat = near-linear), segments and the open
- *                            files a reader holds. Synthetic-small shape. Defaults N = 10^6, M = 10^4.
+ *   scale DIR [--docs N] [--single M] [--calls C]  N small documents added in one call, then replaced in
+ *                            one call; then M single-document adds, M replaces and M deletes on one writer
+ *                            handle, each with its own durable commit (a server's use); then C of each as
+ *                            separate calls (open, stage, commit, close, as `msa bank add` does: the open
+ *                            validates and indexes the whole bank, O(N)). Time per operation in the first and
+ *                            the last tenth of each phase (flat = no growth with the bank), segments, the
+ *                            writer's and a reader's open files, open times, peak RSS. Synthetic-small shape.
+ *                            Defaults N = 10^6, M = 10^4, C = 100.
  * --cold drops the bank's files from the page cache first (posix_fadvise DONTNEED). Output: one line per
  * measurement, `--json` for machine output. */
 #include <dirent.h>
@@ -504,8 +507,32 @@ typedef struct scale_phase {
     const char *name;
     uint64_t n;
     double total, first, last; /* seconds; per-operation means of the first and last tenth */
+    /* single operations: medians of the first and last tenth, wall clock and process CPU time (the CPU time
+     * leaves out waiting for fsync, whose latency on a shared disk varies far more than the work does) */
+    double med_first, med_last, cpu_first, cpu_last;
     uint64_t segments;
 } scale_phase;
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double median(double *a, uint64_t n) {
+    if (!n) return 0;
+    qsort(a, n, sizeof *a, cmp_double);
+    return n % 2 ? a[n / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+}
+
+/* per-operation samples of a phase -> medians of its first and last tenth */
+static void phase_medians(scale_phase *ph, double *wall, double *cpu, uint64_t m) {
+    uint64_t tenth = m / 10 ? m / 10 : 1;
+    ph->med_first = median(wall, tenth);
+    ph->med_last = median(wall + (m - tenth), tenth);
+    ph->cpu_first = median(cpu, tenth);
+    ph->cpu_last = median(cpu + (m - tenth), tenth);
+}
 
 static msa_status scale_open_w(const char *dir, msa_bank **b) {
     msa_bank_open_params op = msa_bank_default_open_params();
@@ -542,13 +569,61 @@ static msa_status scale_one_call(const char *dir, uint64_t n, uint32_t variant, 
     return st;
 }
 
-/* m calls, each: open, one add (kind 0), replace (1) or delete (2), commit, close */
-static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
+/* m single-document operations on one writer handle (a server's use): each one add (kind 0), replace (1)
+ * or delete (2) followed by its own durable commit (segment and manifest fsynced, the merge policy run) */
+static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, scale_phase *ph, int *max_fds) {
     double t0 = now_s(), t_first = 0, t_last_start = 0;
     uint64_t tenth = m / 10 ? m / 10 : 1;
+    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
+    if (!wall || !cpu) {
+        free(wall);
+        free(cpu);
+        return MSA_ERR_NOMEM;
+    }
     msa_status st = MSA_OK;
     for (uint64_t i = 0; i < m && !st; i++) {
         if (i == m - tenth) t_last_start = now_s();
+        double w0 = now_s(), c0 = cpu_s();
+        scale_doc sd;
+        scale_make(&sd, k0 + i, kind == 1 ? 7 : 0);
+        if (kind == 2) st = msa_bank_remove(b, sd.id);
+        else st = msa_bank_add(b, &sd.d, true, NULL, NULL);
+        if (!st) st = msa_bank_commit(b);
+        wall[i] = now_s() - w0;
+        cpu[i] = cpu_s() - c0;
+        if (i + 1 == tenth) t_first = now_s() - t0;
+        if (i % 256 == 0) {
+            int fds = count_fds();
+            if (fds > *max_fds) *max_fds = fds;
+        }
+    }
+    ph->total = now_s() - t0;
+    ph->n = m;
+    ph->first = t_first / (double)tenth;
+    ph->last = (now_s() - t_last_start) / (double)tenth;
+    if (!st) phase_medians(ph, wall, cpu, m);
+    free(wall);
+    free(cpu);
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    ph->segments = bi.n_segments;
+    return st;
+}
+
+/* m calls, each: open, one add (kind 0), replace (1) or delete (2), commit, close (a CLI process's use) */
+static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
+    double t0 = now_s(), t_first = 0, t_last_start = 0;
+    uint64_t tenth = m / 10 ? m / 10 : 1;
+    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
+    if (!wall || !cpu) {
+        free(wall);
+        free(cpu);
+        return MSA_ERR_NOMEM;
+    }
+    msa_status st = MSA_OK;
+    for (uint64_t i = 0; i < m && !st; i++) {
+        if (i == m - tenth) t_last_start = now_s();
+        double w0 = now_s(), c0 = cpu_s();
         msa_bank *b;
         if ((st = scale_open_w(dir, &b))) break;
         scale_doc sd;
@@ -562,55 +637,109 @@ static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind
             ph->segments = bi.n_segments;
         }
         msa_bank_close(b);
+        wall[i] = now_s() - w0;
+        cpu[i] = cpu_s() - c0;
         if (i + 1 == tenth) t_first = now_s() - t0;
     }
     ph->total = now_s() - t0;
     ph->n = m;
     ph->first = t_first / (double)tenth;
     ph->last = (now_s() - t_last_start) / (double)tenth;
+    if (!st) phase_medians(ph, wall, cpu, m);
+    free(wall);
+    free(cpu);
     return st;
 }
 
-static int bench_scale(const char *dir, uint64_t n, uint64_t m, bool json) {
-    if (m > n) m = n;
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* n documents in one call, replaced in one call; then m single-document adds, replaces and deletes on one
+ * writer handle, each committed durably; then c of each as separate calls (open, operation, commit, close) */
+static int bench_scale(const char *dir, uint64_t n, uint64_t m, uint64_t c, bool json) {
+    if (m > n / 3) m = n / 3 ? n / 3 : 1;
+    if (c > m) c = m;
     msa_bank_create_params cp = {0};
     msa_bank_shape_named("synthetic-small", &cp.shape);
     msa_status st = msa_bank_create(dir, &cp);
     if (st) return cli_fail(st);
-    scale_phase ph[5] = {{.name = "add, one call"}, {.name = "replace, one call"}, {.name = "add, one per call"},
-                         {.name = "replace, one per call"}, {.name = "delete, one per call"}};
+    enum { NPH = 8 };
+    scale_phase ph[NPH] = {{.name = "add, one call"}, {.name = "replace, one call"},
+                           {.name = "add, single commits"}, {.name = "replace, single commits"},
+                           {.name = "delete, single commits"}, {.name = "add, one per open"},
+                           {.name = "replace, one per open"}, {.name = "delete, one per open"}};
+    int writer_fds = 0, fd_base = count_fds();
+    double open_s = 0;
     if (!st) st = scale_one_call(dir, n, 0, &ph[0]);
     if (!st) st = scale_one_call(dir, n, 1, &ph[1]);
-    if (!st) st = scale_calls(dir, n, m, 0, &ph[2]);       /* new documents n .. n+m-1 */
-    if (!st) st = scale_calls(dir, 0, m, 1, &ph[3]);       /* replace documents 0 .. m-1 */
-    if (!st) st = scale_calls(dir, n - m, m, 2, &ph[4]);   /* delete documents n-m .. n-1 */
+    msa_bank *w = NULL;
+    if (!st) {
+        double t = now_s();
+        st = scale_open_w(dir, &w);
+        open_s = now_s() - t;
+    }
+    /* new documents n .. n+m-1; replace 0 .. m-1; delete n-m .. n-1 */
+    if (!st) st = scale_singles(w, n, m, 0, &ph[2], &writer_fds);
+    if (!st) st = scale_singles(w, 0, m, 1, &ph[3], &writer_fds);
+    if (!st) st = scale_singles(w, n - m, m, 2, &ph[4], &writer_fds);
+    msa_bank_close(w);
+    /* per open: new documents n+m .., replace m .., delete n-m-c .. */
+    if (!st) st = scale_calls(dir, n + m, c, 0, &ph[5]);
+    if (!st) st = scale_calls(dir, m, c, 1, &ph[6]);
+    if (!st) st = scale_calls(dir, n - m - c, c, 2, &ph[7]);
     if (st) return cli_fail(st);
+    writer_fds -= fd_base;
     int fd0 = count_fds();
     msa_bank *b;
+    double t = now_s();
     if ((st = msa_bank_open(dir, NULL, &b))) return cli_fail(st);
+    double reader_open_s = now_s() - t;
     int reader_fds = count_fds() - fd0;
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     msa_bank_close(b);
-    if (json) printf("{\"bench\":\"bank scale\",\"docs\":%" PRIu64 ",\"single\":%" PRIu64 ",\"phases\":[", n, m);
-    for (int i = 0; i < 5; i++) {
+    if (json) printf("{\"bench\":\"bank scale\",\"docs\":%" PRIu64 ",\"single\":%" PRIu64 ",\"calls\":%" PRIu64
+                     ",\"phases\":[", n, m, c);
+    for (int i = 0; i < NPH; i++) {
         double ratio = ph[i].first > 0 ? ph[i].last / ph[i].first : 0;
+        double mr = ph[i].med_first > 0 ? ph[i].med_last / ph[i].med_first : 0;
+        double cr = ph[i].cpu_first > 0 ? ph[i].cpu_last / ph[i].cpu_first : 0;
         if (json)
             printf("%s{\"phase\":\"%s\",\"ops\":%" PRIu64 ",\"seconds\":%.3f,\"first_tenth_us_per_op\":%.2f,"
-                   "\"last_tenth_us_per_op\":%.2f,\"last_over_first\":%.2f,\"segments\":%" PRIu64 "}",
+                   "\"last_tenth_us_per_op\":%.2f,\"last_over_first\":%.2f,\"median_first_us\":%.2f,"
+                   "\"median_last_us\":%.2f,\"median_last_over_first\":%.2f,\"cpu_median_first_us\":%.2f,"
+                   "\"cpu_median_last_us\":%.2f,\"cpu_last_over_first\":%.2f,\"segments\":%" PRIu64 "}",
                    i ? "," : "", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio,
+                   ph[i].med_first * 1e6, ph[i].med_last * 1e6, mr, ph[i].cpu_first * 1e6, ph[i].cpu_last * 1e6, cr,
                    ph[i].segments);
-        else
-            printf("%-22s %9" PRIu64 " ops %9.2f s   first tenth %9.2f us/op   last tenth %9.2f us/op   x%.2f   "
+        else if (i < 2)
+            printf("%-24s %9" PRIu64 " ops %9.2f s   mean us/op first tenth %10.2f  last tenth %10.2f  x%.2f   "
                    "%" PRIu64 " segments\n", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6,
                    ratio, ph[i].segments);
+        else
+            printf("%-24s %9" PRIu64 " ops %9.2f s   mean us/op first tenth %10.2f  last tenth %10.2f  x%.2f   "
+                   "median %10.2f -> %10.2f x%.2f   CPU median %9.2f -> %9.2f x%.2f   %" PRIu64 " segments\n",
+                   ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio,
+                   ph[i].med_first * 1e6, ph[i].med_last * 1e6, mr, ph[i].cpu_first * 1e6, ph[i].cpu_last * 1e6, cr,
+                   ph[i].segments);
     }
     if (json)
-        printf("],\"live_docs\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"reader_open_files\":%d}\n", bi.n_docs,
-               bi.n_segments, reader_fds);
+        printf("],\"writer_open_s\":%.4f,\"writer_max_open_files\":%d,\"reader_open_s\":%.4f,\"live_docs\":%" PRIu64
+               ",\"segments\":%" PRIu64 ",\"reader_open_files\":%d,\"peak_rss_kb\":%ld}\n", open_s, writer_fds,
+               reader_open_s, bi.n_docs, bi.n_segments, reader_fds, peak_rss_kb());
     else
-        printf("end: %" PRIu64 " live documents, %" PRIu64 " segments, a reader holds %d open files\n", bi.n_docs,
-               bi.n_segments, reader_fds);
+        printf("writable open of %" PRIu64 " documents %.3f s; the writer held at most %d open files beyond the "
+               "process's own\nend: %" PRIu64 " live documents, %" PRIu64 " segments, reader open %.3f s, a reader "
+               "holds %d open files, peak RSS %.2f GB\n", n, open_s, writer_fds, bi.n_docs, bi.n_segments,
+               reader_open_s, reader_fds, (double)peak_rss_kb() / 1e6);
     return 0;
 }
 
@@ -618,11 +747,11 @@ int bench_bank(int argc, char **argv) {
     bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
     if (argc < 3 || help) {
         fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings|scale DIR [--tokens N] [--doc-tokens D] "
-                        "[--shape NAME] [--docs N] [--single M] [--cold] [--json]\n");
+                        "[--shape NAME] [--docs N] [--single M] [--calls C] [--cold] [--json]\n");
         return help ? 0 : 64;
     }
     const char *what = argv[1], *dir = argv[2], *shape = "msa-4b";
-    uint64_t tokens = 10000000, doc_tokens = 4096, n_docs = 1000000, n_single = 10000;
+    uint64_t tokens = 10000000, doc_tokens = 4096, n_docs = 1000000, n_single = 10000, n_calls = 100;
     bool cold = false, json = false;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = strtoull(argv[++i], NULL, 10);
@@ -630,6 +759,7 @@ int bench_bank(int argc, char **argv) {
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
         else if (!strcmp(argv[i], "--docs") && i + 1 < argc) n_docs = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--single") && i + 1 < argc) n_single = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--calls") && i + 1 < argc) n_calls = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--cold")) cold = true;
         else if (!strcmp(argv[i], "--json")) json = true;
         else return cli_usage_error("bench bank", "unknown option '%s'", argv[i]);
@@ -642,8 +772,9 @@ int bench_bank(int argc, char **argv) {
     if (!strcmp(what, "fetch")) return bench_fetch(dir, cold, json);
     if (!strcmp(what, "ceilings")) return bench_ceilings(dir, json);
     if (!strcmp(what, "scale")) {
-        if (!n_docs || !n_single) return cli_usage_error("bench bank", "--docs and --single must be positive");
-        return bench_scale(dir, n_docs, n_single, json);
+        if (!n_docs || !n_single || !n_calls)
+            return cli_usage_error("bench bank", "--docs, --single and --calls must be positive");
+        return bench_scale(dir, n_docs, n_single, n_calls, json);
     }
     return cli_usage_error("bench bank", "unknown benchmark '%s'", what);
 }
