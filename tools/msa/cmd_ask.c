@@ -1,7 +1,7 @@
 /* cmd_ask.c — `msa ask` (one question over a bank) and `msa chat` (an interactive conversation over a bank).
  *
- * Both stream the answer as it is generated (read mode; native mode prints it when done) and stop it on
- * Ctrl-C. chat reads lines through libedit on a terminal (line editing, history), understands /help, /bye,
+ * Both stream the answer as it is generated (both modes; native mode streams the text decoded after the
+ * question injection) and stop it on Ctrl-C. chat reads lines through libedit on a terminal (line editing, history), understands /help, /bye,
  * /docs and /clear, joins lines ending in '\' and """ blocks, ignores blank lines, and carries the previous
  * turns into each new question (bounded by --history and the model's context; docs/cli.md). --json output
  * and errors follow the versioned schemas in docs/cli.md. */
@@ -155,6 +155,16 @@ static void print_routing(FILE *f, const msa_ask_result *r) {
     }
 }
 
+/* The timing line (-v; `msa ask` also when Ctrl-C stopped the answer). */
+static void print_timings(FILE *f, const char *cmd, const msa_ask_result *r, float temperature) {
+    char hist[96] = "";
+    if (!strcmp(cmd, "chat"))
+        snprintf(hist, sizeof hist, " with %zu previous messages of the conversation", r->n_history_used);
+    fprintf(f, "msa %s: prompt %llu tokens%s | answer %llu tokens | routing %.2f s, total %.2f s%s\n", cmd,
+            (unsigned long long)r->n_prompt_tokens, hist, (unsigned long long)r->n_generated_tokens, r->seconds_route,
+            r->seconds_total, temperature > 0 ? "" : " | greedy");
+}
+
 /* Streaming: pieces go to stdout as they come; the leading whitespace of an answer is dropped (the answer
  * field is trimmed the same way). */
 typedef struct stream {
@@ -259,7 +269,7 @@ int cmd_ask(const cli_args *a) {
         if (o.json) {
             print_json("msa.ask/1", &o, o.question, &r);
         } else {
-            if (!sm.any && r.answer) fputs(r.answer, stdout); /* native mode: not streamed */
+            if (!sm.any && r.answer) fputs(r.answer, stdout); /* nothing was streamed (e.g. --json off mid-way) */
             fputc('\n', stdout);
             fflush(stdout);
             if (o.verbose) print_routing(stderr, &r);
@@ -270,6 +280,7 @@ int cmd_ask(const cli_args *a) {
             fprintf(stderr, "msa ask: interrupted\n");
             rc = 130;
         }
+        if (!o.json && (r.cancelled || o.verbose)) print_timings(stderr, "ask", &r, o.ap.temperature);
         msa_ask_result_free(&r);
     }
     msa_bank_close(bank);
@@ -491,10 +502,7 @@ int cmd_chat(const cli_args *a) {
             fflush(stdout);
             if (o.verbose) {
                 print_routing(stderr, &r);
-                fprintf(stderr, "msa chat: prompt %llu tokens with %zu previous messages of the conversation | answer %llu "
-                                "tokens | routing %.2f s, total %.2f s%s\n",
-                        (unsigned long long)r.n_prompt_tokens, r.n_history_used, (unsigned long long)r.n_generated_tokens,
-                        r.seconds_route, r.seconds_total, ap.temperature > 0 ? "" : " | greedy");
+                print_timings(stderr, "chat", &r, ap.temperature);
             }
         }
         /* the turn joins the conversation (a stopped answer too: it is what the user saw) */
