@@ -2,7 +2,7 @@
  *
  * Both stream the answer as it is generated (both modes; native mode streams the text decoded after the
  * question injection) and stop it on Ctrl-C. chat reads lines through libedit on a terminal (line editing, history), understands /help, /bye,
- * /docs and /clear, joins lines ending in '\' and """ blocks, ignores blank lines, and carries the previous
+ * /docs, /context and /clear, joins lines ending in '\' and """ blocks, ignores blank lines, and carries the previous
  * turns into each new question (bounded by --history and the model's context; docs/cli.md). --json output
  * and errors follow the versioned schemas in docs/cli.md. */
 #include <editline/readline.h>
@@ -25,34 +25,16 @@ typedef struct ask_opts {
     int history;
 } ask_opts;
 
-static const char *status_name(msa_status st) { return msa_strerror(st); }
-
-/* With --json an error is an object on stdout (and the one line on stderr as always). */
+/* With --json an error is also an object on stdout (cli_json_errors, set by main.c, makes cli_fail and
+ * cli_usage_error print it). */
 static int fail_json(bool json, msa_status st) {
-    const char *msg = msa_last_error();
-    int code = cli_fail(st);
-    if (json) {
-        json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", status_name(st),
-                              "exit_code", code, "message", msg && msg[0] ? msg : msa_strerror(st));
-        char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-        if (s) puts(s);
-        free(s);
-        json_decref(o);
-    }
-    return code;
+    (void)json;
+    return cli_fail(st);
 }
 
 static int usage_json(bool json, const char *cmd, const char *msg) {
-    fprintf(stderr, "msa %s: %s\n", cmd, msg);
-    if (json) {
-        json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", "usage",
-                              "exit_code", 64, "message", msg);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (s) puts(s);
-        free(s);
-        json_decref(o);
-    }
-    return 64;
+    (void)json;
+    return cli_usage_error(cmd, "%s", msg);
 }
 
 static void from_args(const cli_args *a, ask_opts *o) {
@@ -381,10 +363,11 @@ static char *read_question(bool tty) {
 }
 
 static const char chat_help[] =
-    "  /help   this list\n"
-    "  /bye    end the chat (Ctrl-D too)\n"
-    "  /docs   the documents the last answer was routed to\n"
-    "  /clear  forget the conversation so far\n"
+    "  /help     this list\n"
+    "  /bye      end the chat (Ctrl-D too)\n"
+    "  /docs     the documents the last answer was routed to\n"
+    "  /context  the prompt of the last answer as the model read it (documents, previous turns, question)\n"
+    "  /clear    forget the conversation so far\n"
     "  A line ending in \\ continues on the next one; \"\"\" on its own line starts and ends a block.\n"
     "  Ctrl-C stops an answer; a second Ctrl-C quits.\n";
 
@@ -454,6 +437,13 @@ int cmd_chat(const cli_args *a) {
             } else if (!strcmp(c, "/docs")) {
                 if (have_last) print_routing(stdout, &last);
                 else puts("no answer yet");
+            } else if (!strcmp(c, "/context")) {
+                if (have_last && last.transcript) {
+                    fputs(last.transcript, stdout);
+                    if (last.transcript[0] && last.transcript[strlen(last.transcript) - 1] != '\n') fputc('\n', stdout);
+                } else {
+                    puts("no answer yet");
+                }
             } else if (!strcmp(c, "/clear")) {
                 hist_clear(&h);
                 puts("conversation cleared");
