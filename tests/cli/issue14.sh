@@ -184,7 +184,10 @@ chk f11_tokenize_json_schema $? "$(cat "$tmp/j")"
 # --- 12. bench output: one table style, bench route rows within 120 columns, every column named
 MSA_NO_PROGRESS=1 "$MSA" bench route --sizes 2e3,4e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir "$tmp/br0" >"$tmp/route" 2>&1
 MSA_NO_PROGRESS=1 "$MSA" bench pool --reps 2 --warmup 0 >"$tmp/pool" 2>&1
-python3 - "$tmp/route" "$tmp/pool" <<'PY'; chk f12_bench_tables_one_style_120_columns $? "$(cat "$tmp/route" "$tmp/pool")"
+MSA_NO_PROGRESS=1 "$MSA" bench bank build "$tmp/bb" --tokens 8192 --doc-tokens 4096 >"$tmp/bbuild" 2>&1
+MSA_NO_PROGRESS=1 "$MSA" bench bank verify "$tmp/bb" >"$tmp/bverify" 2>&1
+MSA_NO_PROGRESS=1 "$MSA" bench bank open "$tmp/bb" >"$tmp/bopen" 2>&1
+python3 - "$tmp/route" "$tmp/pool" "$tmp/bbuild" "$tmp/bverify" "$tmp/bopen" <<'PY'; chk f12_bench_tables_one_style_120_columns $? "$(cat "$tmp/route" "$tmp/pool" "$tmp/bbuild" "$tmp/bverify" "$tmp/bopen")"
 import sys
 heads = []
 for path in sys.argv[1:]:
@@ -200,7 +203,7 @@ for path in sys.argv[1:]:
         # IQR%, the rates
         assert len(r[35:].split()) == 3 * 2 + 1 + (len(cols) - 5), (cols, r)
     heads.append(cols)
-assert len(heads) == 2
+assert len(heads) == 5
 PY
 "$MSA" bench route --sizes 2e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir "$tmp/br1" --json >"$tmp/j" 2>/dev/null
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["schema"]=="msa.bench/1" and d["results"], d' "$tmp/j"

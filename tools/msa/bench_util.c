@@ -117,6 +117,7 @@ bench_report *bench_report_new(const char *suite, const bench_opts *o) {
         exit(71);
     }
     r->json = o->json;
+    snprintf(r->header, sizeof r->header, "%s", "(none yet)"); /* the first row prints the header */
     r->doc = json_object();
     r->meta = json_object();
     r->results = json_array();
