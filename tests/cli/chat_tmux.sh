@@ -2,9 +2,10 @@
 # chat_tmux.sh — an interactive `msa chat` session driven through tmux (issue 14, finding 3), on the default
 # model in read mode over a three-document bank: the banner and prompt, a long answer that streams (text
 # appears while it is still being written) and is stopped by Ctrl-C (the chat goes on), a question answered
-# from the bank, a follow-up that needs the previous turn ("What was my previous question?"), /docs, /help,
-# a blank line ignored, a question continued with a trailing '\', line editing (Ctrl-A/Ctrl-E, cursor keys
-# through libedit) and /bye. Screen captures are asserted. SKIP without tmux or the default model.
+# from the bank, a follow-up that needs the previous turn ("What was my previous question?": its prompt holds
+# the previous question and answer, /context), /docs, /help, a blank line ignored, a question continued with a
+# trailing '\', pasted lines as one question, line editing (Ctrl-A/Ctrl-E, cursor keys through libedit) and
+# /bye. Screen captures are asserted. SKIP without tmux or the default model.
 set -u
 . tests/cli/lib/common.sh
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -112,6 +113,19 @@ ANCHOR=">>> /docs" check chat_docs_routing 'round 1: injected .*lighthouse.txt' 
 
 T send-keys -t chat "/bye" Enter
 check chat_bye_exits_0 'CHAT-EXITED rc=0' 10
+
+# pasted text (two lines arriving at once) is one question: one answer, and its prompt holds both lines
+S=chat4
+T new-session -d -s chat4 -x 150 -y 60 "$MSA chat --bank '$tmp/bank' -t 1 -n 8 -v 2>&1; echo CHAT-EXITED rc=\$?; sleep 60"
+wait_for chat_prompt4 '^>>>' 30 >/dev/null
+T send-keys -t chat4 -l $'Who keeps the light\non Skerry Island?\n'
+ANCHOR="on Skerry Island?" wait_for chat_paste_answered 'previous messages of the conversation' 60 >/dev/null
+ANCHOR="on Skerry Island?" wait_for chat_paste_done '^>>> *$' 30 >/dev/null
+T send-keys -t chat4 "/context" Enter
+ANCHOR=">>> /context" wait_for chat_paste_context 'Skerry Island\?<\|im_end\|>' 10 >/dev/null
+n=$(T capture-pane -p -J -S - -t chat4 | grep -c 'previous messages of the conversation')
+if [ "$n" -eq 1 ] && tr '\n' '~' <"$tmp/screen" | grep -q 'Question: Who keeps the light~on Skerry Island?<|im_end|>'; then ok chat_paste_is_one_question
+else no "chat_paste_is_one_question ($n answers)"; T capture-pane -p -J -S - -t chat4 | grep -v '^  layer'; fi
 
 # Ctrl-D at the prompt ends cleanly on a new line; Ctrl-C at the prompt quits (130)
 S=chat2

@@ -235,11 +235,11 @@ static const cli_opt train_router_own[] = {
 static const char chat_notes[] =
     "In the chat: /help lists the commands, /bye (or Ctrl-D) ends, /docs shows the routing of the last answer,\n"
     "/context the prompt of the last answer as the model read it (read mode: documents, previous turns and the\n"
-    "question; native mode: the Memory Interleave history), /clear forgets the conversation. A line ending in \\ continues on the next line; \"\"\" starts and ends a\n"
-    "block of several lines (pasted text). Blank lines are ignored. Answers stream as they are generated;\n"
-    "Ctrl-C stops the current answer, a second Ctrl-C (or one at the prompt) quits. Line editing and history\n"
-    "(libedit) on a terminal; the history is kept in $XDG_STATE_HOME/msa/chat_history (else\n"
-    "~/.local/state/msa/chat_history).";
+    "question; native mode: the Memory Interleave history), /clear forgets the conversation. A line ending in \\\n"
+    "continues on the next line; \"\"\" starts and ends a block of several lines; on a terminal, lines pasted at\n"
+    "once are one question. Blank lines are ignored. Answers stream as they are generated; Ctrl-C stops the\n"
+    "current answer, a second Ctrl-C (or one at the prompt) quits. Line editing and history (libedit) on a\n"
+    "terminal; the history is kept in $XDG_STATE_HOME/msa/chat_history (else ~/.local/state/msa/chat_history).";
 
 const cli_cmd cli_commands[] = {
     {"run", "", "generate text from a prompt", run_shared, run_own,

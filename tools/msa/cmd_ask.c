@@ -8,6 +8,7 @@
 #include <editline/readline.h>
 #include <errno.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,13 @@ static bool append(char **buf, size_t *len, const char *s, size_t n) {
     return true;
 }
 
+/* Whether another whole line is already waiting on the terminal (a terminal in canonical mode polls readable
+ * only once a line is complete): within 30 ms of the last one, as a paste delivers its lines. */
+static bool pasted_more(void) {
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    return poll(&p, 1, 30) > 0 && (p.revents & POLLIN);
+}
+
 /* A whole question: joins lines ending in '\' and """ ... """ blocks. NULL at end of input. */
 static char *read_question(bool tty) {
     char *line = read_line(tty, tty ? ">>> " : "");
@@ -349,13 +357,16 @@ static char *read_question(bool tty) {
         free(line);
         return q ? q : strdup("");
     }
+    const bool command = line[strspn(line, " \t")] == '/';
     for (;;) {
         size_t l = strlen(line);
         bool more = l && line[l - 1] == '\\';
         if (more) line[--l] = 0;
         append(&q, &n, line, l);
         free(line);
-        if (!more) break;
+        /* pasted text: on a terminal, lines that are already waiting when one ends came in one burst (a
+         * paste, not typing) and belong to the same question */
+        if (!more && !(tty && !command && n && pasted_more())) break;
         append(&q, &n, "\n", 1);
         if (!(line = read_line(tty, tty ? "... " : ""))) break;
     }
@@ -368,7 +379,8 @@ static const char chat_help[] =
     "  /docs     the documents the last answer was routed to\n"
     "  /context  the prompt of the last answer as the model read it (documents, previous turns, question)\n"
     "  /clear    forget the conversation so far\n"
-    "  A line ending in \\ continues on the next one; \"\"\" on its own line starts and ends a block.\n"
+    "  A line ending in \\ continues on the next one; \"\"\" on its own line starts and ends a block;\n"
+    "  pasted lines are one question.\n"
     "  Ctrl-C stops an answer; a second Ctrl-C quits.\n";
 
 static void history_path(char *buf, size_t cap) {
