@@ -132,7 +132,7 @@ assert len(ctx) == 3, out
 follow, cleared = ctx[1], ctx[2].split("conversation cleared")[0] if "conversation cleared" in ctx[2] else ctx[2]
 # the previous turn, in order: user question, assistant answer, then the follow-up question
 q1 = follow.find("<|im_start|>user\nWho is the lighthouse keeper on Skerry Island?<|im_end|>")
-a1 = follow.find("<|im_start|>assistant\n" + first + "<|im_end|>")
+a1 = follow.find("<|im_start|>assistant\n" + first)
 q2 = follow.find("What was my previous question?")
 assert 0 <= q1 < a1 < q2, (q1, a1, q2, follow)
 assert "Skerry Island?<|im_end|>" not in ctx[2], ctx[2]   # after /clear: no previous turn

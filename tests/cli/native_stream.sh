@@ -71,10 +71,13 @@ kill -KILL $pid 2>/dev/null; { wait $pid; } 2>/dev/null; rc=$?
 "$MSA" ask --bank "$tmp/nb" -q "$Q" -n 400 -t 1 --json >"$tmp/j.out" 2>/dev/null; r2=$?
 python3 - "$tmp/t.out" "$tmp/j.out" <<'P'; chk native_streamed_text_is_the_answer $? "rc $r1/$r2"
 import json, sys
-t = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+t = open(sys.argv[1], "rb").read().strip()
 d = json.loads(open(sys.argv[2]).read())
+a = d["answer"].encode("utf-8").strip()
 assert d["mode"] == "native" and d["truncated"] is True, d
-assert len(d["answer"]) > 20 and t.strip() == d["answer"].strip(), (t[:200], d["answer"][:200])
+# --json writes a byte that is not valid UTF-8 (a token may end mid-character) as '?'
+same = t == a or (len(t) == len(a) and all(x == y or (y == ord("?") and x >= 0x80) for x, y in zip(t, a)))
+assert len(a) > 20 and same, (t[:200], a[:200])
 P
 grep -q "warning: the answer was cut at -n 400 tokens" "$tmp/t.err"; chk native_truncation_warned $? "$(cat "$tmp/t.err")"
 finish
