@@ -3,7 +3,7 @@
 # the small generated MSA checkpoint (tests/fixtures/generated/hf/msa-f32, random weights: it never ends an
 # answer by itself) stream the answer while it is being generated, and Ctrl-C (SIGINT) stops it: ask prints
 # what it had, "interrupted" and the timing line and exits 130; chat prints "[answer stopped]" and goes on to
-# the next line of input. -n cutting the answer is flagged ("truncated" in --json, a warning otherwise), and
+# the next line of input (also on a terminal, driven through tmux). -n cutting the answer is flagged ("truncated" in --json, a warning otherwise), and
 # the streamed text is the answer --json reports. SKIP when the checkpoint is not generated.
 set -u
 . tests/cli/lib/common.sh
@@ -64,6 +64,30 @@ exec 7>&-
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -KILL $pid 2>/dev/null; { wait $pid; } 2>/dev/null; rc=$?
 [ $rc -eq 0 ] && grep -q '^\[answer stopped\]' "$tmp/chat.out"; chk native_chat_ctrl_c_stops_answer_goes_on $? "rc $rc: $(tail -c 300 "$tmp/chat.out"; cat "$tmp/chat.err")"
+
+# --- chat on a terminal (tmux): the answer streams on the screen, Ctrl-C stops it and the prompt comes back
+if command -v tmux >/dev/null; then
+    sock="msa-native-test-$$"
+    trap 'tmux -L "$sock" kill-server 2>/dev/null; rm -rf "$tmp"' EXIT
+    tmux -L "$sock" new-session -d -s n -x 120 -y 40 \
+        "HOME='$tmp' XDG_STATE_HOME='$tmp/state' MSA_NO_PROGRESS=1 $MSA chat --bank '$tmp/nb' -n 6000 -t 1; echo CHAT-EXITED rc=\$?; sleep 60"
+    scr() { tmux -L "$sock" capture-pane -p -J -S - -t n; }
+    after_q() { scr | awk -v q="$Q" 'index($0, q) { p = 1; next } p' | tr -d ' \n' | wc -c; } # the answer's characters
+    for _ in $(seq 300); do scr | grep -q '^>>>' && break; sleep 0.1; done
+    tmux -L "$sock" send-keys -t n "$Q" Enter
+    for _ in $(seq 300); do [ "$(after_q)" -gt 0 ] && break; sleep 0.1; done
+    c1=$(after_q); sleep 1; c2=$(after_q)
+    tmux -L "$sock" send-keys -t n C-c
+    for _ in $(seq 100); do scr | grep -q '^\[answer stopped\]' && scr | tail -n 3 | grep -q '^>>> *$' && break; sleep 0.1; done
+    scr >"$tmp/screen"
+    [ "$c2" -gt "$c1" ] && grep -q '^\[answer stopped\]' "$tmp/screen" && grep -q '^>>> *$' "$tmp/screen" && ! grep -q CHAT-EXITED "$tmp/screen"
+    chk native_chat_tty_streams_ctrl_c_back_to_prompt $? "answer grew $c1 -> $c2: $(grep . "$tmp/screen" | tail -n 5)"
+    tmux -L "$sock" send-keys -t n "/bye" Enter
+    for _ in $(seq 100); do scr | grep -q 'CHAT-EXITED' && break; sleep 0.1; done
+    scr | grep -q 'CHAT-EXITED rc=0'; chk native_chat_tty_bye $?
+else
+    echo "SKIP native_chat_tty (tmux not installed: make deps)"
+fi
 
 # --- the streamed text is the answer of --json; -n cutting it is reported (retrieval ends after 1,000
 # characters of ids that are not ids, then the answer is decoded until -n)
