@@ -587,9 +587,11 @@ static msa_status scale_one_call(const char *dir, uint64_t n, uint32_t variant, 
     return st;
 }
 
-/* m single-document operations on one writer handle (a server's use): each one add (kind 0), replace (1)
- * or delete (2) followed by its own durable commit (segment and manifest fsynced, the merge policy run) */
-static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, scale_phase *ph, int *max_fds) {
+/* m single-document operations, each one add (kind 0), replace (1) or delete (2) followed by its own durable
+ * commit (segment and manifest fsynced, the merge policy run): on the writer w (a server's use; the most open
+ * files seen go to *max_fds), or with w NULL each in its own open and close of dir (a CLI process's use) */
+static msa_status scale_ops(msa_bank *w, const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph,
+                            int *max_fds) {
     double t0 = now_s(), t_first = 0, t_last_start = 0;
     uint64_t tenth = m / 10 ? m / 10 : 1;
     double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
@@ -602,62 +604,26 @@ static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, 
     for (uint64_t i = 0; i < m && !st; i++) {
         if (i == m - tenth) t_last_start = now_s();
         double w0 = now_s(), c0 = cpu_s();
+        msa_bank *b = w;
+        if (!w && (st = scale_open_w(dir, &b))) break;
         scale_doc sd;
         scale_make(&sd, k0 + i, kind == 1 ? 7 : 0);
         if (kind == 2) st = msa_bank_remove(b, sd.id);
         else st = msa_bank_add(b, &sd.d, true, NULL, NULL);
         if (!st) st = msa_bank_commit(b);
-        wall[i] = now_s() - w0;
-        cpu[i] = cpu_s() - c0;
-        if (i + 1 == tenth) t_first = now_s() - t0;
-        if (i % 256 == 0) {
-            int fds = count_fds();
-            if (fds > *max_fds) *max_fds = fds;
-        }
-    }
-    ph->total = now_s() - t0;
-    ph->n = m;
-    ph->first = t_first / (double)tenth;
-    ph->last = (now_s() - t_last_start) / (double)tenth;
-    if (!st) phase_medians(ph, wall, cpu, m);
-    free(wall);
-    free(cpu);
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    ph->segments = bi.n_segments;
-    return st;
-}
-
-/* m calls, each: open, one add (kind 0), replace (1) or delete (2), commit, close (a CLI process's use) */
-static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
-    double t0 = now_s(), t_first = 0, t_last_start = 0;
-    uint64_t tenth = m / 10 ? m / 10 : 1;
-    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
-    if (!wall || !cpu) {
-        free(wall);
-        free(cpu);
-        return MSA_ERR_NOMEM;
-    }
-    msa_status st = MSA_OK;
-    for (uint64_t i = 0; i < m && !st; i++) {
-        if (i == m - tenth) t_last_start = now_s();
-        double w0 = now_s(), c0 = cpu_s();
-        msa_bank *b;
-        if ((st = scale_open_w(dir, &b))) break;
-        scale_doc sd;
-        scale_make(&sd, k0 + i, kind == 1 ? 7 : 0);
-        if (kind == 2) st = msa_bank_remove(b, sd.id);
-        else st = msa_bank_add(b, &sd.d, true, NULL, NULL);
-        if (!st) st = msa_bank_commit(b);
-        if (i + 1 == m) {
+        if (i + 1 == m || st) {
             msa_bank_info bi;
             msa_bank_get_info(b, &bi);
             ph->segments = bi.n_segments;
         }
-        msa_bank_close(b);
+        if (!w) msa_bank_close(b);
         wall[i] = now_s() - w0;
         cpu[i] = cpu_s() - c0;
         if (i + 1 == tenth) t_first = now_s() - t0;
+        if (w && i % 256 == 0) {
+            int fds = count_fds();
+            if (fds > *max_fds) *max_fds = fds;
+        }
     }
     ph->total = now_s() - t0;
     ph->n = m;
@@ -705,14 +671,14 @@ static int bench_scale(const char *dir, uint64_t n, uint64_t m, uint64_t c) {
         open_s = now_s() - t;
     }
     /* new documents n .. n+m-1; replace 0 .. m-1; delete n-m .. n-1 */
-    if (!st) st = scale_singles(w, n, m, 0, &ph[2], &writer_fds);
-    if (!st) st = scale_singles(w, 0, m, 1, &ph[3], &writer_fds);
-    if (!st) st = scale_singles(w, n - m, m, 2, &ph[4], &writer_fds);
+    if (!st) st = scale_ops(w, NULL, n, m, 0, &ph[2], &writer_fds);
+    if (!st) st = scale_ops(w, NULL, 0, m, 1, &ph[3], &writer_fds);
+    if (!st) st = scale_ops(w, NULL, n - m, m, 2, &ph[4], &writer_fds);
     msa_bank_close(w);
     /* per open: new documents n+m .., replace m .., delete n-m-c .. */
-    if (!st) st = scale_calls(dir, n + m, c, 0, &ph[5]);
-    if (!st) st = scale_calls(dir, m, c, 1, &ph[6]);
-    if (!st) st = scale_calls(dir, n - m - c, c, 2, &ph[7]);
+    if (!st) st = scale_ops(NULL, dir, n + m, c, 0, &ph[5], NULL);
+    if (!st) st = scale_ops(NULL, dir, m, c, 1, &ph[6], NULL);
+    if (!st) st = scale_ops(NULL, dir, n - m - c, c, 2, &ph[7], NULL);
     if (st) return cli_fail(st);
     writer_fds -= fd_base;
     int fd0 = count_fds();
