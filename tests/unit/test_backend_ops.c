@@ -1,9 +1,11 @@
-/* test_backend_ops.c — the CPU backend's RoPE and stage-1 pooling ops (a bare backend: no model) against
+/* test_backend_ops.c — the CPU backend's RoPE, attention and stage-1 pooling ops (a bare backend: no model) against
  * definitions written out here in double precision, independent of any checkpoint or reference fixture:
  * - norm_rope: each pair (x0, x1) rotated by its angle a is (x0 cos a - x1 sin a, x1 cos a + x0 sin a)
  *   (RoFormer eq. 34; HF rotate_half), for NEOX pairs (i, i + d/2) and NORM pairs (2i, 2i+1), on all three
  *   numeric paths (f32, ggml's fma contraction, transformers' bf16 rounding); and the rotation keeps the
  *   length of every pair (a property that a sign error breaks).
+ * - attention: softmax(q.k / sqrt(D)) over exactly the visible cache slots (masked slots and other sequences
+ *   hidden, a row's own slot always seen), f32 and llama.cpp numerics.
  * - pool: each chunk is the mean of its own rows — a full chunk of 64 rows and partial ones of 1, 5 and 63
  *   rows — so a divisor of the pooling size instead of the chunk's length is visible.
  * The other programs that see these ops go through whole models (test_backbone, test_msa_numerics,
@@ -132,6 +134,54 @@ TEST(pool_means_partial_chunks) {
     free(src);
 }
 
+TEST(attention_sees_only_visible_slots) {
+    /* one query head pair sharing one K/V head, head_dim 8, a cache of 8 slots: slot 2 masked (never attended
+     * by a later query), slot 4 of another sequence; query rows at slots 5 and 6 (slot 6 itself masked: a row
+     * always sees its own slot). Expected: softmax(q.k / sqrt(D)) over exactly the visible slots, times v. */
+    enum { H = 2, KV = 1, D = 8, NCTX = 8, N = 2, BASE = 5 };
+    float q[N * H * D], kc[KV * NCTX * D], vc[KV * NCTX * D], out[N * H * D];
+    for (int i = 0; i < N * H * D; i++) q[i] = (float)(1.5 * rnd());
+    for (int i = 0; i < KV * NCTX * D; i++) kc[i] = (float)(1.5 * rnd()), vc[i] = (float)rnd();
+    int32_t seq[NCTX] = {0, 0, 0, 0, 1, 0, 0, 0}, qseq[N] = {0, 0}, qbeg[N] = {0, 0}, qend[N] = {BASE + 1, BASE + 2};
+    uint8_t valid[NCTX] = {1, 1, 0, 1, 1, 1, 0, 0};
+    const int visible[N][8] = {{0, 1, 3, 5, -1}, {0, 1, 3, 5, 6, -1}};
+    for (int llamacpp = 0; llamacpp < 2; llamacpp++) {
+        msa_buf *bq = put(q, sizeof q), *bk = put(kc, sizeof kc), *bv = put(vc, sizeof vc), *bo = be->ops->alloc(be, sizeof out),
+                *bseq = put(seq, sizeof seq), *bval = put(valid, sizeof valid), *bqs = put(qseq, sizeof qseq),
+                *bqb = put(qbeg, sizeof qbeg), *bqe = put(qend, sizeof qend);
+        CHECK(bq && bk && bv && bo && bseq && bval && bqs && bqb && bqe);
+        if (!bq || !bk || !bv || !bo || !bseq || !bval || !bqs || !bqb || !bqe) return;
+        msa_attn_args a = {.n = N, .base = BASE, .n_ctx = NCTX, .q = bq, .out = bo, .k_cache = bk, .v_cache = bv,
+                           .slot_seq = bseq, .slot_valid = bval, .q_seq = bqs, .q_begin = bqb, .q_end = bqe,
+                           .llamacpp = llamacpp};
+        CHECK_EQ_INT(be->ops->attention(be, &a, H, KV, D), MSA_OK);
+        CHECK_EQ_INT(be->ops->download(be, out, bo, 0, sizeof out), MSA_OK);
+        /* llama.cpp's numerics hold K, V and the running sums in f16: about 1e-3 */
+        const double tol = llamacpp ? 4e-3 : 1e-5;
+        for (int r = 0; r < N; r++)
+            for (int h = 0; h < H; h++) {
+                double sc[8], mx = -1e300, z = 0;
+                int nv = 0;
+                for (; visible[r][nv] >= 0; nv++) {
+                    const int t = visible[r][nv];
+                    double d = 0;
+                    for (int i = 0; i < D; i++) d += (double)q[(r * H + h) * D + i] * kc[t * D + i];
+                    sc[nv] = d / sqrt((double)D);
+                    mx = fmax(mx, sc[nv]);
+                }
+                for (int j = 0; j < nv; j++) z += exp(sc[j] - mx);
+                for (int i = 0; i < D; i++) {
+                    double o = 0;
+                    for (int j = 0; j < nv; j++) o += exp(sc[j] - mx) / z * vc[visible[r][j] * D + i];
+                    CHECK_NEAR(out[(r * H + h) * D + i], o, tol);
+                }
+            }
+        be->ops->free(be, bq), be->ops->free(be, bk), be->ops->free(be, bv), be->ops->free(be, bo);
+        be->ops->free(be, bseq), be->ops->free(be, bval), be->ops->free(be, bqs), be->ops->free(be, bqb),
+            be->ops->free(be, bqe);
+    }
+}
+
 int main(void) {
     if (msa_backend_cpu_new(NULL, &be) != MSA_OK || !be) {
         printf("FAIL backend (msa_backend_cpu_new: %s)\n", msa_last_error());
@@ -140,6 +190,7 @@ int main(void) {
     RUN(rope_rotates_pairs);
     RUN(rope_quarter_turn);
     RUN(pool_means_partial_chunks);
+    RUN(attention_sees_only_visible_slots);
     msa_backend_free(be);
     return test_summary();
 }
