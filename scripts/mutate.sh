@@ -22,8 +22,8 @@ rope_sign_ggml | fast | src/backend/cpu/backend_cpu.c | v[i0] = fmaf(x0, c[i], -
 rope_sign_bf16 | full | src/backend/cpu/backend_cpu.c | bf16_round(-x1 * s[i]) | bf16_round(x1 * s[i]) | test_backbone test_msa_numerics test_backend_ops | RoPE sign on the bf16 path
 rmsnorm_mean | full | src/backend/cpu/backend_cpu.c | float scale = 1.0f / sqrtf((float)(ss / n) + eps); | float scale = 1.0f / sqrtf((float)(ss / (n + 1)) + eps); | test_backbone test_msa_numerics | RMSNorm divides by n+1
 attn_scale | full | src/backend/cpu/backend_cpu.c | d = bf16 ? bf16_round(bf16_round(d) * scale) : d * scale; | d = bf16 ? bf16_round(bf16_round(d) * scale) : d; | test_backbone test_msa_numerics test_backend_ops | attention scale 1/D instead of 1/sqrt(D)
-attn_masked_visible | full | src/backend/cpu/backend_cpu.c | [t] \|\| t == qslot); | [t] \|\| 1); | test_backbone test_backend_ops test_msa_interleave test_msa_numerics | masked (invalid) cache slots become visible
-masked_pos | full | src/model/forward.c | pos += s->b_valid[i]; | pos += 1; | test_backbone test_msa_interleave | masked tokens advance the RoPE position
+attn_masked_visible | full | src/backend/cpu/backend_cpu.c | [t] \|\| t == qslot); | [t] \|\| 1); | test_backbone test_backend_ops test_forward_mask test_msa_interleave test_msa_numerics | masked (invalid) cache slots become visible
+masked_pos | full | src/model/forward.c | pos += s->b_valid[i]; | pos += 1; | test_backbone test_forward_mask test_msa_interleave | masked tokens advance the RoPE position
 q41_min | fast | src/backend/cpu/kernels_scalar.c | y[t * ldy + r] = msa_q_hsum8(acc) + msum; | y[t * ldy + r] = msa_q_hsum8(acc) - msum; | test_kernels | Q4_1 minimum term sign (scalar kernel)
 bf16_round | fast | src/model/tensor.c | x += 0x7fff + ((x >> 16) & 1); | x += 0x7fff; | test_tensor test_kernels | f32->bf16 rounding loses ties-to-even
 bpe_merge_loop | fast | src/tokenizer/bpe.c | while (nh > 0) { | while (nh > 1) { | test_tokenizer cli/tokenize.sh | BPE merge loop stops one merge early
