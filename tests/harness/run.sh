@@ -18,10 +18,11 @@ unit() {
     $CC $CFLAGS -o "$T/$1/tests/test_$1" "$T/$1.c" -lm || { echo "FAIL $1 (the planted program did not compile)"; return 1; }
 }
 
-# runner NAME [ENV=VALUE...]: tests/run.sh on $T/NAME; its output in $T/NAME.out, exit status returned
+# runner NAME [ENV=VALUE...]: tests/run.sh on $T/NAME; its output in $T/NAME.out, exit status returned (a
+# selection of programs in the caller's environment, MSA_TEST_UNIT, must not hide the planted ones)
 runner() {
     local name=$1; shift
-    env "$@" MSA_TEST_SUITES=prebuilt MSA_PREBUILT="$T/$name" MSA_TEST_CLI="${cli:-/nonexistent}" \
+    env -u MSA_TEST_UNIT "$@" MSA_TEST_SUITES=prebuilt MSA_PREBUILT="$T/$name" MSA_TEST_CLI="${cli:-/nonexistent}" \
         bash tests/run.sh >"$T/$name.out" 2>&1
 }
 
