@@ -4,6 +4,8 @@
  * will give them (that index is part of the rendered text "[i]. ..."), committed at the end and every ~30 s.
  * Invalid UTF-8 is replaced by U+FFFD before hashing, storing and encoding. A document longer than the model's
  * context is rejected with MSA_ERR_LIMIT (split it before adding; docs/msa-deviations.md). */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,20 +86,78 @@ static bool msa_no_progress(void) {
     return e && *e && strcmp(e, "0");
 }
 
-/* Progress on a terminal, by time (at least every second while encoding: groups are bounded in tokens
- * below), with the rate and an ETA from the tokens still to encode. */
-static void progress(const msa_ingest_params *p, size_t done, size_t total, uint64_t tokens, uint64_t total_tokens,
-                     double t0, double *last) {
-    if (!p->progress || !isatty(2) || msa_no_progress()) return;
+/* Progress on a terminal, by time: the encoder reports after each group of documents, and a ticker thread
+ * redraws the line every second in between (one group of a large model can take several seconds on a CPU),
+ * with the rate and an ETA from the tokens still to encode. */
+typedef struct progress_line {
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t ticker;
+    bool on, ticking, stop;
+    size_t done, total;
+    uint64_t tokens, total_tokens;
+    double t0, last;
+} progress_line;
+
+static void progress_draw(progress_line *pl) { /* pl->mu held */
     double t = now_s();
-    if (done < total && *last > 0 && t - *last < 0.5) return;
-    *last = t;
-    double dt = t - t0;
-    double tps = dt > 0 ? (double)tokens / dt : 0;
-    double eta = tps > 0 && total_tokens > tokens ? (double)(total_tokens - tokens) / tps : 0;
-    fprintf(stderr, "\r\033[Kencoding: %zu/%zu documents, %llu/%llu tokens, %.0f tokens/s, %.0f s elapsed, ETA %.0f s",
-            done, total, (unsigned long long)tokens, (unsigned long long)total_tokens, tps, dt, eta);
-    if (done == total) fputc('\n', stderr);
+    pl->last = t;
+    double dt = t - pl->t0;
+    double tps = dt > 0 ? (double)pl->tokens / dt : 0;
+    double eta = tps > 0 && pl->total_tokens > pl->tokens ? (double)(pl->total_tokens - pl->tokens) / tps : 0;
+    char eta_s[32] = "ETA -"; /* unknown until the first group is done */
+    if (tps > 0) snprintf(eta_s, sizeof eta_s, "ETA %.0f s", eta);
+    fprintf(stderr, "\r\033[Kencoding: %zu/%zu documents, %llu/%llu tokens, %.0f tokens/s, %.0f s elapsed, %s",
+            pl->done, pl->total, (unsigned long long)pl->tokens, (unsigned long long)pl->total_tokens, tps, dt, eta_s);
+    if (pl->done == pl->total) fputc('\n', stderr);
+}
+
+static void *progress_tick(void *arg) {
+    progress_line *pl = arg;
+    pthread_mutex_lock(&pl->mu);
+    while (!pl->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&pl->wake, &pl->mu, &until);
+        if (!pl->stop && pl->done < pl->total && now_s() - pl->last >= 0.9) progress_draw(pl);
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return NULL;
+}
+
+static void progress_start(progress_line *pl, const msa_ingest_params *p, size_t total, uint64_t total_tokens,
+                           double t0) {
+    *pl = (progress_line){.on = p->progress && isatty(2) && !msa_no_progress(), .total = total,
+                          .total_tokens = total_tokens, .t0 = t0};
+    if (!pl->on) return;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->wake, NULL);
+    progress_draw(pl);
+    /* without the thread the line still updates after every group */
+    pl->ticking = total > 0 && pthread_create(&pl->ticker, NULL, progress_tick, pl) == 0;
+}
+
+static void progress_update(progress_line *pl, size_t done, uint64_t tokens) {
+    if (!pl->on) return;
+    pthread_mutex_lock(&pl->mu);
+    pl->done = done, pl->tokens = tokens;
+    if (done == pl->total || now_s() - pl->last >= 0.5) progress_draw(pl);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+static void progress_stop(progress_line *pl) {
+    if (!pl->on) return;
+    if (pl->ticking) {
+        pthread_mutex_lock(&pl->mu);
+        pl->stop = true;
+        pthread_cond_signal(&pl->wake);
+        pthread_mutex_unlock(&pl->mu);
+        pthread_join(pl->ticker, NULL);
+    }
+    if (pl->done < pl->total) fputc('\n', stderr); /* a failure part-way: end the line */
+    pthread_cond_destroy(&pl->wake);
+    pthread_mutex_destroy(&pl->mu);
 }
 
 msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input *docs, size_t n_docs,
@@ -216,10 +276,11 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
     const int32_t **toks = calloc(group, sizeof *toks);
     size_t *lens = calloc(group, sizeof *lens);
     if (!enc_out || !toks || !lens) st = st ? st : msa_fail(MSA_ERR_NOMEM, "out of memory");
-    double last_commit = now_s(), last_progress = 0;
+    double last_commit = now_s();
     uint64_t total_tokens = 0;
     for (size_t i = 0; i < n_new; i++) total_tokens += pd[i].n_ids;
-    if (n_new) progress(&p, 0, n_new, 0, total_tokens, t0, &last_progress);
+    progress_line pl = {0};
+    if (n_new) progress_start(&pl, &p, n_new, total_tokens, t0);
     /* groups of at most 64 documents and about 2048 tokens: progress and commits come at least that often */
     for (size_t g0 = 0, gn = 0; g0 < n_new && !st; g0 += gn) {
         size_t g_tokens = 0;
@@ -269,8 +330,9 @@ msa_status msa_bank_ingest(msa_bank *bank, msa_model *model, const msa_doc_input
             st = msa_bank_commit(bank);
             last_commit = now_s();
         }
-        progress(&p, g0 + gn, n_new, rep.n_tokens_encoded, total_tokens, t0, &last_progress);
+        progress_update(&pl, g0 + gn, rep.n_tokens_encoded);
     }
+    progress_stop(&pl);
     if (!st) st = msa_bank_commit(bank);
     msa_encoder_free(enc);
     free(enc_out), free(toks), free(lens);

@@ -230,6 +230,14 @@ for i in range(6): open(sys.argv[1] + "/p%02d.txt" % i, "w").write(("Passage %d 
 tty_run "$MSA_BIN bank add $tmp/pbank $tmp/pdocs"
 # a first line at once (before the first group is encoded), then lines with rate, elapsed time and ETA
 grep -q "encoding: 0/6 documents" "$tmp/tty" && grep -q "encoding: .*tokens/s.*elapsed, ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
+# within one group too: a single long document (one group, several seconds) still gets a line every second
+python3 -c '
+import sys
+open(sys.argv[1], "w").write(" ".join("Ishmael watched the grey sea %d times." % i for i in range(330)))' "$tmp/long.txt"
+"$MSA" bank create "$tmp/pbank3" -m "$M" --mode read >/dev/null 2>&1
+tty_run "$MSA_BIN bank add $tmp/pbank3 $tmp/long.txt"
+tr '\r' '\n' < "$tmp/tty" | grep -Eq "encoding: 0/[0-9]+ documents, .*, [1-9][0-9]* s elapsed"
+chk f8_progress_ticks_within_a_group $? "$(tail -c 300 "$tmp/tty")"
 "$MSA" bank create "$tmp/pbank2" -m "$M" --mode read >/dev/null 2>&1
 "$MSA" bank add "$tmp/pbank2" "$tmp/pdocs" >/dev/null 2>"$tmp/err"
 ! grep -q "encoding:" "$tmp/err"; chk f8_progress_quiet_in_pipe $?
