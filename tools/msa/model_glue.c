@@ -13,7 +13,7 @@
 
 static msa_status load(const char *model_path, const char *router_path, const msa_model_params *mp, msa_model **m) {
     MSA_TRY(msa_model_load(model_path, mp, m));
-    msa_status st = router_path ? msa_model_load_router(*m, router_path) : MSA_OK;
+    msa_status st = router_path && strcmp(router_path, "none") ? msa_model_load_router(*m, router_path) : MSA_OK;
     if (st) {
         msa_model_free(*m);
         *m = NULL;
