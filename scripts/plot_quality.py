@@ -39,7 +39,7 @@ def main(d, out):
     ax[0].set_xscale("log")
     ax[0].set_xlabel("memory size (tokens in the bank)")
     ax[0].set_ylabel("recall@5")
-    ax[0].set_title("QA retrieval (1K passages; 10K where measured)")
+    ax[0].set_title("QA retrieval (1K passages; 10K set where measured)")
     ax[0].legend(fontsize=6)
     ni = {}
     for p in glob.glob(os.path.join(d, "niah-*.json")):
