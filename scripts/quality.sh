@@ -43,24 +43,38 @@ qa1k)
     # multihop with 2 rounds, the engine's own fusion (the fold-0 weights printed above)
     grep multihop "$Q" > "$OUT/hop.jsonl"
     "$MSA" eval qa -m "$M" --router none --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical 0.40 --rounds 2 --system identity+bm25-2rounds
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical ${WTR:-0.40} --rounds 2 --system trained+bm25-2rounds
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical ${WTR:-0.35} --rounds 2 --system trained+bm25-2rounds
     ;;
 qa10k)
     P=data/retrieval/passages-10k.jsonl
     # the 10K set is a superset of the 1K one: its bank is the 1K bank plus the other 9,000 passages
     [ -d "$OUT/bank10k-id" ] || { cp -r "$OUT/bank1k-id" "$OUT/bank10k-id" && "$MSA" bank add "$OUT/bank10k-id" --jsonl "$P"; }
     QSUB10K=${QSUB10K:-$OUT/q10k.jsonl}
-    [ -f "$QSUB10K" ] || awk 'NR % 3 == 1' "$Q" > "$QSUB10K"   # every third question (routing 10K is slow on 2 cores)
+    # every third question (routing 10K is slow on 2 cores), kinds interleaved (lexical, paraphrase, multihop, ...)
+    [ -f "$QSUB10K" ] || python3 -c '
+import json, sys
+qs = [json.loads(l) for i, l in enumerate(open(sys.argv[1])) if i % 3 == 0]
+by = {}
+for q in qs: by.setdefault(q["kind"], []).append(q)
+while any(by.values()):
+    for k in ("lexical", "paraphrase", "multihop"):
+        if by.get(k): print(json.dumps(by[k].pop(0)))' "$Q" > "$QSUB10K"
     python3 scripts/eval_baselines.py rank "$P" "$QSUB10K" "$OUT/base10k"
     "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/bm25.jsonl" --system bm25 --json > "$OUT/bm25-10k.json"
     "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank10k-id" "$QSUB10K" --system trained --json --scores-out "$OUT/scores-tr-10k.jsonl" > "$OUT/trained-10k.json"
     python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-10k.jsonl" "$OUT/base10k" "$QSUB10K" "$OUT/base10k/fused-tr.jsonl"
     "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/fused-tr.jsonl" --system tr+bm25 --json > "$OUT/tr+bm25-10k.json"
+    # the weight fitted at 1K (the trained router's fold-0 weight there), fixed
+    python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-10k.jsonl" "$OUT/base10k" "$QSUB10K" "$OUT/base10k/fused-tr-w.jsonl" --w ${WTR:-0.35}
+    "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/fused-tr-w.jsonl" --system tr+bm25-w --json > "$OUT/tr+bm25-w-10k.json"
+    # the MiniLM bound: its 1K ranking on the same questions
+    [ -f "$OUT/base1k/minilm.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$QSUB10K" --ranking "$OUT/base1k/minilm.jsonl" --system minilm-1k-bound --json > "$OUT/minilm-bound-10k.json"
     ;;
 niah)
     for n in 32768 131072; do
-        "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
-        "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --answer --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
+        "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-trained+bm25-$n.json"
     done
     ;;
 plot)
