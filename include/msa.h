@@ -408,7 +408,10 @@ msa_status msa_bank_verify(const msa_bank *bank, void (*progress)(uint64_t done,
                            void *user, msa_bank_verify_report *report);
 
 /* Write the live content of the bank (one compacted segment, template, shape, fingerprint) to one portable
- * checksummed file at path (written to a temp name, fsynced, renamed). */
+ * checksummed file at path (written to a temp name, fsynced, renamed). Holds a shared lock on the bank for
+ * its run, so no writer can open (and publish) meanwhile, and exports the newest version (a read-only
+ * handle's pinned version is read again; the handle is unchanged). MSA_ERR_LOCKED while a writer is open,
+ * except for the writer's own handle. */
 msa_status msa_bank_export(const msa_bank *bank, const char *path);
 
 /* Import an export file as a new bank at bank_path (which must not exist, or be an empty bank — no document
@@ -486,9 +489,10 @@ typedef struct msa_ask_params {
     /* Sampling filters beyond temperature (msa_sampler_params; defaults off: 1, 0, 1, 64). */
     float top_p, min_p, repeat_penalty;
     int repeat_last_n;
-    /* Streaming, cancelling and conversation (read mode; native mode ignores them and reports its answer when
-     * done). on_text, when set, receives the answer's text as it is generated (byte-level pieces; leading
-     * whitespace included). When *cancel becomes non-zero (e.g. from a SIGINT handler) generation stops and
+    /* Streaming, cancelling (both modes) and conversation (read mode; native mode ignores the history: its
+     * prompt is the Memory Interleave format). on_text, when set, receives the answer's text as it is generated
+     * (byte-level pieces; leading whitespace included; native mode: the text decoded after the question
+     * injection, without a leading answer mark). When *cancel becomes non-zero (e.g. from a SIGINT handler) generation stops and
      * msa_ask returns MSA_OK with what was generated and cancelled = true. history_roles/contents ("user" /
      * "assistant", n_history of them, oldest first) are previous turns rendered before the question in the
      * answer prompt; the oldest pairs are dropped when they would not fit the model's context. */

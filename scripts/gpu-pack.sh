@@ -12,4 +12,6 @@ mkdir -p build-cuda/lib
 for lib in $(ldd build-cuda/msa | awk '/=> \// {print $3}' | grep -E 'jansson|pcre2|xxhash|zstd|utf8proc'); do
     cp -L "$lib" build-cuda/lib/
 done
+# the debug sections are two thirds of each binary and the 64 MiB per call is tight (CUDA line info stays)
+strip --strip-debug build-cuda/msa build-cuda/tests-gpu/* build-cuda/tests/test_backbone build-cuda/tests/test_device
 du -sh build-cuda/msa build-cuda/tests-gpu build-cuda/lib | sed 's/^/gpu-pack: /' >&2

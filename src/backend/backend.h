@@ -10,6 +10,10 @@
  * files: a backend that needs them elsewhere copies them once in prepare() and finds its copy by the
  * tensor's address. Norm vectors (float[n] owned by the model) are found the same way.
  *
+ * Weights and norm vectors are cached by address for the backend's lifetime: whoever passes one keeps it
+ * alive and unchanged until the backend is freed (the model's own tensors are; a test must not free and
+ * reuse an address for different values).
+ *
  * Ordering: operations are issued in program order and may run asynchronously; download() and view()
  * return only when the data is on the host. No operation reports an error except the allocations and
  * transfers and attention (whose scratch depends on the context); a kernel failure on a GPU is reported
@@ -61,6 +65,10 @@ typedef struct msa_attn_args {
     const msa_buf *q_end;        /* [n] int32: one past the last visible cache slot of each row */
     bool bf16;                   /* transformers' bf16 eager-attention rounding (forward.h) */
     bool llamacpp;               /* llama.cpp's f16 flash-attention numerics (rows of batches under 64) */
+    bool shared_keys;            /* a hint, never a condition of correctness: the rows' key ranges overlap
+                                  * (one sequence, or sequences that all begin in this batch: prefill, packed
+                                  * stage-1 documents), so kernels that read each key once for a group of rows
+                                  * pay off; false for batched decoding of sequences cached apart */
 } msa_attn_args;
 
 typedef struct msa_backend_ops {

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,36 @@ msa_status bank_create_dir(const char *path, const msa_bank_create_params *param
     return st;
 }
 
+/* A create or import killed before its rename leaves its hidden work directory beside the bank
+ * (`.<name>.creating-<pid>-…`, `.<name>.importing-<pid>-…`). The next create, import or writable open of
+ * that path removes those whose process no longer exists (kill(pid, 0) answers ESRCH) — never one of a
+ * live process (a racing create), never anything that is not a real directory (a link is left alone), and
+ * only the bank files inside (bank_remove_dir). */
+void bank_clean_stale_work_dirs(const char *path) {
+    char parent[4096];
+    bank_parent_dir(path, parent, sizeof parent);
+    const char *base = bank_base_name(path);
+    size_t bl = strlen(base);
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (n[0] != '.' || strncmp(n + 1, base, bl) || n[1 + bl] != '.') continue;
+        const char *what = n + 2 + bl;
+        size_t wl = !strncmp(what, "creating-", 9) ? 9 : !strncmp(what, "importing-", 10) ? 10 : 0;
+        if (!wl) continue;
+        char *end;
+        long pid = strtol(what + wl, &end, 10);
+        if (pid <= 0 || *end != '-' || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to judge) */
+        char p[4096 + 300];
+        snprintf(p, sizeof p, "%s/%s", parent, n);
+        bank_remove_dir(p); /* lstat inside: a symbolic link is never followed */
+    }
+    closedir(d);
+}
+
 msa_status bank_publish_dir(const char *tmp, const char *path) {
     /* rename(2) of a directory replaces only an empty directory: of two creators (or importers) of one
      * path exactly one wins, and the loser's bank is never mixed into the winner's */
@@ -186,6 +217,7 @@ msa_status msa_bank_create(const char *path_in, const msa_bank_create_params *pa
     /* built whole in a hidden sibling, then renamed into place: a crash leaves either no bank at PATH or a
      * complete empty one, never a directory every command rejects */
     char parent[4096], tmp[4096 + 128];
+    bank_clean_stale_work_dirs(path);
     bank_parent_dir(path, parent, sizeof parent);
     bank_tmp_name(tmp, sizeof tmp, parent, bank_base_name(path), "creating");
     MSA_TRY(bank_create_dir(tmp, params));
@@ -232,12 +264,15 @@ msa_status bank_read_manifest(const char *path, bank_manifest *out) {
     return s;
 }
 
+static _Atomic uint64_t records_indexed; /* work counter: tests check that a commit's work is its change */
+uint64_t bank_records_indexed(void) { return atomic_load(&records_indexed); }
+
 static uint64_t id_hash(const char *id) { return XXH3_64bits(id, strlen(id)); }
 
 static const char *live_id(const bank_version *v, uint64_t pos) {
     const bank_live *l = &v->live[pos];
     const bank_segment *s = &v->segs[l->seg]->seg;
-    const uint8_t *rec = s->docs + l->rec * BANK_DOC_RECORD_SIZE;
+    const uint8_t *rec = s->docs + (uint64_t)l->rec * BANK_DOC_RECORD_SIZE;
     return (const char *)s->strings + rd64(rec + 32);
 }
 
@@ -251,20 +286,78 @@ uint64_t bank_version_find_id(const bank_version *v, const char *id) {
     }
 }
 
-uint64_t bank_version_find_index(const bank_version *v, uint64_t index) {
-    uint64_t lo = 0, hi = v->n_live;
+/* Entry position of index (live or not), or UINT64_MAX. Entries are sorted by index. */
+static uint64_t entry_of_index(const bank_version *v, uint64_t index, uint64_t n) {
+    uint64_t lo = 0, hi = n;
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
         if (v->live[mid].index < index) lo = mid + 1;
         else hi = mid;
     }
-    return lo < v->n_live && v->live[lo].index == index ? lo : UINT64_MAX;
+    return lo < n && v->live[lo].index == index ? lo : UINT64_MAX;
+}
+
+uint64_t bank_version_find_index(const bank_version *v, uint64_t index) {
+    uint64_t pos = entry_of_index(v, index, v->n_ent);
+    return pos != UINT64_MAX && !v->live[pos].dead ? pos : UINT64_MAX;
 }
 
 void bank_version_doc(const bank_version *v, uint64_t pos, bank_doc_rec *rec, const bank_seg_view **seg) {
     const bank_live *l = &v->live[pos];
     bank_segment_doc(&v->segs[l->seg]->seg, l->rec, rec);
     if (seg) *seg = v->segs[l->seg];
+}
+
+/* Fenwick tree over the entries' liveness: the i-th live document's entry in O(log N), so positions
+ * (msa_bank_doc_at) stay dense while deleted entries stay in place until their segment is rewritten. */
+static void fen_add(uint32_t *fen, uint64_t cap, uint64_t pos, int delta) {
+    for (uint64_t i = pos + 1; i <= cap; i += i & (~i + 1)) fen[i] = (uint32_t)((int64_t)fen[i] + delta);
+}
+
+static void fen_build(bank_version *v) {
+    memset(v->fen, 0, (v->fen_cap + 1) * sizeof *v->fen);
+    for (uint64_t i = 1; i <= v->fen_cap; i++) {
+        if (i - 1 < v->n_ent && !v->live[i - 1].dead) v->fen[i]++;
+        uint64_t j = i + (i & (~i + 1));
+        if (j <= v->fen_cap) v->fen[j] += v->fen[i];
+    }
+}
+
+uint64_t bank_version_nth(const bank_version *v, uint64_t i) {
+    if (v->n_live == v->n_ent) return i; /* no deleted entries: positions are ranks */
+    uint64_t pos = 0, rem = i + 1;
+    for (uint64_t step = v->fen_cap; step; step >>= 1)
+        if (pos + step <= v->fen_cap && v->fen[pos + step] < rem) {
+            pos += step;
+            rem -= v->fen[pos];
+        }
+    return pos;
+}
+
+static uint64_t pow2_at_least(uint64_t n) {
+    uint64_t c = 16;
+    while (c < n) c *= 2;
+    return c;
+}
+
+/* id table: open addressing, linear probing, positions + 1; deletion by backward shift (no tombstones) */
+static void idt_insert(uint64_t *slots, uint64_t cap, const bank_version *v, uint64_t pos) {
+    uint64_t h = id_hash(live_id(v, pos)) & (cap - 1);
+    while (slots[h]) h = (h + 1) & (cap - 1);
+    slots[h] = pos + 1;
+}
+
+static void idt_delete(bank_version *v, uint64_t pos) {
+    uint64_t mask = v->id_cap - 1, i = id_hash(live_id(v, pos)) & mask;
+    while (v->id_slots[i] != pos + 1) i = (i + 1) & mask; /* present: the entry is live */
+    for (uint64_t j = (i + 1) & mask; v->id_slots[j]; j = (j + 1) & mask) {
+        uint64_t k = id_hash(live_id(v, v->id_slots[j] - 1)) & mask;
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j); /* home cyclically in (i, j] */
+        if (stays) continue;
+        v->id_slots[i] = v->id_slots[j];
+        i = j;
+    }
+    v->id_slots[i] = 0;
 }
 
 void bank_version_free(bank_version *v) {
@@ -275,8 +368,12 @@ void bank_version_free(bank_version *v) {
     if (v->chunk_doc)
         for (size_t i = 0; i < v->man.n_segs; i++) free(v->chunk_doc[i]);
     free(v->chunk_doc);
+    if (v->sst)
+        for (size_t i = 0; i < v->man.n_segs; i++) free(v->sst[i].runs);
+    free(v->sst);
     free(v->live);
     free((void *)v->verified);
+    free(v->fen);
     free(v->id_slots);
     for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) free(v->spans[l]);
     bank_manifest_free(&v->man);
@@ -299,7 +396,78 @@ static int cmp_live(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Everything derived from the segments: live table, id index, chunk maps, spans. */
+/* Runs of live chunks in one segment (maximal runs of consecutive live records) from its records. */
+static void seg_runs_build(const bank_segment *s, const uint32_t *chunk_doc, bank_seg_state *st) {
+    st->n_runs = 0;
+    for (uint64_t r = 0; r < s->n_docs; r++) {
+        bank_doc_rec rec;
+        bank_segment_doc(s, r, &rec);
+        if (chunk_doc[rec.chunk_first] == MSA_BANK_NO_DOC) continue; /* n_chunks >= 1 for every record */
+        bank_run *last = st->n_runs ? &st->runs[st->n_runs - 1] : NULL;
+        if (last && last->first + last->n == rec.chunk_first) last->n += rec.n_chunks;
+        else st->runs[st->n_runs++] = (bank_run){rec.chunk_first, rec.n_chunks};
+    }
+}
+
+/* Remove chunks [c0, c0 + n) from the run holding them (room for one more run reserved by the caller). */
+static void seg_runs_cut(bank_seg_state *st, uint64_t c0, uint64_t n) {
+    uint32_t lo = 0, hi = st->n_runs;
+    while (lo < hi) { /* the last run starting at or before c0 */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (st->runs[mid].first <= c0) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == 0) return;
+    bank_run *r = &st->runs[lo - 1];
+    if (c0 + n > r->first + r->n) return; /* not inside a live run: nothing to cut */
+    bank_run left = {r->first, c0 - r->first}, right = {c0 + n, r->first + r->n - (c0 + n)};
+    uint32_t k = lo - 1;
+    if (left.n && right.n) {
+        memmove(&st->runs[k + 2], &st->runs[k + 1], (st->n_runs - k - 1) * sizeof *st->runs);
+        st->runs[k] = left;
+        st->runs[k + 1] = right;
+        st->n_runs++;
+    } else if (left.n || right.n) {
+        st->runs[k] = left.n ? left : right;
+    } else {
+        memmove(&st->runs[k], &st->runs[k + 1], (st->n_runs - k - 1) * sizeof *st->runs);
+        st->n_runs--;
+    }
+}
+
+static size_t version_total_runs(const bank_version *v) {
+    size_t n = 0;
+    for (size_t i = 0; i < v->man.n_segs; i++) n += v->sst[i].n_runs;
+    return n;
+}
+
+/* The routing spans of every slot from the segments' runs, into arrays of room >= the total run count. */
+static void version_fill_spans(bank_version *v) {
+    size_t n = 0;
+    for (size_t i = 0; i < v->man.n_segs; i++) {
+        const bank_seg_view *sv = v->segs[i];
+        for (uint32_t k = 0; k < v->sst[i].n_runs; k++, n++) {
+            const bank_run *r = &v->sst[i].runs[k];
+            for (int l = 0; l < v->man.shape.n_router; l++)
+                v->spans[l][n] = (msa_bank_span){bank_seg_route(sv, l) + r->first * bank_route_row_bytes(&v->man.shape, l),
+                                                 v->chunk_doc[i] + r->first, r->n};
+        }
+    }
+    v->n_spans = n;
+}
+
+static msa_status version_alloc_spans(const bank_version *v, size_t n, msa_bank_span **out, const char *name) {
+    int l = 0;
+    for (; l < v->man.shape.n_router; l++)
+        if (!(out[l] = malloc((n + 1) * sizeof **out))) break;
+    if (l == v->man.shape.n_router) return MSA_OK;
+    while (l-- > 0) free(out[l]);
+    return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
+}
+
+/* Everything derived from the segments: the entry table (every document record, deleted ones marked), the
+ * id index of the live ones, chunk maps, runs and spans. O(documents): built at open; a writer's commits
+ * derive their version from the previous one instead (version_advance). */
 static msa_status version_index(bank_version *v, const char *name) {
     const bank_manifest *m = &v->man;
     uint64_t total_docs = 0;
@@ -315,16 +483,23 @@ static msa_status version_index(bank_version *v, const char *name) {
         total_docs += sv->seg.n_docs;
         v->bytes += sv->seg.size;
     }
-    v->live = malloc((total_docs + 1) * sizeof *v->live);
+    if (total_docs >= MSA_BANK_NO_DOC) /* indices are unique and below 2^32 - 1: more records cannot be valid */
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: %llu document records (more than the index space)", name,
+                        (unsigned long long)total_docs);
+    v->cap_ent = total_docs + 1;
+    v->live = malloc(v->cap_ent * sizeof *v->live);
     v->chunk_doc = calloc(m->n_segs + 1, sizeof *v->chunk_doc);
-    if (!v->live || !v->chunk_doc) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    uint64_t n_tomb_seen = 0;
+    v->sst = calloc(m->n_segs + 1, sizeof *v->sst);
+    if (!v->live || !v->chunk_doc || !v->sst) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     for (size_t i = 0; i < m->n_segs; i++) {
         bank_seg_view *sv = v->segs[i];
         const bank_segment *s = &sv->seg;
         if (s->kind != BANK_SEG_DOCS) continue;
         uint32_t *map = v->chunk_doc[i] = malloc((s->n_chunks + 1) * sizeof *map);
-        if (!map) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
+        bank_seg_state *ss = &v->sst[i];
+        ss->cap_runs = (uint32_t)s->n_docs + 1;
+        ss->runs = malloc(ss->cap_runs * sizeof *ss->runs);
+        if (!map || !ss->runs) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
         for (uint64_t r = 0; r < s->n_docs; r++) {
             bank_doc_rec rec;
             bank_segment_doc(s, r, &rec);
@@ -332,9 +507,13 @@ static msa_status version_index(bank_version *v, const char *name) {
                 return msa_fail(MSA_ERR_BAD_DATA, "%s: document index %llu in %s is beyond the manifest's next index",
                                 name, (unsigned long long)rec.index, sv->name);
             bool dead = is_tombstoned(m, rec.index);
-            if (dead) n_tomb_seen++;
-            else {
-                v->live[v->n_live++] = (bank_live){(uint32_t)rec.index, (uint32_t)i, r};
+            v->live[v->n_ent++] = (bank_live){(uint32_t)rec.index, (uint32_t)i, (uint32_t)r, dead};
+            ss->n_ent++;
+            if (dead) {
+                ss->n_dead++;
+                v->n_deleted++;
+            } else {
+                v->n_live++;
                 v->n_tokens += rec.n_tokens;
                 v->n_chunks += rec.n_chunks;
                 v->text_bytes += rec.text_zlen;
@@ -342,23 +521,26 @@ static msa_status version_index(bank_version *v, const char *name) {
             for (uint32_t c = 0; c < rec.n_chunks; c++)
                 map[rec.chunk_first + c] = dead ? MSA_BANK_NO_DOC : (uint32_t)rec.index;
         }
+        seg_runs_build(s, map, ss);
     }
-    v->n_deleted = n_tomb_seen;
     bool sorted = true; /* segments in id order hold increasing indices: usually nothing to sort */
-    for (uint64_t i = 1; i < v->n_live && sorted; i++) sorted = v->live[i - 1].index < v->live[i].index;
-    if (!sorted) qsort(v->live, v->n_live, sizeof *v->live, cmp_live);
-    v->verified = calloc(v->n_live + 1, sizeof *v->verified);
-    if (!v->verified) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    for (uint64_t i = 1; i < v->n_live; i++)
+    for (uint64_t i = 1; i < v->n_ent && sorted; i++) sorted = v->live[i - 1].index < v->live[i].index;
+    if (!sorted) qsort(v->live, v->n_ent, sizeof *v->live, cmp_live);
+    for (uint64_t i = 1; i < v->n_ent; i++)
         if (v->live[i].index == v->live[i - 1].index)
             return msa_fail(MSA_ERR_BAD_DATA, "%s: document index %u appears twice", name, v->live[i].index);
+    v->verified = calloc(v->cap_ent, sizeof *v->verified);
+    v->fen_cap = pow2_at_least(v->cap_ent);
+    v->fen = malloc((v->fen_cap + 1) * sizeof *v->fen);
+    if (!v->verified || !v->fen) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
+    fen_build(v);
     /* id table */
-    uint64_t cap = 16;
-    while (cap < 2 * v->n_live) cap *= 2;
+    uint64_t cap = pow2_at_least(2 * v->n_live);
     v->id_slots = calloc(cap, sizeof *v->id_slots);
     if (!v->id_slots) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     v->id_cap = cap;
-    for (uint64_t i = 0; i < v->n_live; i++) {
+    for (uint64_t i = 0; i < v->n_ent; i++) {
+        if (v->live[i].dead) continue;
         const char *id = live_id(v, i);
         uint64_t h = id_hash(id) & (cap - 1);
         while (v->id_slots[h]) {
@@ -368,74 +550,10 @@ static msa_status version_index(bank_version *v, const char *name) {
         }
         v->id_slots[h] = i + 1;
     }
-    /* spans: maximal runs of live chunks per segment (deleted documents are never routed) */
-    size_t n_spans = 0, cap_spans = 16;
-    msa_bank_span *tmp = malloc(cap_spans * sizeof *tmp);
-    if (!tmp) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    uint32_t *spans_seg = malloc(cap_spans * sizeof *spans_seg);
-    if (!spans_seg) {
-        free(tmp);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    }
-    uint64_t *spans_first = malloc(cap_spans * sizeof *spans_first);
-    if (!spans_first) {
-        free(tmp);
-        free(spans_seg);
-        return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-    }
-    msa_status st = MSA_OK;
-    for (size_t i = 0; i < m->n_segs && !st; i++) {
-        const bank_seg_view *sv = v->segs[i];
-        if (sv->seg.kind != BANK_SEG_DOCS) continue;
-        for (uint64_t r = 0; r < sv->seg.n_docs && !st; r++) {
-            bank_doc_rec rec;
-            bank_segment_doc(&sv->seg, r, &rec);
-            bool dead = v->chunk_doc[i][rec.chunk_first] == MSA_BANK_NO_DOC; /* decided above, once */
-            if (!dead) {
-                bool extend = n_spans > 0 && spans_seg[n_spans - 1] == i &&
-                              spans_first[n_spans - 1] + tmp[n_spans - 1].n_chunks == rec.chunk_first;
-                if (extend) {
-                    tmp[n_spans - 1].n_chunks += rec.n_chunks;
-                } else {
-                    if (n_spans == cap_spans) {
-                        cap_spans *= 2;
-                        msa_bank_span *a = realloc(tmp, cap_spans * sizeof *tmp);
-                        if (a) tmp = a;
-                        uint32_t *b = realloc(spans_seg, cap_spans * sizeof *spans_seg);
-                        if (b) spans_seg = b;
-                        uint64_t *f = realloc(spans_first, cap_spans * sizeof *spans_first);
-                        if (f) spans_first = f;
-                        if (!a || !b || !f) {
-                            st = msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-                            break;
-                        }
-                    }
-                    tmp[n_spans] = (msa_bank_span){NULL, NULL, rec.n_chunks};
-                    spans_seg[n_spans] = (uint32_t)i;
-                    spans_first[n_spans] = rec.chunk_first;
-                    n_spans++;
-                }
-            }
-        }
-    }
-    for (int l = 0; l < m->shape.n_router && !st; l++) {
-        v->spans[l] = malloc((n_spans + 1) * sizeof *v->spans[l]);
-        if (!v->spans[l]) {
-            st = msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
-            break;
-        }
-        for (size_t k = 0; k < n_spans; k++) {
-            const bank_seg_view *sv = v->segs[spans_seg[k]];
-            v->spans[l][k] = (msa_bank_span){
-                bank_seg_route(sv, l) + spans_first[k] * bank_route_row_bytes(&m->shape, l),
-                v->chunk_doc[spans_seg[k]] + spans_first[k], tmp[k].n_chunks};
-        }
-    }
-    v->n_spans = n_spans;
-    free(tmp);
-    free(spans_seg);
-    free(spans_first);
-    return st;
+    atomic_fetch_add(&records_indexed, v->n_ent);
+    MSA_TRY(version_alloc_spans(v, version_total_runs(v), v->spans, name));
+    version_fill_spans(v);
+    return MSA_OK;
 }
 
 /* A version taking over manifest m (m is emptied, and freed on failure) with room for its segment views. */
@@ -491,6 +609,316 @@ msa_status bank_version_build(const char *path, bank_manifest *m, const bank_ver
     }
     *out = v;
     return MSA_OK;
+}
+
+/* ------------------------------------------------------------------------------------- incremental versions */
+
+/* The version after a writer's own commit or merge, derived from the previous one (prev, which the caller
+ * frees afterwards) in time proportional to what changed — the new and removed segments, the new
+ * tombstones — plus the segment count, instead of O(documents) as a rebuild: a writer that adds one
+ * document at a time to a bank of millions does not re-index the millions at each commit.
+ *
+ * It applies when the new manifest keeps a prefix of prev's segments (same ids and header hashes) and
+ * replaces the rest by newer segments (a commit appends; the merge policy rewrites the newest tail) and
+ * every index in the new segments is above every kept one. Otherwise (a full compaction, a template set
+ * after documents, anything unexpected) it answers MSA_ERR_UNSUPPORTED and the caller rebuilds. It checks
+ * and allocates everything first and changes prev's structures only when nothing can fail any more, so a
+ * refusal or an allocation failure leaves prev intact. */
+static msa_status version_advance(const char *path, bank_version *prev, bank_manifest *m, bool routing_in_ram,
+                                  bank_version **out) {
+    const bank_manifest *pm = &prev->man;
+    size_t n_old = pm->n_segs, n_new = m->n_segs, nk = 0;
+    while (nk < n_old && nk < n_new && m->segs[nk].seg_id == pm->segs[nk].seg_id &&
+           m->segs[nk].header_hash == pm->segs[nk].header_hash)
+        nk++;
+    uint64_t old_max = n_old ? pm->segs[n_old - 1].seg_id : 0;
+    for (size_t j = nk; j < n_new; j++)
+        if (m->segs[j].seg_id <= old_max) return MSA_ERR_UNSUPPORTED;
+    if (prev->tmpl && (pm->template_seg != m->template_seg)) return MSA_ERR_UNSUPPORTED;
+    if (m->next_index < pm->next_index || memcmp(&m->shape, &pm->shape, sizeof m->shape)) return MSA_ERR_UNSUPPORTED;
+    for (size_t j = nk; j < n_old; j++)
+        if (pm->segs[j].seg_id == pm->template_seg) return MSA_ERR_UNSUPPORTED;
+    /* the removed segments' entries must be the table's tail */
+    uint64_t k_rm = 0;
+    for (size_t j = nk; j < n_old; j++) k_rm += prev->sst[j].n_ent;
+    if (k_rm > prev->n_ent) return MSA_ERR_UNSUPPORTED;
+    uint64_t n_keep = prev->n_ent - k_rm;
+    for (uint64_t p = n_keep; p < prev->n_ent; p++)
+        if (prev->live[p].seg < nk) return MSA_ERR_UNSUPPORTED;
+    uint32_t last_kept = n_keep ? prev->live[n_keep - 1].index : 0;
+    /* tombstones: those that disappeared must belong to removed entries; new ones to live kept entries or to
+     * the new segments */
+    uint64_t *newt = malloc((m->n_tombstones + 1) * sizeof *newt);
+    if (!newt) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", path);
+    size_t a = 0, b = 0, n_new_tomb = 0;
+    while (a < pm->n_tombstones || b < m->n_tombstones) {
+        uint64_t x = a < pm->n_tombstones ? pm->tombstones[a] : UINT64_MAX;
+        uint64_t y = b < m->n_tombstones ? m->tombstones[b] : UINT64_MAX;
+        if (x == y) {
+            a++, b++;
+        } else if (x < y) { /* gone: only with its removed document */
+            uint64_t p = entry_of_index(prev, x, prev->n_ent);
+            if (p != UINT64_MAX && p < n_keep) break; /* a kept document would come back */
+            a++;
+        } else { /* new: of a live kept entry (or of a new segment's record, seen below) */
+            if (n_keep && y <= last_kept) {
+                uint64_t p = entry_of_index(prev, y, n_keep);
+                if (p == UINT64_MAX || prev->live[p].dead) break;
+                newt[n_new_tomb++] = p;
+            }
+            b++;
+        }
+    }
+    if (a < pm->n_tombstones || b < m->n_tombstones) {
+        free(newt);
+        return MSA_ERR_UNSUPPORTED;
+    }
+    /* map the new segments */
+    bank_version *v;
+    bank_manifest keep_m;
+    msa_status st = bank_manifest_copy(m, &keep_m); /* m stays the caller's for a rebuild after a refusal */
+    if (!st) st = version_alloc(&keep_m, path, &v);
+    if (st) {
+        free(newt);
+        return st;
+    }
+    size_t n_mapped = 0;
+    uint64_t added = 0;
+    for (size_t j = nk; j < n_new && !st; j++) {
+        st = bank_seg_map(path, &v->man.segs[j], &v->man.shape, v->man.uuid, routing_in_ram, &v->segs[j]);
+        if (!st) {
+            n_mapped++;
+            if (v->segs[j]->seg.kind == BANK_SEG_TEMPLATE && m->template_seg != m->segs[j].seg_id) st = MSA_ERR_UNSUPPORTED;
+            if (v->segs[j]->seg.kind == BANK_SEG_DOCS && m->template_seg == m->segs[j].seg_id) st = MSA_ERR_UNSUPPORTED;
+            added += v->segs[j]->seg.n_docs;
+        }
+    }
+    /* the new segments' records: indices increasing above the kept ones, below next_index, ids not live in a
+     * kept entry unless that entry is tombstoned now */
+    uint64_t after = n_keep ? (uint64_t)last_kept + 1 : 0, n_added_live = 0;
+    for (size_t j = nk; j < n_new && !st; j++) {
+        const bank_segment *s = &v->segs[j]->seg;
+        for (uint64_t r = 0; r < s->n_docs && !st; r++) {
+            bank_doc_rec rec;
+            bank_segment_doc(s, r, &rec);
+            if (rec.index < after || rec.index >= m->next_index) {
+                st = MSA_ERR_UNSUPPORTED;
+                break;
+            }
+            after = rec.index + 1;
+            if (is_tombstoned(m, rec.index)) continue;
+            n_added_live++;
+            uint64_t p = bank_version_find_id(prev, (const char *)s->strings + rec.id_off);
+            if (p != UINT64_MAX && p < n_keep && !is_tombstoned(m, prev->live[p].index)) st = MSA_ERR_UNSUPPORTED;
+        }
+    }
+    /* allocations: nothing of prev changes before all of them succeeded */
+    uint64_t n_ent = n_keep + added;
+    uint64_t live_after = prev->n_live + n_added_live; /* an upper bound (removed entries not subtracted) */
+    uint64_t *new_slots = NULL, new_cap = prev->id_cap;
+    uint32_t *new_fen = NULL;
+    uint64_t new_fen_cap = prev->fen_cap;
+    if (!st) {
+        v->chunk_doc = calloc(n_new + 1, sizeof *v->chunk_doc);
+        v->sst = calloc(n_new + 1, sizeof *v->sst);
+        if (!v->chunk_doc || !v->sst) st = MSA_ERR_NOMEM;
+    }
+    if (!st && n_ent + 1 > prev->cap_ent) {
+        uint64_t cap = prev->cap_ent * 2 > n_ent + 1 ? prev->cap_ent * 2 : n_ent + 1;
+        bank_live *l = realloc(prev->live, cap * sizeof *l);
+        if (l) prev->live = l; /* same content: prev stays valid */
+        _Atomic unsigned char *vf = l ? realloc((void *)prev->verified, cap * sizeof *vf) : NULL;
+        if (vf) {
+            prev->verified = vf;
+            prev->cap_ent = cap;
+        } else {
+            st = MSA_ERR_NOMEM;
+        }
+    }
+    if (!st && n_ent > prev->fen_cap) {
+        new_fen_cap = pow2_at_least(prev->cap_ent);
+        if (!(new_fen = malloc((new_fen_cap + 1) * sizeof *new_fen))) st = MSA_ERR_NOMEM;
+    }
+    if (!st && 2 * live_after > prev->id_cap) {
+        new_cap = pow2_at_least(2 * live_after);
+        if (!(new_slots = calloc(new_cap, sizeof *new_slots))) st = MSA_ERR_NOMEM;
+    }
+    for (size_t j = nk; j < n_new && !st; j++) {
+        const bank_segment *s = &v->segs[j]->seg;
+        if (s->kind != BANK_SEG_DOCS) continue;
+        v->chunk_doc[j] = malloc((s->n_chunks + 1) * sizeof **v->chunk_doc);
+        v->sst[j].cap_runs = (uint32_t)s->n_docs + 1;
+        v->sst[j].runs = malloc(v->sst[j].cap_runs * sizeof *v->sst[j].runs);
+        if (!v->chunk_doc[j] || !v->sst[j].runs) st = MSA_ERR_NOMEM;
+    }
+    /* room for one more run in each kept segment per new tombstone in it */
+    uint32_t *per_seg = !st && n_new_tomb ? calloc(nk + 1, sizeof *per_seg) : NULL;
+    if (!st && n_new_tomb && !per_seg) st = MSA_ERR_NOMEM;
+    for (size_t t = 0; !st && t < n_new_tomb; t++) per_seg[prev->live[newt[t]].seg]++;
+    for (size_t j = 0; !st && per_seg && j < nk; j++) {
+        bank_seg_state *ss = &prev->sst[j];
+        if (!per_seg[j] || ss->n_runs + per_seg[j] <= ss->cap_runs) continue;
+        uint32_t cap = ss->n_runs + per_seg[j] + ss->cap_runs / 2 + 1;
+        bank_run *r = realloc(ss->runs, cap * sizeof *r);
+        if (!r) st = MSA_ERR_NOMEM;
+        else { /* same content: prev stays valid */
+            ss->runs = r;
+            ss->cap_runs = cap;
+        }
+    }
+    free(per_seg);
+    size_t runs_bound = 0;
+    for (size_t j = 0; j < nk; j++) runs_bound += prev->sst[j].n_runs;
+    for (size_t j = nk; j < n_new; j++) runs_bound += v->segs[j] ? v->segs[j]->seg.n_docs : 0;
+    runs_bound += n_new_tomb;
+    msa_bank_span *spans[MSA_BANK_MAX_LAYERS] = {0};
+    if (!st) st = version_alloc_spans(v, runs_bound, spans, path);
+    if (st) {
+        for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) free(spans[l]);
+        free(new_slots);
+        free(new_fen);
+        free(newt);
+        for (size_t j = nk; j < nk + n_mapped; j++) bank_seg_unref(v->segs[j]);
+        for (size_t j = nk; j < n_new; j++) {
+            if (v->sst) free(v->sst[j].runs);
+            if (v->chunk_doc) free(v->chunk_doc[j]);
+        }
+        free(v->sst);
+        free(v->chunk_doc);
+        v->sst = NULL;
+        v->chunk_doc = NULL;
+        v->man.n_segs = 0; /* nothing of prev was taken: free only what is v's own */
+        bank_version_free(v);
+        return st == MSA_ERR_UNSUPPORTED ? st : msa_fail(MSA_ERR_NOMEM, "%s: out of memory", path);
+    }
+    /* ---- from here nothing fails: take prev's structures over and apply the changes ---- */
+    for (size_t j = 0; j < nk; j++) {
+        v->segs[j] = prev->segs[j];
+        v->segs[j]->refs++;
+        v->chunk_doc[j] = prev->chunk_doc[j];
+        prev->chunk_doc[j] = NULL;
+        v->sst[j] = prev->sst[j];
+        prev->sst[j] = (bank_seg_state){0};
+    }
+    v->live = prev->live;
+    v->verified = prev->verified;
+    v->cap_ent = prev->cap_ent;
+    v->fen = prev->fen;
+    v->fen_cap = prev->fen_cap;
+    v->id_slots = prev->id_slots;
+    v->id_cap = prev->id_cap;
+    prev->live = NULL;
+    prev->verified = NULL;
+    prev->fen = NULL;
+    prev->id_slots = NULL;
+    prev->id_cap = 0;
+    v->n_ent = prev->n_ent;
+    v->n_live = prev->n_live;
+    v->n_deleted = prev->n_deleted;
+    v->n_tokens = prev->n_tokens;
+    v->n_chunks = prev->n_chunks;
+    v->text_bytes = prev->text_bytes;
+    /* the removed tail: its ids are read through prev's segment views, which stay mapped until prev is freed */
+    for (uint64_t p = n_keep; p < v->n_ent; p++) {
+        const bank_live *e = &v->live[p];
+        if (e->dead) {
+            v->n_deleted--;
+            continue;
+        }
+        bank_doc_rec rec;
+        bank_segment_doc(&prev->segs[e->seg]->seg, e->rec, &rec);
+        bank_version tmp = {.live = v->live, .segs = prev->segs, .id_slots = v->id_slots, .id_cap = v->id_cap};
+        idt_delete(&tmp, p);
+        if (!new_fen) fen_add(v->fen, v->fen_cap, p, -1);
+        v->n_live--;
+        v->n_tokens -= rec.n_tokens;
+        v->n_chunks -= rec.n_chunks;
+        v->text_bytes -= rec.text_zlen;
+    }
+    v->n_ent = n_keep;
+    /* new tombstones of kept entries */
+    for (size_t t = 0; t < n_new_tomb; t++) {
+        uint64_t p = newt[t];
+        bank_live *e = &v->live[p];
+        bank_doc_rec rec;
+        bank_segment_doc(&v->segs[e->seg]->seg, e->rec, &rec);
+        idt_delete(v, p);
+        e->dead = 1;
+        if (!new_fen) fen_add(v->fen, v->fen_cap, p, -1);
+        for (uint32_t c = 0; c < rec.n_chunks; c++) v->chunk_doc[e->seg][rec.chunk_first + c] = MSA_BANK_NO_DOC;
+        seg_runs_cut(&v->sst[e->seg], rec.chunk_first, rec.n_chunks);
+        v->sst[e->seg].n_dead++;
+        v->n_deleted++;
+        v->n_live--;
+        v->n_tokens -= rec.n_tokens;
+        v->n_chunks -= rec.n_chunks;
+        v->text_bytes -= rec.text_zlen;
+    }
+    free(newt);
+    if (new_slots) { /* grown id table: rehash the live entries */
+        free(v->id_slots);
+        v->id_slots = new_slots;
+        v->id_cap = new_cap;
+        for (uint64_t p = 0; p < v->n_ent; p++)
+            if (!v->live[p].dead) idt_insert(v->id_slots, v->id_cap, v, p);
+    }
+    /* the new segments */
+    for (size_t j = nk; j < n_new; j++) {
+        const bank_segment *s = &v->segs[j]->seg;
+        if (s->kind != BANK_SEG_DOCS) continue;
+        bank_seg_state *ss = &v->sst[j];
+        for (uint64_t r = 0; r < s->n_docs; r++) {
+            bank_doc_rec rec;
+            bank_segment_doc(s, r, &rec);
+            bool dead = is_tombstoned(m, rec.index);
+            uint64_t p = v->n_ent++;
+            v->live[p] = (bank_live){(uint32_t)rec.index, (uint32_t)j, (uint32_t)r, dead};
+            atomic_store_explicit(&v->verified[p], 0, memory_order_relaxed);
+            ss->n_ent++;
+            if (dead) {
+                ss->n_dead++;
+                v->n_deleted++;
+            } else {
+                idt_insert(v->id_slots, v->id_cap, v, p);
+                if (!new_fen) fen_add(v->fen, v->fen_cap, p, +1);
+                v->n_live++;
+                v->n_tokens += rec.n_tokens;
+                v->n_chunks += rec.n_chunks;
+                v->text_bytes += rec.text_zlen;
+            }
+            for (uint32_t c = 0; c < rec.n_chunks; c++)
+                v->chunk_doc[j][rec.chunk_first + c] = dead ? MSA_BANK_NO_DOC : (uint32_t)rec.index;
+        }
+        seg_runs_build(s, v->chunk_doc[j], ss);
+    }
+    if (new_fen) {
+        free(v->fen);
+        v->fen = new_fen;
+        v->fen_cap = new_fen_cap;
+        fen_build(v);
+    }
+    for (size_t j = 0; j < n_new; j++) {
+        if (v->segs[j]->seg.kind == BANK_SEG_TEMPLATE) v->tmpl = v->segs[j];
+        v->bytes += v->segs[j]->seg.size;
+    }
+    atomic_fetch_add(&records_indexed, k_rm + added + n_new_tomb + (new_slots ? v->n_ent : 0));
+    for (int l = 0; l < MSA_BANK_MAX_LAYERS; l++) v->spans[l] = spans[l];
+    version_fill_spans(v);
+    bank_manifest_free(m);
+    *out = v;
+    return MSA_OK;
+}
+
+msa_status bank_version_next(const char *path, bank_manifest *m, bank_version *prev, bool routing_in_ram,
+                             bank_version **out) {
+    if (prev && prev->sst) {
+        msa_status st = version_advance(path, prev, m, routing_in_ram, out);
+        if (st != MSA_ERR_UNSUPPORTED) {
+            if (st) bank_manifest_free(m);
+            return st;
+        }
+    }
+    return bank_version_build(path, m, prev, routing_in_ram, out);
 }
 
 /* ---------------------------------------------------------------------------------------------- open/close */
@@ -572,6 +1000,7 @@ msa_status msa_bank_open(const char *path_in, const msa_bank_open_params *params
     }
     if (!st) st = load_newest(b, b->params.routing_in_ram);
     if (!st && b->writable) st = make_durable(b);
+    if (!st && b->writable) bank_clean_stale_work_dirs(path);
     if (!st && b->writable) {
         st = bank_manifest_copy(&b->v->man, &b->work);
         if (!st) bank_clean_orphans(b);
@@ -649,7 +1078,7 @@ uint64_t msa_bank_n_docs(const msa_bank *b) { return b->v->n_live; }
 msa_status msa_bank_doc_at(const msa_bank *b, uint64_t i, msa_bank_doc_info *out) {
     if (i >= b->v->n_live) return msa_fail(MSA_ERR_NOT_FOUND, "%s: document position %llu out of range", b->path,
                                            (unsigned long long)i);
-    fill_info(b->v, i, out);
+    fill_info(b->v, bank_version_nth(b->v, i), out);
     return MSA_OK;
 }
 

@@ -26,11 +26,22 @@ typedef struct bank_seg_view {
     int refs;               /* versions sharing this view */
 } bank_seg_view;
 
-typedef struct bank_live {  /* one live document of a version */
+typedef struct bank_live {  /* one document record of a version (an "entry"), live or deleted */
     uint32_t index;
     uint32_t seg;           /* position in version->segs */
-    uint64_t rec;           /* record number in that segment */
+    uint32_t rec;           /* record number in that segment */
+    uint32_t dead;          /* tombstoned: kept in place (positions stay stable) until its segment is rewritten */
 } bank_live;
+
+typedef struct bank_run {   /* a maximal run of live chunks in one segment: one routing span */
+    uint64_t first, n;
+} bank_run;
+
+typedef struct bank_seg_state { /* per segment of a version */
+    bank_run *runs;
+    uint32_t n_runs, cap_runs;
+    uint64_t n_ent, n_dead; /* its entries in the table, and how many of them are deleted */
+} bank_seg_state;
 
 /* An immutable snapshot: a parsed manifest and the segments it names. */
 typedef struct bank_version {
@@ -38,10 +49,14 @@ typedef struct bank_version {
     bank_seg_view **segs;   /* [man.n_segs] */
     bank_seg_view *tmpl;    /* the template segment or NULL */
     uint32_t **chunk_doc;   /* [n_segs][n_chunks] stable index of each chunk, MSA_BANK_NO_DOC when deleted */
-    bank_live *live;        /* [n_live] sorted by index */
-    _Atomic unsigned char *verified; /* [n_live] content checksum already checked (verify_content) */
+    bank_seg_state *sst;    /* [n_segs] */
+    bank_live *live;        /* [n_ent] every record of the document segments, sorted by index */
+    _Atomic unsigned char *verified; /* [n_ent] content checksum already checked (verify_content) */
+    uint64_t n_ent, cap_ent;
+    uint32_t *fen;          /* Fenwick tree over the entries' liveness [fen_cap + 1]: the i-th live entry */
+    uint64_t fen_cap;
     uint64_t n_live, n_deleted, n_tokens, n_chunks, text_bytes, bytes;
-    uint64_t *id_slots;     /* open-addressing table of live positions + 1 (0 = empty), id_cap entries */
+    uint64_t *id_slots;     /* open-addressing table of live entry positions + 1 (0 = empty), id_cap entries */
     uint64_t id_cap;
     msa_bank_span *spans[MSA_BANK_MAX_LAYERS]; /* [n_spans] per router slot */
     size_t n_spans;
@@ -65,6 +80,11 @@ struct msa_bank {
  * on (compaction): MSA_ERR_NOT_FOUND is returned so the caller can retry with the newer manifest. */
 msa_status bank_version_build(const char *path, bank_manifest *m, const bank_version *prev, bool routing_in_ram,
                               bank_version **out);
+/* The version after a writer's own commit or merge (manifest m, taken over): derived from prev (whose
+ * structures it may take over; the caller frees prev after success) in time proportional to the change,
+ * else rebuilt. */
+msa_status bank_version_next(const char *path, bank_manifest *m, bank_version *prev, bool routing_in_ram,
+                             bank_version **out);
 /* The same over segments inside one mapped export image (borrowed; no files opened). */
 msa_status bank_version_from_image(const uint8_t *base, uint64_t size, bank_manifest *m, const uint64_t *seg_off,
                                    const uint64_t *seg_size, const char *name, bank_version **out);
@@ -73,6 +93,10 @@ void bank_version_free(bank_version *v);
 msa_status bank_read_manifest(const char *path, bank_manifest *out);
 /* Position of live document with id in v, or UINT64_MAX. */
 uint64_t bank_version_find_id(const bank_version *v, const char *id);
+/* Records indexed by version builds and derivations since the process started (tests: the work of a commit). */
+uint64_t bank_records_indexed(void);
+/* Entry position of the i-th live document (i < n_live), in index order. */
+uint64_t bank_version_nth(const bank_version *v, uint64_t i);
 /* Position of live index in v, or UINT64_MAX. */
 uint64_t bank_version_find_index(const bank_version *v, uint64_t index);
 void bank_version_doc(const bank_version *v, uint64_t pos, bank_doc_rec *rec, const bank_seg_view **seg);
@@ -103,6 +127,8 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
 msa_status bank_create_dir(const char *path, const msa_bank_create_params *params);
 msa_status bank_remove_dir(const char *dir);
 msa_status bank_publish_dir(const char *tmp, const char *path);
+/* Remove the work directories of creates and imports of path whose process died (see bank.c). */
+void bank_clean_stale_work_dirs(const char *path);
 /* Writer open: remove files a crashed writer left behind. */
 void bank_clean_orphans(msa_bank *b);
 /* Segment file name of id inside dir into buf. */

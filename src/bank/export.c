@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,8 +20,44 @@
 #define EXPORT_HEADER 4096u
 #define EXPORT_MAX_SEGS 2u
 
+static msa_status export_version(const msa_bank *b, const bank_version *v, const char *path_in);
+
+/* Export holds a shared lock on LOCK for its whole run: no writer can open the bank, so none can publish a
+ * version while the file is written, and what is exported is the bank's newest version at the time the
+ * lock was taken (a reader handle's pinned version may be older: it is read again, without changing the
+ * handle). A writer already at work makes export fail with MSA_ERR_LOCKED, as it does a second writer. A
+ * writer handle exports its own version: it holds the exclusive lock itself. */
 msa_status msa_bank_export(const msa_bank *b, const char *path_in) {
-    const bank_version *v = b->v;
+    if (!b || !path_in) return msa_fail(MSA_ERR_INVALID_ARG, "msa_bank_export: NULL argument");
+    if (b->writable) return export_version(b, b->v, path_in);
+    char lock[4096 + 16];
+    snprintf(lock, sizeof lock, "%s/LOCK", b->path);
+    int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return msa_fail(errno == ELOOP ? MSA_ERR_BAD_DATA : MSA_ERR_IO, "%s: cannot open: %s", lock, strerror(errno));
+    struct stat sb;
+    msa_status st = MSA_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = msa_fail(MSA_ERR_BAD_DATA, "%s: not a regular file (bank files must be regular files)", lock);
+    else if (flock(fd, LOCK_SH | LOCK_NB) != 0)
+        st = errno == EWOULDBLOCK ? msa_fail(MSA_ERR_LOCKED, "%s: locked by a writer; export when it is done", b->path)
+                                  : msa_fail(MSA_ERR_IO, "%s: cannot lock: %s", lock, strerror(errno));
+    bank_manifest m;
+    if (!st) st = bank_read_manifest(b->path, &m);
+    if (!st && m.generation == b->v->man.generation && !memcmp(m.uuid, b->v->man.uuid, 16)) {
+        bank_manifest_free(&m);
+        st = export_version(b, b->v, path_in);
+    } else if (!st) {
+        bank_version *v = NULL; /* the newest version, built beside the handle's (shared segment mappings) */
+        st = bank_version_build(b->path, &m, b->v, false, &v);
+        if (st == MSA_ERR_NOT_FOUND) st = MSA_ERR_BAD_DATA; /* under the lock no writer can move files away */
+        if (!st) st = export_version(b, v, path_in);
+        bank_version_free(v);
+    }
+    close(fd); /* releases the shared lock */
+    return st;
+}
+
+static msa_status export_version(const msa_bank *b, const bank_version *v, const char *path_in) {
     char path[4096], dir[4096], tmp[4096 + 128];
     MSA_TRY(bank_path_norm(path_in, path, sizeof path, "bank export"));
     bank_parent_dir(path, dir, sizeof dir);
@@ -206,6 +243,7 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
     char tmp_path[4096 + 128] = "";
     const char *target = bank_path;
     if (import_target_new(bank_path)) {
+        bank_clean_stale_work_dirs(bank_path);
         char parent[4096];
         bank_parent_dir(bank_path, parent, sizeof parent);
         bank_tmp_name(tmp_path, sizeof tmp_path, parent, bank_base_name(bank_path), "importing");
@@ -254,7 +292,7 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
     for (uint64_t i = 0; !st && i < ev->n_live; i++) {
         bank_doc_rec r;
         const bank_seg_view *sv;
-        bank_version_doc(ev, i, &r, &sv);
+        bank_version_doc(ev, bank_version_nth(ev, i), &r, &sv);
         char *text;
         size_t text_len;
         msa_bank tmp = {.path = (char *)path, .v = ev, .lock_fd = -1};

@@ -581,7 +581,8 @@ static msa_status adopt(msa_bank *b, const bank_manifest *m) {
     bank_manifest copy;
     MSA_TRY(bank_manifest_copy(m, &copy));
     bank_version *v;
-    MSA_TRY(bank_version_build(b->path, &copy, b->v, b->params.routing_in_ram, &v));
+    /* incremental: a commit re-indexes what it changed, not the whole bank */
+    MSA_TRY(bank_version_next(b->path, &copy, b->v, b->params.routing_in_ram, &v));
     bank_version_free(b->v);
     b->v = v;
     return MSA_OK;
@@ -625,8 +626,13 @@ msa_status msa_bank_commit(msa_bank *b) {
     if (!segs || !tomb) return fail_commit(b, msa_fail(MSA_ERR_NOMEM, "bank commit: out of memory"), tmpl_path);
     for (int i = 0; i < n_refs; i++) m->segs[m->n_segs++] = refs[i];
     qsort(m->segs, m->n_segs, sizeof *m->segs, cmp_u64); /* seg_id is the first field */
-    for (size_t i = 0; i < p->n_tomb; i++) m->tombstones[m->n_tombstones++] = p->tomb[i];
-    qsort(m->tombstones, m->n_tombstones, sizeof *m->tombstones, cmp_u64);
+    /* the staged tombstones sorted, then merged into the sorted list from its end: O(list), not a sort of it */
+    if (p->n_tomb) qsort(p->tomb, p->n_tomb, sizeof *p->tomb, cmp_u64);
+    for (size_t i = m->n_tombstones, j = p->n_tomb, k = m->n_tombstones + p->n_tomb; j > 0;) {
+        if (i > 0 && m->tombstones[i - 1] > p->tomb[j - 1]) m->tombstones[--k] = m->tombstones[--i];
+        else m->tombstones[--k] = p->tomb[--j];
+    }
+    m->n_tombstones += p->n_tomb;
     m->generation++;
     bool renamed;
     st = bank_write_manifest(b->path, m, &renamed);
@@ -658,26 +664,46 @@ msa_status msa_bank_commit(msa_bank *b) {
 
 /* ------------------------------------------------------------------------------------------- compaction */
 
+static int cmp_live_index(const void *a, const void *b) {
+    const bank_live *x = a, *y = b;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
 msa_status bank_write_compacted(const bank_version *v, uint64_t min_seg_id, int fd, uint64_t base, uint64_t seg_id,
                                 const char *name, bank_seg_ref *ref) {
     const msa_bank_shape *sh = &v->man.shape;
     seg_writer w;
     sw_init(&w, fd, base, name);
-    /* the live documents of the chosen segments (ids >= min_seg_id), in index order */
-    uint64_t *sel = malloc((v->n_live + 1) * sizeof *sel);
-    bank_doc_rec *recs = malloc((v->n_live + 1) * sizeof *recs);
+    /* the live documents of the chosen segments (ids >= min_seg_id), in index order, found through those
+     * segments alone: a merge of the newest segments costs their size, not the bank's */
+    uint64_t cand = 0;
+    for (size_t i = 0; i < v->man.n_segs; i++)
+        if (v->segs[i]->seg.kind == BANK_SEG_DOCS && v->segs[i]->seg.seg_id >= min_seg_id) cand += v->segs[i]->seg.n_docs;
+    bank_live *sel = malloc((cand + 1) * sizeof *sel);
+    bank_doc_rec *recs = malloc((cand + 1) * sizeof *recs);
     if (!sel || !recs) {
         free(sel);
         free(recs);
         return msa_fail(MSA_ERR_NOMEM, "bank compact: out of memory");
     }
     uint64_t n = 0;
-    for (uint64_t i = 0; i < v->n_live; i++)
-        if (v->segs[v->live[i].seg]->seg.seg_id >= min_seg_id) sel[n++] = i;
+    bool sorted = true;
+    for (size_t i = 0; i < v->man.n_segs; i++) {
+        const bank_segment *sg = &v->segs[i]->seg;
+        if (sg->kind != BANK_SEG_DOCS || sg->seg_id < min_seg_id) continue;
+        for (uint64_t r = 0; r < sg->n_docs; r++) {
+            bank_doc_rec rec;
+            bank_segment_doc(sg, r, &rec);
+            if (v->chunk_doc[i][rec.chunk_first] == MSA_BANK_NO_DOC) continue; /* deleted */
+            if (n && sel[n - 1].index > rec.index) sorted = false;
+            sel[n++] = (bank_live){(uint32_t)rec.index, (uint32_t)i, (uint32_t)r, 0};
+        }
+    }
+    if (!sorted) qsort(sel, n, sizeof *sel, cmp_live_index);
     msa_status st = MSA_OK;
     uint64_t chunk = 0, content = 0, text = 0, strings = 0;
-    for (uint64_t j = 0; j < n; j++) bank_version_doc(v, sel[j], &recs[j], NULL);
-#define SV(j) (v->segs[v->live[sel[j]].seg])
+    for (uint64_t j = 0; j < n; j++) bank_segment_doc(&v->segs[sel[j].seg]->seg, sel[j].rec, &recs[j]);
+#define SV(j) (v->segs[sel[j].seg])
     if (sh->mode == MSA_BANK_NATIVE) {
         if ((st = sw_begin(&w, BANK_SEC_CONTENT, 0))) goto done;
         for (uint64_t j = 0; j < n && !st; j++) {
@@ -712,7 +738,7 @@ msa_status bank_write_compacted(const bank_version *v, uint64_t min_seg_id, int 
         if ((st = sw_begin(&w, BANK_SEC_ROUTE, (uint32_t)l))) goto done;
         for (uint64_t j = 0; j < n && !st; j++) {
             bank_doc_rec orig;
-            bank_segment_doc(&SV(j)->seg, v->live[sel[j]].rec, &orig);
+            bank_segment_doc(&SV(j)->seg, sel[j].rec, &orig);
             uint64_t row = bank_route_row_bytes(sh, l);
             st = sw_write(&w, SV(j)->seg.route[l] + orig.chunk_first * row, (uint64_t)orig.n_chunks * row);
         }
@@ -784,8 +810,10 @@ static msa_status rewrite_segments(msa_bank *b, uint64_t min_seg_id) {
     for (size_t i = 0; i < b->work.n_segs; i++)
         if (b->work.segs[i].seg_id == b->work.template_seg || b->work.segs[i].seg_id < min_seg_id)
             m.segs[n++] = b->work.segs[i];
-    bool any_live = false;
-    for (uint64_t i = 0; i < v->n_live && !any_live; i++) any_live = v->segs[v->live[i].seg]->seg.seg_id >= min_seg_id;
+    bool any_live = false; /* per segment, not per document */
+    for (size_t i = 0; i < v->man.n_segs && !any_live; i++)
+        any_live = v->segs[i]->seg.kind == BANK_SEG_DOCS && v->segs[i]->seg.seg_id >= min_seg_id &&
+                   v->sst[i].n_ent > v->sst[i].n_dead;
     if (!st && any_live) {
         uint64_t seg_id = m.next_seg_id++;
         bank_seg_path(path, sizeof path, b->path, seg_id);

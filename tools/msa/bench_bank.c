@@ -7,13 +7,17 @@
  *   fetch DIR [--cold]       random documents' K̄/V̄ of every router layer: mapping vs one pread per layer
  *   ceilings DIR             memory bandwidth (RAM buffer reduction) and disk bandwidth (cold sequential read
  *                            of the largest segment)
- *   scale DIR [--docs N] [--single M]  N small documents added in one call, then replaced in one call;
- *                            then M single-document adds, M replaces and M deletes, each its own call (open,
- *                            stage, commit, close, as `msa bank add` does); time per operation in the first
- *                            and the last tenth of each phase (flat = near-linear), segments and the open
- *                            files a reader holds. Synthetic-small shape. Defaults N = 10^6, M = 10^4.
- * --cold drops the bank's files from the page cache first (posix_fadvise DONTNEED). Output: one line per
- * measurement, `--json` for machine output. */
+ *   scale DIR [--docs N] [--single M] [--calls C]  N small documents added in one call, then replaced in
+ *                            one call; then M single-document adds, M replaces and M deletes on one writer
+ *                            handle, each with its own durable commit (a server's use); then C of each as
+ *                            separate calls (open, stage, commit, close, as `msa bank add` does: the open
+ *                            validates and indexes the whole bank, O(N)). Time per operation in the first and
+ *                            the last tenth of each phase (flat = no growth with the bank), segments, the
+ *                            writer's and a reader's open files, open times, peak RSS. Synthetic-small shape.
+ *                            Defaults N = 10^6, M = 10^4, C = 100.
+ * --cold drops the bank's files from the page cache first (posix_fadvise DONTNEED). Output: the table every
+ * `msa bench` prints (bench_util: time per call with min/max/IQR and named rates), `--json` the same report
+ * as one msa.bench/1 document. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,8 +29,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "commands.h"
 #include "util/error.h"
+
+static bool bank_json; /* --json: the report is one JSON document */
+
+static bench_report *report(const char *suite) {
+    bench_opts o = bench_default_opts();
+    o.json = bank_json;
+    o.reps = 0, o.warmup = 0; /* each benchmark says in its rows how many runs it made */
+    return bench_report_new(suite, &o);
+}
+
+/* Statistics of a single measurement. */
+static bench_stats one(double seconds) {
+    bench_stats b = {.n = 1, .median = seconds, .min = seconds, .max = seconds, .q1 = seconds, .q3 = seconds};
+    return b;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -152,21 +172,22 @@ static int bench_build(const char *dir, uint64_t tokens, uint64_t doc_tokens, co
     }
     free(text);
     if (st) return cli_fail(st);
-    printf("bank build: %" PRIu64 " documents, %" PRIu64 " tokens, %.2f GB in %.1f s (%.2f GB/s incl. compaction), "
-           "%.1f bytes/token (vectors %.0f + text and tables)\n",
-           in.n_docs, in.n_tokens, (double)in.bytes / 1e9, dt, (double)in.bytes / 1e9 / dt,
-           (double)in.bytes / (double)in.n_tokens, (double)(in.bytes - in.text_bytes) / (double)in.n_tokens);
-    return 0;
+    bench_report *r = report("bank build");
+    bench_report_meta(r, "bank", "%s (%s shape, %" PRIu64 " documents of %" PRIu64 " tokens)", dir, shape_name,
+                      in.n_docs, doc_tokens);
+    bench_stats bs = one(dt);
+    bench_metric m[2] = {{"tokens/s", (double)in.n_tokens, 0}, {"GB/s", (double)in.bytes / 1e9, 0}};
+    char note[160];
+    snprintf(note, sizeof note, "%.2f GB, %.1f bytes/token (vectors %.0f + text and tables), compaction included",
+             (double)in.bytes / 1e9, (double)in.bytes / (double)in.n_tokens,
+             (double)(in.bytes - in.text_bytes) / (double)in.n_tokens);
+    bench_report_row(r, "build", &bs, m, 2, note);
+    return bench_report_finish(r);
 }
 
 /* ------------------------------------------------------------------------------------------------ open */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int bench_open(const char *dir, bool json) {
+static int bench_open(const char *dir) {
     double t[5];
     msa_bank_info in = {0};
     for (int i = 0; i < 5; i++) {
@@ -179,17 +200,14 @@ static int bench_open(const char *dir, bool json) {
         msa_bank_get_info(b, &in);
         msa_bank_close(b);
     }
-    double cold = t[0];
-    qsort(t + 1, 4, sizeof *t, cmp_double);
-    if (json)
-        printf("{\"bench\":\"bank_open\",\"tokens\":%" PRIu64 ",\"documents\":%" PRIu64 ",\"cold_s\":%.4f,"
-               "\"warm_median_s\":%.4f,\"warm_min_s\":%.4f,\"warm_max_s\":%.4f}\n",
-               in.n_tokens, in.n_docs, cold, (t[2] + t[3]) / 2, t[1], t[4]);
-    else
-        printf("bank open: %" PRIu64 " tokens, %" PRIu64 " documents, %.2f GB: cold %.3f s, warm median %.4f s "
-               "(min %.4f, max %.4f)\n",
-               in.n_tokens, in.n_docs, (double)in.bytes / 1e9, cold, (t[2] + t[3]) / 2, t[1], t[4]);
-    return 0;
+    bench_report *r = report("bank open");
+    bench_report_meta(r, "bank", "%s: %" PRIu64 " tokens, %" PRIu64 " documents, %.2f GB", dir, in.n_tokens, in.n_docs,
+                      (double)in.bytes / 1e9);
+    bench_stats cs = one(t[0]), ws;
+    bench_stats_from(t + 1, 4, &ws);
+    bench_report_row(r, "open, cold (page cache dropped)", &cs, NULL, 0, NULL);
+    bench_report_row(r, "open, warm (4 runs)", &ws, NULL, 0, NULL);
+    return bench_report_finish(r);
 }
 
 /* ------------------------------------------------------------------------------------------------ scan */
@@ -244,7 +262,7 @@ static void *scan_worker(void *arg) {
     return NULL;
 }
 
-static int bench_scan(const char *dir, bool cold, bool json) {
+static int bench_scan(const char *dir, bool cold) {
     if (cold) drop_cache(dir);
     msa_bank *b;
     msa_status st = msa_bank_open(dir, NULL, &b);
@@ -255,7 +273,7 @@ static int bench_scan(const char *dir, bool cold, bool json) {
     float *q = malloc((size_t)MSA_BANK_MAX_LAYERS * 4096 * sizeof *q);
     for (int i = 0; i < MSA_BANK_MAX_LAYERS * 4096; i++) q[i] = (float)(i % 17) / 17.0f - 0.5f;
     int runs = cold ? 1 : 3;
-    double best_t = 1e30, bytes = 0;
+    double samples[3], bytes = 0;
     for (int r = 0; r < runs; r++) {
         scan_job jobs[256];
         pthread_t th[256];
@@ -270,20 +288,18 @@ static int bench_scan(const char *dir, bool cold, bool json) {
             pthread_join(th[i], NULL);
             bytes += (double)jobs[i].bytes;
         }
-        double t = now_s() - t0;
-        if (t < best_t) best_t = t;
+        samples[r] = now_s() - t0;
     }
     msa_bank_close(b);
     free(q);
-    if (json)
-        printf("{\"bench\":\"bank_scan\",\"cold\":%s,\"threads\":%d,\"bytes\":%.0f,\"seconds\":%.4f,\"gb_per_s\":%.3f}\n",
-               cold ? "true" : "false", nth, bytes, best_t, bytes / best_t / 1e9);
-    else
-        printf("bank routing-key scan (%s, %d threads, dot product per chunk per layer): %.2f GB in %.3f s = "
-               "%.2f GB/s, %.1f M chunk-layer scores/s\n",
-               cold ? "cold" : "warm, best of 3", nth, bytes / 1e9, best_t, bytes / best_t / 1e9,
-               (double)in.n_chunks * in.shape.n_router / best_t / 1e6);
-    return 0;
+    bench_report *r = report("bank scan");
+    bench_report_meta(r, "scan", "%s: routing keys of %" PRIu64 " chunks x %d router layers, %.2f GB, dot product per "
+                      "chunk per layer, %d threads", dir, in.n_chunks, in.shape.n_router, bytes / 1e9, nth);
+    bench_stats bs;
+    bench_stats_from(samples, runs, &bs);
+    bench_metric m[2] = {{"GB/s", bytes / 1e9, 0}, {"M scores/s", (double)in.n_chunks * in.shape.n_router / 1e6, 0}};
+    bench_report_row(r, cold ? "scan, cold" : "scan, warm (3 runs)", &bs, m, 2, NULL);
+    return bench_report_finish(r);
 }
 
 /* ----------------------------------------------------------------------------------------------- fetch */
@@ -293,7 +309,7 @@ static int bench_scan(const char *dir, bool cold, bool json) {
  * GPU staging tier does). */
 static volatile uint64_t fetch_sink;
 
-static int bench_fetch(const char *dir, bool cold, bool json) {
+static int bench_fetch(const char *dir, bool cold) {
     if (cold) drop_cache(dir);
     msa_bank *b;
     msa_status st = msa_bank_open(dir, NULL, &b);
@@ -344,28 +360,23 @@ static int bench_fetch(const char *dir, bool cold, bool json) {
     free(vb);
     msa_bank_close(b);
     if (st) return cli_fail(st);
+    bench_report *r = report("bank fetch");
+    bench_report_meta(r, "fetch", "%s: K/V means of all %d router layers of %d random documents, %s", dir,
+                      in.shape.n_router, n, cold ? "cold" : "warm");
     for (int mode = 0; mode < 2; mode++) {
-        double total = 0;
-        for (int i = 0; i < n; i++) total += lat[mode][i];
-        qsort(lat[mode], (size_t)n, sizeof lat[mode][0], cmp_double);
-        const char *name = mode == 0 ? "mmap" : "pread";
-        if (json)
-            printf("{\"bench\":\"bank_fetch\",\"path\":\"%s\",\"cold\":%s,\"documents\":%d,\"median_ms\":%.3f,"
-                   "\"p99_ms\":%.3f,\"gb_per_s\":%.3f}\n",
-                   name, cold ? "true" : "false", n, lat[mode][n / 2] * 1e3, lat[mode][n * 99 / 100] * 1e3,
-                   bytes[mode] / total / 1e9);
-        else
-            printf("bank fetch (%s, %s, all %d router layers of %d random documents): median %.3f ms, p99 %.3f ms "
-                   "per document, %.2f GB/s\n",
-                   name, cold ? "cold" : "warm", in.shape.n_router, n, lat[mode][n / 2] * 1e3,
-                   lat[mode][n * 99 / 100] * 1e3, bytes[mode] / total / 1e9);
+        bench_stats bs;
+        bench_stats_from(lat[mode], n, &bs); /* sorts */
+        bench_metric m = {"GB/s", bytes[mode] / n / 1e9, 0};
+        char note[64];
+        snprintf(note, sizeof note, "p99 %.3f ms per document", lat[mode][n * 99 / 100] * 1e3);
+        bench_report_row(r, mode == 0 ? "fetch via the mapping" : "fetch with pread", &bs, &m, 1, note);
     }
-    return 0;
+    return bench_report_finish(r);
 }
 
 /* ---------------------------------------------------------------------------------------------- verify */
 
-static int bench_verify(const char *dir, bool cold, bool json) {
+static int bench_verify(const char *dir, bool cold) {
     if (cold) drop_cache(dir);
     msa_bank *b;
     msa_status st = msa_bank_open(dir, NULL, &b);
@@ -374,14 +385,13 @@ static int bench_verify(const char *dir, bool cold, bool json) {
     st = msa_bank_verify(b, NULL, NULL, &rep);
     msa_bank_close(b);
     if (st) return cli_fail(st);
-    double gbs = (double)rep.bytes_checked / rep.seconds / 1e9;
-    if (json)
-        printf("{\"bench\":\"bank_verify\",\"cold\":%s,\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"gb_per_s\":%.3f}\n",
-               cold ? "true" : "false", rep.bytes_checked, rep.seconds, gbs);
-    else
-        printf("bank verify (%s, all threads): %.2f GB in %.2f s = %.2f GB/s\n", cold ? "cold" : "warm",
-               (double)rep.bytes_checked / 1e9, rep.seconds, gbs);
-    return 0;
+    bench_report *r = report("bank verify");
+    bench_stats bs = one(rep.seconds);
+    bench_metric m = {"GB/s", (double)rep.bytes_checked / 1e9, 0};
+    char note[64];
+    snprintf(note, sizeof note, "%.2f GB checked, all threads", (double)rep.bytes_checked / 1e9);
+    bench_report_row(r, cold ? "verify, cold" : "verify, warm", &bs, &m, 1, note);
+    return bench_report_finish(r);
 }
 
 /* -------------------------------------------------------------------------------------------- ceilings */
@@ -405,7 +415,7 @@ static void *bw_worker(void *arg) {
     return NULL;
 }
 
-static int bench_ceilings(const char *dir, bool json) {
+static int bench_ceilings(const char *dir) {
     /* memory: a 2 GiB buffer read by all threads, best of 3 */
     uint64_t words = ((uint64_t)2 << 30) / 8;
     uint64_t *buf = malloc(words * 8);
@@ -413,7 +423,7 @@ static int bench_ceilings(const char *dir, bool json) {
     for (uint64_t i = 0; i < words; i++) buf[i] = i;
     int nth = n_cpus();
     if (nth > 64) nth = 64;
-    double best = 1e30;
+    double mem_t[3];
     for (int r = 0; r < 3; r++) {
         bw_job jobs[64];
         pthread_t th[64];
@@ -423,11 +433,9 @@ static int bench_ceilings(const char *dir, bool json) {
             pthread_create(&th[i], NULL, bw_worker, &jobs[i]);
         }
         for (int i = 0; i < nth; i++) pthread_join(th[i], NULL);
-        double t = now_s() - t0;
-        if (t < best) best = t;
+        mem_t[r] = now_s() - t0;
     }
     free(buf);
-    double mem = (double)words * 8 / best / 1e9;
     /* disk: the largest file of the bank, dropped from the cache, read sequentially in 8 MiB blocks */
     DIR *d = opendir(dir);
     char biggest[4096 + 300] = "";
@@ -443,7 +451,7 @@ static int bench_ceilings(const char *dir, bool json) {
         }
     }
     if (d) closedir(d);
-    double disk = 0, disk_bytes = 0;
+    double disk_t = 0, disk_bytes = 0;
     if (biggest[0]) {
         int fd = open(biggest, O_RDONLY);
         posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -452,17 +460,25 @@ static int bench_ceilings(const char *dir, bool json) {
         ssize_t n;
         uint64_t limit = (uint64_t)8 << 30; /* at most 8 GiB */
         while (blk && disk_bytes < (double)limit && (n = read(fd, blk, (size_t)8 << 20)) > 0) disk_bytes += (double)n;
-        disk = disk_bytes / (now_s() - t0) / 1e9;
+        disk_t = now_s() - t0;
         free(blk);
         close(fd);
     }
-    if (json)
-        printf("{\"bench\":\"bank_ceilings\",\"memory_gb_per_s\":%.3f,\"threads\":%d,\"disk_gb_per_s\":%.3f,"
-               "\"disk_bytes\":%.0f}\n", mem, nth, disk, disk_bytes);
-    else
-        printf("ceilings: memory read %.2f GB/s (%d threads, 2 GiB buffer); disk sequential read %.2f GB/s "
-               "(%.2f GB of %s, page cache dropped)\n", mem, nth, disk, disk_bytes / 1e9, biggest);
-    return 0;
+    bench_report *r = report("bank ceilings");
+    bench_stats ms;
+    bench_stats_from(mem_t, 3, &ms);
+    bench_metric mm = {"GB/s", (double)words * 8 / 1e9, 0};
+    char name[64];
+    snprintf(name, sizeof name, "memory read (%d threads, 3 runs)", nth);
+    bench_report_row(r, name, &ms, &mm, 1, "a 2 GiB buffer");
+    if (disk_t > 0) {
+        bench_stats ds = one(disk_t);
+        bench_metric dm = {"GB/s", disk_bytes / 1e9, 0};
+        char note[4096 + 400];
+        snprintf(note, sizeof note, "%.2f GB of %s, page cache dropped", disk_bytes / 1e9, biggest);
+        bench_report_row(r, "disk sequential read", &ds, &dm, 1, note);
+    }
+    return bench_report_finish(r);
 }
 
 /* ---------------------------------------------------------------------------------------------- scale */
@@ -504,8 +520,37 @@ typedef struct scale_phase {
     const char *name;
     uint64_t n;
     double total, first, last; /* seconds; per-operation means of the first and last tenth */
+    /* single operations: medians of the first and last tenth, wall clock and process CPU time (the CPU time
+     * leaves out waiting for fsync, whose latency on a shared disk varies far more than the work does) */
+    double med_first, med_last, cpu_first, cpu_last;
     uint64_t segments;
 } scale_phase;
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *a, uint64_t n) {
+    if (!n) return 0;
+    qsort(a, n, sizeof *a, cmp_double);
+    return n % 2 ? a[n / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+}
+
+/* per-operation samples of a phase -> medians of its first and last tenth */
+static void phase_medians(scale_phase *ph, double *wall, double *cpu, uint64_t m) {
+    uint64_t tenth = m / 10 ? m / 10 : 1;
+    ph->med_first = median(wall, tenth);
+    ph->med_last = median(wall + (m - tenth), tenth);
+    ph->cpu_first = median(cpu, tenth);
+    ph->cpu_last = median(cpu + (m - tenth), tenth);
+}
 
 static msa_status scale_open_w(const char *dir, msa_bank **b) {
     msa_bank_open_params op = msa_bank_default_open_params();
@@ -542,13 +587,61 @@ static msa_status scale_one_call(const char *dir, uint64_t n, uint32_t variant, 
     return st;
 }
 
-/* m calls, each: open, one add (kind 0), replace (1) or delete (2), commit, close */
-static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
+/* m single-document operations on one writer handle (a server's use): each one add (kind 0), replace (1)
+ * or delete (2) followed by its own durable commit (segment and manifest fsynced, the merge policy run) */
+static msa_status scale_singles(msa_bank *b, uint64_t k0, uint64_t m, int kind, scale_phase *ph, int *max_fds) {
     double t0 = now_s(), t_first = 0, t_last_start = 0;
     uint64_t tenth = m / 10 ? m / 10 : 1;
+    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
+    if (!wall || !cpu) {
+        free(wall);
+        free(cpu);
+        return MSA_ERR_NOMEM;
+    }
     msa_status st = MSA_OK;
     for (uint64_t i = 0; i < m && !st; i++) {
         if (i == m - tenth) t_last_start = now_s();
+        double w0 = now_s(), c0 = cpu_s();
+        scale_doc sd;
+        scale_make(&sd, k0 + i, kind == 1 ? 7 : 0);
+        if (kind == 2) st = msa_bank_remove(b, sd.id);
+        else st = msa_bank_add(b, &sd.d, true, NULL, NULL);
+        if (!st) st = msa_bank_commit(b);
+        wall[i] = now_s() - w0;
+        cpu[i] = cpu_s() - c0;
+        if (i + 1 == tenth) t_first = now_s() - t0;
+        if (i % 256 == 0) {
+            int fds = count_fds();
+            if (fds > *max_fds) *max_fds = fds;
+        }
+    }
+    ph->total = now_s() - t0;
+    ph->n = m;
+    ph->first = t_first / (double)tenth;
+    ph->last = (now_s() - t_last_start) / (double)tenth;
+    if (!st) phase_medians(ph, wall, cpu, m);
+    free(wall);
+    free(cpu);
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    ph->segments = bi.n_segments;
+    return st;
+}
+
+/* m calls, each: open, one add (kind 0), replace (1) or delete (2), commit, close (a CLI process's use) */
+static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind, scale_phase *ph) {
+    double t0 = now_s(), t_first = 0, t_last_start = 0;
+    uint64_t tenth = m / 10 ? m / 10 : 1;
+    double *wall = malloc(m * sizeof *wall), *cpu = malloc(m * sizeof *cpu);
+    if (!wall || !cpu) {
+        free(wall);
+        free(cpu);
+        return MSA_ERR_NOMEM;
+    }
+    msa_status st = MSA_OK;
+    for (uint64_t i = 0; i < m && !st; i++) {
+        if (i == m - tenth) t_last_start = now_s();
+        double w0 = now_s(), c0 = cpu_s();
         msa_bank *b;
         if ((st = scale_open_w(dir, &b))) break;
         scale_doc sd;
@@ -562,88 +655,137 @@ static msa_status scale_calls(const char *dir, uint64_t k0, uint64_t m, int kind
             ph->segments = bi.n_segments;
         }
         msa_bank_close(b);
+        wall[i] = now_s() - w0;
+        cpu[i] = cpu_s() - c0;
         if (i + 1 == tenth) t_first = now_s() - t0;
     }
     ph->total = now_s() - t0;
     ph->n = m;
     ph->first = t_first / (double)tenth;
     ph->last = (now_s() - t_last_start) / (double)tenth;
+    if (!st) phase_medians(ph, wall, cpu, m);
+    free(wall);
+    free(cpu);
     return st;
 }
 
-static int bench_scale(const char *dir, uint64_t n, uint64_t m, bool json) {
-    if (m > n) m = n;
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* n documents in one call, replaced in one call; then m single-document adds, replaces and deletes on one
+ * writer handle, each committed durably; then c of each as separate calls (open, operation, commit, close) */
+static int bench_scale(const char *dir, uint64_t n, uint64_t m, uint64_t c) {
+    if (m > n / 3) m = n / 3 ? n / 3 : 1;
+    if (c > m) c = m;
     msa_bank_create_params cp = {0};
     msa_bank_shape_named("synthetic-small", &cp.shape);
     msa_status st = msa_bank_create(dir, &cp);
     if (st) return cli_fail(st);
-    scale_phase ph[5] = {{.name = "add, one call"}, {.name = "replace, one call"}, {.name = "add, one per call"},
-                         {.name = "replace, one per call"}, {.name = "delete, one per call"}};
+    enum { NPH = 8 };
+    scale_phase ph[NPH] = {{.name = "add, one call"}, {.name = "replace, one call"},
+                           {.name = "add, single commits"}, {.name = "replace, single commits"},
+                           {.name = "delete, single commits"}, {.name = "add, one per open"},
+                           {.name = "replace, one per open"}, {.name = "delete, one per open"}};
+    int writer_fds = 0, fd_base = count_fds();
+    double open_s = 0;
     if (!st) st = scale_one_call(dir, n, 0, &ph[0]);
     if (!st) st = scale_one_call(dir, n, 1, &ph[1]);
-    if (!st) st = scale_calls(dir, n, m, 0, &ph[2]);       /* new documents n .. n+m-1 */
-    if (!st) st = scale_calls(dir, 0, m, 1, &ph[3]);       /* replace documents 0 .. m-1 */
-    if (!st) st = scale_calls(dir, n - m, m, 2, &ph[4]);   /* delete documents n-m .. n-1 */
+    msa_bank *w = NULL;
+    if (!st) {
+        double t = now_s();
+        st = scale_open_w(dir, &w);
+        open_s = now_s() - t;
+    }
+    /* new documents n .. n+m-1; replace 0 .. m-1; delete n-m .. n-1 */
+    if (!st) st = scale_singles(w, n, m, 0, &ph[2], &writer_fds);
+    if (!st) st = scale_singles(w, 0, m, 1, &ph[3], &writer_fds);
+    if (!st) st = scale_singles(w, n - m, m, 2, &ph[4], &writer_fds);
+    msa_bank_close(w);
+    /* per open: new documents n+m .., replace m .., delete n-m-c .. */
+    if (!st) st = scale_calls(dir, n + m, c, 0, &ph[5]);
+    if (!st) st = scale_calls(dir, m, c, 1, &ph[6]);
+    if (!st) st = scale_calls(dir, n - m - c, c, 2, &ph[7]);
     if (st) return cli_fail(st);
+    writer_fds -= fd_base;
     int fd0 = count_fds();
     msa_bank *b;
+    double t = now_s();
     if ((st = msa_bank_open(dir, NULL, &b))) return cli_fail(st);
+    double reader_open_s = now_s() - t;
     int reader_fds = count_fds() - fd0;
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     msa_bank_close(b);
-    if (json) printf("{\"bench\":\"bank scale\",\"docs\":%" PRIu64 ",\"single\":%" PRIu64 ",\"phases\":[", n, m);
-    for (int i = 0; i < 5; i++) {
+    bench_report *r = report("bank scale");
+    bench_report_meta(r, "scale", "%" PRIu64 " documents in one call, then %" PRIu64 " single-document commits on "
+                      "one writer, then %" PRIu64 " calls of each kind (open, operation, commit, close); time/call is "
+                      "the mean per operation", n, m, c);
+    for (int i = 0; i < NPH; i++) {
         double ratio = ph[i].first > 0 ? ph[i].last / ph[i].first : 0;
-        if (json)
-            printf("%s{\"phase\":\"%s\",\"ops\":%" PRIu64 ",\"seconds\":%.3f,\"first_tenth_us_per_op\":%.2f,"
-                   "\"last_tenth_us_per_op\":%.2f,\"last_over_first\":%.2f,\"segments\":%" PRIu64 "}",
-                   i ? "," : "", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio,
-                   ph[i].segments);
+        double mr = ph[i].med_first > 0 ? ph[i].med_last / ph[i].med_first : 0;
+        double cr = ph[i].cpu_first > 0 ? ph[i].cpu_last / ph[i].cpu_first : 0;
+        bench_stats bs = one(ph[i].n ? ph[i].total / (double)ph[i].n : 0);
+        bench_metric om = {"ops/s", 1, 0};
+        char note[320];
+        if (i < 2)
+            snprintf(note, sizeof note, "%" PRIu64 " ops in %.2f s; first tenth %.2f us/op, last tenth %.2f us/op "
+                     "(x%.2f); %" PRIu64 " segments", ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6,
+                     ratio, ph[i].segments);
         else
-            printf("%-22s %9" PRIu64 " ops %9.2f s   first tenth %9.2f us/op   last tenth %9.2f us/op   x%.2f   "
-                   "%" PRIu64 " segments\n", ph[i].name, ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6,
-                   ratio, ph[i].segments);
+            snprintf(note, sizeof note, "%" PRIu64 " ops in %.2f s; mean first/last tenth %.2f/%.2f us (x%.2f); "
+                     "median %.2f -> %.2f us (x%.2f); CPU median %.2f -> %.2f us (x%.2f); %" PRIu64 " segments",
+                     ph[i].n, ph[i].total, ph[i].first * 1e6, ph[i].last * 1e6, ratio, ph[i].med_first * 1e6,
+                     ph[i].med_last * 1e6, mr, ph[i].cpu_first * 1e6, ph[i].cpu_last * 1e6, cr, ph[i].segments);
+        bench_report_row(r, ph[i].name, &bs, &om, 1, note);
     }
-    if (json)
-        printf("],\"live_docs\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"reader_open_files\":%d}\n", bi.n_docs,
-               bi.n_segments, reader_fds);
-    else
-        printf("end: %" PRIu64 " live documents, %" PRIu64 " segments, a reader holds %d open files\n", bi.n_docs,
-               bi.n_segments, reader_fds);
-    return 0;
+    bench_report_meta(r, "writer", "writable open of %" PRIu64 " documents %.3f s; at most %d open files beyond "
+                      "the process's own", n, open_s, writer_fds);
+    bench_report_meta(r, "end", "%" PRIu64 " live documents, %" PRIu64 " segments, reader open %.3f s holding %d "
+                      "open files, peak RSS %.2f GB", bi.n_docs, bi.n_segments, reader_open_s, reader_fds,
+                      (double)peak_rss_kb() / 1e6);
+    return bench_report_finish(r);
 }
 
 int bench_bank(int argc, char **argv) {
     bool help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
     if (argc < 3 || help) {
         fprintf(help ? stdout : stderr, "usage: msa bench bank build|open|scan|verify|fetch|ceilings|scale DIR [--tokens N] [--doc-tokens D] "
-                        "[--shape NAME] [--docs N] [--single M] [--cold] [--json]\n");
+                        "[--shape NAME] [--docs N] [--single M] [--calls C] [--cold] [--json]\n");
         return help ? 0 : 64;
     }
     const char *what = argv[1], *dir = argv[2], *shape = "msa-4b";
-    uint64_t tokens = 10000000, doc_tokens = 4096, n_docs = 1000000, n_single = 10000;
-    bool cold = false, json = false;
+    uint64_t tokens = 10000000, doc_tokens = 4096, n_docs = 1000000, n_single = 10000, n_calls = 100;
+    bool cold = false;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--doc-tokens") && i + 1 < argc) doc_tokens = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = argv[++i];
         else if (!strcmp(argv[i], "--docs") && i + 1 < argc) n_docs = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--single") && i + 1 < argc) n_single = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--calls") && i + 1 < argc) n_calls = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--cold")) cold = true;
-        else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--json")) bank_json = true;
         else return cli_usage_error("bench bank", "unknown option '%s'", argv[i]);
     }
     if (!tokens || !doc_tokens) return cli_usage_error("bench bank", "--tokens and --doc-tokens must be positive");
     if (!strcmp(what, "build")) return bench_build(dir, tokens, doc_tokens, shape);
-    if (!strcmp(what, "open")) return bench_open(dir, json);
-    if (!strcmp(what, "scan")) return bench_scan(dir, cold, json);
-    if (!strcmp(what, "verify")) return bench_verify(dir, cold, json);
-    if (!strcmp(what, "fetch")) return bench_fetch(dir, cold, json);
-    if (!strcmp(what, "ceilings")) return bench_ceilings(dir, json);
+    if (!strcmp(what, "open")) return bench_open(dir);
+    if (!strcmp(what, "scan")) return bench_scan(dir, cold);
+    if (!strcmp(what, "verify")) return bench_verify(dir, cold);
+    if (!strcmp(what, "fetch")) return bench_fetch(dir, cold);
+    if (!strcmp(what, "ceilings")) return bench_ceilings(dir);
     if (!strcmp(what, "scale")) {
-        if (!n_docs || !n_single) return cli_usage_error("bench bank", "--docs and --single must be positive");
-        return bench_scale(dir, n_docs, n_single, json);
+        if (!n_docs || !n_single || !n_calls)
+            return cli_usage_error("bench bank", "--docs, --single and --calls must be positive");
+        return bench_scale(dir, n_docs, n_single, n_calls);
     }
     return cli_usage_error("bench bank", "unknown benchmark '%s'", what);
 }

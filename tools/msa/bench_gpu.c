@@ -11,6 +11,7 @@
  *            tokens, up to --encode-tokens: tokens/s.
  * Medians with spread over --reps (bench_util); --json for one JSON document. */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,69 +100,93 @@ static void decode_once(void *p) {
 
 /* ------------------------------------------------------------------------------------------- encode */
 
-/* Documents of 200..2,000 tokens cut from the *.txt files of dir until `want` tokens. */
-static msa_status encode_docs(const msa_model *m, const char *dir, int64_t want, int32_t ***docs, size_t **lens,
-                              size_t *n_docs, int64_t *total) {
-    *docs = NULL, *lens = NULL, *n_docs = 0, *total = 0;
-    DIR *d = opendir(dir);
-    if (!d) return msa_fail(MSA_ERR_NOT_FOUND, "--encode-dir %s: cannot open", dir);
-    size_t cap = 0;
-    uint64_t rng = 42;
+/* What encode_docs collects: documents of 200..2,000 tokens until `want` tokens. */
+typedef struct {
+    const msa_model *m;
+    int64_t want, total;
+    int32_t **docs;
+    size_t *lens, n_docs, cap;
+    uint64_t rng;
+} doc_set;
+
+/* Cut one text file into documents. */
+static msa_status add_file_docs(doc_set *ds, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return MSA_OK;
+    char *text = NULL;
+    size_t len = 0, got;
+    char buf[1 << 16];
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        char *t = realloc(text, len + got + 1);
+        if (!t) break;
+        text = t;
+        memcpy(text + len, buf, got);
+        len += got;
+    }
+    fclose(f);
     msa_status st = MSA_OK;
-    struct dirent *e;
-    while (st == MSA_OK && *total < want && (e = readdir(d))) {
-        size_t nl = strlen(e->d_name);
-        if (nl < 5 || strcmp(e->d_name + nl - 4, ".txt")) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        char *text = NULL;
-        size_t len = 0, got;
-        char buf[1 << 16];
-        while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-            char *t = realloc(text, len + got + 1);
-            if (!t) break;
-            text = t;
-            memcpy(text + len, buf, got);
-            len += got;
-        }
-        fclose(f);
-        int32_t *ids = NULL;
-        size_t n = 0;
-        if (text && msa_tokenize(msa_model_tokenizer(m), text, len, false, &ids, &n) == MSA_OK) {
-            for (size_t at = 0; at + 200 <= n && *total < want;) {
-                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-                size_t dl = 200 + (size_t)((rng >> 33) % 1801);
-                if (at + dl > n) dl = n - at;
-                if (*n_docs == cap) {
-                    cap = cap ? 2 * cap : 1024;
-                    int32_t **nd = realloc(*docs, cap * sizeof **docs);
-                    size_t *nls = realloc(*lens, cap * sizeof **lens);
-                    if (nd) *docs = nd;
-                    if (nls) *lens = nls;
-                    if (!nd || !nls) {
-                        st = MSA_ERR_NOMEM;
-                        break;
-                    }
-                }
-                int32_t *doc = malloc(dl * sizeof *doc);
-                if (!doc) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (text && msa_tokenize(msa_model_tokenizer(ds->m), text, len, false, &ids, &n) == MSA_OK) {
+        for (size_t at = 0; at + 200 <= n && ds->total < ds->want;) {
+            ds->rng = ds->rng * 6364136223846793005ull + 1442695040888963407ull;
+            size_t dl = 200 + (size_t)((ds->rng >> 33) % 1801);
+            if (at + dl > n) dl = n - at;
+            if (ds->n_docs == ds->cap) {
+                size_t cap = ds->cap ? 2 * ds->cap : 1024;
+                int32_t **nd = realloc(ds->docs, cap * sizeof *nd);
+                if (nd) ds->docs = nd;
+                size_t *nls = realloc(ds->lens, cap * sizeof *nls);
+                if (nls) ds->lens = nls;
+                if (!nd || !nls) {
                     st = MSA_ERR_NOMEM;
                     break;
                 }
-                memcpy(doc, ids + at, dl * sizeof *doc);
-                (*docs)[*n_docs] = doc;
-                (*lens)[(*n_docs)++] = dl;
-                *total += (int64_t)dl;
-                at += dl;
+                ds->cap = cap;
             }
+            int32_t *doc = malloc(dl * sizeof *doc);
+            if (!doc) {
+                st = MSA_ERR_NOMEM;
+                break;
+            }
+            memcpy(doc, ids + at, dl * sizeof *doc);
+            ds->docs[ds->n_docs] = doc;
+            ds->lens[ds->n_docs++] = dl;
+            ds->total += (int64_t)dl;
+            at += dl;
         }
-        free(ids);
-        free(text);
+    }
+    free(ids);
+    free(text);
+    return st;
+}
+
+/* The *.txt files of dir and its subdirectories (a few levels: data/corpora keeps one folder per corpus). */
+static msa_status add_dir_docs(doc_set *ds, const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return depth ? MSA_OK : msa_fail(MSA_ERR_NOT_FOUND, "--encode-dir %s: cannot open", dir);
+    msa_status st = MSA_OK;
+    struct dirent *e;
+    while (st == MSA_OK && ds->total < ds->want && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        struct stat sb;
+        if (stat(path, &sb) != 0) continue;
+        size_t nl = strlen(e->d_name);
+        if (S_ISDIR(sb.st_mode) && depth < 3) st = add_dir_docs(ds, path, depth + 1);
+        else if (S_ISREG(sb.st_mode) && nl >= 5 && !strcmp(e->d_name + nl - 4, ".txt")) st = add_file_docs(ds, path);
     }
     closedir(d);
-    if (st == MSA_OK && *n_docs == 0) st = msa_fail(MSA_ERR_NOT_FOUND, "--encode-dir %s: no *.txt text found", dir);
+    return st;
+}
+
+static msa_status encode_docs(const msa_model *m, const char *dir, int64_t want, int32_t ***docs, size_t **lens,
+                              size_t *n_docs, int64_t *total) {
+    doc_set ds = {.m = m, .want = want, .rng = 42};
+    msa_status st = add_dir_docs(&ds, dir, 0);
+    if (st == MSA_OK && ds.n_docs == 0) st = msa_fail(MSA_ERR_NOT_FOUND, "--encode-dir %s: no *.txt text found", dir);
+    *docs = ds.docs, *lens = ds.lens, *n_docs = ds.n_docs, *total = ds.total;
     return st;
 }
 

@@ -104,8 +104,8 @@ void bench_time(bench_fn fn, void *ctx, int warmup, int reps, bench_stats *s) {
 
 struct bench_report {
     bool json;
-    char header[128]; /* the metric names of the last header printed: a row with others prints a new one */
-    json_t *doc;  /* {"bench": suite, "meta": {...}, "results": [...]} */
+    char header[256]; /* the metric names of the last header printed: a row with others prints a new one */
+    json_t *doc;  /* {"schema": "msa.bench/1", "bench": suite, "meta": {...}, "results": [...]} */
     json_t *meta;
     json_t *results;
 };
@@ -117,9 +117,11 @@ bench_report *bench_report_new(const char *suite, const bench_opts *o) {
         exit(71);
     }
     r->json = o->json;
+    snprintf(r->header, sizeof r->header, "%s", "(none yet)"); /* the first row prints the header */
     r->doc = json_object();
     r->meta = json_object();
     r->results = json_array();
+    json_object_set_new(r->doc, "schema", json_string("msa.bench/1"));
     json_object_set_new(r->doc, "bench", json_string(suite));
     json_object_set(r->doc, "meta", r->meta);
     json_object_set(r->doc, "results", r->results);
@@ -148,6 +150,24 @@ static void fmt_time(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%.3f s", s);
 }
 
+/* A rate in at most 7 characters: 3 significant digits, k/M/G for large values. */
+static void fmt_rate(char *buf, size_t n, double v) {
+    if (v >= 1e10) snprintf(buf, n, "%.1fG", v / 1e9);
+    else if (v >= 1e9) snprintf(buf, n, "%.2fG", v / 1e9);
+    else if (v >= 1e7) snprintf(buf, n, "%.1fM", v / 1e6);
+    else if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e4) snprintf(buf, n, "%.1fk", v / 1e3);
+    else if (v >= 100) snprintf(buf, n, "%.0f", v);
+    else if (v >= 1) snprintf(buf, n, "%.2f", v);
+    else snprintf(buf, n, "%.3g", v);
+}
+
+/* A rate column: as wide as its name, at least 8 (12 with a share of the ceiling). */
+static int metric_width(const bench_metric *m) {
+    int w = (int)strlen(m->name), min = m->ceiling > 0 ? 12 : 8;
+    return w > min ? w : min;
+}
+
 void bench_report_row(bench_report *r, const char *name, const bench_stats *s, const bench_metric *m, int n_m,
                       const char *note) {
     json_t *row = json_object();
@@ -174,34 +194,34 @@ void bench_report_row(bench_report *r, const char *name, const bench_stats *s, c
     if (r->json) return;
 
     bench_progress_done();
-    char names[128] = "";
+    /* One table style for every benchmark: the time per call (median, min, max, interquartile range as a
+     * percentage of the median), then each rate at the median, with its share of the ceiling when it has one.
+     * Rows stay within ~120 columns and every column has a name; spreads of the rates are in --json. */
+    char names[256] = "";
     for (int i = 0; i < n_m; i++)
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s|", m[i].name);
     if (strcmp(names, r->header)) {
-        printf("%-34s %12s %22s %8s", "name", "time/call", "min .. max", "IQR%");
-        for (int i = 0; i < n_m; i++) printf("  %26s", m[i].name);
+        printf("%-34s %10s %10s %10s %6s", "name", "time/call", "min", "max", "IQR%");
+        for (int i = 0; i < n_m; i++) printf(" %*s", metric_width(&m[i]), m[i].name);
         printf("\n");
         snprintf(r->header, sizeof r->header, "%s", names);
     }
-    char med[32], lo[32], hi[32], range[80];
+    char med[32], lo[32], hi[32];
     fmt_time(med, sizeof med, s->median);
     fmt_time(lo, sizeof lo, s->min);
     fmt_time(hi, sizeof hi, s->max);
-    snprintf(range, sizeof range, "%s .. %s", lo, hi);
-    printf("%-34s %12s %22s %7.1f%%", name, med, range, s->median > 0 ? 100 * (s->q3 - s->q1) / s->median : 0);
+    printf("%-34s %10s %10s %10s %5.1f%%", name, med, lo, hi, s->median > 0 ? 100 * (s->q3 - s->q1) / s->median : 0);
     for (int i = 0; i < n_m; i++) {
-        char cell[64];
+        char num[32], cell[48];
         double v = s->median > 0 ? m[i].amount / s->median : 0;
-        double vlo = s->max > 0 ? m[i].amount / s->max : 0, vhi = s->min > 0 ? m[i].amount / s->min : 0;
-        if (m[i].ceiling > 0)
-            snprintf(cell, sizeof cell, "%.2f (%.2f-%.2f) %3.0f%%", v, vlo, vhi, 100 * v / m[i].ceiling);
-        else
-            snprintf(cell, sizeof cell, "%.2f (%.2f-%.2f)", v, vlo, vhi);
-        printf("  %26s", cell);
+        fmt_rate(num, sizeof num, v);
+        if (m[i].ceiling > 0) snprintf(cell, sizeof cell, "%s %3.0f%%", num, 100 * v / m[i].ceiling);
+        else snprintf(cell, sizeof cell, "%s", num);
+        printf(" %*s", metric_width(&m[i]), cell);
     }
     printf("\n");
-    /* the note on its own labelled line: rows stay within ~150 columns and every column has a name */
-    if (note) printf("%-34s note: %s\n", "", note);
+    /* the note on its own labelled line */
+    if (note) printf("  note: %s\n", note);
     fflush(stdout);
 }
 

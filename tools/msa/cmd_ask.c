@@ -1,13 +1,14 @@
 /* cmd_ask.c — `msa ask` (one question over a bank) and `msa chat` (an interactive conversation over a bank).
  *
- * Both stream the answer as it is generated (read mode; native mode prints it when done) and stop it on
- * Ctrl-C. chat reads lines through libedit on a terminal (line editing, history), understands /help, /bye,
- * /docs and /clear, joins lines ending in '\' and """ blocks, ignores blank lines, and carries the previous
+ * Both stream the answer as it is generated (both modes; native mode streams the text decoded after the
+ * question injection) and stop it on Ctrl-C. chat reads lines through libedit on a terminal (line editing, history), understands /help, /bye,
+ * /docs, /context and /clear, joins lines ending in '\' and """ blocks, ignores blank lines, and carries the previous
  * turns into each new question (bounded by --history and the model's context; docs/cli.md). --json output
  * and errors follow the versioned schemas in docs/cli.md. */
 #include <editline/readline.h>
 #include <errno.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,34 +27,16 @@ typedef struct ask_opts {
     int history;
 } ask_opts;
 
-static const char *status_name(msa_status st) { return msa_strerror(st); }
-
-/* With --json an error is an object on stdout (and the one line on stderr as always). */
+/* With --json an error is also an object on stdout (cli_json_errors, set by main.c, makes cli_fail and
+ * cli_usage_error print it). */
 static int fail_json(bool json, msa_status st) {
-    const char *msg = msa_last_error();
-    int code = cli_fail(st);
-    if (json) {
-        json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", status_name(st),
-                              "exit_code", code, "message", msg && msg[0] ? msg : msa_strerror(st));
-        char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-        if (s) puts(s);
-        free(s);
-        json_decref(o);
-    }
-    return code;
+    (void)json;
+    return cli_fail(st);
 }
 
 static int usage_json(bool json, const char *cmd, const char *msg) {
-    fprintf(stderr, "msa %s: %s\n", cmd, msg);
-    if (json) {
-        json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", "usage",
-                              "exit_code", 64, "message", msg);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (s) puts(s);
-        free(s);
-        json_decref(o);
-    }
-    return 64;
+    (void)json;
+    return cli_usage_error(cmd, "%s", msg);
 }
 
 static void from_args(const cli_args *a, ask_opts *o) {
@@ -154,6 +137,16 @@ static void print_routing(FILE *f, const msa_ask_result *r) {
             fputc('\n', f);
         }
     }
+}
+
+/* The timing line (-v; `msa ask` also when Ctrl-C stopped the answer). */
+static void print_timings(FILE *f, const char *cmd, const msa_ask_result *r, float temperature) {
+    char hist[96] = "";
+    if (!strcmp(cmd, "chat"))
+        snprintf(hist, sizeof hist, " with %zu previous messages of the conversation", r->n_history_used);
+    fprintf(f, "msa %s: prompt %llu tokens%s | answer %llu tokens | routing %.2f s, total %.2f s%s\n", cmd,
+            (unsigned long long)r->n_prompt_tokens, hist, (unsigned long long)r->n_generated_tokens, r->seconds_route,
+            r->seconds_total, temperature > 0 ? "" : " | greedy");
 }
 
 /* Streaming: pieces go to stdout as they come; the leading whitespace of an answer is dropped (the answer
@@ -260,7 +253,7 @@ int cmd_ask(const cli_args *a) {
         if (o.json) {
             print_json("msa.ask/1", &o, o.question, &r);
         } else {
-            if (!sm.any && r.answer) fputs(r.answer, stdout); /* native mode: not streamed */
+            if (!sm.any && r.answer) fputs(r.answer, stdout); /* nothing was streamed (e.g. --json off mid-way) */
             fputc('\n', stdout);
             fflush(stdout);
             if (o.verbose) print_routing(stderr, &r);
@@ -271,6 +264,7 @@ int cmd_ask(const cli_args *a) {
             fprintf(stderr, "msa ask: interrupted\n");
             rc = 130;
         }
+        if (!o.json && (r.cancelled || o.verbose)) print_timings(stderr, "ask", &r, o.ap.temperature);
         msa_ask_result_free(&r);
     }
     msa_bank_close(bank);
@@ -340,6 +334,13 @@ static bool append(char **buf, size_t *len, const char *s, size_t n) {
     return true;
 }
 
+/* Whether another whole line is already waiting on the terminal (a terminal in canonical mode polls readable
+ * only once a line is complete): within 30 ms of the last one, as a paste delivers its lines. */
+static bool pasted_more(void) {
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    return poll(&p, 1, 30) > 0 && (p.revents & POLLIN);
+}
+
 /* A whole question: joins lines ending in '\' and """ ... """ blocks. NULL at end of input. */
 static char *read_question(bool tty) {
     char *line = read_line(tty, tty ? ">>> " : "");
@@ -357,13 +358,16 @@ static char *read_question(bool tty) {
         free(line);
         return q ? q : strdup("");
     }
+    const bool command = line[strspn(line, " \t")] == '/';
     for (;;) {
         size_t l = strlen(line);
         bool more = l && line[l - 1] == '\\';
         if (more) line[--l] = 0;
         append(&q, &n, line, l);
         free(line);
-        if (!more) break;
+        /* pasted text: on a terminal, lines that are already waiting when one ends came in one burst (a
+         * paste, not typing) and belong to the same question */
+        if (!more && !(tty && !command && n && pasted_more())) break;
         append(&q, &n, "\n", 1);
         if (!(line = read_line(tty, tty ? "... " : ""))) break;
     }
@@ -371,11 +375,13 @@ static char *read_question(bool tty) {
 }
 
 static const char chat_help[] =
-    "  /help   this list\n"
-    "  /bye    end the chat (Ctrl-D too)\n"
-    "  /docs   the documents the last answer was routed to\n"
-    "  /clear  forget the conversation so far\n"
-    "  A line ending in \\ continues on the next one; \"\"\" on its own line starts and ends a block.\n"
+    "  /help     this list\n"
+    "  /bye      end the chat (Ctrl-D too)\n"
+    "  /docs     the documents the last answer was routed to\n"
+    "  /context  the prompt of the last answer as the model read it (documents, previous turns, question)\n"
+    "  /clear    forget the conversation so far\n"
+    "  A line ending in \\ continues on the next one; \"\"\" on its own line starts and ends a block;\n"
+    "  pasted lines are one question.\n"
     "  Ctrl-C stops an answer; a second Ctrl-C quits.\n";
 
 static void history_path(char *buf, size_t cap) {
@@ -444,6 +450,13 @@ int cmd_chat(const cli_args *a) {
             } else if (!strcmp(c, "/docs")) {
                 if (have_last) print_routing(stdout, &last);
                 else puts("no answer yet");
+            } else if (!strcmp(c, "/context")) {
+                if (have_last && last.transcript) {
+                    fputs(last.transcript, stdout);
+                    if (last.transcript[0] && last.transcript[strlen(last.transcript) - 1] != '\n') fputc('\n', stdout);
+                } else {
+                    puts("no answer yet");
+                }
             } else if (!strcmp(c, "/clear")) {
                 hist_clear(&h);
                 puts("conversation cleared");
@@ -492,10 +505,7 @@ int cmd_chat(const cli_args *a) {
             fflush(stdout);
             if (o.verbose) {
                 print_routing(stderr, &r);
-                fprintf(stderr, "msa chat: prompt %llu tokens with %zu previous messages of the conversation | answer %llu "
-                                "tokens | routing %.2f s, total %.2f s%s\n",
-                        (unsigned long long)r.n_prompt_tokens, r.n_history_used, (unsigned long long)r.n_generated_tokens,
-                        r.seconds_route, r.seconds_total, ap.temperature > 0 ? "" : " | greedy");
+                print_timings(stderr, "chat", &r, ap.temperature);
             }
         }
         /* the turn joins the conversation (a stopped answer too: it is what the user saw) */

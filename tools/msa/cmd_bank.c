@@ -686,7 +686,8 @@ int bank_ls(const cli_args *a) {
             return cli_fail(msa_fail(MSA_ERR_NOMEM, "out of memory"));
         }
         if (json) { /* never a silently dropped document: an id jansson would refuse is shown escaped */
-            json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "id", id, "index", (json_int_t)d.index, "tokens",
+            json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "schema", "msa.bank.ls/1", "id", id, "index",
+                                  (json_int_t)d.index, "tokens",
                                   (json_int_t)d.n_tokens, "chunks", (json_int_t)d.n_chunks, "hash", h);
             if (o && escaped) json_object_set_new(o, "id_escaped", json_true());
             if (o && d.meta_json[0]) {

@@ -1,9 +1,11 @@
 /* cmd_tokenize.c — `msa tokenize`: text on stdin to token ids, or ids back to text with --decode.
  *   msa tokenize (-m MODEL | --tokenizer FILE) [--json] [--special] [--decode]
- * Ids print space-separated on one line (a JSON array with --json). --special lets special-token strings
+ * Ids print space-separated on one line (with --json one object: {"schema": "msa.tokenize/1", "ids": [...]},
+ * or {"schema": "msa.tokenize/1", "text": "..."} for --decode). --special lets special-token strings
  * in the text become special ids (otherwise they are plain text). --decode reads ids separated by spaces,
  * commas or newlines, or a JSON array, and writes the decoded bytes as they are. MODEL may be a Hugging
  * Face directory, a tokenizer.json or a GGUF file; only its tokenizer is loaded. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,19 @@ int cmd_tokenize(const cli_args *a) {
             st = msa_detokenize(tok, ids, n, &text, &tlen);
             if (st != MSA_OK) {
                 rc = cli_fail(st);
+            } else if (json) { /* text that is not UTF-8 (a partial character): its non-ASCII bytes become '?' */
+                json_t *t = json_stringn(text, tlen);
+                if (!t) {
+                    for (size_t i = 0; i < tlen; i++)
+                        if ((unsigned char)text[i] >= 0x80) text[i] = '?';
+                    t = json_stringn(text, tlen);
+                }
+                json_t *o = json_pack("{s:s, s:o}", "schema", "msa.tokenize/1", "text", t ? t : json_string(""));
+                char *js = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+                if (js) puts(js);
+                free(js);
+                json_decref(o);
+                free(text);
             } else {
                 fwrite(text, 1, tlen, stdout);
                 /* a terminal gets the prompt back on its own line; a pipe gets the bytes exactly */
@@ -109,9 +124,9 @@ int cmd_tokenize(const cli_args *a) {
         if (st != MSA_OK) {
             rc = cli_fail(st);
         } else {
-            if (json) fputc('[', stdout);
+            if (json) fputs("{\"schema\":\"msa.tokenize/1\",\"ids\":[", stdout);
             for (size_t i = 0; i < n; i++) printf(i ? (json ? ",%d" : " %d") : "%d", (int)ids[i]);
-            fputs(json ? "]\n" : "\n", stdout);
+            fputs(json ? "]}\n" : "\n", stdout);
             free(ids);
         }
     }

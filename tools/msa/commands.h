@@ -36,6 +36,10 @@ int bench_gpu(int argc, char **argv);
 /* Print "msa <command>: <message>" for a failed status (msa_last_error, else msa_strerror) to stderr and
  * return the exit code for it. */
 int cli_fail(msa_status st);
+/* Set when the command line has --json: cli_fail and cli_usage_error then also print the error as one JSON
+ * object on stdout ({"schema": "msa.error/1", "error": {"status", "exit_code", "message"}}, docs/cli.md). */
+extern bool cli_json_errors;
+void cli_json_error(const char *status, int code, const char *msg);
 /* Print "msa <cmd>: <message>" to stderr and return 64 (usage). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -8,19 +8,39 @@
 
 #include "commands.h"
 
+bool cli_json_errors;
+
+void cli_json_error(const char *status, int code, const char *msg) {
+    json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", status, "exit_code",
+                          code, "message", msg);
+    if (!o) { /* a message that is not UTF-8: the object without it rather than no object */
+        o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", status, "exit_code", code,
+                      "message", "(message not valid UTF-8; see stderr)");
+    }
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (s) puts(s);
+    fflush(stdout);
+    free(s);
+    json_decref(o);
+}
+
 int cli_fail(msa_status st) {
     const char *msg = msa_last_error();
-    fprintf(stderr, "msa%s%s: %s\n", cli_current[0] ? " " : "", cli_current, (msg && msg[0]) ? msg : msa_strerror(st));
-    return msa_status_exit_code(st);
+    if (!msg || !msg[0]) msg = msa_strerror(st);
+    fprintf(stderr, "msa%s%s: %s\n", cli_current[0] ? " " : "", cli_current, msg);
+    int code = msa_status_exit_code(st);
+    if (cli_json_errors) cli_json_error(msa_strerror(st), code, msg);
+    return code;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    char msg[1024];
     va_list ap;
-    fprintf(stderr, "msa %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "msa %s: %s\n", cmd, msg);
+    if (cli_json_errors) cli_json_error("usage", 64, msg);
     return 64;
 }
 
@@ -107,6 +127,8 @@ int main(int argc, char **argv) {
                 cli_help(stdout, c);
                 return 0;
             }
+        for (int i = 1 + words; i < argc; i++)
+            if (!strcmp(argv[i], "--json")) cli_json_errors = true;
         return c->raw(argc - 1, argv + 1);
     }
     cli_args a;
@@ -115,16 +137,12 @@ int main(int argc, char **argv) {
         /* with --json the error is JSON on stdout too (docs/cli.md), also when the command line is wrong */
         for (int i = 1 + words; i < argc; i++)
             if (!strcmp(argv[i], "--json")) {
-                json_t *o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", "usage",
-                                      "exit_code", rc, "message", cli_usage_message);
-                char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-                if (s) puts(s);
-                free(s);
-                json_decref(o);
+                cli_json_error("usage", rc, cli_usage_message);
                 break;
             }
     }
     if (rc) return rc < 0 ? 0 : rc;
+    cli_json_errors = cli_has(&a, "--json");
     rc = c->run(&a);
     cli_args_free(&a);
     return rc;

@@ -6,6 +6,9 @@
  * as the CPU does (bf16(bf16(q.k) * scale)) and the output to bf16; the CPU's rounding of each probability
  * to bf16 is not reproduced (its effect is below the output's own bf16 rounding; tests/gpu checks it).
  *
+ * Rows scan their own sequence's range 32 keys at a time (a ballot of the visible ones), so the slots of
+ * other sequences that batched decoding interleaves are skipped at a thirty-second of a key's cost.
+ *
  * Few rows over many keys (decode) split the keys over several blocks per (row, head) (flash-decoding): each
  * writes its partial (max, sum, accumulator) and a second kernel merges them, so a single query still fills
  * the GPU. Many rows (prefill, stage-1 encoding) take the tiled kernel: a block of 32 query rows of one
@@ -45,38 +48,53 @@ __global__ void k_attention(msa_attn_args a, const float *q, float *out, const f
     float m = -INFINITY, s = 0.0f;
     const int S = gridDim.z, z = blockIdx.z;
     const int e_lo = (int)((int64_t)n_keys * z / S), e_hi = (int)((int64_t)n_keys * (z + 1) / S);
-    for (int e = e_lo + warp; e < e_hi; e += ATT_WARPS) {
-        const float *kk, *vv;
-        if (e < a.n_ex) {
-            kk = ek + ((size_t)kvh * a.n_ex + e) * D;
-            vv = ev + ((size_t)kvh * a.n_ex + e) * D;
-        } else {
-            const int t = begin + e - a.n_ex;
-            if (slot_seq[t] != qseq || (!slot_valid[t] && t != qslot)) continue;
-            kk = kc + ((size_t)kvh * a.n_ctx + t) * D;
-            vv = vc + ((size_t)kvh * a.n_ctx + t) * D;
+    /* Each warp takes 32 keys at a time: the lanes test visibility together (one coalesced read of the slot
+     * tables) and the warp then computes only the visible keys, so the other sequences' slots interleaved by
+     * batched decoding cost 1/32 of a key each. */
+    for (int e0 = e_lo + 32 * warp; e0 < e_hi; e0 += 32 * ATT_WARPS) {
+        bool vis = false;
+        const int el = e0 + lane;
+        if (el < e_hi) {
+            if (el < a.n_ex) {
+                vis = true;
+            } else {
+                const int t = begin + el - a.n_ex;
+                vis = slot_seq[t] == qseq && (slot_valid[t] || t == qslot);
+            }
         }
-        float dot = 0.0f;
+        for (unsigned mask = __ballot_sync(0xffffffffu, vis); mask; mask &= mask - 1) {
+            const int e = e0 + __ffs(mask) - 1;
+            const float *kk, *vv;
+            if (e < a.n_ex) {
+                kk = ek + ((size_t)kvh * a.n_ex + e) * D;
+                vv = ev + ((size_t)kvh * a.n_ex + e) * D;
+            } else {
+                const int t = begin + e - a.n_ex;
+                kk = kc + ((size_t)kvh * a.n_ctx + t) * D;
+                vv = vc + ((size_t)kvh * a.n_ctx + t) * D;
+            }
+            float dot = 0.0f;
 #pragma unroll
-        for (int j = 0; j < PER_LANE; j++) {
-            const int d = lane + 32 * j;
-            if (d < D) dot = fmaf(qv[j], kk[d], dot);
-        }
-        for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        const float sc = a.bf16 ? bf16r_att(bf16r_att(dot) * scale) : dot * scale;
-        if (sc > m) {
-            const float f = expf(m - sc); /* 0 on the first visible key (m = -inf) */
-            s *= f;
+            for (int j = 0; j < PER_LANE; j++) {
+                const int d = lane + 32 * j;
+                if (d < D) dot = fmaf(qv[j], kk[d], dot);
+            }
+            for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+            const float sc = a.bf16 ? bf16r_att(bf16r_att(dot) * scale) : dot * scale;
+            if (sc > m) {
+                const float f = expf(m - sc); /* 0 on the first visible key (m = -inf) */
+                s *= f;
 #pragma unroll
-            for (int j = 0; j < PER_LANE; j++) acc[j] *= f;
-            m = sc;
-        }
-        const float p = expf(sc - m);
-        s += p;
+                for (int j = 0; j < PER_LANE; j++) acc[j] *= f;
+                m = sc;
+            }
+            const float p = expf(sc - m);
+            s += p;
 #pragma unroll
-        for (int j = 0; j < PER_LANE; j++) {
-            const int d = lane + 32 * j;
-            if (d < D) acc[j] = fmaf(p, vv[d], acc[j]);
+            for (int j = 0; j < PER_LANE; j++) {
+                const int d = lane + 32 * j;
+                if (d < D) acc[j] = fmaf(p, vv[d], acc[j]);
+            }
         }
     }
 
@@ -271,7 +289,9 @@ msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, i
     if (head_dim > 32 * ATT_MAX_PER_LANE || n_head % n_head_kv)
         return msa_fail(MSA_ERR_UNSUPPORTED, "cuda attention: head_dim %d (max %d) or %d heads over %d kv-heads",
                         head_dim, 32 * ATT_MAX_PER_LANE, n_head, n_head_kv);
-    if (a->n >= TQ && (head_dim == 64 || head_dim == 128)) {
+    /* the tiled kernel walks the union of its 32 rows' key ranges: only where the rows share their keys (a
+     * batch of sequences decoding side by side would make that union the whole cache, per tile) */
+    if (a->shared_keys && a->n >= TQ && (head_dim == 64 || head_dim == 128)) {
         if (head_dim == 64)
             launch_tiled<64>(c, a, n_head, n_head_kv);
         else

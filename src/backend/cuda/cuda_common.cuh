@@ -24,6 +24,7 @@ typedef enum { DW_F32, DW_BF16 } dev_wtype;
 
 typedef struct dev_weight {
     const void *key;     /* the msa_tensor (matrices) or the model's float[] (norm vectors) */
+    const void *src;     /* the host data it was copied from (matrices: checked on every lookup) */
     void *ptr;           /* device copy */
     dev_wtype type;
     int64_t rows, cols;  /* [rows, cols] row-major; norm vectors: rows = 1 */

@@ -160,6 +160,7 @@ static msa_status upload_tensor(cuda_backend *c, const msa_tensor *t, dev_weight
         return rc;
     }
     out->key = t;
+    out->src = t->data;
     out->ptr = dst;
     out->type = device_type_of(t->dtype);
     out->rows = t->n_dims >= 2 ? t->shape[0] : 1;
@@ -170,7 +171,27 @@ static msa_status upload_tensor(cuda_backend *c, const msa_tensor *t, dev_weight
 
 const dev_weight *cuda_weight(cuda_backend *c, const msa_tensor *t) {
     dev_weight *w = find_slot(c, t);
-    if (w && w->key) return w;
+    if (w && w->key) {
+        const int64_t rows = t->n_dims >= 2 ? t->shape[0] : 1;
+        if (w->src == t->data && w->type == device_type_of(t->dtype) && w->rows == rows &&
+            w->rows * w->cols == msa_tensor_nelements(t))
+            return w;
+        /* another tensor at a cached address (backend.h asks callers not to; the model never does): a stale
+         * copy would be silently wrong, so replace it */
+        cudaStreamSynchronize(c->stream);
+        cudaFree(w->ptr);
+        c->weight_bytes -= (size_t)(w->rows * w->cols) * (w->type == DW_BF16 ? 2 : 4);
+        dev_weight nw;
+        if (upload_tensor(c, t, &nw) != MSA_OK) {
+            w->ptr = NULL; /* the slot stays taken (open addressing) but never matches: src is NULL */
+            w->src = NULL;
+            w->rows = w->cols = 0;
+            if (c->sticky == cudaSuccess) c->sticky = cudaErrorMemoryAllocation;
+            return NULL;
+        }
+        *w = nw;
+        return w;
+    }
     if (!grow_table(c)) return NULL;
     w = find_slot(c, t);
     dev_weight nw;
