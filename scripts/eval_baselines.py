@@ -12,6 +12,7 @@ measured fusion of read mode's routing score with BM25.
         per question over the documents, fused = w * routing + (1 - w) * bm25; w chosen on a held-out split by
         two-fold cross-fitting (questions alternately in fold A and B; w picked on A by recall@1 then recall@5
         is applied to B and vice versa), so no question's ranking uses a weight fitted on itself. Prints both w.
+        --w W: one fixed weight for every question instead (e.g. a weight fitted on another passage set).
 Rankings hold the first 100 documents.
 """
 import json
@@ -198,6 +199,11 @@ def fuse(args):
     Ez = np.array([z(e) for e in E])
     Bz = np.array([z(b) for b in B])
     gold = [[bids.index(g) for g in q["gold"] if g in bids] for q in qs]
+    if "--w" in args:
+        w = float(args[args.index("--w") + 1])
+        print("fixed w(routing) = %.2f" % w, file=sys.stderr)
+        write_ranking(out, qs, bids, w * Ez + (1 - w) * Bz)
+        return
     grid = [i / 20 for i in range(21)]
     folds = [np.arange(len(qs)) % 2 == 0, np.arange(len(qs)) % 2 == 1]
     F = np.zeros_like(Ez)

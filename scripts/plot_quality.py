@@ -5,7 +5,8 @@
 
 Left: recall@5 per question kind against memory size (tokens in the bank) for every system with results
 (files SYSTEM-1k.json, SYSTEM-10k.json). Right: NIAH recall@1 and exact-match accuracy against haystack size
-(niah-SYSTEM-TOKENS.json)."""
+(niah-SYSTEM-TOKENS.json). Third panel: the shipped router's training curve (data/routers/smollm2-135m.curve.tsv:
+held-out loss and recall@1/@5 per evaluated step), when that file exists."""
 import glob
 import json
 import os
@@ -24,7 +25,9 @@ def load(p):
 
 
 def main(d, out):
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    curve = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "routers", "smollm2-135m.curve.tsv")
+    has_curve = os.path.exists(curve)
+    fig, ax = plt.subplots(1, 3 if has_curve else 2, figsize=(18 if has_curve else 12, 4.5))
     qa = {}
     for p in sorted(glob.glob(os.path.join(d, "*-1k.json")) + glob.glob(os.path.join(d, "*-10k.json"))):
         r = load(p)
@@ -36,7 +39,7 @@ def main(d, out):
     ax[0].set_xscale("log")
     ax[0].set_xlabel("memory size (tokens in the bank)")
     ax[0].set_ylabel("recall@5")
-    ax[0].set_title("QA retrieval (1K passages; 10K where measured)")
+    ax[0].set_title("QA retrieval (1K passages; 10K set where measured)")
     ax[0].legend(fontsize=6)
     ni = {}
     for p in glob.glob(os.path.join(d, "niah-*.json")):
@@ -60,6 +63,21 @@ def main(d, out):
     ax[1].set_ylim(0, 1.05)
     ax[1].set_title("NIAH (8 RULER-style tasks), default model, CPU")
     ax[1].legend(fontsize=7)
+    if has_curve:
+        rows = [l.rstrip("\n").split("\t") for l in open(curve)][1:]
+        st = [int(r[0]) for r in rows]
+        ax[2].plot(st, [float(r[3]) for r in rows], marker="o", label="held-out recall@1")
+        ax[2].plot(st, [float(r[4]) for r in rows], marker="o", label="held-out recall@5")
+        ax2 = ax[2].twinx()
+        ax2.plot(st, [float(r[2]) for r in rows], color="gray", ls="--", label="held-out loss")
+        tl = [(s_, float(r[1])) for s_, r in zip(st, rows) if r[1] != "nan"]
+        ax2.plot([a for a, _ in tl], [b for _, b in tl], color="black", ls=":", label="train loss (last steps)")
+        ax2.set_ylabel("InfoNCE loss")
+        ax2.legend(fontsize=7, loc="lower right")
+        ax[2].set_xlabel("step")
+        ax[2].set_ylabel("recall among held-out pairs")
+        ax[2].set_title("router training (query-side, 15 layers)")
+        ax[2].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

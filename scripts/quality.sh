@@ -3,6 +3,7 @@
 #
 #   scripts/quality.sh router      train the default model's router (data/routers/smollm2-135m.safetensors)
 #   scripts/quality.sh qa1k        1K passages: identity, trained, fused, BM25, MiniLM (recall + EM)
+#   scripts/quality.sh qa10k       10K passages: BM25, trained, trained + BM25 (the questions in $QSUB10K)
 #   scripts/quality.sh niah        NIAH at 32K and 128K tokens, identity and trained router
 #   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
 #
@@ -19,15 +20,18 @@ Q=data/retrieval/questions.jsonl
 
 case "${1:-}" in
 router)
-    "$MSA" train-router -m "$M" --data data/retrieval/train-pairs.jsonl -o "$R" --layers 12,16 \
-        --max-pairs 600 --holdout 60 --steps 60 --batch 16 --eval-every 20 --curve "$OUT/curve.tsv"
+    # query-side router (router_q_proj only, from k_proj: step 0 is the identity router) on the identity router's
+    # 15 layers; the written weights are the step with the best held-out recall@1 (200 held-out training pairs)
+    "$MSA" train-router -m "$M" --data data/retrieval/train-pairs.jsonl -o "$R" --query-only \
+        --layers 15,16,17,18,19,20,21,22,23,24,25,26,27,28,29 --holdout 200 --steps 200 --batch 32 --lr 1e-4 \
+        --eval-every 20 --curve data/routers/smollm2-135m.curve.tsv
     ;;
 qa1k)
     P=data/retrieval/passages-1k.jsonl
+    # one identity bank serves the identity router and the query-side trained router alike
     [ -d "$OUT/bank1k-id" ] || { "$MSA" bank create "$OUT/bank1k-id" -m "$M" --mode read && "$MSA" bank add "$OUT/bank1k-id" --jsonl "$P"; }
-    [ -d "$OUT/bank1k-tr" ] || { "$MSA" bank create "$OUT/bank1k-tr" -m "$M" --mode read --router "$R" && "$MSA" bank add "$OUT/bank1k-tr" --router "$R" --jsonl "$P"; }
-    "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --system identity --json --scores-out "$OUT/scores-id-1k.jsonl" > "$OUT/identity-1k.json"
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-tr" "$Q" --system trained --json --scores-out "$OUT/scores-tr-1k.jsonl" > "$OUT/trained-1k.json"
+    "$MSA" eval qa -m "$M" --router none --bank "$OUT/bank1k-id" "$Q" --system identity --json --scores-out "$OUT/scores-id-1k.jsonl" > "$OUT/identity-1k.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$Q" --system trained --json -v --scores-out "$OUT/scores-tr-1k.jsonl" > "$OUT/trained-1k.json"
     python3 scripts/eval_baselines.py rank "$P" "$Q" "$OUT/base1k" ${MINILM:+--minilm "$MINILM"}
     "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/bm25.jsonl" --system bm25 --json > "$OUT/bm25-1k.json"
     [ -f "$OUT/base1k/minilm.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/minilm.jsonl" --system minilm --json > "$OUT/minilm-1k.json"
@@ -36,15 +40,41 @@ qa1k)
         python3 scripts/eval_baselines.py fuse "$OUT/scores-$s-1k.jsonl" "$OUT/base1k" "$Q" "$OUT/base1k/fused-$s.jsonl"
         "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/fused-$s.jsonl" --system $s+bm25 --json > "$OUT/$s+bm25-1k.json"
     done
-    # multihop with 2 rounds, the engine's own fusion (the fold-0 weights: 0.40 identity, 0.45 trained)
+    # multihop with 2 rounds, the engine's own fusion (the fold-0 weights printed above)
     grep multihop "$Q" > "$OUT/hop.jsonl"
-    "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical 0.40 --rounds 2 --system identity+bm25-2rounds
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-tr" "$OUT/hop.jsonl" --lexical 0.45 --rounds 2 --system trained+bm25-2rounds
+    "$MSA" eval qa -m "$M" --router none --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical 0.40 --rounds 2 --system identity+bm25-2rounds
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical ${WTR:-0.35} --rounds 2 --system trained+bm25-2rounds
+    ;;
+qa10k)
+    P=data/retrieval/passages-10k.jsonl
+    # the 10K set is a superset of the 1K one: its bank is the 1K bank plus the other 9,000 passages
+    [ -d "$OUT/bank10k-id" ] || { cp -r "$OUT/bank1k-id" "$OUT/bank10k-id" && "$MSA" bank add "$OUT/bank10k-id" --jsonl "$P"; }
+    QSUB10K=${QSUB10K:-$OUT/q10k.jsonl}
+    # every third question (routing 10K is slow on 2 cores), kinds interleaved (lexical, paraphrase, multihop, ...)
+    [ -f "$QSUB10K" ] || python3 -c '
+import json, sys
+qs = [json.loads(l) for i, l in enumerate(open(sys.argv[1])) if i % 3 == 0]
+by = {}
+for q in qs: by.setdefault(q["kind"], []).append(q)
+while any(by.values()):
+    for k in ("lexical", "paraphrase", "multihop"):
+        if by.get(k): print(json.dumps(by[k].pop(0)))' "$Q" > "$QSUB10K"
+    python3 scripts/eval_baselines.py rank "$P" "$QSUB10K" "$OUT/base10k"
+    "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/bm25.jsonl" --system bm25 --json > "$OUT/bm25-10k.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank10k-id" "$QSUB10K" --system trained --json --scores-out "$OUT/scores-tr-10k.jsonl" > "$OUT/trained-10k.json"
+    python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-10k.jsonl" "$OUT/base10k" "$QSUB10K" "$OUT/base10k/fused-tr.jsonl"
+    "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/fused-tr.jsonl" --system tr+bm25 --json > "$OUT/tr+bm25-10k.json"
+    # the weight fitted at 1K (the trained router's fold-0 weight there), fixed
+    python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-10k.jsonl" "$OUT/base10k" "$QSUB10K" "$OUT/base10k/fused-tr-w.jsonl" --w ${WTR:-0.35}
+    "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/fused-tr-w.jsonl" --system tr+bm25-w --json > "$OUT/tr+bm25-w-10k.json"
+    # the MiniLM bound: its 1K ranking on the same questions
+    [ -f "$OUT/base1k/minilm.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$QSUB10K" --ranking "$OUT/base1k/minilm.jsonl" --system minilm-1k-bound --json > "$OUT/minilm-bound-10k.json"
     ;;
 niah)
     for n in 32768 131072; do
-        "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
-        "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --answer --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
+        "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-trained+bm25-$n.json"
     done
     ;;
 plot)

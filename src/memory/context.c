@@ -230,8 +230,9 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
             /* identity router in read mode: the question's own pre-RoPE KEYS k_norm(k_proj(h)) against the
              * documents' (key-key similarity: q.k says where to attend, k.k that two tokens carry the same
              * content; measured in docs/msa-deviations.md) */
-            msa_matmul(msa_model_threadpool(c->model), L->wk, xn, c->qr, n);
-            if (L->k_norm)
+            /* a query-side router (router_file.c) maps the question in place of k_proj, no k_norm */
+            msa_matmul(msa_model_threadpool(c->model), L->router_qr ? L->router_qr : L->wk, xn, c->qr, n);
+            if (L->k_norm && !L->router_qr)
                 for (int t = 0; t < n * hp->n_head_kv; t++) {
                     float *x = c->qr + (size_t)t * hd;
                     double ss = 0;

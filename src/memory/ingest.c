@@ -43,7 +43,7 @@ msa_status msa_memory_bank_shape(const msa_model *model, msa_bank_mode mode, int
         /* router weights given by --router (router_file.c): their layers; else the identity router: the
          * model's own keys in the upper half of its layers */
         out->pooling = pooling > 0 ? pooling : 1; /* read mode scores per token (max-sim); see readmode.c */
-        if (model->router_st) {
+        if (model->router_st && !model->router_query_only) {
             for (int l = 0; l < hp->n_layer; l++)
                 if (msa_model_router_k(model, l)) out->router_layers[out->n_router++] = l;
         } else {

@@ -8,7 +8,9 @@
  * router_k_proj(h) as routing keys, context.c routes with router_q_proj(h): no norm, no RoPE, as in MSA).
  * The model's fingerprint then also covers the router (names, shapes and every byte), so a bank built with one
  * router refuses another one, or none, through the usual fingerprint check. The file is hostile input: every
- * tensor it has must be a known router tensor of an existing layer with the exact shape. */
+ * tensor it has must be a known router tensor of an existing layer with the exact shape.
+ * A file with router_q_proj tensors only, each [n_head_kv*head_dim, n_embd], is a query-side router
+ * (`msa train-router --query-only`): see msa_model_load_router. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +68,7 @@ msa_status msa_model_load_router(msa_model *model, const char *path) {
     if (model->router_st)
         return msa_fail(MSA_ERR_INVALID_ARG, "%s: the model already has a router file loaded", path);
     for (int l = 0; l < hp->n_layer; l++)
-        if (model->layers[l].router_q || model->layers[l].router_k)
+        if (model->layers[l].router_q || model->layers[l].router_k || model->layers[l].router_qr)
             return msa_fail(MSA_ERR_UNSUPPORTED, "%s: the model has its own trained router (an MSA checkpoint); "
                                                  "--router is for models without one", path);
     msa_weights *w = NULL;
@@ -88,7 +90,8 @@ msa_status msa_model_load_router(msa_model *model, const char *path) {
                           l, hp->n_layer);
             break;
         }
-        const int64_t rows = which == 'q' ? DQ : DK;
+        /* router_q_proj: [n_head*head_dim] (with router_k_proj) or [n_head_kv*head_dim] (a query-side router) */
+        const int64_t rows = which == 'q' && t->n_dims == 2 && t->shape[0] == DK ? DK : which == 'q' ? DQ : DK;
         if (t->dtype != MSA_DTYPE_F32 && t->dtype != MSA_DTYPE_F16 && t->dtype != MSA_DTYPE_BF16)
             st = msa_fail(MSA_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)", path,
                           t->name, msa_dtype_name(t->dtype));
@@ -101,7 +104,25 @@ msa_status msa_model_load_router(msa_model *model, const char *path) {
         else
             (which == 'q' ? q : k)[l] = t;
     }
-    int n_router = 0;
+    int n_router = 0, n_k = 0, n_qkv = 0;
+    for (int l = 0; l < hp->n_layer && !st; l++) n_k += k[l] != NULL, n_qkv += q[l] && q[l]->shape[0] == DK;
+    /* A query-side router: router_q_proj only, [n_head_kv*head_dim, n_embd] per layer. Read mode maps the question
+     * with it in place of k_proj (the identity router's query) on the layers it names; documents keep their
+     * identity keys, so the model's fingerprint is unchanged and identity banks serve it as they are. */
+    const bool query_only = !st && n_k == 0 && n_qkv > 0;
+    for (int l = 0; l < hp->n_layer && !st && query_only; l++) {
+        if (q[l] && q[l]->shape[0] != DK)
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: layer %d: a query-side router_q_proj needs [%lld, %lld]", path, l,
+                          (long long)DK, (long long)E);
+        n_router += q[l] != NULL;
+    }
+    if (query_only && !st) {
+        for (int l = 0; l < hp->n_layer; l++) model->layers[l].router_qr = q[l];
+        model->router_st = w;
+        model->router_query_only = true;
+        free(q), free(k);
+        return MSA_OK;
+    }
     for (int l = 0; l < hp->n_layer && !st; l++) {
         if (!q[l] != !k[l])
             st = msa_fail(MSA_ERR_BAD_DATA, "%s: layer %d has router_%c_proj but no router_%c_proj", path, l,

@@ -23,11 +23,31 @@ static void proj_range(void *ctx, int ith, int nth) {
         double ss = 0;
         for (int o = 0; o < j->dout; o++) {
             const float *w = j->W + (size_t)o * j->din;
-            float a = 0;
-            for (int i = 0; i < j->din; i++) a += w[i] * x[i];
+            float p8[8] = {0};
+            int i = 0;
+            for (; i + 8 <= j->din; i += 8)
+                for (int u = 0; u < 8; u++) p8[u] += w[i + u] * x[i + u];
+            float a = ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
+            for (; i < j->din; i++) a += w[i] * x[i];
             y[o] = a;
             ss += (double)a * a;
         }
+        j->norm[r] = (float)sqrt(ss);
+    }
+}
+
+typedef struct norm_job { /* norm[r] = |Y[r]| */
+    const float *Y;
+    float *norm;
+    int rows, dim;
+} norm_job;
+
+static void norm_range(void *ctx, int ith, int nth) {
+    const norm_job *j = ctx;
+    for (int r = ith; r < j->rows; r += nth) {
+        const float *y = j->Y + (size_t)r * j->dim;
+        double ss = 0;
+        for (int o = 0; o < j->dim; o++) ss += (double)y[o] * y[o];
         j->norm[r] = (float)sqrt(ss);
     }
 }
@@ -51,8 +71,12 @@ static void sim_range(void *ctx, int ith, int nth) {
             int ar = -1;
             for (int c = j->d0[d]; c < j->d0[d] + j->dn[d]; c++) {
                 const float *b = j->B + (size_t)c * j->dout;
-                float y = 0;
-                for (int i = 0; i < j->dout; i++) y += a[i] * b[i];
+                float p8[8] = {0};
+                int i = 0;
+                for (; i + 8 <= j->dout; i += 8)
+                    for (int u = 0; u < 8; u++) p8[u] += a[i + u] * b[i + u];
+                float y = ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
+                for (; i < j->dout; i++) y += a[i] * b[i];
                 y *= ia * (j->Bn[c] > 0 ? 1.0f / j->Bn[c] : 0.0f);
                 if (y > bst) bst = y, ar = c;
             }
@@ -121,12 +145,13 @@ msa_status msa_rt_loss(const msa_rt_batch *b, float *const *Wq, float *const *Wk
     msa_status st = (z && q0 && qn && d0 && dn && best && arg) ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "out of memory");
     float *XA = NULL, *XB = NULL, *A = NULL, *B = NULL, *An = NULL, *Bn = NULL;
     int ta = 0, tb = 0;
-    const bool grad = gq && gk;
+    const bool grad = gq && (gk || b->d_keys);
+    const int ddim = b->d_keys ? dout : din; /* width of the document rows */
     /* forward, layer by layer (projections recomputed in the backward pass to keep memory small) */
     for (int l = 0; l < L && !st; l++) {
         free(XA), free(XB), free(A), free(B), free(An), free(Bn);
         XA = gather(b->q + (size_t)l * nq, nq, din, q0, qn, &ta);
-        XB = gather(b->d + (size_t)l * nd, nd, din, d0, dn, &tb);
+        XB = gather(b->d + (size_t)l * nd, nd, ddim, d0, dn, &tb);
         A = malloc(((size_t)ta + 1) * dout * sizeof *A), B = malloc(((size_t)tb + 1) * dout * sizeof *B);
         An = malloc(((size_t)ta + 1) * sizeof *An), Bn = malloc(((size_t)tb + 1) * sizeof *Bn);
         best[l] = malloc(((size_t)ta * nd + 1) * sizeof **best);
@@ -135,9 +160,15 @@ msa_status msa_rt_loss(const msa_rt_batch *b, float *const *Wq, float *const *Wk
             st = msa_fail(MSA_ERR_NOMEM, "out of memory");
             break;
         }
-        proj_job pa = {Wq[l], XA, A, An, ta, din, dout}, pb = {Wk[l], XB, B, Bn, tb, din, dout};
+        proj_job pa = {Wq[l], XA, A, An, ta, din, dout}, pb = {b->d_keys ? NULL : Wk[l], XB, B, Bn, tb, din, dout};
         run(tp, proj_range, &pa);
-        run(tp, proj_range, &pb);
+        if (b->d_keys) {
+            memcpy(B, XB, (size_t)tb * dout * sizeof *B);
+            norm_job nj = {B, Bn, tb, dout};
+            run(tp, norm_range, &nj);
+        } else {
+            run(tp, proj_range, &pb);
+        }
         sim_job sj = {A, An, B, Bn, q0, qn, d0, dn, nq, nd, dout, best[l], arg[l]};
         run(tp, sim_range, &sj);
         for (int i = 0; i < nq; i++)
@@ -169,7 +200,7 @@ msa_status msa_rt_loss(const msa_rt_batch *b, float *const *Wq, float *const *Wk
     for (int l = 0; l < L && !st && grad; l++) {
         free(XA), free(XB), free(A), free(B), free(An), free(Bn);
         XA = gather(b->q + (size_t)l * nq, nq, din, q0, qn, &ta);
-        XB = gather(b->d + (size_t)l * nd, nd, din, d0, dn, &tb);
+        XB = gather(b->d + (size_t)l * nd, nd, ddim, d0, dn, &tb);
         A = malloc(((size_t)ta + 1) * dout * sizeof *A), B = malloc(((size_t)tb + 1) * dout * sizeof *B);
         An = malloc(((size_t)ta + 1) * sizeof *An), Bn = malloc(((size_t)tb + 1) * sizeof *Bn);
         float *GA = calloc(((size_t)ta + 1) * dout, sizeof *GA), *GB = calloc(((size_t)tb + 1) * dout, sizeof *GB);
@@ -179,9 +210,15 @@ msa_status msa_rt_loss(const msa_rt_batch *b, float *const *Wq, float *const *Wk
             st = msa_fail(MSA_ERR_NOMEM, "out of memory");
             break;
         }
-        proj_job pa = {Wq[l], XA, A, An, ta, din, dout}, pb = {Wk[l], XB, B, Bn, tb, din, dout};
+        proj_job pa = {Wq[l], XA, A, An, ta, din, dout}, pb = {b->d_keys ? NULL : Wk[l], XB, B, Bn, tb, din, dout};
         run(tp, proj_range, &pa);
-        run(tp, proj_range, &pb);
+        if (b->d_keys) {
+            memcpy(B, XB, (size_t)tb * dout * sizeof *B);
+            norm_job nj = {B, Bn, tb, dout};
+            run(tp, norm_range, &nj);
+        } else {
+            run(tp, proj_range, &pb);
+        }
         for (int i = 0; i < nq; i++)
             for (int t = q0[i]; t < q0[i] + qn[i]; t++)
                 for (int d = 0; d < nd; d++) {
@@ -199,9 +236,9 @@ msa_status msa_rt_loss(const msa_rt_batch *b, float *const *Wq, float *const *Wk
                     }
                     la[t] = 1, lb[c] = 1;
                 }
-        gw_job ga = {GA, XA, la, gq[l], ta, din, dout}, gbj = {GB, XB, lb, gk[l], tb, din, dout};
+        gw_job ga = {GA, XA, la, gq[l], ta, din, dout}, gbj = {GB, XB, lb, gk ? gk[l] : NULL, tb, din, dout};
         run(tp, gw_range, &ga);
-        run(tp, gw_range, &gbj);
+        if (!b->d_keys) run(tp, gw_range, &gbj);
         free(GA), free(GB), free(la), free(lb);
     }
     free(XA), free(XB), free(A), free(B), free(An), free(Bn);

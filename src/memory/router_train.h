@@ -33,6 +33,8 @@ typedef struct msa_rt_batch {
     const msa_rt_seq *d;      /* [n_layers][n_d] */
     const int *pos;           /* [n_q] index of each query's positive document in d */
     float tau;
+    int d_keys;               /* 1: d rows are already keys [n][dout] (a fixed Wk, the query-side router): Wk and gk
+                               * are not used (may be NULL) */
 } msa_rt_batch;
 
 /* Loss of the batch under W (Wq[l], Wk[l]: [dout][din] row-major); with gq, gk non-NULL also the gradients

@@ -34,6 +34,8 @@ typedef struct msa_layer {
      * NULL elsewhere. Inputs: the post-input_layernorm hidden state (forward hook attn_input). */
     const msa_tensor *router_q; /* [n_head*head_dim, n_embd]    self_attn.router_q_proj.0.weight */
     const msa_tensor *router_k; /* [n_head_kv*head_dim, n_embd] self_attn.router_k_proj.0.weight */
+    const msa_tensor *router_qr; /* [n_head_kv*head_dim, n_embd] a query-side read-mode router (router_file.c):
+                                  * maps the question in place of k_proj; the bank keeps the identity keys */
     float *attn_norm;           /* [n_embd] f32 copy of input_layernorm / attn_norm */
     float *ffn_norm;            /* [n_embd] f32 copy of post_attention_layernorm / ffn_norm */
     float *q_norm;              /* [head_dim] f32, Qwen3 only, else NULL */
@@ -46,6 +48,7 @@ struct msa_model {
     msa_gguf *gguf;             /* owner of the mapping of a GGUF model, else NULL */
     msa_weights *st;            /* owner of the safetensors mapping of an HF model, else NULL */
     msa_weights *router_st;     /* owner of a `--router FILE` mapping (memory/router_file.c), else NULL */
+    bool router_query_only;     /* that file is a query-side router (router_qr only): banks stay identity banks */
     const msa_weights *weights; /* whichever of the two */
     msa_tokenizer *tok;
     bool add_bos;               /* prepend hp.bos_id to prompts (GGUF add_bos_token / HF post-processor) */

@@ -54,5 +54,9 @@ $MSA train-router -m "$m" --data "$tmp/bad2.jsonl" -o "$tmp/x.safetensors" >/dev
 [ $rc -eq 65 ] && ok train_router_bad_pairs_65 || { no train_router_bad_pairs_65; cat "$tmp/e"; }
 $MSA train-router -m "$m" --data "$tmp/pairs.jsonl" -o "$tmp/x.safetensors" --layers 2,2 >/dev/null 2>&1; rc=$?
 [ $rc -eq 64 ] && ok train_router_bad_layers_64 || no train_router_bad_layers_64
+# --query-only is for models without k_norm (the identity keys it trains against are k_proj(h)); the synthetic
+# checkpoint is a Qwen3 (k_norm): refused with exit 64
+$MSA train-router -m "$m" --data "$tmp/pairs.jsonl" -o "$tmp/x.safetensors" --layers 2,3 --holdout 4 --query-only >/dev/null 2>"$tmp/e"; rc=$?
+[ $rc -eq 64 ] && grep -q k_norm "$tmp/e" && ok train_router_query_only_refuses_k_norm || { no train_router_query_only_refuses_k_norm; cat "$tmp/e"; }
 $MSA eval qa -m "$m" --bank "$tmp/b" "$tmp/q.jsonl" --lexical 2 >/dev/null 2>&1; rc=$?
 [ $rc -eq 64 ] && ok eval_bad_lexical_64 || no eval_bad_lexical_64

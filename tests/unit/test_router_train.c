@@ -112,9 +112,39 @@ TEST(router_loss_rejects_bad_batches) {
     CHECK(msa_rt_loss(&b, pq, pk, &loss, NULL, NULL, NULL, NULL) != MSA_OK);
 }
 
+/* the query-side router's batches: documents given as keys Wk y (d_keys) give the same loss, scores and query
+ * gradient as the full batch, with no Wk or gk */
+TEST(router_query_side_matches_full) {
+    msa_rt_batch b = setup();
+    float *pq[L] = {wq[0], wq[1]}, *pk[L] = {wk[0], wk[1]}, *gq[L] = {gq_[0], gq_[1]}, *gk[L] = {gk_[0], gk_[1]};
+    float loss = 0, sc[NQ * ND];
+    CHECK(msa_rt_loss(&b, pq, pk, &loss, gq, gk, sc, NULL) == MSA_OK);
+    static float Y[L][ND][4][DOUT], g2[L][DOUT * DIN];
+    static msa_rt_seq dk[L * ND];
+    for (int l = 0; l < L; l++)
+        for (int d = 0; d < ND; d++) {
+            for (int c = 0; c < DN[d]; c++)
+                for (int o = 0; o < DOUT; o++) {
+                    double a = 0;
+                    for (int i = 0; i < DIN; i++) a += (double)wk[l][o * DIN + i] * X[l][NQ + d][c][i];
+                    Y[l][d][c][o] = (float)a;
+                }
+            dk[l * ND + d] = (msa_rt_seq){&Y[l][d][0][0], DN[d]};
+        }
+    b.d = dk;
+    b.d_keys = 1;
+    float loss2 = 0, sc2[NQ * ND], *gq2[L] = {g2[0], g2[1]};
+    CHECK(msa_rt_loss(&b, pq, NULL, &loss2, gq2, NULL, sc2, NULL) == MSA_OK);
+    CHECK_NEAR(loss2, loss, 1e-4);
+    for (int i = 0; i < NQ * ND; i++) CHECK_NEAR(sc2[i], sc[i], 1e-5);
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < DOUT * DIN; i++) CHECK_NEAR(g2[l][i], gq_[l][i], 1e-4);
+}
+
 int main(void) {
     RUN(router_loss_matches_formula);
     RUN(router_gradients_match_finite_differences);
     RUN(router_loss_rejects_bad_batches);
+    RUN(router_query_side_matches_full);
     return test_summary();
 }

@@ -34,8 +34,10 @@ const cli_opt cli_shared[] = {
     {"--docs", NULL, "K", CLI_INT, 1, 1024, "msa_config's; 3 in read mode", "documents retrieved per router layer", NULL, false, NULL},
     {"--mode", NULL, "MODE", CLI_STR, 0, 0, NULL, "native (MSA sparse attention over memory; MSA checkpoints) or read "
      "(route, then put the best documents' text in the prompt; any model)", "native|read", false, NULL},
-    {"--router", NULL, "FILE", CLI_STR, 0, 0, NULL, "read mode with router weights from a safetensors file (per layer "
-     "self_attn.router_q_proj / router_k_proj); a bank built with it is used with the same FILE only", NULL, false, NULL},
+    {"--router", NULL, "FILE", CLI_STR, 0, 0, NULL, "read mode with router weights from a safetensors file: per layer "
+     "self_attn.router_q_proj and router_k_proj (a bank built with it is used with the same FILE only), or router_q_proj "
+     "alone (a query-side router: identity banks serve it); none: the identity router. Default for ask/chat/eval/demo: "
+     "the shipped query-side router trained for this model (data/routers/), if any", NULL, false, NULL},
     {"--json", NULL, NULL, CLI_FLAG, 0, 0, NULL, "print one JSON object (schema in docs/cli.md); errors too", NULL, false, NULL},
     {"--verbose", "-v", NULL, CLI_FLAG, 0, 0, NULL, "also print the routed documents per layer", NULL, false, NULL},
     {"--question", "-q", "TEXT", CLI_STR, 0, 0, NULL, "the question", NULL, false, NULL},
@@ -183,7 +185,8 @@ static const cli_opt eval_own[] = {
     {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
     {"--bank", "-b", "BANK", CLI_STR, 0, 0, NULL, "the bank (niah: a directory for the haystack's banks)", NULL, false,
      NULL},
-    {"--router", NULL, "FILE", CLI_STR, 0, 0, NULL, "read mode with trained router weights", NULL, false, NULL},
+    {"--router", NULL, "FILE", CLI_STR, 0, 0, NULL, "read mode with trained router weights; none: the identity router; "
+     "default: the shipped query-side router trained for this model (data/routers/), if any", NULL, false, NULL},
     {"--answer", NULL, NULL, CLI_FLAG, 0, 0, NULL, "also answer (read mode) and score exact match", NULL, false, NULL},
     {"--docs", NULL, "K", CLI_INT, 1, 64, "3", "documents read per answer", NULL, false, NULL},
     {"--n-predict", "-n", "N", CLI_INT, 1, 4096, "48", "answer tokens at most", NULL, false, NULL},
@@ -225,6 +228,8 @@ static const cli_opt train_router_own[] = {
     {"--max-pairs", NULL, "N", CLI_INT, 1, 1e9, NULL, "use at most N pairs", NULL, false, NULL},
     {"--seed", NULL, "S", CLI_INT, 0, 1e18, "1", "shuffling seed", NULL, false, NULL},
     {"--curve", NULL, "FILE", CLI_STR, 0, 0, NULL, "write the training curve (tsv)", NULL, false, NULL},
+    {"--query-only", NULL, NULL, CLI_FLAG, 0, 0, NULL, "train router_q_proj only, from k_proj (step 0 = the identity "
+     "router), against the identity keys: a query-side router that identity banks serve", NULL, false, NULL},
     {"--threads", "-t", "N", CLI_INT, 1, 1024, NULL, "threads", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };

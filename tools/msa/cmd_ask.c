@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "model_glue.h"
 #include "msa.h"
 
 typedef struct ask_opts {
@@ -211,7 +212,7 @@ static int open_both(ask_opts *o, const char *cmd, msa_model **model, msa_bank *
         msa_bank_close(*bank);
         return fail_json(o->json, st);
     }
-    if (o->router && (st = msa_model_load_router(*model, o->router))) {
+    if ((st = model_glue_read_router(*model, o->router, NULL))) {
         msa_model_free(*model);
         msa_bank_close(*bank);
         return fail_json(o->json, st);

@@ -589,7 +589,7 @@ int bank_add(const cli_args *a) {
         msa_model_params mp = cli_model_params(a);
         if (!model_path) st = msa_fail(MSA_ERR_INVALID_ARG, "%s: no model recorded; give -m MODEL", path);
         if (!st) st = msa_model_load(model_path, &mp, &m);
-        if (!st && router) st = msa_model_load_router(m, router);
+        if (!st && router && strcmp(router, "none")) st = msa_model_load_router(m, router);
         if (!st) {
             uint8_t fp[32];
             msa_model_fingerprint(m, fp);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "model_glue.h"
 #include "msa.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,6 +126,13 @@ int cmd_demo(const cli_args *a) {
         if (st == MSA_ERR_NOT_FOUND) fprintf(stderr, "msa demo: install the default model first: make model\n");
         return cli_fail(st);
     }
+    const char *router_used = NULL; /* read mode's default: the shipped query-side router of this model, if any */
+    st = model_glue_read_router(model, NULL, &router_used);
+    if (st) {
+        msa_model_free(model);
+        return cli_fail(st);
+    }
+    fprintf(stderr, "msa demo: router %s\n", router_used ? router_used : "identity (the model's own keys)");
     jl docs = {0}, facts = {0};
     snprintf(pbuf, sizeof pbuf, "%s/passages.jsonl", corpus);
     int rc = read_jsonl(pbuf, &docs);

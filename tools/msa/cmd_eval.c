@@ -497,7 +497,9 @@ static void eval_usage(FILE *f) {
     fprintf(f, "usage: msa eval qa -m MODEL --bank BANK QUESTIONS.jsonl [options]\n"
                "       msa eval niah -m MODEL --bank DIR --tokens N [--seed S] [--per-task N] [--doc-tokens T]\n"
                "                     [--haystack FILE] [options]\n"
-               "  --router FILE   read mode with trained router weights (the bank must be built with them)\n"
+               "  --router FILE   read mode with trained router weights (a full router: the bank must be built with\n"
+               "                  them; a query-side one: any identity bank); none: the identity router; default: the\n"
+               "                  shipped query-side router trained for this model (data/routers/), if any\n"
                "  --answer        also answer (read mode, top --docs documents, default 3) and score exact match\n"
                "  --docs K        documents read per answer (default 3)\n"
                "  -n N            answer tokens at most (default 48)\n"
@@ -587,7 +589,9 @@ int cmd_eval(int argc, char **argv) {
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = o.threads;
     msa_status st = msa_model_load(o.model, &mp, &model);
-    if (!st && o.router) st = msa_model_load_router(model, o.router);
+    const char *router_used = NULL;
+    if (!st) st = model_glue_read_router(model, o.router, &router_used);
+    if (!st && o.verbose && !o.ranking) fprintf(stderr, "msa eval: router %s\n", router_used ? router_used : "identity");
     msa_bank_open_params bp = msa_bank_default_open_params();
     if (!st) st = msa_bank_open(o.bank, &bp, &bank);
     if (!st && !o.ranking) {

@@ -49,13 +49,16 @@ typedef struct tr_opts {
     long steps, batch, holdout, eval_every, threads, max_pairs;
     double lr, tau, decay;
     uint64_t seed;
+    int query_only; /* --query-only: train router_q_proj only, documents keep the identity keys k_proj(h) */
 } tr_opts;
 
 typedef struct seqf { float *x[MAX_RL]; int n; } seqf; /* rows per layer */
 
 typedef struct feat_ctx {
     const tr_opts *o;
-    int din;
+    msa_model *m;
+    int din, dout;
+    const seqf *doc0; /* with --query-only: sequences from here on are documents, kept as keys k_proj(xn) */
     int slot_of[256];
     /* current batch: sequences and their row ranges */
     int n_seq, *row0, *len, *skip;
@@ -83,11 +86,17 @@ static msa_status hook_in(void *user, int layer, const float *xn, int n) {
     for (int i = 0; i < c->n_seq; i++) {
         seqf *f = c->dst[i];
         const int keep = c->len[i] - c->skip[i];
+        const bool key = c->doc0 && f >= c->doc0;
+        const int w = key ? c->dout : c->din;
         if (!f->x[s]) {
-            f->x[s] = malloc((size_t)keep * c->din * sizeof(float));
+            f->x[s] = malloc((size_t)keep * w * sizeof(float));
             if (!f->x[s]) return msa_fail(MSA_ERR_NOMEM, "out of memory for cached hidden states");
         }
-        memcpy(f->x[s], xn + (size_t)(c->row0[i] + c->skip[i]) * c->din, (size_t)keep * c->din * sizeof(float));
+        if (key) /* the identity router's document keys: k_proj(xn) (the default model has no k_norm) */
+            msa_matmul(msa_model_threadpool(c->m), c->m->layers[layer].wk, xn + (size_t)(c->row0[i] + c->skip[i]) * c->din,
+                       f->x[s], keep);
+        else
+            memcpy(f->x[s], xn + (size_t)(c->row0[i] + c->skip[i]) * c->din, (size_t)keep * c->din * sizeof(float));
         f->n = keep;
     }
     return MSA_OK;
@@ -98,7 +107,8 @@ static msa_status extract(msa_model *m, const tr_opts *o, int32_t **toks, const 
                           seqf *out, size_t n) {
     const msa_hparams *hp = msa_model_hparams(m);
     int last = 0;
-    feat_ctx c = {.o = o, .din = hp->n_embd};
+    feat_ctx c = {.o = o, .m = m, .din = hp->n_embd, .dout = hp->n_head_kv * hp->head_dim,
+                  .doc0 = o->query_only ? out + n / 2 : NULL};
     for (int i = 0; i < 256; i++) c.slot_of[i] = -1;
     for (int s = 0; s < o->n_layers; s++) {
         c.slot_of[o->layers[s]] = s;
@@ -164,15 +174,15 @@ static int write_router(const char *path, const tr_opts *o, int n_head, int n_he
     json_t *h = json_object();
     size_t off = 0;
     for (int s = 0; s < o->n_layers; s++)
-        for (int w = 0; w < 2; w++) {
+        for (int w = 0; w < 2 - o->query_only; w++) {
             char name[128];
             snprintf(name, sizeof name, "model.layers.%d.self_attn.router_%c_proj.weight", o->layers[s], w ? 'k' : 'q');
-            size_t rows = w ? (size_t)dout : (size_t)n_head * hd, bytes = rows * din * 2;
+            size_t rows = w || o->query_only ? (size_t)dout : (size_t)n_head * hd, bytes = rows * din * 2;
             json_object_set_new(h, name, json_pack("{s:s,s:[I,I],s:[I,I]}", "dtype", "BF16", "shape", (json_int_t)rows,
                                                    (json_int_t)din, "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
             off += bytes;
         }
-    json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "msa-router"));
+    json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", o->query_only ? "msa-router-query" : "msa-router"));
     char *hj = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(h);
     if (!hj) return 70;
@@ -193,16 +203,17 @@ static int write_router(const char *path, const tr_opts *o, int n_head, int n_he
     /* tensors in the header's (sorted) order: layers sorted as strings, q before k */
     json_t *names = json_array();
     for (int s = 0; s < o->n_layers; s++)
-        for (int w = 0; w < 2; w++) json_array_append_new(names, json_pack("[i,i]", s, w));
+        for (int w = 0; w < 2 - o->query_only; w++) json_array_append_new(names, json_pack("[i,i]", s, w));
     /* offsets were assigned in (slot, q/k) order, so write in that order */
     uint16_t *row = malloc((size_t)din * sizeof *row);
     for (size_t k = 0; ok && row && k < json_array_size(names); k++) {
         int s = (int)json_integer_value(json_array_get(json_array_get(names, k), 0));
         int w = (int)json_integer_value(json_array_get(json_array_get(names, k), 1));
-        int rows = w ? dout : n_head * hd;
+        int rows = w || o->query_only ? dout : n_head * hd;
         for (int r = 0; r < rows && ok; r++) {
-            /* q: head h of kv group h/g gets the trained group block */
-            const float *src = w ? Wk[s] + (size_t)r * din : Wq[s] + (size_t)(((r / hd) / g) * hd + r % hd) * din;
+            /* q: head h of kv group h/g gets the trained group block; query-only: the [dout] map itself */
+            const float *src = w || o->query_only ? (w ? Wk[s] : Wq[s]) + (size_t)r * din
+                                                  : Wq[s] + (size_t)(((r / hd) / g) * hd + r % hd) * din;
             for (int i = 0; i < din; i++) row[i] = msa_f32_to_bf16(src[i]);
             ok = fwrite(row, 2, (size_t)din, f) == (size_t)din;
         }
@@ -230,7 +241,14 @@ int cmd_train_router(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: msa train-router -m MODEL --data PAIRS.jsonl -o ROUTER.safetensors [--layers L,L,...]\n"
                    "       [--steps N] [--batch B] [--lr LR] [--tau T] [--decay D] [--holdout N] [--eval-every K]\n"
-                   "       [--max-pairs N] [--seed S] [--curve FILE] [-t N]\n");
+                   "       [--max-pairs N] [--seed S] [--curve FILE] [--query-only] [-t N]\n"
+                   "  --query-only  train router_q_proj only ([n_head_kv*head_dim, n_embd] per layer, starting at\n"
+                   "                k_proj): documents keep the identity router's keys, so identity banks serve it\n");
+            return 0;
+        }
+        if (!strcmp(a, "--query-only")) {
+            o.query_only = 1;
+            continue;
             return 0;
         }
         if (!v) return cli_usage_error("train-router", "%s needs a value (or is unknown)", a);
@@ -311,6 +329,10 @@ int cmd_train_router(int argc, char **argv) {
     const msa_hparams *hp = m ? msa_model_hparams(m) : NULL;
     for (int s = 0; !rc && s < o.n_layers; s++)
         if (o.layers[s] >= hp->n_layer) rc = cli_usage_error("train-router", "layer %d: the model has %d layers", o.layers[s], hp->n_layer);
+    for (int s = 0; !rc && o.query_only && s < o.n_layers; s++)
+        if (m->layers[o.layers[s]].k_norm)
+            rc = cli_usage_error("train-router", "--query-only: layer %d has k_norm (Qwen3); the query-side router is "
+                                 "for models without it", o.layers[s]);
     const int din = hp ? hp->n_embd : 0, dout = hp ? hp->n_head_kv * hp->head_dim : 0, L = o.n_layers;
     /* token sequences: queries then documents */
     int32_t **toks = rc ? NULL : calloc(2 * np, sizeof *toks);
@@ -408,7 +430,7 @@ int cmd_train_router(int argc, char **argv) {
                     }
                     bpos[i] = (int)i;
                 }
-                msa_rt_batch hb = {L, din, dout, (int)n_hold, (int)n_hold, bq, bd, bpos, (float)o.tau};
+                msa_rt_batch hb = {L, din, dout, (int)n_hold, (int)n_hold, bq, bd, bpos, (float)o.tau, o.query_only};
                 float hl = 0;
                 msa_status st = msa_rt_loss(&hb, Wq, Wk, &hl, NULL, NULL, hsc, msa_model_threadpool(m));
                 if (st) {
@@ -461,7 +483,7 @@ int cmd_train_router(int argc, char **argv) {
             bpos[i] = i;
         }
         tpos += (size_t)B;
-        msa_rt_batch tb = {L, din, dout, B, B, bq, bd, bpos, (float)o.tau};
+        msa_rt_batch tb = {L, din, dout, B, B, bq, bd, bpos, (float)o.tau, o.query_only};
         float loss = 0;
         msa_status st = msa_rt_loss(&tb, Wq, Wk, &loss, Gq, Gk, NULL, msa_model_threadpool(m));
         if (st) {
@@ -471,7 +493,7 @@ int cmd_train_router(int argc, char **argv) {
         run_loss += loss, n_run++;
         const double b1 = 0.9, b2 = 0.999, c1 = 1 - pow(b1, (double)step + 1), c2 = 1 - pow(b2, (double)step + 1);
         for (int s = 0; s < L; s++)
-            for (int w = 0; w < 2; w++) {
+            for (int w = 0; w < 2 - o.query_only; w++) {
                 float *W = w ? Wk[s] : Wq[s], *G = w ? Gk[s] : Gq[s], *M = w ? Mk[s] : Mq[s], *V = w ? Vk[s] : Vq[s];
                 for (size_t i = 0; i < nw; i++) {
                     const float g = G[i] + (float)o.decay * (W[i] - W0[s][i]);

@@ -183,7 +183,7 @@ int eval_niah(const eval_opts *o) {
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = (int)o->threads;
     msa_status st = rc ? MSA_OK : msa_model_load(o->model, &mp, &model);
-    if (!rc && !st && o->router) st = msa_model_load_router(model, o->router);
+    if (!rc && !st) st = model_glue_read_router(model, o->router, NULL);
     if (st) rc = cli_fail(st);
     eval_question *qs = NULL;
     needle *nd = NULL;
@@ -277,7 +277,7 @@ int eval_niah(const eval_opts *o) {
         struct stat sb;
         if (stat(o->bank, &sb) != 0) {
             msa_bank_create_params cp = {0};
-            st = model_glue_bank_params(o->model, o->router, true, 1, &cp);
+            st = model_glue_bank_params(o->model, o->router && strcmp(o->router, "none") ? o->router : NULL, true, 1, &cp);
             if (!st) st = msa_bank_create(o->bank, &cp);
             if (st) rc = cli_fail(st);
         }

@@ -3,15 +3,17 @@
  * path) and encoding documents through msa_bank_ingest after checking the bank was made for this model. */
 #include "model_glue.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/error.h"
 
 static msa_status load(const char *model_path, const char *router_path, const msa_model_params *mp, msa_model **m) {
     MSA_TRY(msa_model_load(model_path, mp, m));
-    msa_status st = router_path ? msa_model_load_router(*m, router_path) : MSA_OK;
+    msa_status st = router_path && strcmp(router_path, "none") ? msa_model_load_router(*m, router_path) : MSA_OK;
     if (st) {
         msa_model_free(*m);
         *m = NULL;
@@ -56,4 +58,50 @@ msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char 
     }
     msa_model_free(m);
     return st;
+}
+
+/* The shipped query-side routers (msa train-router --query-only; README, docs/quality.md): the fingerprint of
+ * the model each was trained for (msa_model_fingerprint, as `msa bank info` prints it) and its path in the
+ * repository. */
+static const struct {
+    const char *fingerprint, *path;
+} SHIPPED_ROUTERS[] = {
+    {"f6201d248403716e64fa0daa1e537d7fc3b12e6cd56de6531f2dc6a3d3649d15", "data/routers/smollm2-135m.safetensors"},
+};
+
+static const char *locate_file(const char *path, char *buf, size_t cap) {
+    if (access(path, R_OK) == 0) return path;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *s = strrchr(exe, '/');
+    if (!s) return NULL;
+    *s = 0;
+    if ((size_t)snprintf(buf, cap, "%s/../%s", exe, path) >= cap) return NULL;
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+msa_status model_glue_read_router(msa_model *model, const char *router_opt, const char **used) {
+    static char buf[PATH_MAX];
+    if (used) *used = NULL;
+    if (router_opt && !strcmp(router_opt, "none")) return MSA_OK;
+    if (router_opt) {
+        MSA_TRY(msa_model_load_router(model, router_opt));
+        if (used) *used = router_opt;
+        return MSA_OK;
+    }
+    uint8_t fp[32];
+    char hex[65];
+    msa_model_fingerprint(model, fp);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", fp[i]);
+    for (size_t i = 0; i < sizeof SHIPPED_ROUTERS / sizeof SHIPPED_ROUTERS[0]; i++) {
+        if (strcmp(hex, SHIPPED_ROUTERS[i].fingerprint)) continue;
+        const char *p = locate_file(SHIPPED_ROUTERS[i].path, buf, sizeof buf);
+        if (!p) return MSA_OK; /* not installed with the binary: the identity router */
+        MSA_TRY(msa_model_load_router(model, p));
+        if (used) *used = p;
+        return MSA_OK;
+    }
+    return MSA_OK;
 }

@@ -13,4 +13,10 @@ msa_status model_glue_bank_params(const char *model_path, const char *router_pat
 msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char *router_path, const msa_model_params *mp,
                              const msa_doc_input *docs, size_t n_docs, bool replace, msa_ingest_report *report);
 
+/* Read mode's router for a loaded model: router_opt a safetensors file (msa_model_load_router), "none" (the identity
+ * router), or NULL: the shipped query-side router trained for this exact model (data/routers/, matched by the
+ * model's fingerprint; looked up in the working directory, then next to the binary) when there is one, else the
+ * identity router. *used (may be NULL) receives the file loaded, or NULL. */
+msa_status model_glue_read_router(msa_model *model, const char *router_opt, const char **used);
+
 #endif
