@@ -15,6 +15,17 @@ typedef struct proj_job { /* Y[r] = W X[r], norms */
     int rows, din, dout;
 } proj_job;
 
+/* a . b over n floats in eight lanes, summed pairwise (vectorises; one order for every caller) */
+static float dot8(const float *a, const float *b, int n) {
+    float p8[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int u = 0; u < 8; u++) p8[u] += a[i + u] * b[i + u];
+    float y = ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
+    for (; i < n; i++) y += a[i] * b[i];
+    return y;
+}
+
 static void proj_range(void *ctx, int ith, int nth) {
     const proj_job *j = ctx;
     for (int r = ith; r < j->rows; r += nth) {
@@ -22,13 +33,7 @@ static void proj_range(void *ctx, int ith, int nth) {
         float *y = j->Y + (size_t)r * j->dout;
         double ss = 0;
         for (int o = 0; o < j->dout; o++) {
-            const float *w = j->W + (size_t)o * j->din;
-            float p8[8] = {0};
-            int i = 0;
-            for (; i + 8 <= j->din; i += 8)
-                for (int u = 0; u < 8; u++) p8[u] += w[i + u] * x[i + u];
-            float a = ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
-            for (; i < j->din; i++) a += w[i] * x[i];
+            const float a = dot8(j->W + (size_t)o * j->din, x, j->din);
             y[o] = a;
             ss += (double)a * a;
         }
@@ -70,13 +75,7 @@ static void sim_range(void *ctx, int ith, int nth) {
             float bst = -INFINITY;
             int ar = -1;
             for (int c = j->d0[d]; c < j->d0[d] + j->dn[d]; c++) {
-                const float *b = j->B + (size_t)c * j->dout;
-                float p8[8] = {0};
-                int i = 0;
-                for (; i + 8 <= j->dout; i += 8)
-                    for (int u = 0; u < 8; u++) p8[u] += a[i + u] * b[i + u];
-                float y = ((p8[0] + p8[1]) + (p8[2] + p8[3])) + ((p8[4] + p8[5]) + (p8[6] + p8[7]));
-                for (; i < j->dout; i++) y += a[i] * b[i];
+                float y = dot8(a, j->B + (size_t)c * j->dout, j->dout);
                 y *= ia * (j->Bn[c] > 0 ? 1.0f / j->Bn[c] : 0.0f);
                 if (y > bst) bst = y, ar = c;
             }

@@ -24,22 +24,11 @@
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-/* path if it exists, else the same path relative to the executable's parent directory. */
+/* path if it exists, else the same path next to the binary (model_glue_locate); path itself when neither is
+ * there, so that the error names the path the user would expect */
 static const char *locate(const char *path, char *buf, size_t cap) {
-    if (access(path, R_OK) == 0) return path;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return path;
-    exe[n] = 0;
-    char *s = strrchr(exe, '/');
-    if (!s) return path;
-    *s = 0;
-    size_t a = strlen(exe), b = strlen(path);
-    if (a + b + 5 > cap) return path;
-    memcpy(buf, exe, a);
-    memcpy(buf + a, "/../", 4);
-    memcpy(buf + a + 4, path, b + 1);
-    return access(buf, R_OK) == 0 ? buf : path;
+    const char *p = model_glue_locate(path, buf, cap);
+    return p ? p : path;
 }
 
 static int mkdirs(const char *path) {

@@ -69,7 +69,7 @@ static const struct {
     {"f6201d248403716e64fa0daa1e537d7fc3b12e6cd56de6531f2dc6a3d3649d15", "data/routers/smollm2-135m.safetensors"},
 };
 
-static const char *locate_file(const char *path, char *buf, size_t cap) {
+const char *model_glue_locate(const char *path, char *buf, size_t cap) {
     if (access(path, R_OK) == 0) return path;
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -97,7 +97,7 @@ msa_status model_glue_read_router(msa_model *model, const char *router_opt, cons
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", fp[i]);
     for (size_t i = 0; i < sizeof SHIPPED_ROUTERS / sizeof SHIPPED_ROUTERS[0]; i++) {
         if (strcmp(hex, SHIPPED_ROUTERS[i].fingerprint)) continue;
-        const char *p = locate_file(SHIPPED_ROUTERS[i].path, buf, sizeof buf);
+        const char *p = model_glue_locate(SHIPPED_ROUTERS[i].path, buf, sizeof buf);
         if (!p) return MSA_OK; /* not installed with the binary: the identity router */
         MSA_TRY(msa_model_load_router(model, p));
         if (used) *used = p;

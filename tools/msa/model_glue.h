@@ -19,4 +19,9 @@ msa_status model_glue_ingest(msa_bank *bank, const char *model_path, const char 
  * identity router. *used (may be NULL) receives the file loaded, or NULL. */
 msa_status model_glue_read_router(msa_model *model, const char *router_opt, const char **used);
 
+/* A repository file: path itself when readable (relative to the working directory), else the same path
+ * relative to the executable's parent directory (build/msa run from anywhere) written into buf; NULL when
+ * neither is readable. */
+const char *model_glue_locate(const char *path, char *buf, size_t cap);
+
 #endif
