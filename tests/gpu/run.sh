@@ -47,7 +47,7 @@ tally "msa demo --check" $rc
 
 if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
-        timeout 1200 compute-sanitizer --tool "$tool" --error-exitcode 99 build-cuda/tests-gpu/test_cuda_ops >"$log" 2>&1
+        timeout "${MSA_GPU_SANITIZER_TIMEOUT:-1200}" compute-sanitizer --tool "$tool" --error-exitcode 99 build-cuda/tests-gpu/test_cuda_ops >"$log" 2>&1
         rc=$?
         grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race' "$log" | head -n 20 | sed 's/^/    /'
         sed -i 's/^PASS /pass /; s/^FAIL /fail /' "$log" # the ops' own results are counted above

@@ -208,6 +208,8 @@ static const cli_opt eval_own[] = {
     {"--doc-tokens", NULL, "T", CLI_INT, 8, 65536, "128", "niah: tokens per haystack document", NULL, false, NULL},
     {"--haystack", NULL, "FILE", CLI_STR, 0, 0, NULL, "niah: the haystack's text (default: the bundled corpus)", NULL,
      false, NULL},
+    {"--device", NULL, "DEV", CLI_DEVICE, 0, 0, "auto", "where the model runs (encoding the haystack, routing queries, "
+     "answering): cpu, cuda, cuda:N or auto", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };
 static const cli_opt train_router_own[] = {

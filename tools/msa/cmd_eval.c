@@ -510,6 +510,7 @@ static void eval_usage(FILE *f) {
                "  --system NAME   the system's name in the report\n"
                "  --lexical W     fuse read mode's routing with BM25 over the bank's text: W z(routing) + (1-W) z(bm25)\n"
                "  --save-lexical  also store that index with W in the bank (LEXICAL_BM25): read mode then fuses by default\n"
+               "  --device DEV    cpu, cuda, cuda:N or auto (default: a GPU when this build has CUDA and one is present)\n"
                "  -t N            threads; --json one JSON object; -v per-layer table, missing golds\n");
 }
 
@@ -548,6 +549,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--scores-out")) { NEEDV(); o.scores_out = v; }
         else if (!strcmp(a, "--system")) { NEEDV(); o.system = v; }
         else if (!strcmp(a, "--haystack")) { NEEDV(); o.haystack = v; }
+        else if (!strcmp(a, "--device")) { NEEDV(); o.device = v; }
         else if (!strcmp(a, "--answer")) o.answer = true;
         else if (!strcmp(a, "--save-lexical")) o.save_lexical = true;
         else if (!strcmp(a, "--lexical")) {
@@ -588,6 +590,7 @@ int cmd_eval(int argc, char **argv) {
     msa_bank *bank = NULL;
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = o.threads;
+    mp.device = o.device;
     msa_status st = msa_model_load(o.model, &mp, &model);
     const char *router_used = NULL;
     if (!st) st = model_glue_read_router(model, o.router, &router_used);

@@ -18,7 +18,7 @@ typedef struct eval_question {
 } eval_question;
 
 typedef struct eval_opts {
-    const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack;
+    const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack, *device;
     bool answer, json, verbose, progress, save_lexical;
     double lexical;          /* < 0: routing alone */
     long long top_k, max_new, limit, rounds, threads, tokens, seed, per_task, doc_tokens;

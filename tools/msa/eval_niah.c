@@ -182,6 +182,7 @@ int eval_niah(const eval_opts *o) {
     msa_model *model = NULL;
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = (int)o->threads;
+    mp.device = o->device;
     msa_status st = rc ? MSA_OK : msa_model_load(o->model, &mp, &model);
     if (!rc && !st) st = model_glue_read_router(model, o->router, NULL);
     if (st) rc = cli_fail(st);
