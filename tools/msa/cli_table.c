@@ -232,6 +232,8 @@ static const cli_opt train_router_own[] = {
     {"--curve", NULL, "FILE", CLI_STR, 0, 0, NULL, "write the training curve (tsv)", NULL, false, NULL},
     {"--query-only", NULL, NULL, CLI_FLAG, 0, 0, NULL, "train router_q_proj only, from k_proj (step 0 = the identity "
      "router), against the identity keys: a query-side router that identity banks serve", NULL, false, NULL},
+    {"--device", NULL, "DEV", CLI_DEVICE, 0, 0, "auto", "where the frozen model computes the cached hidden states (the "
+     "optimizer steps run on the CPU): cpu, cuda, cuda:N or auto", NULL, false, NULL},
     {"--threads", "-t", "N", CLI_INT, 1, 1024, NULL, "threads", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };

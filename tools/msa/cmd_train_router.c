@@ -44,7 +44,7 @@
 #define MAX_RL 32
 
 typedef struct tr_opts {
-    const char *model, *data, *out, *curve;
+    const char *model, *data, *out, *curve, *device; /* device: where the frozen backbone caches hidden states */
     int layers[MAX_RL], n_layers;
     long steps, batch, holdout, eval_every, threads, max_pairs;
     double lr, tau, decay;
@@ -241,7 +241,9 @@ int cmd_train_router(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: msa train-router -m MODEL --data PAIRS.jsonl -o ROUTER.safetensors [--layers L,L,...]\n"
                    "       [--steps N] [--batch B] [--lr LR] [--tau T] [--decay D] [--holdout N] [--eval-every K]\n"
-                   "       [--max-pairs N] [--seed S] [--curve FILE] [--query-only] [-t N]\n"
+                   "       [--max-pairs N] [--seed S] [--curve FILE] [--query-only] [--device DEV] [-t N]\n"
+                   "  --device DEV  where the frozen model computes the cached hidden states: cpu, cuda, cuda:N or\n"
+                   "                auto (default: a GPU when this build has CUDA and one is present)\n"
                    "  --query-only  train router_q_proj only ([n_head_kv*head_dim, n_embd] per layer, starting at\n"
                    "                k_proj): documents keep the identity router's keys, so identity banks serve it\n");
             return 0;
@@ -258,6 +260,7 @@ int cmd_train_router(int argc, char **argv) {
         else if (!strcmp(a, "--data")) o.data = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--out")) o.out = v;
         else if (!strcmp(a, "--curve")) o.curve = v;
+        else if (!strcmp(a, "--device")) o.device = v;
         else if (!strcmp(a, "--layers")) layers = v;
         else if (!strcmp(a, "--steps")) { o.steps = strtol(v, &e, 10); if (*e || o.steps < 0 || o.steps > 1000000) return cli_usage_error("train-router", "--steps must be 0..1000000"); }
         else if (!strcmp(a, "--batch")) { o.batch = strtol(v, &e, 10); if (*e || o.batch < 2 || o.batch > 4096) return cli_usage_error("train-router", "--batch must be 2..4096"); }
@@ -323,6 +326,7 @@ int cmd_train_router(int argc, char **argv) {
     if (!rc) {
         msa_model_params mp = msa_model_default_params();
         mp.n_threads = (int)o.threads;
+        mp.device = o.device;
         msa_status st = msa_model_load(o.model, &mp, &m);
         if (st) rc = cli_fail(st);
     }
