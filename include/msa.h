@@ -50,6 +50,16 @@ const char *msa_last_error(void);
  * 74 I/O, 75 locked (try again). */
 int msa_status_exit_code(msa_status status);
 
+/* Opt in to surviving a failing disk under a bank: msa reads bank segments through read-only file mappings,
+ * and an I/O error under a mapped page (or a segment truncated behind the bank's back) is delivered as SIGBUS,
+ * which by default kills the process. After this call, such a fault inside msa's own reads of a bank (routing,
+ * text, verify, export) makes that call return MSA_ERR_IO instead; a SIGBUS anywhere else still goes to the
+ * disposition installed before (so call it after installing your own SIGBUS handler, if any). Installs a
+ * process-wide SIGBUS handler once (thread-safe, idempotent); the library never does so unasked. Pointers the
+ * API hands out into a mapping (msa_bank_route_spans, msa_bank_doc_content, msa_bank_template) are read by the
+ * caller, unguarded; msa_bank_read_content reads with pread instead. */
+msa_status msa_catch_mapping_faults(void);
+
 /* The library version, "MAJOR.MINOR.PATCH". Static string. */
 const char *msa_version(void);
 

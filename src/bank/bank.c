@@ -17,7 +17,6 @@
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
-#include <zstd.h>
 
 #include "bank/bank_io.h"
 #include "util/error.h"
@@ -1104,15 +1103,14 @@ msa_status msa_bank_doc_text(const msa_bank *b, uint32_t index, char **text, siz
     bank_version_doc(b->v, pos, &r, &sv);
     char *buf = malloc(r.text_len + 1);
     if (!buf) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory for document [%u]", b->path, index);
-    size_t n = ZSTD_decompress(buf, r.text_len, sv->seg.text + r.text_off, r.text_zlen);
-    if (ZSTD_isError(n) || n != r.text_len) {
+    msa_status st = bank_seg_text(sv, &r, buf);
+    if (st) {
         free(buf);
-        return msa_fail(MSA_ERR_BAD_DATA, "%s: text of document [%u] is corrupt (%s)", sv->name, index,
-                        ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong length");
+        return st;
     }
-    buf[n] = '\0';
+    buf[r.text_len] = '\0';
     *text = buf;
-    *len = n;
+    *len = r.text_len;
     return MSA_OK;
 }
 

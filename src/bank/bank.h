@@ -107,6 +107,9 @@ msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank
 void bank_seg_unref(bank_seg_view *sv);
 /* Routing keys of slot inside a view (RAM copy or mapping). */
 const uint8_t *bank_seg_route(const bank_seg_view *sv, int slot);
+/* Decompress document record r's text frame from segment sv's mapping into buf (r->text_len bytes): MSA_OK,
+ * MSA_ERR_BAD_DATA for a corrupt frame, MSA_ERR_IO when the mapped read faulted (fault_guard.h). */
+msa_status bank_seg_text(const bank_seg_view *sv, const bank_doc_rec *r, char *buf);
 
 /* writer.c */
 void bank_pending_free(bank_pending *p);

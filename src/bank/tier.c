@@ -11,13 +11,30 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "bank/bank.h"
 #include "bank/bank_io.h"
 #include "util/error.h"
+#include "util/fault_guard.h"
 
 void bank_seg_path(char *buf, size_t size, const char *dir, uint64_t seg_id) {
     snprintf(buf, size, "%s/seg-%016llx.msab", dir, (unsigned long long)seg_id);
+}
+
+typedef struct seg_parse {
+    const uint8_t *map;
+    uint64_t size;
+    const msa_bank_shape *shape;
+    const uint8_t *uuid;
+    const char *path;
+    bank_segment *out;
+    msa_status st;
+} seg_parse;
+
+static void seg_parse_body(void *arg) {
+    seg_parse *p = arg;
+    p->st = bank_segment_parse(p->map, p->size, p->shape, p->uuid, p->path, p->out);
 }
 
 msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank_shape *shape,
@@ -65,7 +82,11 @@ msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank
     sv->file = true;
     sv->name = name;
     sv->refs = 1;
-    msa_status s = bank_segment_parse(map, (uint64_t)st.st_size, shape, uuid, path, &sv->seg);
+    /* the parse reads (and hashes) the mapping and allocates nothing: a SIGBUS may abandon it */
+    seg_parse pa = {map, (uint64_t)st.st_size, shape, uuid, path, &sv->seg, MSA_OK};
+    msa_status s = fault_guard_run(seg_parse_body, &pa)
+                       ? pa.st
+                       : msa_fail(MSA_ERR_IO, "%s: I/O error reading the segment (SIGBUS)", path);
     if (!s && (sv->seg.seg_id != ref->seg_id || sv->seg.header_hash != ref->header_hash ||
                sv->seg.n_docs != ref->n_docs || sv->seg.n_chunks != ref->n_chunks))
         s = msa_fail(MSA_ERR_BAD_DATA, "%s: segment header does not match the manifest (replaced or corrupt)", path);
@@ -74,7 +95,8 @@ msa_status bank_seg_map(const char *dir, const bank_seg_ref *ref, const msa_bank
             uint64_t n = sv->seg.n_chunks * bank_route_row_bytes(shape, l);
             sv->route_ram[l] = malloc(n ? n : 1);
             if (!sv->route_ram[l]) s = msa_fail(MSA_ERR_NOMEM, "%s: no RAM for routing keys", path);
-            else memcpy(sv->route_ram[l], sv->seg.route[l], n);
+            else if (!fault_guard_copy(sv->route_ram[l], sv->seg.route[l], n))
+                s = msa_fail(MSA_ERR_IO, "%s: I/O error reading routing keys (SIGBUS)", path);
         }
     }
     if (s) {
@@ -146,5 +168,32 @@ msa_status msa_bank_read_content(const msa_bank *bank, uint32_t index, int slot,
         done += (uint64_t)n;
     }
     close(fd);
+    return MSA_OK;
+}
+
+typedef struct text_job {
+    ZSTD_DCtx *dctx;
+    char *dst;
+    const uint8_t *src;
+    size_t len, zlen, n; /* n: zstd's result */
+} text_job;
+
+static void text_body(void *arg) {
+    text_job *t = arg;
+    t->n = ZSTD_decompressDCtx(t->dctx, t->dst, t->len, t->src, t->zlen);
+}
+
+msa_status bank_seg_text(const bank_seg_view *sv, const bank_doc_rec *r, char *buf) {
+    /* our own context, so that a fault inside zstd (reading the mapping) abandons nothing it allocated */
+    text_job t = {ZSTD_createDCtx(), buf, sv->seg.text + r->text_off, r->text_len, r->text_zlen, 0};
+    if (!t.dctx) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory for a decompressor", sv->name);
+    bool done = fault_guard_run(text_body, &t);
+    ZSTD_freeDCtx(t.dctx);
+    if (!done)
+        return msa_fail(MSA_ERR_IO, "%s: I/O error reading the text of document [%llu] (SIGBUS)", sv->name,
+                        (unsigned long long)r->index);
+    if (ZSTD_isError(t.n) || t.n != r->text_len)
+        return msa_fail(MSA_ERR_BAD_DATA, "%s: text of document [%llu] is corrupt (%s)", sv->name,
+                        (unsigned long long)r->index, ZSTD_isError(t.n) ? ZSTD_getErrorName(t.n) : "wrong length");
     return MSA_OK;
 }

@@ -13,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include <zstd.h>
 
 #include "bank/bank.h"
 #include "util/error.h"
+#include "util/fault_guard.h"
 
 #define MAX_THREADS 32
 
@@ -70,10 +70,7 @@ static msa_status check_texts(const bank_seg_view *sv) {
             cap = r.text_len + 1;
             if (!(buf = malloc(cap))) return msa_fail(MSA_ERR_NOMEM, "verify: out of memory");
         }
-        size_t n = ZSTD_decompress(buf, r.text_len, sv->seg.text + r.text_off, r.text_zlen);
-        if (ZSTD_isError(n) || n != r.text_len)
-            st = msa_fail(MSA_ERR_BAD_DATA, "%s: text of document [%llu] is corrupt (%s)", sv->name,
-                          (unsigned long long)r.index, ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong length");
+        st = bank_seg_text(sv, &r, buf);
     }
     free(buf);
     return st;
@@ -102,13 +99,27 @@ static msa_status check_gaps(const bank_seg_view *sv) {
     return MSA_OK;
 }
 
+typedef struct mapped_check {
+    const vstate *vs;
+    const item *it;
+    msa_status st;
+} mapped_check;
+
+/* the checks that read the mapping and allocate nothing, so that a SIGBUS may abandon them (fault_guard.h) */
+static void mapped_check_body(void *arg) {
+    mapped_check *m = arg;
+    const item *it = m->it;
+    m->st = it->kind == ITEM_SECTION       ? check_section(it->sv, &it->sv->seg.sections[it->section])
+            : it->kind == ITEM_DOC_CONTENT ? check_doc_content(it->sv, it->doc, &m->vs->v->man.shape)
+                                           : check_gaps(it->sv);
+}
+
 static msa_status run_item(const vstate *vs, const item *it) {
-    switch (it->kind) {
-    case ITEM_SECTION: return check_section(it->sv, &it->sv->seg.sections[it->section]);
-    case ITEM_DOC_CONTENT: return check_doc_content(it->sv, it->doc, &vs->v->man.shape);
-    case ITEM_TEXTS: return check_texts(it->sv);
-    default: return check_gaps(it->sv);
-    }
+    if (it->kind == ITEM_TEXTS) return check_texts(it->sv); /* bank_seg_text guards its own reads */
+    mapped_check m = {vs, it, MSA_OK};
+    if (!fault_guard_run(mapped_check_body, &m))
+        return msa_fail(MSA_ERR_IO, "%s: I/O error reading the segment (SIGBUS)", it->sv->name);
+    return m.st;
 }
 
 typedef struct worker_arg {

@@ -9,6 +9,7 @@
  * over chunks); top-k by that sum, ties by lower index.
  * Document text goes in as plain text (it can never become special tokens). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "model/tensor.h"
 #include "model/model.h"
 #include "util/error.h"
+#include "util/fault_guard.h"
 
 /* ---- routing scores (see ask.h) */
 
@@ -32,6 +34,7 @@ typedef struct read_job {
     msa_route_dtype dtype;
     uint64_t n_index;
     float *best;                   /* [q->n][n_index] best cosine per token and document; -inf: none */
+    atomic_bool faulted;           /* a worker's read of the bank's mapping raised SIGBUS (fault_guard.h) */
 } read_job;
 
 /* chunk c of span sp is its document's first chunk and the document has more chunks after it */
@@ -43,17 +46,19 @@ static bool skip_chunk(const msa_route_span *sp, uint64_t c) {
 /* Thread ith takes the routing tokens ith, ith + nth, ...; keys are widened and scored a block of chunks at a
  * time with the routing scan's SIMD dot kernel (route_scan.h: one canonical summation order on every ISA). */
 enum { READ_BLOCK = 64 };
-static void read_range(void *ctx, int ith, int nth) {
-    const read_job *j = ctx;
-    const int dim = j->q->dim, nq = j->q->n;
-    const int nt = nq > ith ? (nq - ith + nth - 1) / nth : 0;
-    if (nt == 0) return;
-    float *key = malloc((size_t)READ_BLOCK * dim * sizeof *key);
-    float *y = malloc((size_t)READ_BLOCK * nt * sizeof *y);
-    if (!key || !y) { /* unreachable for supported shapes; scores stay -inf */
-        free(key), free(y);
-        return;
-    }
+typedef struct read_task {
+    read_job *j;
+    int ith, nth, nt;
+    float *key, *y; /* [READ_BLOCK][dim] widened keys, [READ_BLOCK][nt] dots */
+} read_task;
+
+/* reads keys and chunk tables through the bank's mapping: allocates nothing (read_range does), so a SIGBUS
+ * may abandon it */
+static void read_blocks(void *arg) {
+    const read_task *tk = arg;
+    const read_job *j = tk->j;
+    const int dim = j->q->dim, ith = tk->ith, nth = tk->nth, nt = tk->nt;
+    float *key = tk->key, *y = tk->y;
     float inv[READ_BLOCK];
     uint32_t doc[READ_BLOCK];
     for (size_t si = 0; si < j->n_spans; si++) {
@@ -82,7 +87,18 @@ static void read_range(void *ctx, int ith, int nth) {
                 }
         }
     }
-    free(key), free(y);
+}
+
+static void read_range(void *ctx, int ith, int nth) {
+    read_job *j = ctx;
+    const int dim = j->q->dim, nq = j->q->n;
+    const int nt = nq > ith ? (nq - ith + nth - 1) / nth : 0;
+    if (nt == 0) return;
+    read_task tk = {j, ith, nth, nt, malloc((size_t)READ_BLOCK * dim * sizeof(float)),
+                    malloc((size_t)READ_BLOCK * nt * sizeof(float))};
+    /* no memory (unreachable for supported shapes): this thread's tokens keep -inf scores */
+    if (tk.key && tk.y && !fault_guard_run(read_blocks, &tk)) atomic_store(&j->faulted, true);
+    free(tk.key), free(tk.y);
 }
 
 msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
@@ -108,9 +124,13 @@ msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *s
     msa_l2_normalize_rows(qn, (size_t)q->n, q->dim);
     for (size_t i = 0; i < (size_t)q->n * n_index; i++) best[i] = -INFINITY;
     msa_route_query qq = {.n = q->n, .dim = q->dim, .q = qn};
-    read_job j = {&qq, spans, n_spans, dtype, n_index, best};
+    read_job j = {&qq, spans, n_spans, dtype, n_index, best, false};
     if (tp && q->n > 1) msa_threadpool_run(tp, read_range, &j);
     else read_range(&j, 0, 1);
+    if (atomic_load(&j.faulted)) {
+        free(qn), free(best);
+        return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
+    }
     double *acc = calloc(n_index, sizeof *acc);
     if (!acc) {
         free(qn), free(best);

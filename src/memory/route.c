@@ -8,6 +8,7 @@
 
 #include "memory/route_scan.h"
 #include "util/error.h"
+#include "util/fault_guard.h"
 
 void msa_l2_normalize_rows(float *x, size_t n, int dim) {
     for (size_t r = 0; r < n; r++) {
@@ -101,6 +102,7 @@ typedef struct score_job {
     float *per_token;      /* if set: y[c][t] into [n_chunks][q->n] instead of reducing */
     float **scratch;       /* per thread: SCAN_BLOCK x (kdim + 2 q->n) floats */
     atomic_uint_fast64_t next_block;
+    atomic_bool faulted;   /* a worker's read of the keys raised SIGBUS (fault_guard.h) */
 } score_job;
 
 /* Prefetch part i of n of the next block's keys into L2 while this block computes: the block loop is
@@ -162,9 +164,14 @@ static void block_scores(const score_job *j, uint64_t c0, int nc, float *kf, flo
     }
 }
 
-static void score_worker(void *ctx, int ith, int nth) {
-    (void)nth;
-    score_job *j = ctx;
+typedef struct score_task {
+    score_job *j;
+    int ith;
+} score_task;
+
+static void score_blocks(void *arg) {
+    score_job *j = ((score_task *)arg)->j;
+    const int ith = ((score_task *)arg)->ith;
     const size_t kdim = (size_t)j->p->n_head_kv * j->p->head_dim, n = (size_t)j->q->n;
     const size_t esize = j->dtype == MSA_ROUTE_F32 ? 4 : 2;
     float *kf = j->scratch[ith], *y = kf + SCAN_BLOCK * kdim, *x = y + SCAN_BLOCK * n;
@@ -196,6 +203,14 @@ static void score_worker(void *ctx, int ith, int nth) {
     }
 }
 
+/* The keys are read through the bank's mapping: a SIGBUS there abandons this worker's blocks and fails the
+ * scan (the blocks touch no allocation or lock). */
+static void score_worker(void *ctx, int ith, int nth) {
+    (void)nth;
+    score_task t = {ctx, ith};
+    if (!fault_guard_run(score_blocks, &t)) atomic_store(&((score_job *)ctx)->faulted, true);
+}
+
 /* Scores of j->n_chunks chunks, on the pool's threads (inline for small inputs). */
 static msa_status run_scores(score_job *j, msa_threadpool *tp) {
     int nth = j->n_chunks < 256 || !tp ? 1 : msa_threadpool_size(tp);
@@ -210,12 +225,14 @@ static msa_status run_scores(score_job *j, msa_threadpool *tp) {
     for (int i = 0; i < nth; i++) scratch[i] = buf + (size_t)i * per;
     j->scratch = scratch;
     atomic_init(&j->next_block, 0);
+    atomic_init(&j->faulted, false);
     if (nth == 1)
         score_worker(j, 0, 1);
     else
         msa_threadpool_run(tp, score_worker, j);
     free(buf), free(scratch);
-    return MSA_OK;
+    return atomic_load(&j->faulted) ? msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)")
+                                    : MSA_OK;
 }
 
 /* Standardized routing (p->standardize): two passes over the keys, the first for each token's mean and

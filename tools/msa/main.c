@@ -95,6 +95,8 @@ static int help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* a failing disk under a bank is exit 74 with a message, not a SIGBUS core dump (msa.h) */
+    msa_catch_mapping_faults();
     if (argc < 2) {
         cli_help_top(stderr);
         return 64;
