@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# bank_stream.sh — `msa bank add` and `msa bank import` with memory bounded by a batch, not by the input
+# (issue 12; docs/bank-format.md "Streaming add"). A 100 MiB JSONL (1,600 documents of 64 KiB) is added with
+# --batch-mib 4 and the peak RSS of the msa process (getrusage of the child, through python3) must stay under
+# 40 MiB — an add that held the input (the code before streaming: 109 MB) fails. The same from a pipe (stdin
+# spooled), from a directory of files, and an import of the resulting export. And the guarantees streaming
+# must keep: an invalid id, an id given twice with different content, or a conflict with the bank on the LAST
+# line is refused before anything is encoded (nothing committed, although batches commit on their own); a
+# rerun finds everything unchanged.
+source "$(dirname "$0")/lib/common.sh"
+
+if ! command -v python3 >/dev/null; then no "bank_stream_python3 (python3 is a dependency: scripts/setup-deps.sh)"; finish; exit 0; fi
+
+# peak_rss OUTVAR ARGS...: run msa ARGS (stdin from $PEAK_STDIN when set: piped through cat), output in
+# $tmp/out and $tmp/err, exit status in $rc, the peak resident set of the msa process (KiB) in OUTVAR
+peak_rss() {
+    local var=$1; shift
+    local line
+    line=$(python3 - "$MSA" "$@" <<'EOF'
+import os, resource, subprocess, sys
+src = os.environ.get("PEAK_STDIN")
+tmp = os.environ["T"]
+with open(tmp + "/out", "wb") as out, open(tmp + "/err", "wb") as err:
+    if src:
+        cat = subprocess.Popen(["cat", src], stdout=subprocess.PIPE)
+        rc = subprocess.call(sys.argv[1:], stdin=cat.stdout, stdout=out, stderr=err)
+        cat.stdout.close(); cat.wait()
+    else:
+        rc = subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+print(rc if rc >= 0 else 128 - rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+EOF
+)
+    rc=${line%% *}
+    printf -v "$var" '%s' "${line##* }"
+    msa_check_crash "$*"
+}
+export T=$tmp
+LIMIT_KB=$((40 * 1024))
+
+python3 - "$tmp" <<'EOF'
+import json, os, sys
+d = sys.argv[1]
+filler = ('lorem ipsum dolor sit amet ' * 2500)[:65536]
+with open(d + '/big.jsonl', 'w') as f:
+    for i in range(1600):
+        f.write(json.dumps({"id": "doc%05d" % i, "text": "document %d. " % i + filler}) + "\n")
+with open(d + '/big.jsonl') as f:
+    lines = f.readlines()
+# the same input with one bad line at the very end
+def variant(name, last):
+    with open(d + '/' + name, 'w') as f:
+        f.writelines(lines)
+        f.write(json.dumps(last) + "\n")
+variant('bad_id.jsonl', {"id": "x" * 5000, "text": "too long an id"})
+variant('dup.jsonl', {"id": "doc00003", "text": "other content for an id given before"})
+os.makedirs(d + '/dir/sub')
+for i in range(48):
+    with open(d + '/dir/%s/f%03d.txt' % ('sub' if i % 2 else '.', i), 'w') as f:
+        f.write("file %d. " % i + filler * 8)  # 512 KiB each, 24 MiB in all
+EOF
+[ "$(stat -c %s "$tmp/big.jsonl")" -gt 100000000 ] && ok stream_input_made || no stream_input_made
+
+count_docs() { "$MSA" bank info "$1" --json | sed -n 's/.*"documents":\([0-9]*\),.*/\1/p'; }
+
+B=$tmp/b
+run_msa bank create "$B" --shape-of synthetic-small --pooling 4096
+[ "$rc" -eq 0 ] && ok stream_create || no "stream_create (exit $rc: $(head -c 300 "$tmp/err"))"
+
+# refused up front: the bad line is the last of 1,601; batches commit on their own, so "nothing committed"
+# means the check ran before the first batch
+peak_rss kb bank add "$B" --jsonl "$tmp/bad_id.jsonl" --synthetic --batch-mib 4
+[ "$rc" -eq 65 ] && [ "$(count_docs "$B")" = 0 ] && ok stream_invalid_id_last_line_nothing_added ||
+    no "stream_invalid_id_last_line_nothing_added (exit $rc, $(count_docs "$B") documents: $(head -c 300 "$tmp/err"))"
+peak_rss kb bank add "$B" --jsonl "$tmp/dup.jsonl" --synthetic --batch-mib 4
+[ "$rc" -eq 73 ] && grep -q "given twice with different content" "$tmp/err" && [ "$(count_docs "$B")" = 0 ] &&
+    ok stream_duplicate_last_line_nothing_added ||
+    no "stream_duplicate_last_line_nothing_added (exit $rc, $(count_docs "$B") documents: $(head -c 300 "$tmp/err"))"
+
+# the add itself: bounded memory, every document there, several durable batches
+peak_rss kb bank add "$B" --jsonl "$tmp/big.jsonl" --synthetic --batch-mib 4
+echo "# jsonl add: peak RSS $kb KiB for a $(($(stat -c %s "$tmp/big.jsonl") >> 20)) MiB input"
+[ "$rc" -eq 0 ] && grep -q "added 1600, replaced 0, unchanged 0" "$tmp/out" && grep -q "batches, each committed" "$tmp/out" &&
+    ok stream_jsonl_added || no "stream_jsonl_added (exit $rc: $(cat "$tmp/out") $(head -c 300 "$tmp/err"))"
+[ "$kb" -gt 0 ] && [ "$kb" -lt "$LIMIT_KB" ] && ok stream_jsonl_peak_rss_bounded ||
+    no "stream_jsonl_peak_rss_bounded ($kb KiB, limit $LIMIT_KB KiB)"
+[ "$(count_docs "$B")" = 1600 ] && "$MSA" bank verify "$B" >/dev/null 2>&1 && ok stream_jsonl_verify ||
+    no "stream_jsonl_verify ($(count_docs "$B") documents)"
+# a document's text survived the three passes byte for byte
+"$MSA" bank ls "$B" --json | grep -q '"id":"doc01599","index":1599,' && ok stream_jsonl_order || no stream_jsonl_order
+
+# a conflict with the bank on the last line: refused before any batch (nothing more committed)
+python3 -c "
+import json,sys
+lines=open(sys.argv[1]).readlines()
+new=[json.dumps({'id':'new%05d'%i,'text':'new document %d '%i+'x'*60000})+'\n' for i in range(200)]
+open(sys.argv[2],'w').writelines(new+[json.dumps({'id':'doc00007','text':'changed'})+'\n'])
+" "$tmp/big.jsonl" "$tmp/conflict.jsonl"
+peak_rss kb bank add "$B" --jsonl "$tmp/conflict.jsonl" --synthetic --batch-mib 1
+[ "$rc" -eq 73 ] && grep -q "already in the bank with different content" "$tmp/err" && [ "$(count_docs "$B")" = 1600 ] &&
+    ok stream_bank_conflict_last_line_nothing_added ||
+    no "stream_bank_conflict_last_line_nothing_added (exit $rc, $(count_docs "$B") documents: $(head -c 300 "$tmp/err"))"
+
+# a rerun reads and finds everything unchanged (what a resume after a crash between batches does)
+peak_rss kb bank add "$B" --jsonl "$tmp/big.jsonl" --synthetic --batch-mib 4
+[ "$rc" -eq 0 ] && grep -q "added 0, replaced 0, unchanged 1600" "$tmp/out" && [ "$kb" -lt "$LIMIT_KB" ] &&
+    ok stream_rerun_unchanged || no "stream_rerun_unchanged (exit $rc, $kb KiB: $(cat "$tmp/out"))"
+
+# from a pipe: stdin is spooled to an unlinked temporary file, not to memory
+B2=$tmp/b2
+"$MSA" bank create "$B2" --shape-of synthetic-small --pooling 4096 >/dev/null
+PEAK_STDIN=$tmp/big.jsonl peak_rss kb bank add "$B2" --jsonl - --synthetic --batch-mib 4
+echo "# stdin add: peak RSS $kb KiB"
+[ "$rc" -eq 0 ] && grep -q "added 1600," "$tmp/out" && [ "$kb" -lt "$LIMIT_KB" ] && ok stream_stdin_pipe_bounded ||
+    no "stream_stdin_pipe_bounded (exit $rc, $kb KiB: $(cat "$tmp/out") $(head -c 300 "$tmp/err"))"
+ls -A "${TMPDIR:-/tmp}" 2>/dev/null | grep -q '^\.msa-spool-' && no stream_spool_left_behind || ok stream_spool_removed
+
+# a directory of files: 24 MiB in 48 files, --batch-mib 2
+B3=$tmp/b3
+"$MSA" bank create "$B3" --shape-of synthetic-small --pooling 4096 >/dev/null
+peak_rss kb bank add "$B3" "$tmp/dir" --synthetic --batch-mib 2
+echo "# directory add: peak RSS $kb KiB"
+[ "$rc" -eq 0 ] && grep -q "added 48," "$tmp/out" && [ "$kb" -lt $((24 * 1024)) ] && ok stream_dir_bounded ||
+    no "stream_dir_bounded (exit $rc, $kb KiB: $(cat "$tmp/out") $(head -c 300 "$tmp/err"))"
+
+finish
