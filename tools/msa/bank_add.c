@@ -426,7 +426,7 @@ int bank_add(const cli_args *a) {
     const char *stdin_id = cli_get(a, "--id");
     if (!stdin_id) stdin_id = "stdin";
     bool replace = cli_has(a, "--replace"), synthetic = cli_has(a, "--synthetic");
-    uint64_t batch_bytes = (uint64_t)cli_int(a, "--batch-mib", 32) << 20;
+    uint64_t batch_bytes = (uint64_t)(cli_float(a, "--batch-mib", 32) * (1 << 20)); /* a fraction: tests */
     int n_inputs = a->n_pos - 1, n_jsonl = cli_all(a, "--jsonl", NULL, 0);
     if (n_inputs + n_jsonl == 0) return cli_usage_error("bank add", "nothing to add (files, directories, - or --jsonl)");
     /* pass 1: every input found and every id checked before the bank is opened */

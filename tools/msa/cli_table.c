@@ -115,7 +115,7 @@ static const cli_opt badd_own[] = {
     {"--split-tokens", NULL, "N", CLI_INT, 16, BIG, "the model's context",
      "split documents longer than N tokens into FILE#0, FILE#1, ... (docs/bank-format.md)", NULL, false, NULL},
     {"--synthetic", NULL, NULL, CLI_FLAG, 0, 0, NULL, "store deterministic vectors derived from the text (tests; no model)", NULL, false, NULL},
-    {"--batch-mib", NULL, "MiB", CLI_INT, 1, 1 << 20, "32", "text encoded and committed per batch: memory is bounded by "
+    {"--batch-mib", NULL, "MiB", CLI_FLOAT, 0.001, 1 << 20, "32", "text encoded and committed per batch: memory is bounded by "
      "it, not by the input", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };
