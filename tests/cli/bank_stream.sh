@@ -12,29 +12,15 @@ source "$(dirname "$0")/lib/common.sh"
 if ! command -v python3 >/dev/null; then no "bank_stream_python3 (python3 is a dependency: scripts/setup-deps.sh)"; finish; exit 0; fi
 
 # peak_rss OUTVAR ARGS...: run msa ARGS (stdin from $PEAK_STDIN when set: piped through cat), output in
-# $tmp/out and $tmp/err, exit status in $rc, the peak resident set of the msa process (KiB) in OUTVAR
+# $tmp/out and $tmp/err, exit status in $rc, the peak resident set of the msa process (KiB) in OUTVAR and its
+# peak anonymous memory (heap; no file pages: KiB) in $anon (lib/peak_mem.py)
 peak_rss() {
     local var=$1; shift
     local line
-    line=$(python3 - "$MSA" "$@" <<'EOF'
-import os, resource, subprocess, sys
-src = os.environ.get("PEAK_STDIN")
-tmp = os.environ["T"]
-with open(tmp + "/out", "wb") as out, open(tmp + "/err", "wb") as err:
-    if src:
-        cat = subprocess.Popen(["cat", src], stdout=subprocess.PIPE)
-        rc = subprocess.call(sys.argv[1:], stdin=cat.stdout, stdout=out, stderr=err)
-        cat.stdout.close(); cat.wait()
-    else:
-        rc = subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-print(rc if rc >= 0 else 128 - rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-EOF
-)
-    rc=${line%% *}
-    printf -v "$var" '%s' "${line##* }"
+    line=$(python3 "$(dirname "$0")/lib/peak_mem.py" "$tmp" ${PEAK_STDIN:+--stdin "$PEAK_STDIN"} -- "$MSA" "$@")
+    read -r rc "$var" anon <<<"$line"
     msa_check_crash "$*"
 }
-export T=$tmp
 LIMIT_KB=$((40 * 1024))
 
 python3 - "$tmp" <<'EOF'
@@ -121,6 +107,39 @@ peak_rss kb bank add "$B3" "$tmp/dir" --synthetic --batch-mib 2
 echo "# directory add: peak RSS $kb KiB"
 [ "$rc" -eq 0 ] && grep -q "added 48," "$tmp/out" && [ "$kb" -lt $((24 * 1024)) ] && ok stream_dir_bounded ||
     no "stream_dir_bounded (exit $rc, $kb KiB: $(cat "$tmp/out") $(head -c 300 "$tmp/err"))"
+
+# import: a bank with 75 MiB of incompressible text (the export holds it compressed no smaller) imported into
+# a new path and into an existing empty bank with bounded heap: the document segment is copied from the
+# export's mapping, never staged in memory (before: every document's text and routing keys were staged until
+# one commit at the end: 160 MB of heap here)
+python3 -c "
+import base64, json, os, sys
+with open(sys.argv[1], 'w') as f:
+    for i in range(1200):
+        f.write(json.dumps({'id': 'r%05d' % i, 'text': base64.b64encode(os.urandom(49152)).decode()}) + '\\n')
+" "$tmp/rand.jsonl"
+R=$tmp/r
+"$MSA" bank create "$R" --shape-of synthetic-small --pooling 4096 >/dev/null
+peak_rss kb bank add "$R" --jsonl "$tmp/rand.jsonl" --synthetic --batch-mib 8
+[ "$rc" -eq 0 ] && grep -q "added 1200," "$tmp/out" && ok stream_random_added || no "stream_random_added (exit $rc: $(head -c 300 "$tmp/err"))"
+run_msa bank export "$R" "$tmp/r.msax"
+[ "$rc" -eq 0 ] && [ "$(stat -c %s "$tmp/r.msax")" -gt 60000000 ] && ok stream_export || no "stream_export (exit $rc: $(head -c 300 "$tmp/err"))"
+"$MSA" bank ls "$R" >"$tmp/r.ls"
+peak_rss kb bank import "$tmp/r.msax" "$tmp/ri"
+echo "# import into a new bank: peak heap $anon KiB, peak RSS $kb KiB (file pages of the export's mapping included)"
+[ "$rc" -eq 0 ] && grep -q "imported 1200 documents" "$tmp/out" && ok stream_import_new || no "stream_import_new (exit $rc: $(head -c 300 "$tmp/err"))"
+[ "$anon" -gt 0 ] && [ "$anon" -lt $((32 * 1024)) ] && ok stream_import_new_heap_bounded ||
+    no "stream_import_new_heap_bounded ($anon KiB, limit $((32 * 1024)) KiB)"
+"$MSA" bank ls "$tmp/ri" | cmp -s - "$tmp/r.ls" && "$MSA" bank verify "$tmp/ri" >/dev/null 2>&1 && ok stream_import_new_same ||
+    no stream_import_new_same
+"$MSA" bank create "$tmp/re" --shape-of synthetic-small --pooling 4096 >/dev/null
+peak_rss kb bank import "$tmp/r.msax" "$tmp/re"
+echo "# import into an existing empty bank: peak heap $anon KiB, peak RSS $kb KiB"
+[ "$rc" -eq 0 ] && [ "$anon" -gt 0 ] && [ "$anon" -lt $((32 * 1024)) ] && ok stream_import_existing_heap_bounded ||
+    no "stream_import_existing_heap_bounded (exit $rc, $anon KiB: $(head -c 300 "$tmp/err"))"
+"$MSA" bank ls "$tmp/re" | cmp -s - "$tmp/r.ls" && "$MSA" bank verify "$tmp/re" >/dev/null 2>&1 &&
+    [ "$("$MSA" bank info "$tmp/re" --json | sed -n 's/.*"segments":\([0-9]*\),.*/\1/p')" = 1 ] && ok stream_import_existing_same ||
+    no stream_import_existing_same
 
 # with the default model: parts of one split document spread over several batches (--batch-mib 0.001: about
 # one part each) must give the bank an add of one batch gives: same ids, indices, tokens and content hashes
