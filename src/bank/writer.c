@@ -506,7 +506,11 @@ msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_ba
     if (s == MSA_BANK_DOC_DIFFERENT) pending_tombstone(b->pend, b->v->live[pos].index);
     if (state) *state = s;
     if (index_out) *index_out = (uint32_t)index;
-    if (b->pend->route_bytes >= b->params.max_pending_bytes) return msa_bank_commit(b);
+    /* everything the staging holds in memory counts: routing keys, compressed text, strings and records
+     * (text-heavy documents with small keys must not grow the staging without bound) */
+    const bank_pending *pp2 = b->pend;
+    uint64_t staged = pp2->route_bytes + pp2->text.len + pp2->strings.len + pp2->n_recs * sizeof(bank_doc_rec);
+    if (staged >= b->params.max_pending_bytes) return msa_bank_commit(b);
     return MSA_OK;
 }
 
