@@ -433,6 +433,49 @@ TEST(export_import) {
     free(t);
 }
 
+/* Import into an existing empty bank copies the export's document segment whole (streamed import): the
+ * copy must carry this bank's uuid and a fresh segment id (else the bank would not open), keep every
+ * document, index and routing key, verify, and accept a writer that adds after it. */
+TEST(import_into_existing_empty_bank) {
+    char src[512], dst[512], file[512];
+    snprintf(src, sizeof src, "%s", fresh("imp-src"));
+    snprintf(dst, sizeof dst, "%s", fresh("imp-dst"));
+    snprintf(file, sizeof file, "%s/imp.msax", scratch);
+    CHECK_EQ_INT(create_named(src, "synthetic-small", 1), MSA_OK);
+    CHECK_EQ_INT(create_named(dst, "synthetic-small", 1), MSA_OK);
+    msa_bank *b = open_bank(src, true);
+    CHECK(b != NULL);
+    if (!b) return;
+    for (uint64_t k = 0; k < 30; k++) CHECK_EQ_INT(add_k(b, k, 0, false, NULL, NULL), MSA_OK);
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_remove(b, "doc-000007"), MSA_OK);
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_export(b, file), MSA_OK);
+    msa_bank_close(b);
+    uint64_t n = 0;
+    CHECK_EQ_INT(msa_bank_import(file, dst, &n), MSA_OK);
+    CHECK_EQ_INT(n, 29);
+    b = open_bank(dst, true);
+    CHECK(b != NULL);
+    if (!b) return;
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    CHECK_EQ_INT(bi.n_docs, 29);
+    CHECK_EQ_INT(bi.n_segments, 1);
+    CHECK_EQ_INT(msa_bank_next_index(b), 30);
+    CHECK_EQ_INT(check_all(b), 0);
+    CHECK_EQ_INT(msa_bank_verify(b, NULL, NULL, NULL), MSA_OK);
+    msa_bank_doc_info info;
+    CHECK_EQ_INT(msa_bank_doc_by_index(b, 7, &info), MSA_ERR_NOT_FOUND);
+    CHECK_EQ_INT(msa_bank_doc_by_id(b, "doc-000029", &info), MSA_OK);
+    CHECK_EQ_INT(info.index, 29);
+    CHECK_EQ_INT(add_k(b, 100, 0, false, NULL, NULL), MSA_OK); /* the bank goes on as any other */
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_n_docs(b), 30);
+    msa_bank_close(b);
+    CHECK_EQ_INT(msa_bank_import(file, dst, NULL), MSA_ERR_CONFLICT); /* populated now */
+}
+
 TEST(bf16_msa4b_size_per_token) {
     const char *p = fresh("bf16");
     CHECK_EQ_INT(create_named(p, "msa-4b", 3), MSA_OK);
@@ -493,6 +536,7 @@ int main(void) {
     RUN(auto_commit_on_pending_bytes);
     RUN(auto_commit_counts_staged_text);
     RUN(export_import);
+    RUN(import_into_existing_empty_bank);
     RUN(bf16_msa4b_size_per_token);
     RUN(read_mode_bank);
     rm_rf(scratch);
