@@ -11,7 +11,8 @@
  * Each batch is its own commit so that staged data never grows with the input (the writer buffers a commit's
  * routing keys and text in memory). A crash in pass 3 leaves the batches committed before it durable and
  * nothing of the batch in flight visible; the same add run again finds those unchanged and encodes the rest.
- * What stays in memory for the whole run is, per document, its id and about 100 bytes of locator and hashes. */
+ * What stays in memory for the whole run is, per document, its id and about 110 bytes of locator, hashes and
+ * duplicate table: what checking every id before encoding any needs. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
