@@ -105,6 +105,21 @@ echo "# stdin add: peak RSS $kb KiB"
     no "stream_stdin_pipe_bounded (exit $rc, $kb KiB: $(cat "$tmp/out") $(head -c 300 "$tmp/err"))"
 ls -A "${TMPDIR:-/tmp}" 2>/dev/null | grep -q '^\.msa-spool-' && no stream_spool_left_behind || ok stream_spool_removed
 
+# inputs that can be read only once, or in place: a FIFO given as --jsonl (process substitution: spooled), and a
+# regular file redirected to stdin (read in place, from its current offset); ids and texts as given
+B4=$tmp/b4
+"$MSA" bank create "$B4" --shape-of synthetic-small >/dev/null
+printf '{"id":"f1","text":"fifo one"}\n{"id":"f2","text":"fifo two"}\n' >"$tmp/small.jsonl"
+run_msa bank add "$B4" --jsonl <(cat "$tmp/small.jsonl") --synthetic
+[ "$rc" -eq 0 ] && grep -q "added 2," "$tmp/out" && ok stream_fifo_jsonl || no "stream_fifo_jsonl (exit $rc: $(head -c 300 "$tmp/err"))"
+printf 'skipped header line\nthe document text' >"$tmp/redir.txt"
+{ read -r _; "$MSA" bank add "$B4" - --id redirected --synthetic >"$tmp/out" 2>"$tmp/err"; } <"$tmp/redir.txt"; rc=$?
+[ "$rc" -eq 0 ] && "$MSA" bank ls "$B4" --json | grep -q '"id":"redirected"' && ok stream_stdin_regular_file ||
+    no "stream_stdin_regular_file (exit $rc: $(head -c 300 "$tmp/err"))"
+# the offset was honoured: the stored text is what followed the line read before msa started (17 bytes)
+"$MSA" bank ls "$B4" --json | grep '"id":"redirected"' | grep -q '"tokens":5,' && ok stream_stdin_offset ||
+    no "stream_stdin_offset ($("$MSA" bank ls "$B4" --json | grep redirected))"
+
 # a directory of files: 48 MiB in 96 files, --batch-mib 2
 B3=$tmp/b3
 "$MSA" bank create "$B3" --shape-of synthetic-small --pooling 4096 >/dev/null
