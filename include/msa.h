@@ -252,7 +252,8 @@ typedef struct msa_bank_open_params {
     bool writable;           /* take the writer lock (MSA_ERR_LOCKED when another process/handle holds it) */
     bool verify_content;     /* check each document's content checksum when it is fetched (cheap; default true) */
     bool routing_in_ram;     /* copy routing keys to RAM at open instead of serving them from the mmap */
-    size_t max_pending_bytes;/* writer: staged routing bytes that trigger an automatic commit; 0 = 64 MiB */
+    size_t max_pending_bytes;/* writer: staged bytes held in memory (routing keys, compressed text, strings,
+                                records) that trigger an automatic commit; 0 = 64 MiB */
 } msa_bank_open_params;
 
 msa_bank_open_params msa_bank_default_open_params(void);
@@ -378,7 +379,7 @@ msa_bank_doc_state msa_bank_doc_state_of(const msa_bank *bank, const char *id, c
 /* Stage a document. Same id + same content: no-op (*state UNCHANGED). Different content: MSA_ERR_CONFLICT
  * unless replace (then the old document is tombstoned and the new one gets a new index). On success
  * *index_out (may be NULL) is the document's index. Not durable until msa_bank_commit (an automatic commit
- * happens when staged routing bytes exceed max_pending_bytes). */
+ * happens when the staged bytes held in memory reach max_pending_bytes). */
 msa_status msa_bank_add(msa_bank *bank, const msa_bank_doc *doc, bool replace, msa_bank_doc_state *state,
                         uint32_t *index_out);
 

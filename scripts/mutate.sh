@@ -47,6 +47,10 @@ bank_fsync_dir | full | src/bank/writer.c | return bank_fsync_dir(dir); /* the r
 bank_doc_checksum | fast | src/bank/format.c | if (XXH3_64bits(base + sec->offset, sec->size) != sec->hash) | if (XXH3_64bits(base + sec->offset, sec->size) != sec->hash && 0) | test_bank_checksums test_bank_malformed | document table checksum not checked
 bank_content_hash | fast | src/bank/bank.c | != r.content_hash) | != r.content_hash && 0) | test_bank_malformed | document content hash not checked on fetch
 bank_lock | fast | src/bank/bank.c | } else if (flock(b->lock_fd, LOCK_EX \| LOCK_NB) != 0) { | } else if (0) { | test_bank test_bank_concurrency | a second writer is not locked out
+stream_batch | full | tools/msa/bank_add.c | if (bt.bytes >= batch_bytes) { | if (0) { | cli/bank_stream.sh | bank add holds its whole input in one batch (memory grows with the input)
+stream_conflict_up_front | full | tools/msa/bank_add.c | if (ds == MSA_BANK_DOC_DIFFERENT && !replace) | if (0) | cli/bank_stream.sh | a conflict with the bank is found only after earlier batches were committed
+bank_pending_text | fast | src/bank/writer.c | pp2->route_bytes + pp2->text.len + | pp2->route_bytes + | test_bank | the automatic commit ignores staged text (the staging grows with text-heavy input)
+import_copy_uuid | fast | src/bank/writer.c | memcpy(h + 56, b->v->man.uuid, 16); | (void)0; | test_bank | an imported segment keeps the export's uuid (the bank does not open)
 bank_verify_section | full | src/bank/verify.c | if (XXH3_64bits(sv->seg.base + sec->offset, sec->size) != sec->hash) | if (0) | test_bank_malformed | verify skips section checksums
 M
 )

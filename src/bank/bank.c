@@ -275,13 +275,21 @@ static const char *live_id(const bank_version *v, uint64_t pos) {
     return (const char *)s->strings + rd64(rec + 32);
 }
 
+/* An id table slot: the entry position + 1 in the low 32 bits (fewer than 2^32 - 1 records: indices are
+ * unique and below that), the high 32 bits of the id's hash above. Probing compares the hash bits first and
+ * reads an id (a random access into a segment's strings, the cost of open at 10^6 documents) only when they
+ * match. 0 = empty. */
+static inline uint64_t slot_make(uint64_t hash, uint64_t pos) { return (hash & 0xffffffff00000000ULL) | (pos + 1); }
+static inline uint64_t slot_pos(uint64_t slot) { return (slot & 0xffffffffULL) - 1; }
+static inline bool slot_tag_eq(uint64_t slot, uint64_t hash) { return (slot ^ hash) >> 32 == 0; }
+
 uint64_t bank_version_find_id(const bank_version *v, const char *id) {
     if (!v->id_cap) return UINT64_MAX;
-    uint64_t mask = v->id_cap - 1;
-    for (uint64_t h = id_hash(id) & mask;; h = (h + 1) & mask) {
+    uint64_t mask = v->id_cap - 1, hash = id_hash(id);
+    for (uint64_t h = hash & mask;; h = (h + 1) & mask) {
         uint64_t e = v->id_slots[h];
         if (!e) return UINT64_MAX;
-        if (!strcmp(live_id(v, e - 1), id)) return e - 1;
+        if (slot_tag_eq(e, hash) && !strcmp(live_id(v, slot_pos(e)), id)) return slot_pos(e);
     }
 }
 
@@ -341,16 +349,16 @@ static uint64_t pow2_at_least(uint64_t n) {
 
 /* id table: open addressing, linear probing, positions + 1; deletion by backward shift (no tombstones) */
 static void idt_insert(uint64_t *slots, uint64_t cap, const bank_version *v, uint64_t pos) {
-    uint64_t h = id_hash(live_id(v, pos)) & (cap - 1);
+    uint64_t hash = id_hash(live_id(v, pos)), h = hash & (cap - 1);
     while (slots[h]) h = (h + 1) & (cap - 1);
-    slots[h] = pos + 1;
+    slots[h] = slot_make(hash, pos);
 }
 
 static void idt_delete(bank_version *v, uint64_t pos) {
     uint64_t mask = v->id_cap - 1, i = id_hash(live_id(v, pos)) & mask;
-    while (v->id_slots[i] != pos + 1) i = (i + 1) & mask; /* present: the entry is live */
+    while (slot_pos(v->id_slots[i]) != pos) i = (i + 1) & mask; /* present: the entry is live */
     for (uint64_t j = (i + 1) & mask; v->id_slots[j]; j = (j + 1) & mask) {
-        uint64_t k = id_hash(live_id(v, v->id_slots[j] - 1)) & mask;
+        uint64_t k = id_hash(live_id(v, slot_pos(v->id_slots[j]))) & mask;
         bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j); /* home cyclically in (i, j] */
         if (stays) continue;
         v->id_slots[i] = v->id_slots[j];
@@ -388,6 +396,21 @@ static bool is_tombstoned(const bank_manifest *m, uint64_t index) {
         else hi = mid;
     }
     return lo < m->n_tombstones && m->tombstones[lo] == index;
+}
+
+/* The first tombstone >= index at or after position from: a few steps forward (consecutive records), else a
+ * binary search, so no layout of records and tombstones costs more than O(log) per record. */
+static size_t tomb_seek(const bank_manifest *m, size_t from, uint64_t index) {
+    size_t n = m->n_tombstones;
+    for (int k = 0; k < 8 && from < n; k++, from++)
+        if (m->tombstones[from] >= index) return from;
+    size_t lo = from, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->tombstones[mid] < index) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 static int cmp_live(const void *a, const void *b) {
@@ -499,13 +522,17 @@ static msa_status version_index(bank_version *v, const char *name) {
         ss->cap_runs = (uint32_t)s->n_docs + 1;
         ss->runs = malloc(ss->cap_runs * sizeof *ss->runs);
         if (!map || !ss->runs) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
+        size_t tc = SIZE_MAX; /* tombstone cursor: a segment's indices increase, so its search moves forward */
+        uint64_t tc_last = 0;
         for (uint64_t r = 0; r < s->n_docs; r++) {
             bank_doc_rec rec;
             bank_segment_doc(s, r, &rec);
             if (rec.index >= m->next_index)
                 return msa_fail(MSA_ERR_BAD_DATA, "%s: document index %llu in %s is beyond the manifest's next index",
                                 name, (unsigned long long)rec.index, sv->name);
-            bool dead = is_tombstoned(m, rec.index);
+            tc = tomb_seek(m, tc == SIZE_MAX || rec.index < tc_last ? 0 : tc, rec.index);
+            bool dead = tc < m->n_tombstones && m->tombstones[tc] == rec.index;
+            tc_last = rec.index;
             v->live[v->n_ent++] = (bank_live){(uint32_t)rec.index, (uint32_t)i, (uint32_t)r, dead};
             ss->n_ent++;
             if (dead) {
@@ -538,16 +565,30 @@ static msa_status version_index(bank_version *v, const char *name) {
     v->id_slots = calloc(cap, sizeof *v->id_slots);
     if (!v->id_slots) return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     v->id_cap = cap;
+    /* the table is far larger than the caches: each insert's slot is a memory miss, so the hashes are
+     * computed PF entries ahead and their slots prefetched (open at 10^6 documents: docs/perf.md) */
+    enum { PF = 16 };
+    uint64_t ring[PF];
+    for (uint64_t i = 0; i < v->n_ent && i < PF; i++) {
+        ring[i] = v->live[i].dead ? 0 : id_hash(live_id(v, i));
+        __builtin_prefetch(&v->id_slots[ring[i] & (cap - 1)], 1);
+    }
     for (uint64_t i = 0; i < v->n_ent; i++) {
+        uint64_t hash = ring[i % PF];
+        if (i + PF < v->n_ent) {
+            uint64_t nh = v->live[i + PF].dead ? 0 : id_hash(live_id(v, i + PF));
+            ring[i % PF] = nh;
+            __builtin_prefetch(&v->id_slots[nh & (cap - 1)], 1);
+        }
         if (v->live[i].dead) continue;
         const char *id = live_id(v, i);
-        uint64_t h = id_hash(id) & (cap - 1);
+        uint64_t h = hash & (cap - 1);
         while (v->id_slots[h]) {
-            if (!strcmp(live_id(v, v->id_slots[h] - 1), id))
+            if (slot_tag_eq(v->id_slots[h], hash) && !strcmp(live_id(v, slot_pos(v->id_slots[h])), id))
                 return msa_fail(MSA_ERR_BAD_DATA, "%s: document id '%.200s' appears twice", name, id);
             h = (h + 1) & (cap - 1);
         }
-        v->id_slots[h] = i + 1;
+        v->id_slots[h] = slot_make(hash, i);
     }
     atomic_fetch_add(&records_indexed, v->n_ent);
     MSA_TRY(version_alloc_spans(v, version_total_runs(v), v->spans, name));

@@ -124,6 +124,11 @@ void bank_set_auto_compact(bool on);
 msa_status bank_write_manifest(const char *dir, const bank_manifest *m, bool *renamed);
 /* Stage a document with a given index (>= the next index); add and import use it. */
 msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash[16], uint64_t index);
+/* Import: copy a verified document segment image into the bank as a new segment (header patched with this
+ * bank's segment id and uuid), fsynced now, published by the next commit (writer.c). max_index: its highest
+ * document index. drop_pages: img is a read-only shared file mapping whose pages may be dropped as copied. */
+msa_status bank_stage_segment_copy(msa_bank *b, const uint8_t *img, uint64_t size, uint64_t n_docs, uint64_t n_chunks,
+                                   uint64_t max_index, bool drop_pages);
 /* bank.c: create a bank's files in a new directory path (mkdir, exclusive); remove a directory this process
  * made (never through a symbolic link); rename a finished bank directory tmp to path (only onto nothing or an
  * empty directory: MSA_ERR_CONFLICT otherwise, tmp removed) and fsync the parent. */

@@ -187,9 +187,15 @@ static msa_status open_export(const char *path, void **map, size_t *map_len, ban
     bank_version *v = NULL;
     if (!st) st = bank_version_from_image(p, len, &m, offs, sizes, path, &v);
     if (!st && v->n_deleted) st = msa_fail(MSA_ERR_BAD_DATA, "%s: export holds deleted documents", path);
+    size_t n_doc_segs = 0; /* an export has one compacted document segment (import copies it whole) */
+    for (size_t i = 0; !st && i < v->man.n_segs; i++) n_doc_segs += v->segs[i]->seg.kind == BANK_SEG_DOCS;
+    if (!st && n_doc_segs > 1) st = msa_fail(MSA_ERR_BAD_DATA, "%s: export holds more than one document segment", path);
     if (!st) { /* every checksum, before anything is written */
         msa_bank tmp = {.path = (char *)path, .v = v, .lock_fd = -1};
         st = msa_bank_verify(&tmp, NULL, NULL, NULL);
+        /* the scan read the whole file through the mapping: give those pages back (page cache, read again
+         * on demand) so that import's resident memory does not grow with the export */
+        madvise(p, len, MADV_DONTNEED);
     }
     if (st) {
         bank_version_free(v);
@@ -266,10 +272,9 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
     msa_bank *b = NULL;
     msa_bank_open_params op = msa_bank_default_open_params();
     op.writable = true;
-    /* into a new bank (a hidden directory until the final rename) the writer commits whenever its staged
-     * routing keys reach the default bound, so memory stays bounded however large the export; into an
-     * existing empty bank, one commit at the end (no partial import may become visible there) */
-    op.max_pending_bytes = tmp_path[0] ? 0 : SIZE_MAX;
+    /* one commit at the end, new bank or existing empty one: the documents arrive as one copied segment
+     * (bank_stage_segment_copy), never staged in memory, so nothing partial is ever visible and memory does
+     * not grow with the export */
     if (!st) st = msa_bank_open(target, &op, &b);
     if (!st && !same_shape(&b->v->man.shape, sh))
         st = msa_fail(MSA_ERR_MISMATCH, "%s: bank shape differs from the export's", bank_path);
@@ -288,7 +293,8 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
         free(k);
         free(vv);
     }
-    const void *rk[MSA_BANK_MAX_LAYERS], *km[MSA_BANK_MAX_LAYERS], *vm[MSA_BANK_MAX_LAYERS];
+    /* every document's content hash recomputed from its text and metadata, one document at a time, before
+     * anything of it is written */
     for (uint64_t i = 0; !st && i < ev->n_live; i++) {
         bank_doc_rec r;
         const bank_seg_view *sv;
@@ -297,23 +303,22 @@ msa_status msa_bank_import(const char *path, const char *bank_path_in, uint64_t 
         size_t text_len;
         msa_bank tmp = {.path = (char *)path, .v = ev, .lock_fd = -1};
         if ((st = msa_bank_doc_text(&tmp, (uint32_t)r.index, &text, &text_len))) break;
-        uint64_t half = (uint64_t)r.n_chunks * bank_kv_row_bytes(sh);
-        for (int l = 0; l < sh->n_router; l++) {
-            rk[l] = sv->seg.route[l] + r.chunk_first * bank_route_row_bytes(sh, l);
-            if (sh->mode == MSA_BANK_NATIVE) {
-                km[l] = sv->seg.content + r.content_off + (uint64_t)l * 2 * half;
-                vm[l] = (const uint8_t *)km[l] + half;
-            }
-        }
-        msa_bank_doc d = {.id = (const char *)sv->seg.strings + r.id_off, .text = text, .text_len = text_len,
-                          .meta_json = (const char *)sv->seg.strings + r.meta_off, .n_tokens = r.n_tokens,
-                          .n_chunks = r.n_chunks, .route_keys = rk, .k_mean = km, .v_mean = vm};
         uint8_t h[16];
-        msa_bank_content_hash(text, text_len, d.meta_json, h);
-        st = memcmp(h, r.hash, 16) ? msa_fail(MSA_ERR_BAD_DATA, "%s: document '%.200s' does not match its content hash",
-                                              path, d.id)
-                                   : bank_stage_doc(b, &d, r.hash, r.index);
+        msa_bank_content_hash(text, text_len, (const char *)sv->seg.strings + r.meta_off, h);
         free(text);
+        if (memcmp(h, r.hash, 16))
+            st = msa_fail(MSA_ERR_BAD_DATA, "%s: document '%.200s' does not match its content hash", path,
+                          (const char *)sv->seg.strings + r.id_off);
+    }
+    /* the document segment itself is copied whole, straight from the mapping into a new segment file: no
+     * document is staged in memory, so an import of any size needs no more memory than a small one
+     * (docs/bank-format.md §5) */
+    for (size_t i = 0; !st && i < ev->man.n_segs; i++) {
+        const bank_segment *sg = &ev->segs[i]->seg;
+        if (sg->kind != BANK_SEG_DOCS || !sg->n_docs) continue;
+        bank_doc_rec last;
+        bank_segment_doc(sg, sg->n_docs - 1, &last);
+        st = bank_stage_segment_copy(b, sg->base, sg->size, sg->n_docs, sg->n_chunks, last.index, true);
     }
     if (!st && ev->man.next_index > b->work.next_index) b->work.next_index = ev->man.next_index;
     if (!st) st = msa_bank_commit(b);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -136,6 +137,9 @@ struct bank_pending {
     size_t tset_cap;
     uint8_t *tmpl;          /* staged template image (n_layers x (K, V)) or NULL */
     ZSTD_CCtx *zc;
+    bool has_copy;          /* a whole document segment copied in by import (bank_stage_segment_copy) */
+    bank_seg_ref copy;
+    char copy_path[PATH_MAX_BANK];
 };
 
 void bank_pending_free(bank_pending *p) {
@@ -153,6 +157,7 @@ void bank_pending_free(bank_pending *p) {
     free(p->tset);
     free(p->tmpl);
     ZSTD_freeCCtx(p->zc);
+    if (p->has_copy) bank_io()->unlink(p->copy_path); /* never referenced by a manifest */
     free(p);
 }
 
@@ -275,7 +280,7 @@ uint32_t msa_bank_next_index(const msa_bank *b) {
 }
 
 size_t msa_bank_n_pending(const msa_bank *b) {
-    return b->pend ? b->pend->n_recs + b->pend->n_tomb + (b->pend->tmpl != NULL) : 0;
+    return b->pend ? b->pend->n_recs + b->pend->n_tomb + (b->pend->tmpl != NULL) + b->pend->has_copy : 0;
 }
 
 static msa_status validate_doc(const msa_bank *b, const msa_bank_doc *d) {
@@ -410,6 +415,56 @@ msa_status bank_stage_doc(msa_bank *b, const msa_bank_doc *d, const uint8_t hash
     return bank_stage_doc_ex(b, d, hash, index, false);
 }
 
+/* Import: a whole document segment, already verified (export.c), copied into the bank as a new segment file
+ * straight from img (the export's mapping: no buffer, so memory does not grow with the segment), with this
+ * bank's segment id and uuid patched into its header; fsynced, and published by the next commit together
+ * with whatever else is staged — or unlinked with the staging if that commit never happens. Its documents
+ * must not be staged on this writer too (import stages none). drop_pages: img is a read-only shared file
+ * mapping whose copied pages can be given back as the copy goes (they are page cache, not needed again). */
+msa_status bank_stage_segment_copy(msa_bank *b, const uint8_t *img, uint64_t size, uint64_t n_docs, uint64_t n_chunks,
+                                   uint64_t max_index, bool drop_pages) {
+    MSA_TRY(writer_check(b));
+    if (size < BANK_SEG_HEADER_SIZE) return msa_fail(MSA_ERR_INTERNAL, "bank import: segment too short");
+    bank_pending *p = NULL;
+    MSA_TRY(pending_get(b, &p));
+    if (p->has_copy || p->n_recs) return msa_fail(MSA_ERR_INTERNAL, "bank import: documents already staged");
+    uint64_t seg_id = b->work.next_seg_id;
+    bank_seg_path(p->copy_path, sizeof p->copy_path, b->path, seg_id);
+    int fd = bank_io()->open(p->copy_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        b->poisoned = true;
+        return msa_fail(MSA_ERR_IO, "%s: cannot create segment: %s", p->copy_path, strerror(errno));
+    }
+    b->work.next_seg_id++;
+    p->has_copy = true; /* from here on the file is the staging's: unlinked unless a commit names it */
+    uint8_t h[BANK_SEG_HEADER_SIZE];
+    memcpy(h, img, sizeof h);
+    wr64(h + 16, seg_id);
+    memcpy(h + 56, b->v->man.uuid, 16);
+    uint64_t hh = bank_seg_header_hash(h);
+    wr64(h + BANK_SEG_HEADER_SIZE - 8, hh);
+    msa_status st = bank_write_all(fd, h, sizeof h, 0, p->copy_path);
+    const uint64_t window = (uint64_t)8 << 20;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (uint64_t off = BANK_SEG_HEADER_SIZE; !st && off < size; off += window) {
+        uint64_t n = size - off < window ? size - off : window;
+        st = bank_write_all(fd, img + off, (size_t)n, off, p->copy_path);
+        if (drop_pages && page) { /* whole pages inside [off, off + n) only: never a byte of anything else */
+            uintptr_t a = ((uintptr_t)(img + off) + page - 1) & ~(page - 1), e = (uintptr_t)(img + off + n) & ~(page - 1);
+            if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+        }
+    }
+    if (!st) st = bank_fsync(fd, p->copy_path);
+    bank_io()->close(fd);
+    if (st) {
+        b->poisoned = true;
+        return st;
+    }
+    p->copy = (bank_seg_ref){seg_id, size, hh, n_docs, n_chunks};
+    if (n_docs && max_index + 1 > b->work.next_index) b->work.next_index = max_index + 1;
+    return MSA_OK;
+}
+
 msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_bank_doc_state *state,
                         uint32_t *index_out) {
     MSA_TRY(writer_check(b));
@@ -451,7 +506,11 @@ msa_status msa_bank_add(msa_bank *b, const msa_bank_doc *d, bool replace, msa_ba
     if (s == MSA_BANK_DOC_DIFFERENT) pending_tombstone(b->pend, b->v->live[pos].index);
     if (state) *state = s;
     if (index_out) *index_out = (uint32_t)index;
-    if (b->pend->route_bytes >= b->params.max_pending_bytes) return msa_bank_commit(b);
+    /* everything the staging holds in memory counts: routing keys, compressed text, strings and records
+     * (text-heavy documents with small keys must not grow the staging without bound) */
+    const bank_pending *pp2 = b->pend;
+    uint64_t staged = pp2->route_bytes + pp2->text.len + pp2->strings.len + pp2->n_recs * sizeof(bank_doc_rec);
+    if (staged >= b->params.max_pending_bytes) return msa_bank_commit(b);
     return MSA_OK;
 }
 
@@ -604,7 +663,7 @@ msa_status msa_bank_commit(msa_bank *b) {
     MSA_TRY(writer_check(b));
     bank_pending *p = b->pend;
     if (!p || msa_bank_n_pending(b) == 0) return MSA_OK;
-    bank_seg_ref refs[2];
+    bank_seg_ref refs[3];
     int n_refs = 0;
     char tmpl_path[PATH_MAX_BANK] = "";
     msa_status st = MSA_OK;
@@ -612,6 +671,7 @@ msa_status msa_bank_commit(msa_bank *b) {
         if ((st = finish_doc_segment(b, &refs[n_refs]))) return fail_commit(b, st, NULL);
         n_refs++;
     }
+    if (p->has_copy) refs[n_refs++] = p->copy; /* written and fsynced when it was staged */
     if (p->tmpl) {
         if ((st = write_template_segment(b, p->tmpl, &refs[n_refs]))) return fail_commit(b, st, NULL);
         bank_seg_path(tmpl_path, sizeof tmpl_path, b->path, refs[n_refs].seg_id);
@@ -643,12 +703,14 @@ msa_status msa_bank_commit(msa_bank *b) {
             bank_io()->close(p->fd);
             p->fd = -1;
         }
+        if (renamed) p->has_copy = false;
         return fail_commit(b, st, renamed ? NULL : tmpl_path[0] ? tmpl_path : NULL);
     }
     if (p->fd >= 0) {
         bank_io()->close(p->fd);
         p->fd = -1; /* referenced now: keep the file */
     }
+    p->has_copy = false; /* likewise */
     bank_pending_free(p);
     b->pend = NULL;
     st = adopt(b, m);

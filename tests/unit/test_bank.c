@@ -329,6 +329,47 @@ TEST(auto_commit_on_pending_bytes) {
     msa_bank_close(b);
 }
 
+/* The bound counts staged text too, not only routing keys: documents of large incompressible text and one
+ * chunk each (tiny keys) must still be committed on their own, or the writer's text buffer grows with the
+ * input (before, only routing keys counted: 5 MiB of text stayed staged under a 1 MiB bound). */
+TEST(auto_commit_counts_staged_text) {
+    const char *p = fresh("auto-text");
+    msa_bank_create_params cp = {0};
+    CHECK_EQ_INT(msa_bank_shape_named("synthetic-small", &cp.shape), MSA_OK);
+    cp.shape.pooling = 4096;
+    memset(cp.fingerprint, 1, 32);
+    CHECK_EQ_INT(msa_bank_create(p, &cp), MSA_OK);
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.writable = true;
+    op.max_pending_bytes = (size_t)1 << 20;
+    msa_bank *b = NULL;
+    CHECK_EQ_INT(msa_bank_open(p, &op, &b), MSA_OK);
+    if (!b) return;
+    size_t tl = (size_t)256 << 10;
+    char *text = malloc(tl);
+    CHECK(text != NULL);
+    if (!text) return;
+    float keys[16] = {0}, kv[16] = {0};
+    const void *rk[2] = {keys, keys}, *km[2] = {kv, kv}, *vm[2] = {kv, kv};
+    uint64_t x = 88172645463325252ULL;
+    for (int k = 0; k < 20; k++) {
+        for (size_t i = 0; i < tl; i++) { /* xorshift letters: zstd cannot shrink them much */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            text[i] = (char)('a' + (x >> 32) % 26);
+        }
+        char id[32];
+        snprintf(id, sizeof id, "t%d", k);
+        msa_bank_doc d = {.id = id, .text = text, .text_len = tl, .n_tokens = 1, .n_chunks = 1, .route_keys = rk,
+                          .k_mean = km, .v_mean = vm};
+        CHECK_EQ_INT(msa_bank_add(b, &d, false, NULL, NULL), MSA_OK);
+    }
+    free(text);
+    CHECK(msa_bank_n_docs(b) >= 10); /* committed on their own, about every 1 MiB of staged text */
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_n_docs(b), 20);
+    msa_bank_close(b);
+}
+
 TEST(export_import) {
     const char *p = fresh("exp-src");
     char src[512], dst[512], file[512], other[512];
@@ -392,6 +433,49 @@ TEST(export_import) {
     free(t);
 }
 
+/* Import into an existing empty bank copies the export's document segment whole (streamed import): the
+ * copy must carry this bank's uuid and a fresh segment id (else the bank would not open), keep every
+ * document, index and routing key, verify, and accept a writer that adds after it. */
+TEST(import_into_existing_empty_bank) {
+    char src[512], dst[512], file[512];
+    snprintf(src, sizeof src, "%s", fresh("imp-src"));
+    snprintf(dst, sizeof dst, "%s", fresh("imp-dst"));
+    snprintf(file, sizeof file, "%s/imp.msax", scratch);
+    CHECK_EQ_INT(create_named(src, "synthetic-small", 1), MSA_OK);
+    CHECK_EQ_INT(create_named(dst, "synthetic-small", 1), MSA_OK);
+    msa_bank *b = open_bank(src, true);
+    CHECK(b != NULL);
+    if (!b) return;
+    for (uint64_t k = 0; k < 30; k++) CHECK_EQ_INT(add_k(b, k, 0, false, NULL, NULL), MSA_OK);
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_remove(b, "doc-000007"), MSA_OK);
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_export(b, file), MSA_OK);
+    msa_bank_close(b);
+    uint64_t n = 0;
+    CHECK_EQ_INT(msa_bank_import(file, dst, &n), MSA_OK);
+    CHECK_EQ_INT(n, 29);
+    b = open_bank(dst, true);
+    CHECK(b != NULL);
+    if (!b) return;
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    CHECK_EQ_INT(bi.n_docs, 29);
+    CHECK_EQ_INT(bi.n_segments, 1);
+    CHECK_EQ_INT(msa_bank_next_index(b), 30);
+    CHECK_EQ_INT(check_all(b), 0);
+    CHECK_EQ_INT(msa_bank_verify(b, NULL, NULL, NULL), MSA_OK);
+    msa_bank_doc_info info;
+    CHECK_EQ_INT(msa_bank_doc_by_index(b, 7, &info), MSA_ERR_NOT_FOUND);
+    CHECK_EQ_INT(msa_bank_doc_by_id(b, "doc-000029", &info), MSA_OK);
+    CHECK_EQ_INT(info.index, 29);
+    CHECK_EQ_INT(add_k(b, 100, 0, false, NULL, NULL), MSA_OK); /* the bank goes on as any other */
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bank_n_docs(b), 30);
+    msa_bank_close(b);
+    CHECK_EQ_INT(msa_bank_import(file, dst, NULL), MSA_ERR_CONFLICT); /* populated now */
+}
+
 TEST(bf16_msa4b_size_per_token) {
     const char *p = fresh("bf16");
     CHECK_EQ_INT(create_named(p, "msa-4b", 3), MSA_OK);
@@ -450,7 +534,9 @@ int main(void) {
     RUN(writer_lock_and_versions);
     RUN(staged_changes_dropped_on_close);
     RUN(auto_commit_on_pending_bytes);
+    RUN(auto_commit_counts_staged_text);
     RUN(export_import);
+    RUN(import_into_existing_empty_bank);
     RUN(bf16_msa4b_size_per_token);
     RUN(read_mode_bank);
     rm_rf(scratch);

@@ -101,7 +101,8 @@ static const cli_opt demo_own[] = {
 /* ---- bank */
 static const char *const bcreate_shared[] = {"--model", "--mode", "--router", NULL};
 static const cli_opt bcreate_own[] = {
-    {"--pooling", NULL, "P", CLI_INT, 0, 4096, "the checkpoint's; 1 in read mode", "tokens per chunk", NULL, false, NULL},
+    {"--pooling", NULL, "P", CLI_INT, 0, 4096, "the checkpoint's; 1 in read mode", "tokens per chunk (with --shape-of: "
+     "instead of the shape's)", NULL, false, NULL},
     {"--shape-of", NULL, "NAME", CLI_STR, 0, 0, NULL, "no model: a named shape for tests and benchmarks",
      "msa-4b|synthetic-small", false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
@@ -114,6 +115,8 @@ static const cli_opt badd_own[] = {
     {"--split-tokens", NULL, "N", CLI_INT, 16, BIG, "the model's context",
      "split documents longer than N tokens into FILE#0, FILE#1, ... (docs/bank-format.md)", NULL, false, NULL},
     {"--synthetic", NULL, NULL, CLI_FLAG, 0, 0, NULL, "store deterministic vectors derived from the text (tests; no model)", NULL, false, NULL},
+    {"--batch-mib", NULL, "MiB", CLI_FLOAT, 0.001, 1 << 20, "32", "text encoded and committed per batch: memory is bounded by "
+     "it, not by the input", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };
 static const char *const json_only[] = {"--json", NULL};
@@ -268,6 +271,10 @@ const cli_cmd cli_commands[] = {
      "Files: id = the path as given, normalised (sub//x.md -> sub/x.md, ./x -> x); directories recursively (hidden\n"
      "entries skipped); '-' = stdin as one document. Binary files (a NUL byte in the first 64 KiB) are skipped\n"
      "with a warning. -m defaults to the model the bank was created with.\n"
+     "Streamed: ids are checked and every document planned (split, hashed, checked against the bank) before\n"
+     "anything is encoded; then the texts are read again and encoded in batches of --batch-mib MiB, each batch\n"
+     "its own durable commit (a crash keeps the batches before it; the same add again encodes only the rest).\n"
+     "A pipe (stdin, --jsonl <(cmd)) is copied to an unlinked temporary file in $TMPDIR to be read twice.\n"
      "Exit 0: everything added; exit 3: some inputs were skipped (each named on stderr), the rest added.",
      1, -1, bank_add, NULL},
     {"bank rm", "BANK ID...", "tombstone documents (all or nothing)", NULL, NULL, NULL, 2, -1, bank_rm, NULL},
