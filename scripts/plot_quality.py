@@ -5,7 +5,7 @@
 
 Left: recall@5 per question kind against memory size (tokens in the bank) for every system with results
 (files SYSTEM-1k.json, SYSTEM-10k.json). Right: NIAH recall@1 and exact-match accuracy against haystack size
-(niah-SYSTEM-TOKENS.json). Third panel: the shipped router's training curve (data/routers/smollm2-135m.curve.tsv:
+(niah-SYSTEM-TOKENS.json; full context, which ranks nothing, as EM alone). Third panel: the shipped router's training curve (data/routers/smollm2-135m.curve.tsv:
 held-out loss and recall@1/@5 per evaluated step), when that file exists."""
 import glob
 import json
@@ -48,14 +48,17 @@ def main(d, out):
             continue
         r = load(p)
         n = sum(k["n"] for k in r["kinds"].values())
-        r1 = sum(k["recall@1"] * k["n"] for k in r["kinds"].values()) / n
+        # full context ranks nothing: no recall, EM only
+        r1 = sum(k["recall@1"] * k["n"] for k in r["kinds"].values()) / n if all(
+            "recall@1" in k for k in r["kinds"].values()) else None
         em = [k.get("em") for k in r["kinds"].values()]
         emv = sum(e * k["n"] for e, k in zip(em, r["kinds"].values()) if e is not None) / n if all(
             e is not None for e in em) else None
         ni.setdefault(m.group(1), []).append((int(m.group(2)), r1, emv))
     for s, pts in sorted(ni.items()):
         pts.sort()
-        ax[1].plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", label="%s recall@1" % s)
+        if all(y is not None for _, y, _ in pts):
+            ax[1].plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", label="%s recall@1" % s)
         if all(e is not None for _, _, e in pts):
             ax[1].plot([x for x, _, _ in pts], [e for _, _, e in pts], marker="s", ls="--", label="%s EM" % s)
     ax[1].set_xscale("log")

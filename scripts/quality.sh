@@ -3,8 +3,11 @@
 #
 #   scripts/quality.sh router      train the default model's router (data/routers/smollm2-135m.safetensors)
 #   scripts/quality.sh qa1k        1K passages: identity, trained, fused, BM25, MiniLM (recall + EM)
-#   scripts/quality.sh qa10k       10K passages: BM25, trained, trained + BM25 (the questions in $QSUB10K)
+#   scripts/quality.sh em1k        1K passages, exact match on QSUB (60 paraphrase + 35 multihop): every system
+#   scripts/quality.sh qa10k       10K passages: BM25, MiniLM, trained, trained + BM25 (the questions in $QSUB10K;
+#                                  MiniLM also over all 310)
 #   scripts/quality.sh niah        NIAH at 32K and 128K tokens, identity and trained router
+#   scripts/quality.sh niahfc      NIAH where the haystack fits the model's context: full context vs read mode
 #   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
 #
 # Results go to $OUT (default /tmp/msa-quality): one JSON per cell, named SYSTEM-SET.json.
@@ -45,6 +48,19 @@ qa1k)
     "$MSA" eval qa -m "$M" --router none --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical 0.40 --rounds 2 --system identity+bm25-2rounds
     "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$OUT/hop.jsonl" --lexical ${WTR:-0.35} --rounds 2 --system trained+bm25-2rounds
     ;;
+em1k)
+    # exact match (read mode's prompt over the top 3 documents, greedy, 48 tokens) on QSUB: the first 60 paraphrase
+    # and the first 35 multihop questions; the rankings and score files are qa1k's
+    QSUB=$OUT/qsub.jsonl
+    { grep '"paraphrase"' "$Q" | head -60; grep '"multihop"' "$Q" | head -35; } > "$QSUB"
+    grep '"multihop"' "$QSUB" > "$OUT/qsub-hop.jsonl"
+    for s in bm25 minilm fused-id fused-tr; do
+        "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$QSUB" --ranking "$OUT/base1k/$s.jsonl" --answer --system $s --json > "$OUT/em-$s-1k.json"
+    done
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$QSUB" --answer --system trained --json > "$OUT/em-trained-1k.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$OUT/qsub-hop.jsonl" --lexical ${WTR:-0.35} --rounds 2 --answer \
+        --system trained+bm25-2rounds --json > "$OUT/em-trained+bm25-2rounds-1k.json"
+    ;;
 qa10k)
     P=data/retrieval/passages-10k.jsonl
     # the 10K set is a superset of the 1K one: its bank is the 1K bank plus the other 9,000 passages
@@ -67,14 +83,29 @@ while any(by.values()):
     # the weight fitted at 1K (the trained router's fold-0 weight there), fixed
     python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-10k.jsonl" "$OUT/base10k" "$QSUB10K" "$OUT/base10k/fused-tr-w.jsonl" --w ${WTR:-0.35}
     "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/fused-tr-w.jsonl" --system tr+bm25-w --json > "$OUT/tr+bm25-w-10k.json"
-    # the MiniLM bound: its 1K ranking on the same questions
-    [ -f "$OUT/base1k/minilm.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$QSUB10K" --ranking "$OUT/base1k/minilm.jsonl" --system minilm-1k-bound --json > "$OUT/minilm-bound-10k.json"
+    # MiniLM over the 10K passages (all 310 questions ranked once; ~25 min of NumPy on the 2 shared cores)
+    if [ -n "$MINILM" ]; then
+        python3 scripts/eval_baselines.py rank "$P" "$Q" "$OUT/base10k-all" --minilm "$MINILM"
+        "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$Q" --ranking "$OUT/base10k-all/minilm.jsonl" --system minilm --json > "$OUT/minilm-10k-310.json"
+        "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k-all/minilm.jsonl" --system minilm --json > "$OUT/minilm-10k.json"
+    fi
     ;;
 niah)
     for n in 32768 131072; do
         "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
         "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --answer --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
         "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-trained+bm25-$n.json"
+    done
+    ;;
+niahfc)
+    # the full-context baseline needs the haystack (with its needles) in the 8,192-token context: --tokens 2048 with
+    # 5 samples per task (6,430 tokens stored) and with 2 (3,851); 4096 (8,324 tokens) is refused. Full context costs
+    # ~46 s per question at 3.9K tokens on 2 shared cores (several times that at 6.4K)
+    for p in 5 2; do
+        n=2048
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --answer --system identity --json > "$OUT/niah-p$p-identity-$n.json"
+        "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-p$p-trained+bm25-$n.json"
+        "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --full-context --system full-context --json > "$OUT/niah-p$p-full-context-$n.json"
     done
     ;;
 plot)

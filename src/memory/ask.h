@@ -45,6 +45,12 @@ void msa_read_scores_free(msa_read_scores *s);
 msa_status msa_read_answer_docs(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
                                 const char *question, size_t len, const msa_ask_params *p, msa_ask_result *out);
 
+/* The token count of the prompt msa_read_answer_docs builds for these documents and question (no history), and
+ * optionally its text (*text malloc'd; NULL: not wanted). For a caller that must know before answering whether
+ * the documents fit the model's context (msa eval --full-context). */
+msa_status msa_read_prompt_tokens(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
+                                  const char *question, size_t len, size_t *n_tokens, char **text);
+
 /* Read-mode document scores of one router layer (readmode.c; docs/msa-deviations.md "Read mode"): for every
  * routing token (rows of q: head-mean-folded query vectors), the best cosine similarity to any chunk key of
  * each document, ignoring a document's first chunk (its <|im_start|>, the attention sink every document shares)

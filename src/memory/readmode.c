@@ -546,6 +546,19 @@ msa_status msa_read_answer(msa_model *model, msa_bank *bank, const char *questio
     return st;
 }
 
+msa_status msa_read_prompt_tokens(msa_model *model, msa_bank *bank, const uint32_t *docs, size_t n_docs,
+                                  const char *question, size_t len, size_t *n_tokens, char **text) {
+    tbuf pr = {0};
+    char *ptext = NULL;
+    msa_status st = build_prompt(model, bank, docs, n_docs, question, len, NULL, NULL, 0, &pr, &ptext);
+    if (!st) {
+        *n_tokens = pr.n;
+        if (text) *text = ptext, ptext = NULL;
+    }
+    free(pr.v), free(ptext);
+    return st;
+}
+
 msa_status msa_read_answer_docs(msa_model *model, msa_bank *bank, const uint32_t *best, size_t n_best,
                                 const char *question, size_t len, const msa_ask_params *p, msa_ask_result *out) {
     const msa_hparams *hp = msa_model_hparams(model);

@@ -60,3 +60,31 @@ $MSA train-router -m "$m" --data "$tmp/pairs.jsonl" -o "$tmp/x.safetensors" --la
 [ $rc -eq 64 ] && grep -q k_norm "$tmp/e" && ok train_router_query_only_refuses_k_norm || { no train_router_query_only_refuses_k_norm; cat "$tmp/e"; }
 $MSA eval qa -m "$m" --bank "$tmp/b" "$tmp/q.jsonl" --lexical 2 >/dev/null 2>&1; rc=$?
 [ $rc -eq 64 ] && ok eval_bad_lexical_64 || no eval_bad_lexical_64
+# --full-context: every document in the prompt, in reading order (the bank's order for qa; docs_in_prompt counts
+# the documents whose "[index]. " header the prompt holds, in that order), no routing (no recall); --docs 3 reads 3
+if $MSA eval qa -m "$m" --bank "$tmp/b" "$tmp/q.jsonl" --full-context -n 4 --json >"$tmp/j" 2>"$tmp/e" &&
+   python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["full_context"] and d["context_docs"] == 10 and d["system"] == "full-context", d
+assert "recall@1" not in d["kinds"]["lexical"] and d["kinds"]["lexical"]["n"] == 4
+for q in d["questions"]:
+    assert q["docs_in_prompt"] == 10 and "correct" in q and "gold_rank" not in q, q
+    assert q["prompt_tokens"] <= d["context_tokens"] < 256 - 4, q' "$tmp/j" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --answer -n 4 --json >"$tmp/j2" 2>>"$tmp/e" &&
+   python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert all(q["docs_in_prompt"] == 3 for q in d["questions"]), d["questions"]' "$tmp/j2"; then
+    ok eval_full_context_reads_every_document; else no eval_full_context_reads_every_document; cat "$tmp/e"; fi
+# ... refused (64, one line naming the context) when prompt + answer budget exceed the model's context (256 here)
+$MSA eval qa -m "$m" --bank "$tmp/b" "$tmp/q.jsonl" --full-context -n 200 >"$tmp/o" 2>"$tmp/e"; rc=$?
+[ $rc -eq 64 ] && [ "$(wc -l <"$tmp/e")" -eq 1 ] && grep -q "over the model's context of 256" "$tmp/e" && [ ! -s "$tmp/o" ] &&
+    ok eval_full_context_over_context_64 || { no eval_full_context_over_context_64; cat "$tmp/e"; }
+# niah: a haystack over the context is refused before anything is encoded (no bank made)
+$MSA eval niah -m "$m" --bank "$tmp/nfc" --haystack "$tmp/hay.txt" --tokens 2048 --doc-tokens 64 --per-task 1 \
+    --full-context >"$tmp/o" 2>"$tmp/e"; rc=$?
+[ $rc -eq 64 ] && grep -q "haystack is .* over the model's context" "$tmp/e" && [ ! -e "$tmp/nfc" ] &&
+    ok eval_niah_full_context_refused_before_encoding || { no eval_niah_full_context_refused_before_encoding; cat "$tmp/e"; }
+$MSA eval qa -m "$m" --bank "$tmp/b" "$tmp/q.jsonl" --full-context --lexical 0.5 >/dev/null 2>&1; rc=$?
+[ $rc -eq 64 ] && ok eval_full_context_no_routing_options_64 || no eval_full_context_no_routing_options_64

@@ -198,6 +198,8 @@ static const cli_opt eval_own[] = {
      false, NULL},
     {"--ranking", NULL, "FILE", CLI_STR, 0, 0, NULL, "rank by an external ranking (jsonl) instead of routing", NULL,
      false, NULL},
+    {"--full-context", NULL, NULL, CLI_FLAG, 0, 0, NULL, "answer from every document at once, no routing (niah: "
+     "haystack order); refused when prompt + -n exceed the model's context", NULL, false, NULL},
     {"--scores-out", NULL, "FILE", CLI_STR, 0, 0, NULL, "write every question's fused scores (jsonl)", NULL, false,
      NULL},
     {"--system", NULL, "NAME", CLI_STR, 0, 0, NULL, "the system's name in the report", NULL, false, NULL},

@@ -16,6 +16,11 @@
  * (routing; answering). --ranking FILE replaces the routing by an external ranking (jsonl {"id", "ranking":
  * [doc ids best first]}: the baselines of scripts/eval_baselines.py go through the same reader this way).
  * --scores-out FILE writes every question's fused scores ({"docs": [ids]} first, then {"id", "fused": [...]}).
+ * --full-context: the baseline without retrieval: every question answered by the same reader and prompt with all
+ * the documents in it (niah: the haystack in order; qa: the bank's documents in index order), refused with 64
+ * before anything is answered when any question's prompt plus the -n answer budget is over the model's context;
+ * no recall then (nothing is ranked); each answered question reports prompt_tokens and docs_in_prompt (the
+ * documents read that the prompt holds, found in reading order by their "[index]. " headers).
  * --json prints one object. Nothing here aborts on malformed input: a bad line is an error naming it. */
 #include <ctype.h>
 #include <jansson.h>
@@ -245,19 +250,90 @@ static int load_ranking(const char *path, ranking_map *r) {
     return rc;
 }
 
+/* --full-context: the documents to read (o->context_ids in that order, else every document of the bank in index
+ * order), as read mode's prompt takes them (it prints its list last to first, the best next to the question, so
+ * the list is reversed: the prompt shows them in reading order); refused (64) when any question's prompt plus
+ * the answer budget is over the model's context. */
+static int full_context_docs(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n_q,
+                             const eval_opts *o, uint32_t **out, size_t *n_out, size_t *max_tokens) {
+    msa_bank_info info;
+    msa_bank_get_info(bank, &info);
+    size_t n = o->context_ids ? o->n_context : (size_t)info.next_index, k = 0;
+    uint32_t *d = malloc((n ? n : 1) * sizeof *d);
+    if (!d) return 70;
+    for (size_t i = 0; i < n; i++) {
+        msa_bank_doc_info di;
+        if (o->context_ids) {
+            if (msa_bank_doc_by_id(bank, o->context_ids[i], &di)) {
+                free(d);
+                fprintf(stderr, "msa eval: --full-context: document %s is not in the bank\n", o->context_ids[i]);
+                return 70;
+            }
+            d[k++] = di.index;
+        } else if (!msa_bank_doc_by_index(bank, (uint32_t)i, &di)) {
+            d[k++] = (uint32_t)i;
+        }
+    }
+    for (size_t i = 0; i < k / 2; i++) { /* reading order -> read mode's best-first list */
+        uint32_t t = d[i];
+        d[i] = d[k - 1 - i], d[k - 1 - i] = t;
+    }
+    const int n_ctx = msa_model_hparams(model)->n_ctx_train;
+    const long long max_new = o->max_new > 0 ? o->max_new : 48;
+    size_t worst = 0;
+    for (size_t qi = 0; qi < n_q; qi++) {
+        size_t nt = 0;
+        msa_status st = msa_read_prompt_tokens(model, bank, d, k, qs[qi].question, strlen(qs[qi].question), &nt, NULL);
+        if (st) {
+            free(d);
+            return cli_fail(st);
+        }
+        if (nt > worst) worst = nt;
+        if ((long long)nt + max_new > n_ctx) {
+            free(d);
+            return cli_usage_error("eval", "--full-context: the %zu documents with question %s make a %zu-token prompt; "
+                                   "with %lld answer tokens (-n) that is over the model's context of %d tokens "
+                                   "(use a smaller haystack, or read mode)", k, qs[qi].id, nt, max_new, n_ctx);
+        }
+    }
+    *out = d, *n_out = k, *max_tokens = worst;
+    return 0;
+}
+
+/* how many of docs[0..n) (read mode's order: the prompt prints them last to first) the prompt text holds, found
+ * in the prompt's order by their "[index]. " headers */
+static size_t docs_in_prompt(const char *text, const uint32_t *docs, size_t n) {
+    size_t found = 0;
+    const char *at = text;
+    for (size_t r = 0; at && r < n; r++) {
+        char head[32];
+        snprintf(head, sizeof head, "[%u]. ", docs[n - 1 - r]);
+        const char *h = strstr(at, head);
+        if (h) found++, at = h + strlen(head);
+    }
+    return found;
+}
+
 int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n_q, const eval_opts *o) {
     msa_bank_info info;
     msa_bank_get_info(bank, &info);
     const uint64_t n_index = info.next_index;
     ranking_map rk = {0};
     int rc = 0;
-    if (o->ranking && (rc = load_ranking(o->ranking, &rk))) return rc;
+    uint32_t *ctx = NULL; /* --full-context: every document, in prompt order */
+    size_t n_ctx_docs = 0, ctx_tokens = 0;
+    if (o->full_context && (rc = full_context_docs(model, bank, qs, n_q, o, &ctx, &n_ctx_docs, &ctx_tokens))) return rc;
+    if (o->ranking && (rc = load_ranking(o->ranking, &rk))) {
+        free(ctx);
+        return rc;
+    }
     FILE *so = NULL;
     if (o->scores_out) {
         so = fopen(o->scores_out, "w");
         if (!so) {
             fprintf(stderr, "msa eval: cannot write %s\n", o->scores_out);
             ranking_free(&rk);
+            free(ctx);
             return 73;
         }
         json_t *ids = json_array();
@@ -279,6 +355,7 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
         if (st) {
             if (so) fclose(so);
             ranking_free(&rk);
+            free(ctx);
             return cli_fail(st);
         }
     }
@@ -294,7 +371,10 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
         msa_read_scores rs = {0};
         const float *fused = NULL;
         double t0 = now_s(), t_route = 0;
-        if (o->ranking) {
+        if (o->full_context) {
+            fused = NULL; /* no ranking: every document is read */
+            if (n_layers < 0) n_layers = 0;
+        } else if (o->ranking) {
             size_t w = 0;
             while (w < rk.n && strcmp(rk.qid[w], q->id)) w++;
             for (uint64_t d = 0; d < n_index; d++) ext[d] = -INFINITY;
@@ -375,7 +455,8 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
             else if (o->verbose) fprintf(stderr, "msa eval: %s: gold document %s is not in the bank\n", q->id, q->gold[g]);
         }
         uint64_t fused_rank[EVAL_MAX_GOLD];
-        for (int row = 0; row <= n_layers; row++) {
+        for (int g = 0; g < q->n_gold; g++) fused_rank[g] = UINT64_MAX;
+        for (int row = 0; fused && row <= n_layers; row++) {
             const float *s = row < n_layers ? rs.per_layer + (size_t)row * n_index : fused;
             for (int g = 0; g < q->n_gold; g++) { /* a gold document missing from the bank counts as a miss */
                 uint64_t r = g < ng ? rank_of(s, n_index, gidx[g]) : UINT64_MAX;
@@ -388,19 +469,22 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
         json_t *ranks = json_array();
         for (int g = 0; g < q->n_gold; g++)
             json_array_append_new(ranks, fused_rank[g] == UINT64_MAX ? json_null() : json_integer((json_int_t)fused_rank[g] + 1));
-        json_object_set_new(pq, "gold_rank", ranks);
+        if (fused) json_object_set_new(pq, "gold_rank", ranks);
+        else json_decref(ranks);
         json_object_set_new(pq, "seconds_route", json_real(t_route));
         if (o->answer && q->n_answer > 0) {
             uint32_t top[64];
             float ts[64];
             int want = o->top_k > 0 ? (o->top_k > 64 ? 64 : o->top_k) : 3;
-            size_t nt = msa_route_topk(fused, n_index, (size_t)want, top, ts);
+            const uint32_t *read = top;
+            size_t nt = fused ? msa_route_topk(fused, n_index, (size_t)want, top, ts) : 0;
+            if (o->full_context) read = ctx, nt = n_ctx_docs;
             msa_ask_result ar;
             memset(&ar, 0, sizeof ar);
             msa_ask_params ap = msa_ask_default_params();
             ap.max_new_tokens = o->max_new > 0 ? o->max_new : 48;
             double t1 = now_s();
-            msa_status st = msa_read_answer_docs(model, bank, top, nt, q->question, strlen(q->question), &ap, &ar);
+            msa_status st = msa_read_answer_docs(model, bank, read, nt, q->question, strlen(q->question), &ap, &ar);
             A->t_answer += now_s() - t1;
             if (st) {
                 msa_ask_result_free(&ar);
@@ -414,6 +498,9 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
             A->n_correct += ok;
             json_object_set_new(pq, "answer", json_string(ar.answer ? ar.answer : ""));
             json_object_set_new(pq, "correct", json_boolean(ok));
+            json_object_set_new(pq, "prompt_tokens", json_integer((json_int_t)ar.n_prompt_tokens));
+            json_object_set_new(pq, "docs_in_prompt",
+                                json_integer((json_int_t)docs_in_prompt(ar.transcript ? ar.transcript : "", read, nt)));
             msa_ask_result_free(&ar);
         }
         json_array_append_new(per_q, pq);
@@ -423,17 +510,22 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
     if (o->progress) fputc('\n', stderr);
     if (so) fclose(so);
     msa_bm25_free(lex);
-    free(ext);
+    free(ext), free(ctx);
     ranking_free(&rk);
     if (!rc) { /* report */
         json_t *res = json_object(), *kinds = json_object();
-        json_object_set_new(res, "system", json_string(o->system ? o->system : (o->ranking ? "external" : "read")));
+        json_object_set_new(res, "system", json_string(o->system ? o->system : o->full_context ? "full-context" : (o->ranking ? "external" : "read")));
         if (o->lexical >= 0 && !o->ranking) json_object_set_new(res, "lexical_weight", json_real(o->lexical));
+        if (o->full_context) {
+            json_object_set_new(res, "full_context", json_true());
+            json_object_set_new(res, "context_docs", json_integer((json_int_t)n_ctx_docs));
+            json_object_set_new(res, "context_tokens", json_integer((json_int_t)ctx_tokens));
+        }
         json_object_set_new(res, "n_docs", json_integer((json_int_t)msa_bank_n_docs(bank)));
         json_object_set_new(res, "n_tokens", json_integer((json_int_t)info.n_tokens));
         if (!o->json) {
             printf("%-11s %5s %6s %6s %6s %6s %8s %8s   (%s, %llu documents, %llu tokens)\n", "kind", "n", "R@1",
-                   "R@5", "R@10", "EM", "route_s", "answer_s", o->system ? o->system : (o->ranking ? "external" : "read"),
+                   "R@5", "R@10", "EM", "route_s", "answer_s", o->system ? o->system : o->full_context ? "full-context" : (o->ranking ? "external" : "read"),
                    (unsigned long long)msa_bank_n_docs(bank), (unsigned long long)info.n_tokens);
         }
         for (size_t k = 0; k < n_kinds; k++) {
@@ -441,7 +533,7 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
             const double *f = A->hit + (size_t)n_layers * N_KS;
             json_t *kj = json_object();
             json_object_set_new(kj, "n", json_integer(A->n));
-            for (int ki = 0; ki < N_KS; ki++) {
+            for (int ki = 0; !o->full_context && ki < N_KS; ki++) {
                 char key[16];
                 snprintf(key, sizeof key, "recall@%d", KS[ki]);
                 json_object_set_new(kj, key, json_real(f[ki] / A->n));
@@ -463,8 +555,11 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
                     snprintf(em, sizeof em, "%.3f", (double)A->n_correct / A->n_answered);
                     snprintf(ta, sizeof ta, "%.2f", A->t_answer / A->n_answered);
                 }
-                printf("%-11s %5d %6.3f %6.3f %6.3f %6s %8.3f %8s\n", A->kind, A->n, f[0] / A->n, f[1] / A->n,
-                       f[2] / A->n, em, A->t_route / A->n, ta);
+                if (o->full_context)
+                    printf("%-11s %5d %6s %6s %6s %6s %8s %8s\n", A->kind, A->n, "-", "-", "-", em, "-", ta);
+                else
+                    printf("%-11s %5d %6.3f %6.3f %6.3f %6s %8.3f %8s\n", A->kind, A->n, f[0] / A->n, f[1] / A->n,
+                           f[2] / A->n, em, A->t_route / A->n, ta);
             }
         }
         if (!o->json && n_layers > 0 && o->verbose) {
@@ -506,6 +601,8 @@ static void eval_usage(FILE *f) {
                "  --limit N       the first N questions only\n"
                "  --rounds R      routing rounds (default 1); round r re-routes the question + the r-th best text\n"
                "  --ranking FILE  rank by an external ranking (jsonl {id, ranking: [doc ids]}) instead of routing\n"
+               "  --full-context  answer from every document at once (niah: haystack order; qa: the bank's order), no\n"
+               "                  routing; refused (64) when the prompt + -n answer tokens exceed the model's context\n"
                "  --scores-out F  write every question's fused scores (jsonl)\n"
                "  --system NAME   the system's name in the report\n"
                "  --lexical W     fuse read mode's routing with BM25 over the bank's text: W z(routing) + (1-W) z(bm25)\n"
@@ -551,6 +648,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--haystack")) { NEEDV(); o.haystack = v; }
         else if (!strcmp(a, "--device")) { NEEDV(); o.device = v; }
         else if (!strcmp(a, "--answer")) o.answer = true;
+        else if (!strcmp(a, "--full-context")) o.full_context = true;
         else if (!strcmp(a, "--save-lexical")) o.save_lexical = true;
         else if (!strcmp(a, "--lexical")) {
             NEEDV();
@@ -578,6 +676,12 @@ int cmd_eval(int argc, char **argv) {
     if (!o.model || !o.bank) return cli_usage_error("eval", "-m MODEL and --bank BANK are required");
     if (!strcmp(what, "qa") && !file) return cli_usage_error("eval", "qa needs a QUESTIONS.jsonl file");
     if (!strcmp(what, "niah") && !o.tokens) return cli_usage_error("eval", "niah needs --tokens N");
+    if (o.full_context) {
+        if (o.ranking || o.scores_out || o.lexical >= 0 || o.rounds > 1 || o.save_lexical)
+            return cli_usage_error("eval", "--full-context reads every document: no --ranking, --scores-out, --lexical, "
+                                           "--save-lexical or --rounds");
+        o.answer = true; /* the point of it: exact match with everything in the prompt */
+    }
     o.progress = isatty(2);
     if (!strcmp(what, "niah")) return eval_niah(&o);
     eval_question *qs = NULL;
@@ -597,7 +701,7 @@ int cmd_eval(int argc, char **argv) {
     if (!st && o.verbose && !o.ranking) fprintf(stderr, "msa eval: router %s\n", router_used ? router_used : "identity");
     msa_bank_open_params bp = msa_bank_default_open_params();
     if (!st) st = msa_bank_open(o.bank, &bp, &bank);
-    if (!st && !o.ranking) {
+    if (!st && !o.ranking && !o.full_context) { /* routing needs the bank's keys to be this model's */
         uint8_t fp[32];
         msa_model_fingerprint(model, fp);
         st = msa_bank_check_fingerprint(bank, fp);

@@ -20,6 +20,9 @@ typedef struct eval_question {
 typedef struct eval_opts {
     const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack, *device;
     bool answer, json, verbose, progress, save_lexical;
+    bool full_context;       /* answer from every document at once (no routing; refused when over the context) */
+    const char *const *context_ids; /* full context: the documents in reading order (NULL: the bank's, index order) */
+    size_t n_context;
     double lexical;          /* < 0: routing alone */
     long long top_k, max_new, limit, rounds, threads, tokens, seed, per_task, doc_tokens;
 } eval_opts;

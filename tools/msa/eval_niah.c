@@ -26,6 +26,7 @@
 #include "commands.h"
 #include "eval.h"
 #include "model_glue.h"
+#include "model/model.h"
 #include "msa.h"
 
 static uint64_t sm64(uint64_t *s) {
@@ -272,6 +273,25 @@ int eval_niah(const eval_opts *o) {
         for (size_t i = 0; !rc && i < nd_docs; i++)
             docs[i] = (msa_doc_input){.id = did[i], .text = dtext[i], .text_len = strlen(dtext[i])};
     }
+    /* --full-context: the haystack alone over the model's context is refused before encoding it (eval_run then
+     * checks each question's whole prompt) */
+    if (!rc && o->full_context) {
+        long long hay_tok = 0;
+        const msa_tokenizer *tok = msa_model_tokenizer(model);
+        for (size_t i = 0; i < nd_docs && !rc; i++) {
+            int32_t *ids = NULL;
+            size_t nt = 0;
+            if (msa_tokenize(tok, dtext[i], strlen(dtext[i]), false, &ids, &nt)) rc = 70;
+            free(ids);
+            hay_tok += (long long)nt;
+        }
+        const long long max_new = o->max_new > 0 ? o->max_new : 48;
+        const int n_ctx = msa_model_hparams(model)->n_ctx_train;
+        if (!rc && hay_tok + max_new > n_ctx)
+            rc = cli_usage_error("eval", "--full-context: the haystack is %zu documents, %lld tokens with its needles; "
+                                 "with %lld answer tokens (-n) that is over the model's context of %d tokens (use "
+                                 "a smaller --tokens, or read mode)", nd_docs, hay_tok, max_new, n_ctx);
+    }
     /* the bank: create when missing, add the haystack (unchanged documents are skipped) */
     msa_bank *bank = NULL;
     if (!rc) {
@@ -300,7 +320,9 @@ int eval_niah(const eval_opts *o) {
                    "tokens in %.1f s\n", nd_docs, (unsigned long long)0 + (unsigned long long)o->tokens, hay, o->seed,
                    nq, nn, (unsigned long long)rep.n_tokens_encoded, rep.seconds);
     }
-    if (!rc) rc = eval_run(model, bank, qs, nq, o);
+    eval_opts ro = *o; /* full context reads the haystack's documents in haystack order */
+    ro.context_ids = (const char *const *)did, ro.n_context = nd_docs;
+    if (!rc) rc = eval_run(model, bank, qs, nq, &ro);
     if (bank) msa_bank_close(bank);
     if (model) msa_model_free(model);
     for (size_t i = 0; i < nd_docs; i++) free(dtext[i]), free(did[i]);
