@@ -6,7 +6,7 @@
 #   scripts/quality.sh em1k        1K passages, exact match on QSUB (60 paraphrase + 35 multihop): every system
 #   scripts/quality.sh qa10k       10K passages: BM25, MiniLM, trained, trained + BM25 (the questions in $QSUB10K;
 #                                  MiniLM also over all 310)
-#   scripts/quality.sh niah        NIAH at 32K and 128K tokens, identity and trained router
+#   scripts/quality.sh niah        NIAH at 32K and 128K tokens (NIAH_SIZES adds 1048576), identity and trained router
 #   scripts/quality.sh niahfc      NIAH where the haystack fits the model's context: full context vs read mode
 #   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
 #
@@ -91,7 +91,8 @@ while any(by.values()):
     fi
     ;;
 niah)
-    for n in 32768 131072; do
+    # 1M tokens (NIAH_SIZES="32768 131072 1048576"): 70 min of encoding on 2 shared cores, 6.4 GB of keys
+    for n in ${NIAH_SIZES:-32768 131072}; do
         "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
         "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --answer --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
         "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-trained+bm25-$n.json"
