@@ -113,6 +113,34 @@ static inline void synth_free(synth_doc *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* The bank at path opened for writing (the writer lock taken). */
+static inline msa_status synth_open_writable(const char *path, msa_bank **b) {
+    msa_bank_open_params op = msa_bank_default_open_params();
+    op.writable = true;
+    return msa_bank_open(path, &op, b);
+}
+
+/* A new, empty bank of the "synthetic-small" shape at path. */
+static inline msa_status synth_create_small(const char *path) {
+    msa_bank_create_params cp = {0};
+    msa_bank_shape_named("synthetic-small", &cp.shape);
+    return msa_bank_create(path, &cp);
+}
+
+/* Documents k0 .. k0+n-1 of variant staged in b (replacing), not committed. */
+static inline msa_status synth_add_docs(msa_bank *b, uint64_t k0, uint64_t n, uint32_t variant, size_t max_text) {
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    for (uint64_t i = 0; i < n; i++) {
+        synth_doc s;
+        if (synth_make(&s, &bi.shape, k0 + i, variant, max_text)) return MSA_ERR_NOMEM;
+        msa_status st = msa_bank_add(b, &s.d, true, NULL, NULL);
+        synth_free(&s);
+        if (st) return st;
+    }
+    return MSA_OK;
+}
+
 /* Parse "doc-NNNNNN" and the variant from the meta; -1 when not a synthetic doc. */
 static inline int synth_parse(const msa_bank_doc_info *info, uint64_t *k, uint32_t *variant) {
     unsigned long long kk;

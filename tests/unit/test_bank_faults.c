@@ -125,29 +125,10 @@ static void restore(void) {
 
 typedef msa_status (*scenario_fn)(const char *bank);
 
-static msa_status open_w(const char *path, msa_bank **b) {
-    msa_bank_open_params op = msa_bank_default_open_params();
-    op.writable = true;
-    return msa_bank_open(path, &op, b);
-}
-
-static msa_status add_docs(msa_bank *b, uint64_t k0, int n, uint32_t variant) {
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    for (int i = 0; i < n; i++) {
-        synth_doc s;
-        if (synth_make(&s, &bi.shape, k0 + (uint64_t)i, variant, MAX_TEXT)) return MSA_ERR_NOMEM;
-        msa_status st = msa_bank_add(b, &s.d, true, NULL, NULL);
-        synth_free(&s);
-        if (st) return st;
-    }
-    return MSA_OK;
-}
-
 static msa_status sc_add(const char *path) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
-    msa_status st = add_docs(b, 100, 3, 0);
+    MSA_TRY(synth_open_writable(path, &b));
+    msa_status st = synth_add_docs(b, 100, 3, 0, MAX_TEXT);
     if (!st) st = msa_bank_commit(b);
     msa_bank_close(b);
     return st;
@@ -155,8 +136,8 @@ static msa_status sc_add(const char *path) {
 
 static msa_status sc_replace_rm(const char *path) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
-    msa_status st = add_docs(b, 1, 1, 2);
+    MSA_TRY(synth_open_writable(path, &b));
+    msa_status st = synth_add_docs(b, 1, 1, 2, MAX_TEXT);
     if (!st) st = msa_bank_remove(b, "doc-000003");
     if (!st) st = msa_bank_commit(b);
     msa_bank_close(b);
@@ -165,7 +146,7 @@ static msa_status sc_replace_rm(const char *path) {
 
 static msa_status sc_template(const char *path) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     size_t n = (size_t)bi.shape.n_layers * bi.shape.n_kv_heads * bi.shape.n_template * bi.shape.head_dim;
@@ -179,7 +160,7 @@ static msa_status sc_template(const char *path) {
 
 static msa_status sc_compact(const char *path) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     msa_status st = msa_bank_compact(b);
     msa_bank_close(b);
     return st;
@@ -230,12 +211,12 @@ TEST(fault_injection) {
     msa_bank_shape_named("synthetic-small", &cp.shape);
     CHECK_EQ_INT(msa_bank_create(pristine, &cp), MSA_OK);
     msa_bank *b;
-    CHECK_EQ_INT(open_w(pristine, &b), MSA_OK);
-    CHECK_EQ_INT(add_docs(b, 0, 3, 0), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(pristine, &b), MSA_OK);
+    CHECK_EQ_INT(synth_add_docs(b, 0, 3, 0, MAX_TEXT), MSA_OK);
     CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
-    CHECK_EQ_INT(add_docs(b, 3, 3, 0), MSA_OK);
+    CHECK_EQ_INT(synth_add_docs(b, 3, 3, 0, MAX_TEXT), MSA_OK);
     CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
-    CHECK_EQ_INT(add_docs(b, 6, 2, 0), MSA_OK);
+    CHECK_EQ_INT(synth_add_docs(b, 6, 2, 0, MAX_TEXT), MSA_OK);
     CHECK_EQ_INT(msa_bank_remove(b, "doc-000000"), MSA_OK);
     CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
     msa_bank_close(b);
@@ -297,8 +278,8 @@ TEST(fault_injection) {
                 /* after a failed fsync nothing more is acknowledged in this process */
                 if (fault_op == OP_FSYNC) {
                     msa_bank *w2;
-                    if (open_w(work, &w2) == MSA_OK) {
-                        msa_status s2 = add_docs(w2, 900, 1, 0);
+                    if (synth_open_writable(work, &w2) == MSA_OK) {
+                        msa_status s2 = synth_add_docs(w2, 900, 1, 0, MAX_TEXT);
                         if (!s2) s2 = msa_bank_commit(w2);
                         if (s2 == MSA_OK) {
                             fprintf(stderr, "  %s fault %d: commit acknowledged after a failed fsync\n", sc->name, at);
@@ -333,19 +314,19 @@ TEST(poisoned_writer_refuses_more) {
     bank_io_reset_poison();
     restore();
     msa_bank *b;
-    CHECK_EQ_INT(open_w(work, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(work, &b), MSA_OK);
     calls = 0;
     fault_at = 1;
     fault_kind = K_EIO;
     bank_io_set(&faulty);
-    CHECK_EQ_INT(add_docs(b, 200, 1, 0), MSA_ERR_IO); /* the segment file cannot be created */
+    CHECK_EQ_INT(synth_add_docs(b, 200, 1, 0, MAX_TEXT), MSA_ERR_IO); /* the segment file cannot be created */
     bank_io_set(NULL);
-    CHECK_EQ_INT(add_docs(b, 201, 1, 0), MSA_ERR_IO);
+    CHECK_EQ_INT(synth_add_docs(b, 201, 1, 0, MAX_TEXT), MSA_ERR_IO);
     CHECK(strstr(msa_last_error(), "poisoned") != NULL);
     CHECK_EQ_INT(msa_bank_commit(b), MSA_ERR_IO);
     msa_bank_close(b);
-    CHECK_EQ_INT(open_w(work, &b), MSA_OK); /* a fresh writer (no fsync failed) works */
-    CHECK_EQ_INT(add_docs(b, 201, 1, 0), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(work, &b), MSA_OK); /* a fresh writer (no fsync failed) works */
+    CHECK_EQ_INT(synth_add_docs(b, 201, 1, 0, MAX_TEXT), MSA_OK);
     CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
     msa_bank_close(b);
 }

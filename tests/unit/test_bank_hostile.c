@@ -45,18 +45,6 @@ static int nosync(int fd) {
 }
 static const bank_io_ops fast_ops = {.fsync = nosync};
 
-static msa_status open_w(const char *path, msa_bank **b) {
-    msa_bank_open_params op = msa_bank_default_open_params();
-    op.writable = true;
-    return msa_bank_open(path, &op, b);
-}
-
-static msa_status create_small(const char *path) {
-    msa_bank_create_params cp = {0};
-    msa_bank_shape_named("synthetic-small", &cp.shape);
-    return msa_bank_create(path, &cp);
-}
-
 static msa_status add_range(msa_bank *b, uint64_t k0, uint64_t n, uint32_t variant, bool commit_each) {
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
@@ -72,9 +60,9 @@ static msa_status add_range(msa_bank *b, uint64_t k0, uint64_t n, uint32_t varia
 }
 
 static msa_status make_bank(const char *path, uint64_t n) {
-    MSA_TRY(create_small(path));
+    MSA_TRY(synth_create_small(path));
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     msa_status st = add_range(b, 0, n, 0, false);
     msa_bank_close(b);
     return st;
@@ -133,7 +121,7 @@ static void race(int n, race_fn fn, const char *path, const char *arg, int count
 
 static msa_status race_create(const char *path, const char *arg) {
     (void)arg;
-    return create_small(path);
+    return synth_create_small(path);
 }
 
 static msa_status race_import(const char *path, const char *arg) { return msa_bank_import(arg, path, NULL); }
@@ -174,7 +162,7 @@ TEST(killed_create_is_recoverable) {
         if (pid == 0) {
             kill_calls = 0;
             bank_io_set(&killing_ops);
-            _exit((int)create_small(path));
+            _exit((int)synth_create_small(path));
         }
         int ws = 0;
         waitpid(pid, &ws, 0);
@@ -186,7 +174,7 @@ TEST(killed_create_is_recoverable) {
             fprintf(stderr, "  killed at fsync %d: the path is left as: %s\n", kill_at, msa_last_error());
             bad++;
         }
-        if (st == MSA_ERR_NOT_FOUND && create_small(path) != MSA_OK) {
+        if (st == MSA_ERR_NOT_FOUND && synth_create_small(path) != MSA_OK) {
             fprintf(stderr, "  killed at fsync %d: create again fails: %s\n", kill_at, msa_last_error());
             bad++;
         }
@@ -223,7 +211,7 @@ TEST(killed_create_work_dir_removed) {
         kill_calls = 0;
         kill_at = 1; /* dies at its first fsync: LOCK is written, nothing renamed */
         bank_io_set(&killing_ops);
-        _exit((int)create_small(path));
+        _exit((int)synth_create_small(path));
     }
     int ws = 0;
     waitpid(pid, &ws, 0);
@@ -238,7 +226,7 @@ TEST(killed_create_work_dir_removed) {
     bank_io_set(NULL);
     snprintf(link, sizeof link, "%s/.b.creating-%ld-2-00000000", dir, (long)pid);
     CHECK_EQ_INT(symlink(victim, link), 0);
-    CHECK_EQ_INT(create_small(path), MSA_OK);
+    CHECK_EQ_INT(synth_create_small(path), MSA_OK);
     CHECK_EQ_INT(count_work_dirs(dir, "\\.b\\.creating-"), 2); /* the dead one gone; the live one and the link stay */
     struct stat sb;
     CHECK_EQ_INT(lstat(live, &sb), 0);
@@ -251,7 +239,7 @@ TEST(killed_create_work_dir_removed) {
     snprintf(imp, sizeof imp, "%s/.b.importing-%ld-3-00000000", dir, (long)pid);
     CHECK_EQ_INT(mkdir(imp, 0755), 0);
     msa_bank *b;
-    CHECK_EQ_INT(open_w(path, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(path, &b), MSA_OK);
     msa_bank_close(b);
     CHECK(lstat(imp, &sb) != 0);
 }
@@ -263,7 +251,7 @@ static int lock_probe_result = -1;
 static int probing_fsync(int fd) {
     if (lock_probe_path && lock_probe_result < 0) { /* the export's own fsync: try to become a writer */
         msa_bank *w;
-        msa_status st = open_w(lock_probe_path, &w);
+        msa_status st = synth_open_writable(lock_probe_path, &w);
         if (st == MSA_OK) msa_bank_close(w);
         lock_probe_result = (int)st;
     }
@@ -281,7 +269,7 @@ TEST(export_takes_shared_lock) {
     msa_bank *r, *w;
     CHECK_EQ_INT(msa_bank_open(path, NULL, &r), MSA_OK);
     /* a writer at work: export refused, nothing written */
-    CHECK_EQ_INT(open_w(path, &w), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(path, &w), MSA_OK);
     CHECK_EQ_INT(msa_bank_export(r, out), MSA_ERR_LOCKED);
     struct stat sb;
     CHECK(stat(out, &sb) != 0);
@@ -305,7 +293,7 @@ TEST(export_takes_shared_lock) {
     CHECK_EQ_INT(msa_bank_import(out, imp, &n), MSA_OK);
     CHECK_EQ_INT((int)n, 8);
     /* and after it, writers open again */
-    CHECK_EQ_INT(open_w(path, &w), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(path, &w), MSA_OK);
     msa_bank_close(w);
     bank_io_set(NULL);
 }
@@ -364,7 +352,7 @@ TEST(alloc_failure_mid_add_leaves_nothing) {
     int failures = 0, bad = 0;
     for (int k = 1; k <= (quick ? 20 : 40); k++) {
         msa_bank *b;
-        if (open_w(path, &b)) {
+        if (synth_open_writable(path, &b)) {
             bad++;
             break;
         }
@@ -490,7 +478,7 @@ TEST(fifo_or_link_in_place_of_bank_files) {
     CHECK_EQ_INT(rename(man, f), 0);
     CHECK_EQ_INT(mkfifo(man, 0644), 0);
     CHECK_EQ_INT(msa_bank_open(path, NULL, &b), MSA_ERR_BAD_DATA);
-    CHECK_EQ_INT(open_w(path, &b), MSA_ERR_BAD_DATA);
+    CHECK_EQ_INT(synth_open_writable(path, &b), MSA_ERR_BAD_DATA);
     unlink(man);
     CHECK_EQ_INT(rename(f, man), 0);
     alarm(0);
@@ -509,7 +497,7 @@ TEST(unopenable_lock_is_io_error) {
     CHECK_EQ_INT(unlink(lock), 0);
     CHECK_EQ_INT(mkdir(lock, 0755), 0);
     msa_bank *b;
-    CHECK_EQ_INT(open_w(path, &b), MSA_ERR_IO);
+    CHECK_EQ_INT(synth_open_writable(path, &b), MSA_ERR_IO);
     CHECK(strstr(msa_last_error(), "not a bank") == NULL);
 }
 
@@ -519,9 +507,9 @@ TEST(many_segments_bounded_fds) {
     snprintf(path, sizeof path, "%s/many", scratch);
     bank_io_set(&fast_ops);
     bank_set_auto_compact(false);
-    CHECK_EQ_INT(create_small(path), MSA_OK);
+    CHECK_EQ_INT(synth_create_small(path), MSA_OK);
     msa_bank *b;
-    CHECK_EQ_INT(open_w(path, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(path, &b), MSA_OK);
     const int n_segs = quick ? 120 : 300; /* either way far above the 64-file limit below */
     CHECK_EQ_INT(add_range(b, 0, (uint64_t)n_segs, 0, true), MSA_OK);
     msa_bank_info bi;
@@ -545,7 +533,7 @@ TEST(many_segments_bounded_fds) {
         msa_bank_close(b);
     }
     b = NULL;
-    CHECK_EQ_INT(open_w(path, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(path, &b), MSA_OK);
     if (b) {
         CHECK_EQ_INT(msa_bank_compact(b), MSA_OK);
         msa_bank_close(b);
@@ -561,9 +549,9 @@ TEST(merge_policy_keeps_segments_logarithmic) {
     char path[400];
     snprintf(path, sizeof path, "%s/merge", scratch);
     bank_io_set(&fast_ops);
-    CHECK_EQ_INT(create_small(path), MSA_OK);
+    CHECK_EQ_INT(synth_create_small(path), MSA_OK);
     msa_bank *b;
-    CHECK_EQ_INT(open_w(path, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(path, &b), MSA_OK);
     size_t max_segs = 0;
     msa_bank_info bi;
     const int n = quick ? 150 : 400;
@@ -589,7 +577,7 @@ TEST(merge_policy_keeps_segments_logarithmic) {
 /* Finding 9: staging deletions costs O(1) each (a hash set, not a scan). */
 static double time_removes(const char *path, int n) {
     msa_bank *b;
-    if (open_w(path, &b)) return -1;
+    if (synth_open_writable(path, &b)) return -1;
     double t0 = now_s();
     char id[48];
     for (int i = 0; i < n; i++) {

@@ -24,18 +24,6 @@ static int nosync(int fd) { /* logic, not the disk: test_bank_powerloss models d
 }
 static const bank_io_ops fast_ops = {.fsync = nosync};
 
-static msa_status open_w(const char *path, msa_bank **b) {
-    msa_bank_open_params op = msa_bank_default_open_params();
-    op.writable = true;
-    return msa_bank_open(path, &op, b);
-}
-
-static msa_status create_small(const char *path) {
-    msa_bank_create_params cp = {0};
-    msa_bank_shape_named("synthetic-small", &cp.shape);
-    return msa_bank_create(path, &cp);
-}
-
 static msa_status add_doc(msa_bank *b, uint64_t k, uint32_t variant) {
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
@@ -115,12 +103,12 @@ TEST(derived_versions_equal_fresh_opens) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
     (void)!system(cmd);
-    CHECK(create_small(scratch) == MSA_OK);
+    CHECK(synth_create_small(scratch) == MSA_OK);
     enum { N_KEYS = 120, STEPS = 400 };
     int variant[N_KEYS];
     for (int k = 0; k < N_KEYS; k++) variant[k] = -1;
     msa_bank *w = NULL;
-    CHECK(open_w(scratch, &w) == MSA_OK);
+    CHECK(synth_open_writable(scratch, &w) == MSA_OK);
     uint64_t seed = 12345;
     int commits = 0, failures = 0, adds = 0, replaces = 0, removes = 0;
     const char *first_bad = NULL;
@@ -183,9 +171,9 @@ TEST(single_commits_index_only_what_changed) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
     (void)!system(cmd);
     enum { N = 20000, OPS = 50 };
-    CHECK(create_small(scratch) == MSA_OK);
+    CHECK(synth_create_small(scratch) == MSA_OK);
     msa_bank *w = NULL;
-    CHECK(open_w(scratch, &w) == MSA_OK);
+    CHECK(synth_open_writable(scratch, &w) == MSA_OK);
     msa_status st = MSA_OK;
     for (uint64_t k = 0; k < N && !st; k++) st = add_doc(w, k, 0);
     if (!st) st = msa_bank_commit(w);

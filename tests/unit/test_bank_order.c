@@ -153,25 +153,6 @@ static int check_order(const char *what) {
 
 static char scratch[256], bankp[300], imp[300], exportfile[300];
 
-static msa_status open_w(const char *path, msa_bank **b) {
-    msa_bank_open_params op = msa_bank_default_open_params();
-    op.writable = true;
-    return msa_bank_open(path, &op, b);
-}
-
-static msa_status add_docs(msa_bank *b, uint64_t k0, int n, uint32_t variant) {
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    for (int i = 0; i < n; i++) {
-        synth_doc s;
-        if (synth_make(&s, &bi.shape, k0 + (uint64_t)i, variant, MAX_TEXT)) return MSA_ERR_NOMEM;
-        msa_status st = msa_bank_add(b, &s.d, true, NULL, NULL);
-        synth_free(&s);
-        if (st) return st;
-    }
-    return MSA_OK;
-}
-
 static msa_status op_create(void) {
     msa_bank_create_params cp = {0};
     msa_bank_shape_named("synthetic-small", &cp.shape);
@@ -179,24 +160,24 @@ static msa_status op_create(void) {
 }
 static msa_status op_add(void) {
     msa_bank *b;
-    MSA_TRY(open_w(bankp, &b));
-    msa_status st = add_docs(b, 0, 4, 0);
+    MSA_TRY(synth_open_writable(bankp, &b));
+    msa_status st = synth_add_docs(b, 0, 4, 0, MAX_TEXT);
     if (!st) st = msa_bank_commit(b);
     msa_bank_close(b);
     return st;
 }
 static msa_status op_add_more(void) { /* a second segment */
     msa_bank *b;
-    MSA_TRY(open_w(bankp, &b));
-    msa_status st = add_docs(b, 10, 3, 0);
+    MSA_TRY(synth_open_writable(bankp, &b));
+    msa_status st = synth_add_docs(b, 10, 3, 0, MAX_TEXT);
     if (!st) st = msa_bank_commit(b);
     msa_bank_close(b);
     return st;
 }
 static msa_status op_replace_rm(void) {
     msa_bank *b;
-    MSA_TRY(open_w(bankp, &b));
-    msa_status st = add_docs(b, 1, 1, 3);
+    MSA_TRY(synth_open_writable(bankp, &b));
+    msa_status st = synth_add_docs(b, 1, 1, 3, MAX_TEXT);
     if (!st) st = msa_bank_remove(b, "doc-000002");
     if (!st) st = msa_bank_commit(b);
     msa_bank_close(b);
@@ -204,7 +185,7 @@ static msa_status op_replace_rm(void) {
 }
 static msa_status op_template(void) {
     msa_bank *b;
-    MSA_TRY(open_w(bankp, &b));
+    MSA_TRY(synth_open_writable(bankp, &b));
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     size_t n = (size_t)bi.shape.n_layers * bi.shape.n_kv_heads * bi.shape.n_template * bi.shape.head_dim;
@@ -217,7 +198,7 @@ static msa_status op_template(void) {
 }
 static msa_status op_compact(void) {
     msa_bank *b;
-    MSA_TRY(open_w(bankp, &b));
+    MSA_TRY(synth_open_writable(bankp, &b));
     msa_status st = msa_bank_compact(b);
     msa_bank_close(b);
     return st;

@@ -304,15 +304,9 @@ static void settle(const char *what, msa_status ok) {
 
 /* ---------------------------------------------------------------------------------------------- workload */
 
-static msa_status open_w(const char *path, msa_bank **b) {
-    msa_bank_open_params op = msa_bank_default_open_params();
-    op.writable = true;
-    return msa_bank_open(path, &op, b);
-}
-
 static msa_status op_add(const char *path, uint64_t k0, int n, uint32_t variant) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     msa_status st = MSA_OK;
@@ -329,7 +323,7 @@ static msa_status op_add(const char *path, uint64_t k0, int n, uint32_t variant)
 
 static msa_status op_rm(const char *path, uint64_t k) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     char id[48];
     snprintf(id, sizeof id, "doc-%06llu", (unsigned long long)k);
     msa_status st = msa_bank_remove(b, id);
@@ -341,7 +335,7 @@ static msa_status op_rm(const char *path, uint64_t k) {
 
 static msa_status op_compact(const char *path) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     msa_status st = msa_bank_compact(b);
     msa_bank_close(b);
     return st;
@@ -349,7 +343,7 @@ static msa_status op_compact(const char *path) {
 
 static msa_status op_template(const char *path) {
     msa_bank *b;
-    MSA_TRY(open_w(path, &b));
+    MSA_TRY(synth_open_writable(path, &b));
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     size_t n = (size_t)bi.shape.n_layers * bi.shape.n_kv_heads * bi.shape.n_template * bi.shape.head_dim;
@@ -455,7 +449,7 @@ TEST(retry_after_lost_dir_fsync_is_durable) {
     msa_bank_shape_named("synthetic-small", &cp.shape);
     settle("create", msa_bank_create(bank, &cp));
     msa_bank *b;
-    CHECK_EQ_INT(open_w(bank, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(bank, &b), MSA_OK);
     msa_bank_info bi;
     msa_bank_get_info(b, &bi);
     synth_doc s;
@@ -470,7 +464,7 @@ TEST(retry_after_lost_dir_fsync_is_durable) {
     bank_io_reset_poison(); /* "a new process" */
     /* the retry */
     msa_bank_doc_state ds = MSA_BANK_DOC_NEW;
-    CHECK_EQ_INT(open_w(bank, &b), MSA_OK);
+    CHECK_EQ_INT(synth_open_writable(bank, &b), MSA_OK);
     CHECK_EQ_INT(msa_bank_add(b, &s.d, false, &ds, NULL), MSA_OK);
     CHECK_EQ_INT(ds, MSA_BANK_DOC_UNCHANGED);
     CHECK_EQ_INT(msa_bank_commit(b), MSA_OK); /* acknowledged */

@@ -99,23 +99,10 @@ TEST(guarded_copy_reports_the_fault_and_rearms) {
 
 /* a bank of n synthetic documents in one segment; returns its segment file's path in seg */
 static int make_bank(const char *path, int n, char *seg, size_t seg_size) {
-    msa_bank_create_params cp = {0};
-    msa_bank_shape_named("synthetic-small", &cp.shape);
-    if (msa_bank_create(path, &cp)) return -1;
-    msa_bank_open_params op = msa_bank_default_open_params();
-    op.writable = true;
     msa_bank *b;
-    if (msa_bank_open(path, &op, &b)) return -1;
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    for (int k = 0; k < n; k++) {
-        synth_doc s;
-        if (synth_make(&s, &bi.shape, (uint64_t)k, 0, MAX_TEXT)) return -1;
-        msa_status st = msa_bank_add(b, &s.d, false, NULL, NULL);
-        synth_free(&s);
-        if (st) return -1;
-    }
-    msa_status st = msa_bank_commit(b);
+    if (synth_create_small(path) || synth_open_writable(path, &b)) return -1;
+    msa_status st = synth_add_docs(b, 0, (uint64_t)n, 0, MAX_TEXT);
+    if (!st) st = msa_bank_commit(b);
     msa_bank_close(b);
     if (st) return -1;
     DIR *d = opendir(path);
