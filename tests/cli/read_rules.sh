@@ -11,16 +11,7 @@
 # Needs python3 + numpy (SKIP without numpy; a generator failure with it is a FAIL).
 set -u
 . tests/cli/lib/common.sh
-synthetic_checkpoint "$tmp/ck" read_rules || { finish; exit 0; }
-if ! python3 tests/ref/make_router_fixture.py "$tmp/ck" "$tmp/r" >"$tmp/gen.log" 2>&1; then # numpy is here: a bug
-    echo "FAIL read_rules (tests/ref/make_router_fixture.py failed)"; tail -n 20 "$tmp/gen.log"; finish; exit 0
-fi
-exp=tests/fixtures/msa/router_expect.json
-m=$tmp/r/plain; rf=$tmp/r/router.safetensors
-python3 -c 'import json,sys
-for d in json.load(open(sys.argv[1]))["docs"]: print(json.dumps(d))' "$exp" >"$tmp/docs.jsonl"
-q=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["question"])' "$exp")
-P=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pooling"])' "$exp")
+router_fixture read_rules || { finish; exit 0; }
 
 # ---- the half-best rule, expected from the reference scores
 run_msa bank create "$tmp/bank" -m "$m" --mode read --pooling "$P" --router "$rf"

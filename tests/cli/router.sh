@@ -7,16 +7,7 @@
 # Needs python3 + numpy for the checkpoint (SKIP without numpy; a generator failure with it is a FAIL).
 set -u
 . tests/cli/lib/common.sh
-synthetic_checkpoint "$tmp/ck" router || { finish; exit 0; }
-if ! python3 tests/ref/make_router_fixture.py "$tmp/ck" "$tmp/r" >"$tmp/gen.log" 2>&1; then # numpy is here: a bug
-    echo "FAIL router (tests/ref/make_router_fixture.py failed)"; tail -n 20 "$tmp/gen.log"; finish; exit 0
-fi
-exp=tests/fixtures/msa/router_expect.json
-m=$tmp/r/plain; rf=$tmp/r/router.safetensors
-python3 -c 'import json,sys
-for d in json.load(open(sys.argv[1]))["docs"]: print(json.dumps(d))' "$exp" >"$tmp/docs.jsonl"
-q=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["question"])' "$exp")
-P=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pooling"])' "$exp")
+router_fixture router || { finish; exit 0; }
 
 if $MSA bank create "$tmp/bank" -m "$m" --mode read --pooling "$P" --router "$rf" >/dev/null 2>&1 &&
    $MSA bank add "$tmp/bank" -m "$m" --router "$rf" --jsonl "$tmp/docs.jsonl" >/dev/null 2>&1; then

@@ -13,10 +13,10 @@
 
 #include "memory/encode.h"
 #include "model/model.h"
+#include "synth_ckpt.h"
 #include "test.h"
 
-static char tmpdir[256], ckpt[300];
-static int have_numpy, have_ckpt;
+static synth_ckpt ck;
 
 static const char *texts[2] = {
     "The lighthouse keeper on Skerry Island kept a logbook of every ship that passed in the night, and rain.",
@@ -24,17 +24,12 @@ static const char *texts[2] = {
 };
 
 TEST(chunk_means_of_token_keys) {
-    if (!have_ckpt) {
-        if (!have_numpy) SKIP("python3 with numpy not installed on this machine");
-        fprintf(stderr, "  make_msa_checkpoint.py failed\n");
-        CHECK(have_ckpt); /* numpy is here: a generator failure is a failure */
-        return;
-    }
+    SYNTH_CKPT_REQUIRE(ck);
     msa_model_params mp = msa_model_default_params();
     mp.n_threads = 2;
     mp.device = test_device();
     msa_model *m = NULL;
-    CHECK_EQ_INT(msa_model_load(ckpt, &mp, &m), MSA_OK);
+    CHECK_EQ_INT(msa_model_load(ck.path, &mp, &m), MSA_OK);
     if (!m) return;
     int32_t *ids[2] = {NULL, NULL};
     size_t n[2] = {0, 0};
@@ -90,19 +85,8 @@ TEST(chunk_means_of_token_keys) {
 }
 
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/msa-test-encpool-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(ckpt, sizeof ckpt, "%s/ck", tmpdir);
-    have_numpy = system("python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "python3 tests/ref/make_msa_checkpoint.py '%s' >/dev/null 2>&1", ckpt);
-    have_ckpt = have_numpy && system(cmd) == 0;
+    if (synth_ckpt_make(&ck, "encpool")) return 1;
     RUN(chunk_means_of_token_keys);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", tmpdir);
+    synth_ckpt_remove(&ck);
     return test_summary();
 }

@@ -57,4 +57,20 @@ synthetic_checkpoint() {
     return 1
 }
 
+# The synthetic checkpoint plus a router file (tests/ref/make_router_fixture.py) and the committed numpy
+# reference's inputs: sets m (plain model), rf (router file), exp (tests/fixtures/msa/router_expect.json), q (its
+# question), P (its pooling) and writes $tmp/docs.jsonl (its documents). Returns 1 after a SKIP/FAIL line.
+router_fixture() { # NAME
+    synthetic_checkpoint "$tmp/ck" "$1" || return 1
+    if ! python3 tests/ref/make_router_fixture.py "$tmp/ck" "$tmp/r" >"$tmp/gen.log" 2>&1; then # numpy is here: a bug
+        echo "FAIL $1 (tests/ref/make_router_fixture.py failed)"; tail -n 20 "$tmp/gen.log"; return 1
+    fi
+    exp=tests/fixtures/msa/router_expect.json
+    m=$tmp/r/plain; rf=$tmp/r/router.safetensors
+    python3 -c 'import json,sys
+for d in json.load(open(sys.argv[1]))["docs"]: print(json.dumps(d))' "$exp" >"$tmp/docs.jsonl"
+    q=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["question"])' "$exp")
+    P=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pooling"])' "$exp")
+}
+
 finish() { echo "# cli: done"; }
