@@ -46,15 +46,10 @@ static int nosync(int fd) {
 static const bank_io_ops fast_ops = {.fsync = nosync};
 
 static msa_status add_range(msa_bank *b, uint64_t k0, uint64_t n, uint32_t variant, bool commit_each) {
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    for (uint64_t i = 0; i < n; i++) {
-        synth_doc s;
-        if (synth_make(&s, &bi.shape, k0 + i, variant, MAX_TEXT)) return MSA_ERR_NOMEM;
-        msa_status st = msa_bank_add(b, &s.d, true, NULL, NULL);
-        synth_free(&s);
-        if (!st && commit_each) st = msa_bank_commit(b);
-        if (st) return st;
+    if (!commit_each) MSA_TRY(synth_add_docs(b, k0, n, variant, MAX_TEXT));
+    for (uint64_t i = 0; commit_each && i < n; i++) {
+        MSA_TRY(synth_add_docs(b, k0 + i, 1, variant, MAX_TEXT));
+        MSA_TRY(msa_bank_commit(b));
     }
     return msa_bank_commit(b);
 }
