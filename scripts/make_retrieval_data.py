@@ -4,6 +4,7 @@ made deterministically (seeded) from the public-domain corpora in data/corpora/ 
 
     python3 scripts/make_retrieval_data.py bench OUTDIR      # passages-1k.jsonl, passages-10k.jsonl, questions.jsonl
     python3 scripts/make_retrieval_data.py train OUT.jsonl   # router training pairs (train-router --data)
+    python3 scripts/make_retrieval_data.py passages OUT.jsonl  # training passages no pair uses (msa make-questions)
 
 Benchmark texts: Moby-Dick and the State of the Union addresses from 1900 on. Training texts: the addresses
 before 1900 only, so no benchmark passage is ever a training passage. Passages: paragraphs packed to 50-90 words.
@@ -219,13 +220,28 @@ T_REL = [
 ]
 
 
-def make_train(out):
-    rng = random.Random(7)
+def train_passages(rng):
     ps = []
     for fn in sotu_files(True):
         with open(fn, encoding="utf-8") as f:
             ps.extend(pack(paragraphs(f.read())))
     rng.shuffle(ps)
+    return ps
+
+
+def make_passages(out):
+    """the pre-1900 passages after the 1,800 that make_train uses (same seed, same order): the texts
+    `msa make-questions` writes questions for, so model-written pairs share no passage with the others"""
+    ps = train_passages(random.Random(7))[1800:]
+    with open(out, "w", encoding="utf-8") as f:
+        for i, t in enumerate(ps):
+            f.write(json.dumps({"id": "sotu-train-%05d" % i, "text": t}, ensure_ascii=False) + "\n")
+    print("passages: %d" % len(ps), file=sys.stderr)
+
+
+def make_train(out):
+    rng = random.Random(7)
+    ps = train_passages(rng)
     pairs = []
     # inverse cloze: 1200 pairs
     for t in ps[:1200]:
@@ -253,6 +269,7 @@ def make_train(out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("bench", "train"):
+    modes = {"bench": make_bench, "train": make_train, "passages": make_passages}
+    if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
-    (make_bench if sys.argv[1] == "bench" else make_train)(sys.argv[2])
+    modes[sys.argv[1]](sys.argv[2])

@@ -14,7 +14,7 @@ const cli_opt cli_shared[] = {
     {"--threads", "-t", "N", CLI_INT, 0, 4096, "0", "compute threads; 0 = all CPUs", NULL, false, NULL},
     {"--prompt", "-p", "TEXT", CLI_STR, 0, 0, NULL, "the prompt text", NULL, false, NULL},
     {"--file", "-f", "FILE", CLI_STR, 0, 0, NULL, "read the prompt from FILE ('-' = stdin)", NULL, false, NULL},
-    {"--n-predict", "-n", "N", CLI_INT, 0, BIG, "128 in run, 512 per round in ask and chat, 48 in demo",
+    {"--n-predict", "-n", "N", CLI_INT, 0, BIG, "128 in run, 512 per round in ask and chat, 48 in demo, 40 in make-questions",
      "tokens to generate at most", NULL, false, NULL},
     {"--ctx-size", "-c", "N", CLI_INT, 0, BIG, "0",
      "context size in tokens; 0 = prompt + N, at most the model's training context. Generation stops cleanly "
@@ -243,6 +243,20 @@ static const cli_opt train_router_own[] = {
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };
 
+/* ---- make-questions */
+static const char *const mkq_shared[] = {"--model", "--n-predict", "--threads", "--device", NULL};
+static const cli_opt mkq_own[] = {
+    {"--passages", NULL, "FILE", CLI_STR, 0, 0, NULL, "passages, one JSON object per line with \"text\" (and \"id\")", NULL,
+     false, NULL},
+    {"--output", "-o", "OUT.jsonl", CLI_STR, 0, 0, NULL, "the pairs written (train-router --data); - = stdout", NULL, false,
+     NULL},
+    {"--examples", NULL, "FILE", CLI_STR, 0, 0, NULL, "few-shot examples (\"Passage: ...\\nQuestion: ...\\n\\n\" blocks) "
+     "instead of the built-in ones", NULL, false, NULL},
+    {"--limit", NULL, "N", CLI_INT, 1, 1e9, NULL, "the first N passages only (after --skip)", NULL, false, NULL},
+    {"--skip", NULL, "N", CLI_INT, 0, 1e9, "0", "skip the first N lines", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
+
 /* Bench rows list their own flags and the common ones; raw parsing stays in the benchmark. */
 #define BENCH_NOTE "common options: -t N (0 = all CPUs), --reps R, --warmup W, --json, --device DEV"
 
@@ -293,6 +307,9 @@ const cli_cmd cli_commands[] = {
      NULL, eval_own, "-t N threads; --json one JSON object; -v per-layer table and missing golds", 0, -1, NULL, cmd_eval},
     {"eval niah", "", "RULER-style needle-in-a-haystack: recall per layer and fused, exact match, time", NULL,
      eval_own, "-t N threads; --json one JSON object; -v per-layer table", 0, -1, NULL, cmd_eval},
+    {"make-questions", "", "router training pairs: a model writes a question for each passage (greedy, few-shot)",
+     mkq_shared, mkq_own, "Questions without a '?' or outside 3-40 words are dropped; the pair's kind is \"generated\".",
+     0, 0, cmd_make_questions, NULL},
     {"train-router", "", "train read-mode router projections with InfoNCE on the frozen model's hidden states", NULL,
      train_router_own, NULL, 0, -1, NULL, cmd_train_router},
     {"bench mem", "", "memory bandwidth ceiling: streaming read and copy", NULL, bench_mem_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},

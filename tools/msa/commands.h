@@ -12,6 +12,7 @@ int cmd_tokenize(const cli_args *a);  /* cmd_tokenize.c: text <-> ids */
 int cmd_ask(const cli_args *a);       /* cmd_ask.c: answer a question from a bank */
 int cmd_chat(const cli_args *a);      /* cmd_ask.c: interactive questions over a bank */
 int cmd_demo(const cli_args *a);      /* cmd_demo.c: the end-to-end demo on the default model */
+int cmd_make_questions(const cli_args *a); /* cmd_make_questions.c: model-written training questions */
 int bank_create(const cli_args *a);   /* cmd_bank.c: `msa bank ...` */
 int bank_add(const cli_args *a);
 int bank_rm(const cli_args *a);
