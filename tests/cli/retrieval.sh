@@ -49,6 +49,12 @@ if $MSA eval niah -m "$m" --bank "$tmp/n" --haystack "$tmp/hay.txt" --tokens 204
 echo '{"id": "x", "question": "q"}' >"$tmp/bad.jsonl"
 $MSA eval qa -m "$m" --bank "$tmp/b" --router "$tmp/rt.safetensors" "$tmp/bad.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
 [ $rc -eq 65 ] && [ "$(wc -l <"$tmp/e")" -eq 1 ] && ok eval_bad_questions_65 || { no eval_bad_questions_65; cat "$tmp/e"; }
+# --data repeated reads the files in order: the same router, byte for byte, as one concatenated file
+head -n 12 "$tmp/pairs.jsonl" >"$tmp/pa.jsonl"; tail -n +13 "$tmp/pairs.jsonl" >"$tmp/pb.jsonl"
+if $MSA train-router -m "$m" --data "$tmp/pa.jsonl" --data "$tmp/pb.jsonl" -o "$tmp/rt2.safetensors" --layers 2,3 \
+       --steps 4 --batch 4 --holdout 4 --eval-every 2 >/dev/null 2>"$tmp/e" &&
+   cmp -s "$tmp/rt.safetensors" "$tmp/rt2.safetensors"; then
+    ok train_router_data_files_in_order; else no train_router_data_files_in_order; cat "$tmp/e"; fi
 echo 'not json' >"$tmp/bad2.jsonl"
 $MSA train-router -m "$m" --data "$tmp/bad2.jsonl" -o "$tmp/x.safetensors" >/dev/null 2>"$tmp/e"; rc=$?
 [ $rc -eq 65 ] && ok train_router_bad_pairs_65 || { no train_router_bad_pairs_65; cat "$tmp/e"; }

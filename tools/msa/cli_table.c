@@ -219,8 +219,8 @@ static const cli_opt eval_own[] = {
 };
 static const cli_opt train_router_own[] = {
     {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
-    {"--data", NULL, "PAIRS.jsonl", CLI_STR, 0, 0, NULL, "training pairs (query, positive, negatives)", NULL, false,
-     NULL},
+    {"--data", NULL, "PAIRS.jsonl", CLI_STR, 0, 0, NULL, "training pairs (query, positive, negatives); repeated: the "
+     "files are read in order, as if concatenated", NULL, true, NULL},
     {"--output", "-o", "FILE", CLI_STR, 0, 0, NULL, "the router weights written (safetensors, bf16)", NULL, false,
      NULL},
     {"--layers", NULL, "L,L,...", CLI_STR, 0, 0, "15,20,25", "router layers to train", NULL, false, NULL},

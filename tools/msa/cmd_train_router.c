@@ -42,9 +42,12 @@
 #include "util/error.h"
 
 #define MAX_RL 32
+#define MAX_DATA 16 /* --data files at most */
 
 typedef struct tr_opts {
-    const char *model, *data, *out, *curve, *device; /* device: where the frozen backbone caches hidden states */
+    const char *model, *out, *curve, *device; /* device: where the frozen backbone caches hidden states */
+    const char *data[MAX_DATA]; /* --data files, read in order (as if concatenated) */
+    int n_data;
     int layers[MAX_RL], n_layers;
     long steps, batch, holdout, eval_every, threads, max_pairs;
     double lr, tau, decay;
@@ -232,6 +235,57 @@ static int write_router(const char *path, const tr_opts *o, int n_head, int n_he
 
 typedef struct pair { char *q, *p, *group; } pair;
 
+/* Append the pairs of one JSONL file to *pairs (np used, pcap allocated), stopping at max_pairs in all (0 = no
+ * limit). Returns 0, or the exit code after printing why (66 unreadable, 65 a bad line, 70 out of memory). */
+static int load_pairs(const char *path, long max_pairs, pair **pairs, size_t *np, size_t *pcap) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "msa train-router: cannot open %s\n", path);
+        return 66;
+    }
+    char *line = NULL;
+    size_t lcap = 0, ln = 0;
+    int rc = 0;
+    while (!(max_pairs && *np >= (size_t)max_pairs) && getline(&line, &lcap, f) > 0) {
+        ln++;
+        if (line[strspn(line, " \t\r\n")] == 0) continue;
+        json_t *j = json_loads(line, 0, NULL);
+        const char *q = j ? json_string_value(json_object_get(j, "query")) : NULL;
+        const char *p = j ? json_string_value(json_object_get(j, "positive")) : NULL;
+        const char *g = j ? json_string_value(json_object_get(j, "group")) : NULL;
+        if (!q || !p || !*q || !*p) {
+            json_decref(j);
+            fprintf(stderr, "msa train-router: %s:%zu: needs {\"query\": str, \"positive\": str}\n", path, ln);
+            rc = 65;
+            break;
+        }
+        if (*np == *pcap) {
+            size_t cap = *pcap ? *pcap * 2 : 256;
+            pair *t = realloc(*pairs, cap * sizeof *t);
+            if (!t) {
+                json_decref(j);
+                rc = 70;
+                break;
+            }
+            *pairs = t, *pcap = cap;
+        }
+        pair *r = &(*pairs)[(*np)++];
+        r->q = strdup(q), r->p = strdup(p), r->group = g ? strdup(g) : NULL;
+        json_decref(j);
+        if (!r->q || !r->p || (g && !r->group)) {
+            rc = 70;
+            break;
+        }
+    }
+    free(line);
+    if (!rc && ferror(f)) {
+        fprintf(stderr, "msa train-router: %s: read error\n", path);
+        rc = 74;
+    }
+    fclose(f);
+    return rc;
+}
+
 int cmd_train_router(int argc, char **argv) {
     tr_opts o = {.steps = 200, .batch = 32, .holdout = 100, .eval_every = 20, .lr = 5e-4, .tau = 0.1,
                  .decay = 0.0, .seed = 1};
@@ -239,7 +293,8 @@ int cmd_train_router(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: msa train-router -m MODEL --data PAIRS.jsonl -o ROUTER.safetensors [--layers L,L,...]\n"
+            printf("usage: msa train-router -m MODEL --data PAIRS.jsonl [--data MORE.jsonl]... -o ROUTER.safetensors\n"
+                   "       [--layers L,L,...]\n"
                    "       [--steps N] [--batch B] [--lr LR] [--tau T] [--decay D] [--holdout N] [--eval-every K]\n"
                    "       [--max-pairs N] [--seed S] [--curve FILE] [--query-only] [--device DEV] [-t N]\n"
                    "  --device DEV  where the frozen model computes the cached hidden states: cpu, cuda, cuda:N or\n"
@@ -251,13 +306,15 @@ int cmd_train_router(int argc, char **argv) {
         if (!strcmp(a, "--query-only")) {
             o.query_only = 1;
             continue;
-            return 0;
         }
         if (!v) return cli_usage_error("train-router", "%s needs a value (or is unknown)", a);
         i++;
         char *e = NULL;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o.model = v;
-        else if (!strcmp(a, "--data")) o.data = v;
+        else if (!strcmp(a, "--data")) {
+            if (o.n_data == MAX_DATA) return cli_usage_error("train-router", "--data: at most %d files", MAX_DATA);
+            o.data[o.n_data++] = v;
+        }
         else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--out")) o.out = v;
         else if (!strcmp(a, "--curve")) o.curve = v;
         else if (!strcmp(a, "--device")) o.device = v;
@@ -274,50 +331,14 @@ int cmd_train_router(int argc, char **argv) {
         else if (!strcmp(a, "--decay")) { o.decay = strtod(v, &e); if (*e || !(o.decay >= 0 && o.decay < 100)) return cli_usage_error("train-router", "--decay must be in [0, 100)"); }
         else return cli_usage_error("train-router", "unknown option '%s'", a);
     }
-    if (!o.model || !o.data || !o.out) return cli_usage_error("train-router", "-m MODEL, --data PAIRS.jsonl and -o OUT are required");
+    if (!o.model || !o.n_data || !o.out) return cli_usage_error("train-router", "-m MODEL, --data PAIRS.jsonl and -o OUT are required");
     if (parse_layers(layers, &o)) return cli_usage_error("train-router", "--layers must be distinct layer numbers, e.g. 15,20,25");
     const double t_start = now_s();
     /* pairs */
-    FILE *f = fopen(o.data, "r");
-    if (!f) {
-        fprintf(stderr, "msa train-router: cannot open %s\n", o.data);
-        return 66;
-    }
     pair *pairs = NULL;
-    size_t np = 0, pcap = 0, ln = 0;
-    char *line = NULL;
-    size_t lcap = 0;
+    size_t np = 0, pcap = 0;
     int rc = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        ln++;
-        if (line[strspn(line, " \t\r\n")] == 0) continue;
-        json_t *j = json_loads(line, 0, NULL);
-        const char *q = j ? json_string_value(json_object_get(j, "query")) : NULL;
-        const char *p = j ? json_string_value(json_object_get(j, "positive")) : NULL;
-        const char *g = j ? json_string_value(json_object_get(j, "group")) : NULL;
-        if (!q || !p || !*q || !*p) {
-            json_decref(j);
-            fprintf(stderr, "msa train-router: %s:%zu: needs {\"query\": str, \"positive\": str}\n", o.data, ln);
-            rc = 65;
-            break;
-        }
-        if (np == pcap) {
-            pcap = pcap ? pcap * 2 : 256;
-            pair *t = realloc(pairs, pcap * sizeof *t);
-            if (!t) {
-                json_decref(j);
-                rc = 70;
-                break;
-            }
-            pairs = t;
-        }
-        pairs[np].q = strdup(q), pairs[np].p = strdup(p), pairs[np].group = g ? strdup(g) : NULL;
-        np++;
-        json_decref(j);
-        if (o.max_pairs && np >= (size_t)o.max_pairs) break;
-    }
-    free(line);
-    fclose(f);
+    for (int d = 0; !rc && d < o.n_data; d++) rc = load_pairs(o.data[d], o.max_pairs, &pairs, &np, &pcap);
     if (!rc && np < (size_t)o.holdout + 2) {
         fprintf(stderr, "msa train-router: %zu pairs: need more than --holdout (%ld) + 2\n", np, o.holdout);
         rc = 65;
