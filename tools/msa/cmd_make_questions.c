@@ -29,12 +29,6 @@ static const char default_examples[] =
     "brought doubled the land they could plough.\n"
     "Question: What did the farmers of the upper valley do in the dry years?\n\n";
 
-static bool is_eos(const msa_model_info *info, int32_t id) {
-    for (int i = 0; i < info->n_eos; i++)
-        if (info->eos_ids[i] == id) return true;
-    return false;
-}
-
 static char *read_small_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -122,7 +116,7 @@ static msa_status generate_line(msa_session *sess, const msa_model_info *info, c
     uint64_t rng = msa_sampler_seed(0);
     for (int t = 0; st == MSA_OK && t < max_new; t++) {
         int32_t next = msa_sample(logits, info->n_vocab, &sp, &rng);
-        if (is_eos(info, next)) break;
+        if (cli_is_eos(info, next)) break;
         char piece[256];
         int pl = msa_token_to_piece(tok, next, piece, sizeof piece);
         if (pl < 0 || pl >= (int)sizeof piece) break;

@@ -52,12 +52,6 @@ static int read_text_file(const char *path, char **out, size_t *len) {
     return 0;
 }
 
-static bool is_eos(const msa_model_info *info, int32_t id) {
-    for (int i = 0; i < info->n_eos; i++)
-        if (info->eos_ids[i] == id) return true;
-    return false;
-}
-
 /* Ctrl-C: the first one stops generation (the timing line is still printed, exit 130); a second one, or
  * one while nothing can be stopped, ends the process at once. */
 static volatile sig_atomic_t interrupted;
@@ -223,7 +217,7 @@ int cmd_run(const cli_args *a) {
             if (n_recent == win) memmove(recent, recent + 1, (win - 1) * sizeof *recent), n_recent--;
             recent[n_recent++] = next;
         }
-        if (is_eos(&info, next)) break;
+        if (cli_is_eos(&info, next)) break;
         int pl = msa_token_to_piece(tok, next, piece, sizeof piece);
         if (pl > (int)sizeof piece) {
             char *big = malloc((size_t)pl);

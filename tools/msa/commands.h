@@ -44,6 +44,13 @@ void cli_json_error(const char *status, int code, const char *msg);
 /* Print "msa <cmd>: <message>" to stderr and return 64 (usage). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether id is one of the model's end-of-generation tokens (run and make-questions stop on it). */
+static inline bool cli_is_eos(const msa_model_info *info, int32_t id) {
+    for (int i = 0; i < info->n_eos; i++)
+        if (info->eos_ids[i] == id) return true;
+    return false;
+}
+
 /* The model parameters every model-running command shares: threads (-t, 0 = all CPUs) and --device. */
 msa_model_params cli_model_params(const cli_args *a);
 
