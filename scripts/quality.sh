@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # quality.sh — reproduces every cell of docs/quality.md (2-core CPU; see the times there).
 #
+#   scripts/quality.sh questions   the model-written training pairs (data/retrieval/generated-pairs.jsonl)
 #   scripts/quality.sh router      train the default model's router (data/routers/smollm2-135m.safetensors)
 #   scripts/quality.sh qa1k        1K passages: identity, trained, fused, BM25, MiniLM (recall + EM)
 #   scripts/quality.sh em1k        1K passages, exact match on QSUB (60 paraphrase + 35 multihop): every system
@@ -22,12 +23,18 @@ mkdir -p "$OUT"
 Q=data/retrieval/questions.jsonl
 
 case "${1:-}" in
+questions)
+    # questions the default model writes for training passages no other pair uses (greedy: reproducible)
+    python3 scripts/make_retrieval_data.py passages "$OUT/train-passages.jsonl"
+    "$MSA" make-questions -m "$M" --passages "$OUT/train-passages.jsonl" --limit 1500 -o data/retrieval/generated-pairs.jsonl
+    ;;
 router)
     # query-side router (router_q_proj only, from k_proj: step 0 is the identity router) on the identity router's
-    # 15 layers; the written weights are the step with the best held-out recall@1 (200 held-out training pairs)
-    "$MSA" train-router -m "$M" --data data/retrieval/train-pairs.jsonl -o "$R" --query-only \
-        --layers 15,16,17,18,19,20,21,22,23,24,25,26,27,28,29 --holdout 200 --steps 200 --batch 32 --lr 1e-4 \
-        --eval-every 20 --curve data/routers/smollm2-135m.curve.tsv
+    # 15 layers, from the three kinds of pairs (inverse cloze + facts, then model-written questions); the written
+    # weights are the step with the best held-out recall@1 (200 held-out training pairs)
+    "$MSA" train-router -m "$M" --data data/retrieval/train-pairs.jsonl --data data/retrieval/generated-pairs.jsonl \
+        -o "$R" --query-only --layers 15,16,17,18,19,20,21,22,23,24,25,26,27,28,29 --holdout 200 --steps 400 \
+        --batch 32 --lr 1e-4 --eval-every 40 --curve data/routers/smollm2-135m.curve.tsv
     ;;
 qa1k)
     P=data/retrieval/passages-1k.jsonl
