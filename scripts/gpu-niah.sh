@@ -10,10 +10,7 @@ cd "$(dirname "$0")/.."
 out=${1:-/tmp/gpu-niah}
 banks=${BANKS:-/tmp/niah-banks}
 mkdir -p "$out" "$banks"
-export LD_LIBRARY_PATH=$PWD/build-cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-MSA=${MSA:-build-cuda/msa}
-M=${M:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-R=${R:-data/routers/smollm2-135m.safetensors}
+. scripts/gpu-env.sh
 for n in ${SIZES:-1048576 32768 131072}; do
     b=$banks/niah-$n
     SECONDS=0

@@ -12,10 +12,7 @@ cd "$(dirname "$0")/.."
 out=${1:-/tmp/gpu-qa}
 banks=${BANKS:-/tmp/qa-banks}
 mkdir -p "$out" "$banks"
-export LD_LIBRARY_PATH=$PWD/build-cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-MSA=${MSA:-build-cuda/msa}
-M=${M:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-R=${R:-data/routers/smollm2-135m.safetensors}
+. scripts/gpu-env.sh
 T=${STEP_TIMEOUT:-150}
 Q=$out/answerable.jsonl
 python3 -c '

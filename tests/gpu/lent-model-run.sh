@@ -9,17 +9,16 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
-M=models/SmolLM2-135M-Instruct.Q4_1.gguf
-cat models/part-a? > "$M" || exit 1
-echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $M" | sha256sum -c || exit 1
-export LD_LIBRARY_PATH=$PWD/build-cuda/lib MSA_TEST_DEVICE=cuda
+. scripts/gpu-env.sh
+join_default_model || { echo "lent-model-run: the joined parts are not $M (a part missing?)"; exit 1; }
+export MSA_TEST_DEVICE=cuda
 fail=0
 for t in build-cuda/tests-gpu/test_cuda_model build-cuda/tests/test_backbone; do
     timeout 150 "$t" > "$out/$(basename "$t").log" 2>&1 || fail=1
     echo "$(basename "$t"): $(grep -c '^PASS ' "$out/$(basename "$t").log") passed, $(grep -c '^FAIL ' "$out/$(basename "$t").log") failed"
     grep -E '^(FAIL|SKIP) ' "$out/$(basename "$t").log"
 done
-timeout 60 build-cuda/msa demo --check > "$out/demo.log" 2>&1 || fail=1
+timeout 60 "$MSA" demo --check > "$out/demo.log" 2>&1 || fail=1
 tail -n 1 "$out/demo.log"
 SIZES=${SIZES:-32768 131072} timeout "${NIAH_TIMEOUT:-240}" bash scripts/gpu-niah.sh /tmp/gpu-niah
 tar czf "$out/niah.tgz" -C /tmp gpu-niah

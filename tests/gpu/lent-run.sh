@@ -10,12 +10,8 @@ mkdir -p "$out"
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
-model=models/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$model" ] && ls models/part-a? >/dev/null 2>&1; then cat models/part-a? > "$model"; fi
-if [ -f "$model" ] && ! echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $model" | sha256sum --quiet -c; then
-    echo "lent-run: $model is incomplete or corrupt (parts missing?); the default-model cases will fail" >&2
-    rm -f "$model"
-fi
+. scripts/gpu-env.sh
+join_default_model || echo "lent-run: no complete $M (parts missing?); the default-model cases will fail" >&2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 bash scripts/make-test-checkpoints.sh >"$out/checkpoints.log" 2>&1 || { echo "FAIL make-test-checkpoints"; tail "$out/checkpoints.log"; }
 MSA_GPU_PREBUILT=1 bash tests/gpu/run.sh 2>&1 | tee "$out/gpu-tests.log"
