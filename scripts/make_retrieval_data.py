@@ -5,6 +5,7 @@ made deterministically (seeded) from the public-domain corpora in data/corpora/ 
     python3 scripts/make_retrieval_data.py bench OUTDIR      # passages-1k.jsonl, passages-10k.jsonl, questions.jsonl
     python3 scripts/make_retrieval_data.py train OUT.jsonl   # router training pairs (train-router --data)
     python3 scripts/make_retrieval_data.py passages OUT.jsonl  # training passages no pair uses (msa make-questions)
+    python3 scripts/make_retrieval_data.py fit OUTDIR        # passages-fit.jsonl, questions-fit.jsonl (full context)
 
 Benchmark texts: Moby-Dick and the State of the Union addresses from 1900 on. Training texts: the addresses
 before 1900 only, so no benchmark passage is ever a training passage. Passages: paragraphs packed to 50-90 words.
@@ -268,8 +269,37 @@ def make_train(out):
     print("pairs: %d" % len(pairs), file=sys.stderr)
 
 
+def make_fit(outdir, n_person=8, n_hop=10, n_lex=10):
+    """a subset of the benchmark small enough for the default model's 8,192-token context, for the full-context
+    baseline: the first n_person people of the paraphrase questions (all three questions each, so all three of a
+    person's passages are there to confuse), the first n_hop multi-hop and the first n_lex lexical questions, and
+    exactly their gold passages, in passages-1k.jsonl's order. A rule fixed before any system ran on the subset."""
+    d = os.path.join(ROOT, "data", "retrieval")
+    passages = [json.loads(l) for l in open(os.path.join(d, "passages-1k.jsonl"), encoding="utf-8")]
+    questions = [json.loads(l) for l in open(os.path.join(d, "questions.jsonl"), encoding="utf-8")]
+    people = []
+    for q in questions:
+        p = q["id"].rsplit("-", 1)[0]
+        if q["kind"] == "paraphrase" and p not in people:
+            people.append(p)
+    chosen = [q for q in questions if q["kind"] == "paraphrase" and q["id"].rsplit("-", 1)[0] in people[:n_person]]
+    chosen += [q for q in questions if q["kind"] == "multihop"][:n_hop]
+    chosen += [q for q in questions if q["kind"] == "lexical"][:n_lex]
+    gold = {g for q in chosen for g in q["gold"]}
+    kept = [p for p in passages if p["id"] in gold]
+    if len(kept) != len(gold):
+        sys.exit("fit: a gold passage is not in passages-1k.jsonl")
+    os.makedirs(outdir, exist_ok=True)
+    for name_, rows in (("passages-fit.jsonl", kept), ("questions-fit.jsonl", chosen)):
+        with open(os.path.join(outdir, name_), "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print("fit: %d passages, %d words; %d questions" % (len(kept), sum(len(p["text"].split()) for p in kept),
+                                                       len(chosen)), file=sys.stderr)
+
+
 if __name__ == "__main__":
-    modes = {"bench": make_bench, "train": make_train, "passages": make_passages}
+    modes = {"bench": make_bench, "train": make_train, "passages": make_passages, "fit": make_fit}
     if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     modes[sys.argv[1]](sys.argv[2])

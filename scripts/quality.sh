@@ -9,6 +9,7 @@
 #                                  MiniLM also over all 310)
 #   scripts/quality.sh niah        NIAH at 32K and 128K tokens (NIAH_SIZES adds 1048576), identity and trained router
 #   scripts/quality.sh niahfc      NIAH where the haystack fits the model's context: full context vs read mode
+#   scripts/quality.sh qafit       a 54-passage subset of the 1K set that fits the context: full context vs every system
 #   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
 #
 # Results go to $OUT (default /tmp/msa-quality): one JSON per cell, named SYSTEM-SET.json.
@@ -115,6 +116,22 @@ niahfc)
         "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-p$p-trained+bm25-$n.json"
         "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --full-context --system full-context --json > "$OUT/niah-p$p-full-context-$n.json"
     done
+    ;;
+qafit)
+    # the full-context baseline on the QA benchmark: make_retrieval_data.py fit keeps 44 questions of the three kinds
+    # and only their 54 gold passages (6,337 tokens), so every document fits the 8,192-token context with each
+    # question; every system reads the same bank with the same reader and answers (top 3 documents, greedy)
+    F=$OUT/fit B=$OUT/bankfit-id
+    python3 scripts/make_retrieval_data.py fit "$F"
+    [ -d "$B" ] || { "$MSA" bank create "$B" -m "$M" --mode read && "$MSA" bank add "$B" --jsonl "$F/passages-fit.jsonl"; }
+    python3 scripts/eval_baselines.py rank "$F/passages-fit.jsonl" "$F/questions-fit.jsonl" "$F/base" ${MINILM:+--minilm "$MINILM"}
+    "$MSA" eval qa -m "$M" --router none --bank "$B" "$F/questions-fit.jsonl" --answer --system identity --json > "$OUT/identity-fit.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$B" "$F/questions-fit.jsonl" --answer --system trained --json > "$OUT/trained-fit.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$B" "$F/questions-fit.jsonl" --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/trained+bm25-fit.json"
+    for s in bm25 minilm; do
+        [ -f "$F/base/$s.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$B" "$F/questions-fit.jsonl" --ranking "$F/base/$s.jsonl" --answer --system $s --json > "$OUT/$s-fit.json"
+    done
+    "$MSA" eval qa -m "$M" --bank "$B" "$F/questions-fit.jsonl" --full-context --answer --system full-context --json > "$OUT/full-context-fit.json"
     ;;
 plot)
     python3 scripts/plot_quality.py "$OUT" docs/quality.png
