@@ -19,7 +19,7 @@ for n in ${SIZES:-1048576 32768 131072}; do
         --system trained+bm25 --json -v > "$out/trained+bm25-$n.json" 2> "$out/trained+bm25-$n.log"
     echo "niah $n trained+bm25: exit $? in ${SECONDS} s; $(du -sh "$b" | cut -f1) bank"
     for sys in identity identity+bm25; do
-        lex=(); [ "$sys" = identity+bm25 ] && lex=(--lexical 0.40)
+        lex=(--no-lexical); [ "$sys" = identity+bm25 ] && lex=(--lexical 0.40)
         "$MSA" eval niah -m "$M" --router none --bank "$b" --tokens "$n" --seed 1 "${lex[@]}" --system "$sys" \
             --json -v > "$out/$sys-$n.json" 2> "$out/$sys-$n.log"
         echo "niah $n $sys: exit $?"

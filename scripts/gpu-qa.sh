@@ -38,7 +38,7 @@ for n in ${SIZES:-10k 1k}; do
         --system bm25 --json > "$out/bm25-$n.json" 2> "$out/bm25-$n.log"
     echo "qa $n bm25: exit $? in ${SECONDS} s"
     SECONDS=0
-    timeout "$T" "$MSA" eval qa -m "$M" --router "$R" --bank "$b" "$Q" --answer --device cuda \
+    timeout "$T" "$MSA" eval qa -m "$M" --router "$R" --bank "$b" "$Q" --answer --device cuda --no-lexical \
         --system trained --json > "$out/trained-$n.json" 2> "$out/trained-$n.log"
     echo "qa $n trained: exit $? in ${SECONDS} s"
 done

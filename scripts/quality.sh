@@ -13,6 +13,8 @@
 #   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
 #
 # Results go to $OUT (default /tmp/msa-quality): one JSON per cell, named SYSTEM-SET.json.
+# `msa bank add` keeps a read bank's BM25 index and eval fuses with it by default: the router-alone cells pass
+# --no-lexical, the fused ones --lexical W.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${M:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -41,8 +43,8 @@ qa1k)
     P=data/retrieval/passages-1k.jsonl
     # one identity bank serves the identity router and the query-side trained router alike
     [ -d "$OUT/bank1k-id" ] || { "$MSA" bank create "$OUT/bank1k-id" -m "$M" --mode read && "$MSA" bank add "$OUT/bank1k-id" --jsonl "$P"; }
-    "$MSA" eval qa -m "$M" --router none --bank "$OUT/bank1k-id" "$Q" --system identity --json --scores-out "$OUT/scores-id-1k.jsonl" > "$OUT/identity-1k.json"
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$Q" --system trained --json -v --scores-out "$OUT/scores-tr-1k.jsonl" > "$OUT/trained-1k.json"
+    "$MSA" eval qa -m "$M" --router none --bank "$OUT/bank1k-id" "$Q" --no-lexical --system identity --json --scores-out "$OUT/scores-id-1k.jsonl" > "$OUT/identity-1k.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$Q" --no-lexical --system trained --json -v --scores-out "$OUT/scores-tr-1k.jsonl" > "$OUT/trained-1k.json"
     python3 scripts/eval_baselines.py rank "$P" "$Q" "$OUT/base1k" ${MINILM:+--minilm "$MINILM"}
     "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/bm25.jsonl" --system bm25 --json > "$OUT/bm25-1k.json"
     [ -f "$OUT/base1k/minilm.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$Q" --ranking "$OUT/base1k/minilm.jsonl" --system minilm --json > "$OUT/minilm-1k.json"
@@ -65,7 +67,7 @@ em1k)
     for s in bm25 minilm fused-id fused-tr; do
         "$MSA" eval qa -m "$M" --bank "$OUT/bank1k-id" "$QSUB" --ranking "$OUT/base1k/$s.jsonl" --answer --system $s --json > "$OUT/em-$s-1k.json"
     done
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$QSUB" --answer --system trained --json > "$OUT/em-trained-1k.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$QSUB" --answer --no-lexical --system trained --json > "$OUT/em-trained-1k.json"
     "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank1k-id" "$OUT/qsub-hop.jsonl" --lexical ${WTR:-0.35} --rounds 2 --answer \
         --system trained+bm25-2rounds --json > "$OUT/em-trained+bm25-2rounds-1k.json"
     ;;
@@ -85,7 +87,7 @@ while any(by.values()):
         if by.get(k): print(json.dumps(by[k].pop(0)))' "$Q" > "$QSUB10K"
     python3 scripts/eval_baselines.py rank "$P" "$QSUB10K" "$OUT/base10k"
     "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/bm25.jsonl" --system bm25 --json > "$OUT/bm25-10k.json"
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank10k-id" "$QSUB10K" --system trained --json --scores-out "$OUT/scores-tr-10k.jsonl" > "$OUT/trained-10k.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$OUT/bank10k-id" "$QSUB10K" --no-lexical --system trained --json --scores-out "$OUT/scores-tr-10k.jsonl" > "$OUT/trained-10k.json"
     python3 scripts/eval_baselines.py fuse "$OUT/scores-tr-10k.jsonl" "$OUT/base10k" "$QSUB10K" "$OUT/base10k/fused-tr.jsonl"
     "$MSA" eval qa -m "$M" --bank "$OUT/bank10k-id" "$QSUB10K" --ranking "$OUT/base10k/fused-tr.jsonl" --system tr+bm25 --json > "$OUT/tr+bm25-10k.json"
     # the weight fitted at 1K (the trained router's fold-0 weight there), fixed
@@ -101,7 +103,7 @@ while any(by.values()):
 niah)
     # 1M tokens (NIAH_SIZES="32768 131072 1048576"): 70 min of encoding on 2 shared cores, 6.4 GB of keys
     for n in ${NIAH_SIZES:-32768 131072}; do
-        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --system identity --json > "$OUT/niah-identity-$n.json"
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --answer --no-lexical --system identity --json > "$OUT/niah-identity-$n.json"
         "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical 0.4 --answer --system identity+bm25 --json > "$OUT/niah-identity+bm25-$n.json"
         "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-id" --tokens $n --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-trained+bm25-$n.json"
     done
@@ -112,7 +114,7 @@ niahfc)
     # ~46 s per question at 3.9K tokens on 2 shared cores (several times that at 6.4K)
     for p in 5 2; do
         n=2048
-        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --answer --system identity --json > "$OUT/niah-p$p-identity-$n.json"
+        "$MSA" eval niah -m "$M" --router none --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --answer --no-lexical --system identity --json > "$OUT/niah-p$p-identity-$n.json"
         "$MSA" eval niah -m "$M" --router "$R" --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/niah-p$p-trained+bm25-$n.json"
         "$MSA" eval niah -m "$M" --bank "$OUT/niah-$n-p$p-id" --tokens $n --per-task $p --seed 1 --full-context --system full-context --json > "$OUT/niah-p$p-full-context-$n.json"
     done
@@ -125,8 +127,8 @@ qafit)
     python3 scripts/make_retrieval_data.py fit "$F"
     [ -d "$B" ] || { "$MSA" bank create "$B" -m "$M" --mode read && "$MSA" bank add "$B" --jsonl "$F/passages-fit.jsonl"; }
     python3 scripts/eval_baselines.py rank "$F/passages-fit.jsonl" "$F/questions-fit.jsonl" "$F/base" ${MINILM:+--minilm "$MINILM"}
-    "$MSA" eval qa -m "$M" --router none --bank "$B" "$F/questions-fit.jsonl" --answer --system identity --json > "$OUT/identity-fit.json"
-    "$MSA" eval qa -m "$M" --router "$R" --bank "$B" "$F/questions-fit.jsonl" --answer --system trained --json > "$OUT/trained-fit.json"
+    "$MSA" eval qa -m "$M" --router none --bank "$B" "$F/questions-fit.jsonl" --answer --no-lexical --system identity --json > "$OUT/identity-fit.json"
+    "$MSA" eval qa -m "$M" --router "$R" --bank "$B" "$F/questions-fit.jsonl" --answer --no-lexical --system trained --json > "$OUT/trained-fit.json"
     "$MSA" eval qa -m "$M" --router "$R" --bank "$B" "$F/questions-fit.jsonl" --lexical ${WTR:-0.35} --answer --system trained+bm25 --json > "$OUT/trained+bm25-fit.json"
     for s in bm25 minilm; do
         [ -f "$F/base/$s.jsonl" ] && "$MSA" eval qa -m "$M" --bank "$B" "$F/questions-fit.jsonl" --ranking "$F/base/$s.jsonl" --answer --system $s --json > "$OUT/$s-fit.json"

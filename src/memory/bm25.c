@@ -379,3 +379,23 @@ msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out) 
     *out = ix;
     return MSA_OK;
 }
+
+msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated) {
+    *updated = false;
+    msa_bank_info bi;
+    msa_bank_get_info(bank, &bi);
+    if (bi.shape.mode != MSA_BANK_READ) return MSA_OK;
+    msa_bm25 *ix = NULL;
+    if (msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix) == MSA_OK && msa_bm25_weight(ix) == w) {
+        msa_bm25_free(ix);
+        return MSA_OK;
+    }
+    msa_clear_error(); /* absent, stale or unreadable: rebuilt */
+    msa_bm25_free(ix);
+    ix = NULL;
+    msa_status st = msa_bm25_build(bank, &ix);
+    if (!st) msa_bm25_set_weight(ix, w), st = msa_bm25_save(ix, msa_bm25_bank_dir(bank));
+    msa_bm25_free(ix);
+    *updated = !st;
+    return st;
+}

@@ -40,6 +40,15 @@ void msa_bm25_set_weight(msa_bm25 *ix, float w);
 msa_status msa_bm25_save(const msa_bm25 *ix, const char *dir);
 msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out);
 
+/* Read mode's default fusion weight: the default model's trained router alone is below BM25 on lexical questions;
+ * fused at this weight it is at or above BM25 on every kind (docs/quality.md). */
+#define MSA_BM25_DEFAULT_WEIGHT 0.35f
+
+/* Make a read bank's LEXICAL_BM25 current with weight w (what `msa bank add` and `msa eval niah` leave behind, so
+ * read mode fuses by default): rebuilt whole when absent, stale, unreadable or of another weight; *updated says
+ * whether it was written. A native bank is left alone (no fusion there). */
+msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated);
+
 /* The directory of an open bank (owned by the bank). */
 const char *msa_bm25_bank_dir(const msa_bank *bank);
 

@@ -8,6 +8,7 @@
 #   "keep all" and "start from the second best" all give other sets.
 # - ties: with an all-zero router every document scores exactly 0 in every layer, and the top-k keeps the
 #   earlier documents (lower bank index) in bank order, per layer and in what is injected.
+# Both banks are built with --no-lexical: these are the routing rules, without the BM25 fusion `bank add` sets up.
 # Needs python3 + numpy (SKIP without numpy; a generator failure with it is a FAIL).
 set -u
 . tests/cli/lib/common.sh
@@ -16,7 +17,7 @@ router_fixture read_rules || { finish; exit 0; }
 # ---- the half-best rule, expected from the reference scores
 run_msa bank create "$tmp/bank" -m "$m" --mode read --pooling "$P" --router "$rf"
 c1=$rc
-run_msa bank add "$tmp/bank" -m "$m" --router "$rf" --jsonl "$tmp/docs.jsonl"
+run_msa bank add "$tmp/bank" -m "$m" --router "$rf" --jsonl "$tmp/docs.jsonl" --no-lexical
 if [ $c1 -eq 0 ] && [ $rc -eq 0 ]; then ok read_rules_bank_build; else no "read_rules_bank_build (rc $c1 $rc)"; cat "$tmp/err"; fi
 run_msa ask -m "$m" --bank "$tmp/bank" --router "$rf" -q "$q" --json -n 1 --docs 4
 if [ $rc -eq 0 ] && python3 - "$tmp/out" "$exp" <<'PY'
@@ -53,7 +54,7 @@ open(sys.argv[2], "wb").write(b[:8 + n] + bytes(len(b) - 8 - n))
 PY
 run_msa bank create "$tmp/zbank" -m "$m" --mode read --pooling "$P" --router "$tmp/zero.safetensors"
 c1=$rc
-run_msa bank add "$tmp/zbank" -m "$m" --router "$tmp/zero.safetensors" --jsonl "$tmp/docs.jsonl"
+run_msa bank add "$tmp/zbank" -m "$m" --router "$tmp/zero.safetensors" --jsonl "$tmp/docs.jsonl" --no-lexical
 if [ $c1 -eq 0 ] && [ $rc -eq 0 ]; then ok zero_router_bank_build; else no "zero_router_bank_build (rc $c1 $rc)"; cat "$tmp/err"; fi
 for k in 1 2 3; do
     run_msa ask -m "$m" --bank "$tmp/zbank" --router "$tmp/zero.safetensors" -q "$q" --json -n 1 --docs $k

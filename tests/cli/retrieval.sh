@@ -2,7 +2,8 @@
 # retrieval.sh — msa train-router, msa eval qa|niah and read mode's lexical fusion, end to end on the small
 # synthetic checkpoint (tests/ref/make_msa_checkpoint.py + make_router_fixture.py: seconds): training writes a
 # router that `bank create/add --router` and `eval --router` load; eval prints recall per kind and --json;
-# --lexical --save-lexical leaves a LEXICAL_BM25 that `ask` then uses; NIAH on a tiny haystack; malformed
+# bank add keeps a read bank's LEXICAL_BM25 current and eval fuses with it (--no-lexical: routing alone); --lexical
+# --save-lexical leaves a LEXICAL_BM25 that `ask` then uses; NIAH on a tiny haystack; malformed
 # inputs fail with one line and a sysexits code. Needs python3 + numpy for the checkpoint.
 set -u
 . tests/cli/lib/common.sh
@@ -36,6 +37,25 @@ if $MSA bank create "$tmp/b" -m "$m" --mode read --router "$tmp/rt.safetensors" 
    $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --json >"$tmp/j" 2>"$tmp/e" &&
    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); k=d["kinds"]["lexical"]; assert k["n"]==4 and 0<=k["recall@1"]<=k["recall@5"]<=1 and len(k["per_layer"])==2' "$tmp/j"; then
     ok eval_qa_with_trained_router; else no eval_qa_with_trained_router; cat "$tmp/e"; fi
+# bank add keeps a read bank's BM25 index current (weight 0.35), and eval, like ask, fuses with it unless told
+# --no-lexical; an add with --no-lexical leaves it stale, and a stale index is not used (routing alone)
+lw() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("lexical_weight", "none"), d["kinds"].get("lexical", {}).get("recall@1", "-"))' "$1"; }
+if [ -f "$tmp/b/LEXICAL_BM25" ] &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --json >"$tmp/j1" 2>"$tmp/e" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --json --no-lexical >"$tmp/j2" 2>>"$tmp/e" &&
+   [ "$(lw "$tmp/j1")" = "0.35 1.0" ] && [ "$(lw "$tmp/j2" | cut -d' ' -f1)" = none ]; then
+    ok bank_add_lexical_index_fused_by_eval; else no bank_add_lexical_index_fused_by_eval; cat "$tmp/j1" "$tmp/e"; fi
+echo '{"id": "d10", "text": "A late passage about the kettle."}' >"$tmp/late.jsonl"
+cp -r "$tmp/b" "$tmp/bs" # a copy: the full-context case below counts the first bank's 10 documents
+if $MSA bank add "$tmp/bs" -m "$m" --router "$tmp/rt.safetensors" --jsonl "$tmp/late.jsonl" --no-lexical >"$tmp/o" 2>"$tmp/e" &&
+   ! grep -q "lexical index" "$tmp/o" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/bs" "$tmp/q.jsonl" --json >"$tmp/j1" 2>>"$tmp/e" &&
+   [ "$(lw "$tmp/j1" | cut -d' ' -f1)" = none ] &&
+   $MSA bank add "$tmp/bs" -m "$m" --router "$tmp/rt.safetensors" --jsonl "$tmp/late.jsonl" --lexical 0.5 >"$tmp/o" 2>>"$tmp/e" &&
+   grep -q "unchanged 1; .*lexical index updated" "$tmp/o" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/bs" "$tmp/q.jsonl" --json >"$tmp/j1" 2>>"$tmp/e" &&
+   [ "$(lw "$tmp/j1" | cut -d' ' -f1)" = 0.5 ]; then
+    ok bank_add_lexical_stale_then_refreshed; else no bank_add_lexical_stale_then_refreshed; cat "$tmp/o" "$tmp/j1" "$tmp/e"; fi
 if $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --lexical 0 --save-lexical >"$tmp/o" 2>"$tmp/e" &&
    [ -f "$tmp/b/LEXICAL_BM25" ] && grep -q "lexical .* 1.000 " "$tmp/o"; then
     ok eval_lexical_only_finds_every_word; else no eval_lexical_only_finds_every_word; cat "$tmp/o" "$tmp/e"; fi
@@ -46,6 +66,11 @@ if $MSA eval niah -m "$m" --bank "$tmp/n" --haystack "$tmp/hay.txt" --tokens 204
        --json >"$tmp/j" 2>"$tmp/e" &&
    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["kinds"])==8 and d["n_docs"]>10' "$tmp/j"; then
     ok eval_niah_eight_tasks; else no eval_niah_eight_tasks; cat "$tmp/e"; fi
+# the haystack bank is left as `bank add` leaves a read bank: with its BM25 index, fused by default
+if [ -f "$tmp/n/LEXICAL_BM25" ] && [ "$(lw "$tmp/j" | cut -d' ' -f1)" = 0.35 ] &&
+   $MSA eval niah -m "$m" --bank "$tmp/n" --haystack "$tmp/hay.txt" --tokens 2048 --doc-tokens 64 --per-task 1 \
+       --json --no-lexical >"$tmp/j2" 2>"$tmp/e" && [ "$(lw "$tmp/j2" | cut -d' ' -f1)" = none ]; then
+    ok eval_niah_fuses_by_default; else no eval_niah_fuses_by_default; cat "$tmp/j" "$tmp/e"; fi
 echo '{"id": "x", "question": "q"}' >"$tmp/bad.jsonl"
 $MSA eval qa -m "$m" --bank "$tmp/b" --router "$tmp/rt.safetensors" "$tmp/bad.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
 [ $rc -eq 65 ] && [ "$(wc -l <"$tmp/e")" -eq 1 ] && ok eval_bad_questions_65 || { no eval_bad_questions_65; cat "$tmp/e"; }

@@ -1,6 +1,8 @@
 /* test_bm25.c — read mode's lexical index (src/memory/bm25.c): BM25 scores against the formula on a tiny bank,
  * the LEXICAL_BM25 file's round trip (same scores, same weight), a stale file (the bank changed) refused with
- * MSA_ERR_MISMATCH, and every truncation / a flipped byte of the file refused without crashing. Bounded: < 1 s. */
+ * MSA_ERR_MISMATCH, and every truncation / a flipped byte of the file refused without crashing; msa_bm25_refresh
+ * (what `msa bank add` runs): a read bank's index written, kept while current, rewritten when stale or of another
+ * weight; a native bank left without one. Bounded: < 1 s. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +20,10 @@ static char dir[256];
 static const char *TEXTS[] = {"The whale swam past the Pequod at dawn.", "Ahab stood on the deck; the deck was wet.",
                               "Congress shall pass the budget.", "A whale, a whale! cried the lookout."};
 
-static msa_bank *make_bank(int n) {
+static msa_bank *make_bank_mode(int n, msa_bank_mode mode) {
     msa_bank_create_params cp = {0};
     if (msa_bank_shape_named("synthetic-small", &cp.shape)) return NULL;
+    cp.shape.mode = mode;
     memset(cp.fingerprint, 7, 32);
     cp.model_path = "models/test";
     if (msa_bank_create(dir, &cp)) return NULL;
@@ -39,6 +42,8 @@ static msa_bank *make_bank(int n) {
     msa_bank_commit(b);
     return b;
 }
+
+static msa_bank *make_bank(int n) { return make_bank_mode(n, MSA_BANK_NATIVE); }
 
 static void rm_bank(void) {
     char cmd[400];
@@ -118,7 +123,63 @@ TEST(bm25_scores_match_formula) {
     rm_bank();
 }
 
+static bool index_exists(void) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
+    return access(path, F_OK) == 0;
+}
+
+TEST(bm25_refresh_read_bank_only) {
+    snprintf(dir, sizeof dir, "/tmp/msa-test-bm25r-%d", (int)getpid());
+    rm_bank();
+    msa_bank *b = make_bank_mode(4, MSA_BANK_NATIVE);
+    CHECK(b != NULL);
+    if (!b) return;
+    bool up = true;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, &up), MSA_OK);
+    CHECK(!up && !index_exists()); /* native: no fusion, no index */
+    msa_bank_close(b);
+    rm_bank();
+    b = make_bank_mode(4, MSA_BANK_READ);
+    CHECK(b != NULL);
+    if (!b) return;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, &up), MSA_OK);
+    CHECK(up && index_exists());
+    msa_bm25 *x = NULL;
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_OK);
+    if (x) {
+        CHECK(msa_bm25_weight(x) == 0.35f);
+        msa_bm25_free(x);
+        x = NULL;
+    }
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, &up), MSA_OK);
+    CHECK(!up); /* current and the same weight: not rewritten */
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.5f, &up), MSA_OK);
+    CHECK(up);
+    synth_doc sd;
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    synth_make(&sd, &bi.shape, 9, 0, MAX_TEXT);
+    msa_bank_add(b, &sd.d, false, NULL, NULL);
+    synth_free(&sd);
+    msa_bank_commit(b);
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_ERR_MISMATCH); /* stale after the add */
+    msa_bm25_free(x), x = NULL;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.5f, &up), MSA_OK);
+    CHECK(up);
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_OK);
+    if (x) {
+        float s[5];
+        CHECK_EQ_INT(msa_bm25_score(x, "whale", 5, s, 5), MSA_OK);
+        CHECK(s[0] > 0 && s[2] == 0); /* rebuilt over the bank's text */
+        msa_bm25_free(x);
+    }
+    msa_bank_close(b);
+    rm_bank();
+}
+
 int main(void) {
     RUN(bm25_scores_match_formula);
+    RUN(bm25_refresh_read_bank_only);
     return test_summary();
 }

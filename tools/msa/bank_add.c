@@ -23,6 +23,7 @@
 
 #include "bank_inputs.h"
 #include "commands.h"
+#include "memory/bm25.h"
 #include "memory/encode.h"
 #include "util/error.h"
 
@@ -479,6 +480,10 @@ int bank_add(const cli_args *a) {
     if (!st) st = plan_inputs(in, b, run.m ? msa_model_tokenizer(run.m) : NULL, budget, replace, &plan);
     /* pass 3 */
     if (!st) st = encode_plan(in, &plan, batch_bytes, &run);
+    /* the documents are durable now; the lexical index follows them (a crash before it is saved leaves it stale,
+     * and read mode then routes alone until the next add) */
+    bool lexical = false;
+    if (!st && !cli_has(a, "--no-lexical")) st = msa_bm25_refresh(b, (float)cli_float(a, "--lexical", MSA_BM25_DEFAULT_WEIGHT), &lexical);
     msa_model_free(run.m);
     msa_bank_close(b);
     run.rep.n_unchanged += plan.n_unchanged;
@@ -491,6 +496,7 @@ int bank_add(const cli_args *a) {
     if (run.n_batches > 1) printf("; %zu batches, each committed", run.n_batches);
     if (n_split) printf("; %zu long documents split", n_split);
     if (n_skipped) printf("; %d inputs skipped (see above)", n_skipped);
+    if (lexical) printf("; lexical index updated");
     putchar('\n');
     return n_skipped ? 3 : 0;
 }

@@ -117,6 +117,10 @@ static const cli_opt badd_own[] = {
     {"--synthetic", NULL, NULL, CLI_FLAG, 0, 0, NULL, "store deterministic vectors derived from the text (tests; no model)", NULL, false, NULL},
     {"--batch-mib", NULL, "MiB", CLI_FLOAT, 0.001, 1 << 20, "32", "text encoded and committed per batch: memory is bounded by "
      "it, not by the input", NULL, false, NULL},
+    {"--lexical", NULL, "W", CLI_FLOAT, 0, 1, "0.35", "read mode: keep the bank's BM25 index (LEXICAL_BM25) current, fused "
+     "with routing as W z(routing) + (1-W) z(bm25)", NULL, false, NULL},
+    {"--no-lexical", NULL, NULL, CLI_FLAG, 0, 0, NULL, "leave the BM25 index alone (read mode then routes alone once it "
+     "is stale)", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };
 static const char *const json_only[] = {"--json", NULL};
@@ -207,6 +211,8 @@ static const cli_opt eval_own[] = {
      false, NULL},
     {"--save-lexical", NULL, NULL, CLI_FLAG, 0, 0, NULL, "store that index in the bank (read mode then fuses)", NULL,
      false, NULL},
+    {"--no-lexical", NULL, NULL, CLI_FLAG, 0, 0, NULL, "routing alone, even where the bank holds a current BM25 index "
+     "(without --lexical, eval fuses as read mode does: with the bank's index)", NULL, false, NULL},
     {"--tokens", NULL, "N", CLI_INT, 1000, 1e9, NULL, "niah: haystack size in tokens", NULL, false, NULL},
     {"--seed", NULL, "S", CLI_INT, 0, 1e9, "1", "niah: the haystack's and needles' seed", NULL, false, NULL},
     {"--per-task", NULL, "N", CLI_INT, 1, 1000, "5", "niah: questions per task", NULL, false, NULL},

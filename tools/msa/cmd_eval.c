@@ -35,6 +35,7 @@
 #include "eval.h"
 #include "memory/ask.h"
 #include "memory/bm25.h"
+#include "util/error.h"
 #include "model_glue.h"
 #include "msa.h"
 
@@ -347,8 +348,10 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
         free(t);
         json_decref(h);
     }
-    msa_bm25 *lex = NULL; /* --lexical W: read mode's fusion with BM25 over the bank's text */
-    if (o->lexical >= 0 && !o->ranking) {
+    msa_bm25 *lex = NULL; /* read mode's fusion with BM25 over the bank's text: --lexical W, else the bank's own */
+    if (o->lexical < 0 && !o->no_lexical && !o->ranking && !o->full_context) {
+        if (msa_bm25_load(bank, msa_bm25_bank_dir(bank), &lex) != MSA_OK) msa_clear_error(), lex = NULL; /* as ask */
+    } else if (o->lexical >= 0 && !o->ranking) {
         msa_status st = msa_bm25_build(bank, &lex);
         if (!st) msa_bm25_set_weight(lex, (float)o->lexical);
         if (!st && o->save_lexical) st = msa_bm25_save(lex, msa_bm25_bank_dir(bank));
@@ -515,7 +518,7 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
     if (!rc) { /* report */
         json_t *res = json_object(), *kinds = json_object();
         json_object_set_new(res, "system", json_string(o->system ? o->system : o->full_context ? "full-context" : (o->ranking ? "external" : "read")));
-        if (o->lexical >= 0 && !o->ranking) json_object_set_new(res, "lexical_weight", json_real(o->lexical));
+        if (lex) json_object_set_new(res, "lexical_weight", json_real(msa_bm25_weight(lex)));
         if (o->full_context) {
             json_object_set_new(res, "full_context", json_true());
             json_object_set_new(res, "context_docs", json_integer((json_int_t)n_ctx_docs));
@@ -605,8 +608,11 @@ static void eval_usage(FILE *f) {
                "                  routing; refused (64) when the prompt + -n answer tokens exceed the model's context\n"
                "  --scores-out F  write every question's fused scores (jsonl)\n"
                "  --system NAME   the system's name in the report\n"
-               "  --lexical W     fuse read mode's routing with BM25 over the bank's text: W z(routing) + (1-W) z(bm25)\n"
-               "  --save-lexical  also store that index with W in the bank (LEXICAL_BM25): read mode then fuses by default\n"
+               "  --lexical W     fuse read mode's routing with BM25 over the bank's text: W z(routing) + (1-W) z(bm25);\n"
+               "                  without it, the bank's own current index is fused as read mode does (msa bank add\n"
+               "                  keeps one in read banks), else routing alone\n"
+               "  --save-lexical  also store that index with W in the bank (LEXICAL_BM25): read mode then fuses with it\n"
+               "  --no-lexical    routing alone, even where the bank holds an index\n"
                "  --device DEV    cpu, cuda, cuda:N or auto (default: a GPU when this build has CUDA and one is present)\n"
                "  -t N            threads; --json one JSON object; -v per-layer table, missing golds\n");
 }
@@ -650,6 +656,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--answer")) o.answer = true;
         else if (!strcmp(a, "--full-context")) o.full_context = true;
         else if (!strcmp(a, "--save-lexical")) o.save_lexical = true;
+        else if (!strcmp(a, "--no-lexical")) o.no_lexical = true;
         else if (!strcmp(a, "--lexical")) {
             NEEDV();
             char *e_;
@@ -677,9 +684,9 @@ int cmd_eval(int argc, char **argv) {
     if (!strcmp(what, "qa") && !file) return cli_usage_error("eval", "qa needs a QUESTIONS.jsonl file");
     if (!strcmp(what, "niah") && !o.tokens) return cli_usage_error("eval", "niah needs --tokens N");
     if (o.full_context) {
-        if (o.ranking || o.scores_out || o.lexical >= 0 || o.rounds > 1 || o.save_lexical)
+        if (o.ranking || o.scores_out || o.lexical >= 0 || o.rounds > 1 || o.save_lexical || o.no_lexical)
             return cli_usage_error("eval", "--full-context reads every document: no --ranking, --scores-out, --lexical, "
-                                           "--save-lexical or --rounds");
+                                           "--save-lexical, --no-lexical or --rounds");
         o.answer = true; /* the point of it: exact match with everything in the prompt */
     }
     o.progress = isatty(2);

@@ -25,6 +25,7 @@
 
 #include "commands.h"
 #include "eval.h"
+#include "memory/bm25.h"
 #include "model_glue.h"
 #include "model/model.h"
 #include "msa.h"
@@ -314,6 +315,9 @@ int eval_niah(const eval_opts *o) {
         ip.progress = o->progress;
         msa_ingest_report rep = {0};
         if (!st) st = msa_bank_ingest(bank, model, docs, nd_docs, &ip, &rep);
+        /* as `msa bank add` leaves a read bank: with its BM25 index, so read mode's default fusion is measured */
+        bool lex_updated;
+        if (!st && !o->no_lexical) st = msa_bm25_refresh(bank, MSA_BM25_DEFAULT_WEIGHT, &lex_updated);
         if (st) rc = cli_fail(st);
         else if (!o->json)
             printf("niah: %zu documents (%llu tokens of %s, seed %lld), %zu questions, %zu needles; encoded %llu "
