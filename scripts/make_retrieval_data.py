@@ -5,6 +5,7 @@ made deterministically (seeded) from the public-domain corpora in data/corpora/ 
     python3 scripts/make_retrieval_data.py bench OUTDIR      # passages-1k.jsonl, passages-10k.jsonl, questions.jsonl
     python3 scripts/make_retrieval_data.py train OUT.jsonl   # router training pairs (train-router --data)
     python3 scripts/make_retrieval_data.py passages OUT.jsonl  # training passages no pair uses (msa make-questions)
+    python3 scripts/make_retrieval_data.py keywords OUT.jsonl  # keyword-query pairs (rare words of a sentence)
     python3 scripts/make_retrieval_data.py fit OUTDIR        # passages-fit.jsonl, questions-fit.jsonl (full context)
 
 Benchmark texts: Moby-Dick and the State of the Union addresses from 1900 on. Training texts: the addresses
@@ -269,6 +270,37 @@ def make_train(out):
     print("pairs: %d" % len(pairs), file=sys.stderr)
 
 
+K_TEMPLATES = ["{w}", "Which text mentions {c}?", "Search: {w}", "A passage with the words {c}.", "{c}?"]
+
+
+def make_keywords(out, n=900):
+    """keyword-query pairs, the lexical style of question in other words than the benchmark's: 3-5 of the rarest
+    content words of one sentence (rarity over the pre-1900 training texts), shuffled, in one of K_TEMPLATES; the
+    positive is the whole passage. Passages after those of `train` (1,800) and of the 1,500 that `passages` gave
+    `msa make-questions`, so no training passage is shared and none is a benchmark passage."""
+    rng = random.Random(13)
+    ps = train_passages(random.Random(7))
+    df = Counter()
+    for t in ps:
+        df.update(set(w.lower() for w in WORD.findall(t)))
+    pairs = []
+    for t in ps[3300:3300 + n]:
+        sents = [x for x in re.split(r"(?<=[.!?])\s+", t) if len(WORD.findall(x)) >= 8] or [t]
+        sent = rng.choice(sents)
+        cw = [w for w in dict.fromkeys(WORD.findall(sent)) if w.lower() not in STOP and len(w) > 2]
+        cw.sort(key=lambda w: (df[w.lower()], w))
+        pick = cw[:rng.randint(3, 5)]
+        if len(pick) < 2:
+            continue
+        rng.shuffle(pick)
+        q = rng.choice(K_TEMPLATES).format(w=" ".join(pick), c=", ".join(pick[:-1]) + " and " + pick[-1])
+        pairs.append({"query": q, "positive": t, "kind": "keywords"})
+    with open(out, "w", encoding="utf-8") as f:
+        for p_ in pairs:
+            f.write(json.dumps(p_, ensure_ascii=False) + "\n")
+    print("keyword pairs: %d" % len(pairs), file=sys.stderr)
+
+
 def make_fit(outdir, n_person=8, n_hop=10, n_lex=10):
     """a subset of the benchmark small enough for the default model's 8,192-token context, for the full-context
     baseline: the first n_person people of the paraphrase questions (all three questions each, so all three of a
@@ -299,7 +331,8 @@ def make_fit(outdir, n_person=8, n_hop=10, n_lex=10):
 
 
 if __name__ == "__main__":
-    modes = {"bench": make_bench, "train": make_train, "passages": make_passages, "fit": make_fit}
+    modes = {"bench": make_bench, "train": make_train, "passages": make_passages, "keywords": make_keywords,
+             "fit": make_fit}
     if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     modes[sys.argv[1]](sys.argv[2])

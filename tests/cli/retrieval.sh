@@ -2,7 +2,8 @@
 # retrieval.sh — msa train-router, msa eval qa|niah and read mode's lexical fusion, end to end on the small
 # synthetic checkpoint (tests/ref/make_msa_checkpoint.py + make_router_fixture.py: seconds): training writes a
 # router that `bank create/add --router` and `eval --router` load; eval prints recall per kind and --json;
-# bank add keeps a read bank's LEXICAL_BM25 current and eval fuses with it (--no-lexical: routing alone); --lexical
+# bank add keeps a read bank's LEXICAL_BM25 current and eval fuses with it (--no-lexical: routing alone); eval qa
+# takes passages + questions in one file (or --passages) and builds the bank; --lexical
 # --save-lexical leaves a LEXICAL_BM25 that `ask` then uses; NIAH on a tiny haystack; malformed
 # inputs fail with one line and a sysexits code. Needs python3 + numpy for the checkpoint.
 set -u
@@ -71,6 +72,24 @@ if [ -f "$tmp/n/LEXICAL_BM25" ] && [ "$(lw "$tmp/j" | cut -d' ' -f1)" = 0.35 ] &
    $MSA eval niah -m "$m" --bank "$tmp/n" --haystack "$tmp/hay.txt" --tokens 2048 --doc-tokens 64 --per-task 1 \
        --json --no-lexical >"$tmp/j2" 2>"$tmp/e" && [ "$(lw "$tmp/j2" | cut -d' ' -f1)" = none ]; then
     ok eval_niah_fuses_by_default; else no eval_niah_fuses_by_default; cat "$tmp/j" "$tmp/e"; fi
+# a passages + questions file: the passages go into the bank (created, with its BM25 index) before the questions
+cat "$tmp/docs.jsonl" "$tmp/q.jsonl" >"$tmp/pq.jsonl"
+if $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/pqb" "$tmp/pq.jsonl" --json >"$tmp/j1" 2>"$tmp/e" &&
+   [ "$(lw "$tmp/j1")" = "0.35 1.0" ] && [ -f "$tmp/pqb/LEXICAL_BM25" ] &&
+   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["n_docs"]==10 and d["kinds"]["lexical"]["n"]==4, d' "$tmp/j1" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/pqb" "$tmp/pq.jsonl" >"$tmp/o" 2>>"$tmp/e" &&
+   grep -q "passages: 10 in the bank (0 added, 0 replaced, 10 unchanged" "$tmp/o" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/pqb2" "$tmp/q.jsonl" --passages "$tmp/docs.jsonl" \
+       --json >"$tmp/j2" 2>>"$tmp/e" &&
+   python3 -c '
+import json, sys
+a, b = (json.load(open(f))["kinds"]["lexical"] for f in sys.argv[1:])
+assert all(a[k] == b[k] for k in ("n", "recall@1", "recall@5", "recall@10", "per_layer")), (a, b)' "$tmp/j1" "$tmp/j2"; then
+    ok eval_qa_passages_and_questions_file; else no eval_qa_passages_and_questions_file; cat "$tmp/o" "$tmp/e"; fi
+echo '{"id": "p", "body": "no text"}' >"$tmp/badp.jsonl"
+$MSA eval qa -m "$m" --bank "$tmp/pqb3" "$tmp/q.jsonl" --passages "$tmp/badp.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
+[ $rc -eq 65 ] && [ ! -e "$tmp/pqb3" ] && grep -q 'a passage needs "id" and "text"' "$tmp/e" && ok eval_qa_bad_passages_65 ||
+    { no "eval_qa_bad_passages_65 (rc $rc)"; cat "$tmp/e"; }
 echo '{"id": "x", "question": "q"}' >"$tmp/bad.jsonl"
 $MSA eval qa -m "$m" --bank "$tmp/b" --router "$tmp/rt.safetensors" "$tmp/bad.jsonl" >/dev/null 2>"$tmp/e"; rc=$?
 [ $rc -eq 65 ] && [ "$(wc -l <"$tmp/e")" -eq 1 ] && ok eval_bad_questions_65 || { no eval_bad_questions_65; cat "$tmp/e"; }

@@ -217,6 +217,8 @@ static const cli_opt eval_own[] = {
     {"--seed", NULL, "S", CLI_INT, 0, 1e9, "1", "niah: the haystack's and needles' seed", NULL, false, NULL},
     {"--per-task", NULL, "N", CLI_INT, 1, 1000, "5", "niah: questions per task", NULL, false, NULL},
     {"--doc-tokens", NULL, "T", CLI_INT, 8, 65536, "128", "niah: tokens per haystack document", NULL, false, NULL},
+    {"--passages", NULL, "FILE", CLI_STR, 0, 0, NULL, "qa: passages ({\"id\", \"text\"} JSONL) added to the bank first "
+     "(created when missing); such lines in QUESTIONS.jsonl are passages too", NULL, false, NULL},
     {"--haystack", NULL, "FILE", CLI_STR, 0, 0, NULL, "niah: the haystack's text (default: the bundled corpus)", NULL,
      false, NULL},
     {"--device", NULL, "DEV", CLI_DEVICE, 0, 0, "auto", "where the model runs (encoding the haystack, routing queries, "

@@ -5,7 +5,8 @@
  *
  * qa: QUESTIONS.jsonl holds one object per line {"id", "kind", "question", "gold": [doc ids], "answer": str |
  * [str] | null} over a bank made with `msa bank add --jsonl PASSAGES` (scripts/make_retrieval_data.py makes
- * both). niah: RULER-style needle-in-a-haystack (eval_niah.c makes the haystack, needles and questions, seeded);
+ * both); passages ({"id", "text"} lines without "question") may come in the same file or in --passages FILE, and
+ * are added to the bank (created when missing, with its BM25 index, as `msa bank add` leaves it) first. niah: RULER-style needle-in-a-haystack (eval_niah.c makes the haystack, needles and questions, seeded);
  * the bank at DIR is created and filled when it does not hold them yet, then evaluated like qa.
  *
  * Metrics per question kind: recall@k (k = 1, 5, 10) of the gold documents (the fraction of a question's gold
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,8 +66,66 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-/* Parse a questions file; *out malloc'd. Returns 0 or an exit code (message printed). */
-static int load_questions(const char *path, eval_question **out, size_t *n_out) {
+int eval_bank_fill(const eval_opts *o, msa_model *model, const msa_doc_input *docs, size_t n, msa_bank **out,
+                   msa_ingest_report *rep) {
+    msa_status st = MSA_OK;
+    struct stat sb;
+    if (stat(o->bank, &sb) != 0) { /* a read bank for this model (and --router's layers when one is given) */
+        msa_bank_create_params cp = {0};
+        st = model_glue_bank_params(o->model, o->router && strcmp(o->router, "none") ? o->router : NULL, true, 1, &cp);
+        if (!st) st = msa_bank_create(o->bank, &cp);
+    }
+    msa_bank *bank = NULL;
+    msa_bank_open_params bp = msa_bank_default_open_params();
+    bp.writable = true;
+    if (!st) st = msa_bank_open(o->bank, &bp, &bank);
+    uint8_t fp[32];
+    msa_model_fingerprint(model, fp);
+    if (!st) st = msa_bank_check_fingerprint(bank, fp);
+    msa_ingest_params ip = msa_ingest_default_params();
+    ip.progress = o->progress;
+    if (!st) st = msa_bank_ingest(bank, model, docs, n, &ip, rep); /* unchanged documents are skipped */
+    /* as `msa bank add` leaves a read bank: with its BM25 index, so read mode's default fusion is measured */
+    bool lex_updated;
+    if (!st && !o->no_lexical) st = msa_bm25_refresh(bank, MSA_BM25_DEFAULT_WEIGHT, &lex_updated);
+    if (st) {
+        msa_bank_close(bank);
+        return cli_fail(st);
+    }
+    *out = bank;
+    return 0;
+}
+
+/* The passages a qa file or --passages brings ({"id", "text"} lines): added to the bank before evaluating. */
+typedef struct eval_passages {
+    msa_doc_input *d; /* [n]; id and text owned */
+    size_t n, cap;
+} eval_passages;
+
+static void passages_free(eval_passages *p) {
+    for (size_t i = 0; i < p->n; i++) free((char *)p->d[i].id), free((char *)p->d[i].text);
+    free(p->d);
+    memset(p, 0, sizeof *p);
+}
+
+static int passages_push(eval_passages *p, const char *id, const char *text, size_t len) {
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 256;
+        msa_doc_input *t = realloc(p->d, cap * sizeof *t);
+        if (!t) return 70;
+        p->d = t, p->cap = cap;
+    }
+    char *i = dupstr(id), *x = malloc(len + 1);
+    if (!i || !x) return free(i), free(x), 70;
+    memcpy(x, text, len), x[len] = 0;
+    p->d[p->n++] = (msa_doc_input){.id = i, .text = x, .text_len = len};
+    return 0;
+}
+
+/* Parse a questions file; *out malloc'd. A line {"id", "text"} without "question" is a passage, appended to
+ * *pass when pass is given (a passages + questions file), refused otherwise; a file of passages only (--passages)
+ * is read with questions_ok false. Returns 0 or an exit code (message printed). */
+static int load_lines(const char *path, bool questions_ok, eval_passages *pass, eval_question **out, size_t *n_out) {
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "msa eval: cannot open %s\n", path);
@@ -90,6 +150,18 @@ static int load_questions(const char *path, eval_question **out, size_t *n_out) 
         const char *id = json_string_value(json_object_get(o, "id"));
         const char *qt = json_string_value(json_object_get(o, "question"));
         const char *kind = json_string_value(json_object_get(o, "kind"));
+        json_t *txt = json_object_get(o, "text");
+        if (pass && !json_object_get(o, "question") && id && *id && json_is_string(txt)) { /* a passage */
+            rc = passages_push(pass, id, json_string_value(txt), json_string_length(txt));
+            json_decref(o);
+            continue;
+        }
+        if (!questions_ok) {
+            fprintf(stderr, "msa eval: %s:%zu: a passage needs \"id\" and \"text\" (strings)\n", path, line_no);
+            json_decref(o);
+            rc = 65;
+            break;
+        }
         json_t *gold = json_object_get(o, "gold"), *ans = json_object_get(o, "answer");
         if (!id || !qt || !*qt || !json_is_array(gold) || json_array_size(gold) == 0 ||
             json_array_size(gold) > EVAL_MAX_GOLD || (ans && !json_is_null(ans) && !json_is_string(ans) &&
@@ -134,8 +206,8 @@ static int load_questions(const char *path, eval_question **out, size_t *n_out) 
         eval_questions_free(q, n);
         return rc;
     }
-    *out = q;
-    *n_out = n;
+    if (out) *out = q, *n_out = n;
+    else eval_questions_free(q, n); /* none: a passages-only file */
     return 0;
 }
 
@@ -592,9 +664,11 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
 }
 
 static void eval_usage(FILE *f) {
-    fprintf(f, "usage: msa eval qa -m MODEL --bank BANK QUESTIONS.jsonl [options]\n"
+    fprintf(f, "usage: msa eval qa -m MODEL --bank BANK QUESTIONS.jsonl [--passages PASSAGES.jsonl] [options]\n"
                "       msa eval niah -m MODEL --bank DIR --tokens N [--seed S] [--per-task N] [--doc-tokens T]\n"
                "                     [--haystack FILE] [options]\n"
+               "  qa: {\"id\", \"text\"} lines (in QUESTIONS.jsonl or --passages) are passages: added to BANK first\n"
+               "                  (created when missing; unchanged passages are skipped), then the questions run\n"
                "  --router FILE   read mode with trained router weights (a full router: the bank must be built with\n"
                "                  them; a query-side one: any identity bank); none: the identity router; default: the\n"
                "                  shipped query-side router trained for this model (data/routers/), if any\n"
@@ -652,6 +726,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--scores-out")) { NEEDV(); o.scores_out = v; }
         else if (!strcmp(a, "--system")) { NEEDV(); o.system = v; }
         else if (!strcmp(a, "--haystack")) { NEEDV(); o.haystack = v; }
+        else if (!strcmp(a, "--passages")) { NEEDV(); o.passages = v; }
         else if (!strcmp(a, "--device")) { NEEDV(); o.device = v; }
         else if (!strcmp(a, "--answer")) o.answer = true;
         else if (!strcmp(a, "--full-context")) o.full_context = true;
@@ -693,8 +768,15 @@ int cmd_eval(int argc, char **argv) {
     if (!strcmp(what, "niah")) return eval_niah(&o);
     eval_question *qs = NULL;
     size_t n_q = 0;
-    int rc = load_questions(file, &qs, &n_q);
-    if (rc) return rc;
+    eval_passages pass = {0};
+    int rc = load_lines(file, true, &pass, &qs, &n_q);
+    if (!rc && o.passages) rc = load_lines(o.passages, false, &pass, NULL, NULL);
+    if (!rc && n_q == 0) rc = cli_usage_error("eval", "%s holds no questions", file);
+    if (rc) {
+        eval_questions_free(qs, n_q);
+        passages_free(&pass);
+        return rc;
+    }
     const size_t n_all = n_q;
     if (o.limit && (size_t)o.limit < n_q) n_q = (size_t)o.limit;
     msa_model *model = NULL;
@@ -706,14 +788,25 @@ int cmd_eval(int argc, char **argv) {
     const char *router_used = NULL;
     if (!st) st = model_glue_read_router(model, o.router, &router_used);
     if (!st && o.verbose && !o.ranking) fprintf(stderr, "msa eval: router %s\n", router_used ? router_used : "identity");
-    msa_bank_open_params bp = msa_bank_default_open_params();
-    if (!st) st = msa_bank_open(o.bank, &bp, &bank);
-    if (!st && !o.ranking && !o.full_context) { /* routing needs the bank's keys to be this model's */
-        uint8_t fp[32];
-        msa_model_fingerprint(model, fp);
-        st = msa_bank_check_fingerprint(bank, fp);
+    if (!st && pass.n) { /* the passages go into the bank first (created when missing): a passages + questions file */
+        msa_ingest_report rep = {0};
+        rc = eval_bank_fill(&o, model, pass.d, pass.n, &bank, &rep);
+        if (!rc && !o.json)
+            printf("passages: %zu in the bank (%zu added, %zu replaced, %zu unchanged; %llu tokens encoded in %.1f s)\n",
+                   pass.n, rep.n_added, rep.n_replaced, rep.n_unchanged, (unsigned long long)rep.n_tokens_encoded,
+                   rep.seconds);
+    } else {
+        msa_bank_open_params bp = msa_bank_default_open_params();
+        if (!st) st = msa_bank_open(o.bank, &bp, &bank);
+        if (!st && !o.ranking && !o.full_context) { /* routing needs the bank's keys to be this model's */
+            uint8_t fp[32];
+            msa_model_fingerprint(model, fp);
+            st = msa_bank_check_fingerprint(bank, fp);
+        }
+        if (st) rc = cli_fail(st);
     }
-    rc = st ? cli_fail(st) : eval_run(model, bank, qs, n_q, &o);
+    passages_free(&pass);
+    if (!rc) rc = eval_run(model, bank, qs, n_q, &o);
     if (bank) msa_bank_close(bank);
     if (model) msa_model_free(model);
     eval_questions_free(qs, n_all);

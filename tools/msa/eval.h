@@ -19,6 +19,7 @@ typedef struct eval_question {
 
 typedef struct eval_opts {
     const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack, *device;
+    const char *passages;    /* qa: a {"id", "text"} JSONL added to the bank (created when missing) first */
     bool answer, json, verbose, progress, save_lexical, no_lexical;
     bool full_context;       /* answer from every document at once (no routing; refused when over the context) */
     const char *const *context_ids; /* full context: the documents in reading order (NULL: the bank's, index order) */
@@ -32,6 +33,11 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
 void eval_questions_free(eval_question *q, size_t n);
 /* normalised answer contains every normalised gold string as whole words */
 bool eval_answer_matches(const char *answer, char *const *gold, int n_gold);
+/* Open o->bank writable (created as a read bank for this model when missing), add docs (unchanged ones are
+ * skipped) and leave its BM25 index current unless o->no_lexical; *out is the open bank (the caller closes it).
+ * Returns 0 or an exit code (message printed). */
+int eval_bank_fill(const eval_opts *o, msa_model *model, const msa_doc_input *docs, size_t n, msa_bank **out,
+                   msa_ingest_report *rep);
 /* `msa eval niah` (eval_niah.c) */
 int eval_niah(const eval_opts *o);
 

@@ -21,11 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "commands.h"
 #include "eval.h"
-#include "memory/bm25.h"
 #include "model_glue.h"
 #include "model/model.h"
 #include "msa.h"
@@ -295,35 +293,12 @@ int eval_niah(const eval_opts *o) {
     }
     /* the bank: create when missing, add the haystack (unchanged documents are skipped) */
     msa_bank *bank = NULL;
-    if (!rc) {
-        struct stat sb;
-        if (stat(o->bank, &sb) != 0) {
-            msa_bank_create_params cp = {0};
-            st = model_glue_bank_params(o->model, o->router && strcmp(o->router, "none") ? o->router : NULL, true, 1, &cp);
-            if (!st) st = msa_bank_create(o->bank, &cp);
-            if (st) rc = cli_fail(st);
-        }
-    }
-    if (!rc) {
-        msa_bank_open_params bp = msa_bank_default_open_params();
-        bp.writable = true;
-        st = msa_bank_open(o->bank, &bp, &bank);
-        uint8_t fp[32];
-        msa_model_fingerprint(model, fp);
-        if (!st) st = msa_bank_check_fingerprint(bank, fp);
-        msa_ingest_params ip = msa_ingest_default_params();
-        ip.progress = o->progress;
-        msa_ingest_report rep = {0};
-        if (!st) st = msa_bank_ingest(bank, model, docs, nd_docs, &ip, &rep);
-        /* as `msa bank add` leaves a read bank: with its BM25 index, so read mode's default fusion is measured */
-        bool lex_updated;
-        if (!st && !o->no_lexical) st = msa_bm25_refresh(bank, MSA_BM25_DEFAULT_WEIGHT, &lex_updated);
-        if (st) rc = cli_fail(st);
-        else if (!o->json)
-            printf("niah: %zu documents (%llu tokens of %s, seed %lld), %zu questions, %zu needles; encoded %llu "
-                   "tokens in %.1f s\n", nd_docs, (unsigned long long)0 + (unsigned long long)o->tokens, hay, o->seed,
-                   nq, nn, (unsigned long long)rep.n_tokens_encoded, rep.seconds);
-    }
+    msa_ingest_report rep = {0};
+    if (!rc) rc = eval_bank_fill(o, model, docs, nd_docs, &bank, &rep);
+    if (!rc && !o->json)
+        printf("niah: %zu documents (%llu tokens of %s, seed %lld), %zu questions, %zu needles; encoded %llu "
+               "tokens in %.1f s\n", nd_docs, (unsigned long long)0 + (unsigned long long)o->tokens, hay, o->seed,
+               nq, nn, (unsigned long long)rep.n_tokens_encoded, rep.seconds);
     eval_opts ro = *o; /* full context reads the haystack's documents in haystack order */
     ro.context_ids = (const char *const *)did, ro.n_context = nd_docs;
     if (!rc) rc = eval_run(model, bank, qs, nq, &ro);
