@@ -6,8 +6,9 @@
  * qa: QUESTIONS.jsonl holds one object per line {"id", "kind", "question", "gold": [doc ids], "answer": str |
  * [str] | null} over a bank made with `msa bank add --jsonl PASSAGES` (scripts/make_retrieval_data.py makes
  * both); passages ({"id", "text"} lines without "question") may come in the same file or in --passages FILE, and
- * are added to the bank (created when missing, with its BM25 index, as `msa bank add` leaves it) first. niah: RULER-style needle-in-a-haystack (eval_niah.c makes the haystack, needles and questions, seeded);
- * the bank at DIR is created and filled when it does not hold them yet, then evaluated like qa.
+ * are added to the bank (created when missing, with its BM25 index, as `msa bank add` leaves it) first.
+ * niah: RULER-style needle-in-a-haystack (eval_niah.c makes the haystack, needles and questions, seeded); the bank
+ * at DIR is created and filled when it does not hold them yet, then evaluated like qa.
  *
  * Metrics per question kind: recall@k (k = 1, 5, 10) of the gold documents (the fraction of a question's gold
  * documents ranked within the first k; ties ranked against the gold) for every router layer alone and for the
@@ -589,7 +590,10 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
     ranking_free(&rk);
     if (!rc) { /* report */
         json_t *res = json_object(), *kinds = json_object();
-        json_object_set_new(res, "system", json_string(o->system ? o->system : o->full_context ? "full-context" : (o->ranking ? "external" : "read")));
+        char sys[64]; /* the default name says whether read mode fused */
+        if (lex) snprintf(sys, sizeof sys, "read+bm25 w %.2f", msa_bm25_weight(lex));
+        const char *sysname = o->system ? o->system : o->full_context ? "full-context" : o->ranking ? "external" : lex ? sys : "read";
+        json_object_set_new(res, "system", json_string(sysname));
         if (lex) json_object_set_new(res, "lexical_weight", json_real(msa_bm25_weight(lex)));
         if (o->full_context) {
             json_object_set_new(res, "full_context", json_true());
@@ -600,7 +604,7 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
         json_object_set_new(res, "n_tokens", json_integer((json_int_t)info.n_tokens));
         if (!o->json) {
             printf("%-11s %5s %6s %6s %6s %6s %8s %8s   (%s, %llu documents, %llu tokens)\n", "kind", "n", "R@1",
-                   "R@5", "R@10", "EM", "route_s", "answer_s", o->system ? o->system : o->full_context ? "full-context" : (o->ranking ? "external" : "read"),
+                   "R@5", "R@10", "EM", "route_s", "answer_s", sysname,
                    (unsigned long long)msa_bank_n_docs(bank), (unsigned long long)info.n_tokens);
         }
         for (size_t k = 0; k < n_kinds; k++) {
