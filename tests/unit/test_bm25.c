@@ -45,6 +45,17 @@ static msa_bank *make_bank_mode(int n, msa_bank_mode mode) {
 
 static msa_bank *make_bank(int n) { return make_bank_mode(n, MSA_BANK_NATIVE); }
 
+/* one more (synthetic) document, committed: any index written before is stale after it */
+static void add_one_doc(msa_bank *b) {
+    synth_doc sd;
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    synth_make(&sd, &bi.shape, 9, 0, MAX_TEXT);
+    msa_bank_add(b, &sd.d, false, NULL, NULL);
+    synth_free(&sd);
+    msa_bank_commit(b);
+}
+
 static void rm_bank(void) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -109,13 +120,7 @@ TEST(bm25_scores_match_formula) {
     /* stale: the bank changed after the index was written */
     CHECK_EQ_INT(msa_bm25_save(ix, dir), MSA_OK);
     msa_bm25_free(ix);
-    synth_doc sd;
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    synth_make(&sd, &bi.shape, 9, 0, MAX_TEXT);
-    msa_bank_add(b, &sd.d, false, NULL, NULL);
-    synth_free(&sd);
-    msa_bank_commit(b);
+    add_one_doc(b);
     msa_bm25 *x = NULL;
     CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_ERR_MISMATCH);
     msa_bm25_free(x);
@@ -156,13 +161,7 @@ TEST(bm25_refresh_read_bank_only) {
     CHECK(!up); /* current and the same weight: not rewritten */
     CHECK_EQ_INT(msa_bm25_refresh(b, 0.5f, &up), MSA_OK);
     CHECK(up);
-    synth_doc sd;
-    msa_bank_info bi;
-    msa_bank_get_info(b, &bi);
-    synth_make(&sd, &bi.shape, 9, 0, MAX_TEXT);
-    msa_bank_add(b, &sd.d, false, NULL, NULL);
-    synth_free(&sd);
-    msa_bank_commit(b);
+    add_one_doc(b);
     CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_ERR_MISMATCH); /* stale after the add */
     msa_bm25_free(x), x = NULL;
     CHECK_EQ_INT(msa_bm25_refresh(b, 0.5f, &up), MSA_OK);
