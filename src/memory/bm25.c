@@ -399,3 +399,11 @@ msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated) {
     *updated = !st;
     return st;
 }
+
+msa_status msa_bm25_current_weight(const msa_bank *bank, float *w) {
+    msa_bm25 *ix = NULL;
+    msa_status st = msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix);
+    if (!st) *w = msa_bm25_weight(ix);
+    msa_bm25_free(ix);
+    return st;
+}

@@ -49,6 +49,10 @@ msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out);
  * whether it was written. A native bank is left alone (no fusion there). */
 msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated);
 
+/* The weight of the bank's LEXICAL_BM25 when it is current (MSA_OK), else load's status: `msa bank rm` and
+ * `compact` keep a current index current (with its weight) and leave an absent or stale one alone. */
+msa_status msa_bm25_current_weight(const msa_bank *bank, float *w);
+
 /* The directory of an open bank (owned by the bank). */
 const char *msa_bm25_bank_dir(const msa_bank *bank);
 

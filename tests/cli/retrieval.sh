@@ -57,6 +57,14 @@ if $MSA bank add "$tmp/bs" -m "$m" --router "$tmp/rt.safetensors" --jsonl "$tmp/
    $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/bs" "$tmp/q.jsonl" --json >"$tmp/j1" 2>>"$tmp/e" &&
    [ "$(lw "$tmp/j1" | cut -d' ' -f1)" = 0.5 ]; then
     ok bank_add_lexical_stale_then_refreshed; else no bank_add_lexical_stale_then_refreshed; cat "$tmp/o" "$tmp/j1" "$tmp/e"; fi
+# bank rm and compact keep a current index current, with its weight
+if $MSA bank rm "$tmp/bs" d10 >"$tmp/o" 2>"$tmp/e" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/bs" "$tmp/q.jsonl" --json >"$tmp/j1" 2>>"$tmp/e" &&
+   [ "$(lw "$tmp/j1" | cut -d' ' -f1)" = 0.5 ] && python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["n_docs"] == 10' "$tmp/j1" &&
+   $MSA bank compact "$tmp/bs" >"$tmp/o" 2>>"$tmp/e" &&
+   $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/bs" "$tmp/q.jsonl" --json >"$tmp/j1" 2>>"$tmp/e" &&
+   [ "$(lw "$tmp/j1")" = "0.5 1.0" ]; then
+    ok bank_rm_compact_keep_lexical_index; else no bank_rm_compact_keep_lexical_index; cat "$tmp/o" "$tmp/j1" "$tmp/e"; fi
 if $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/b" "$tmp/q.jsonl" --lexical 0 --save-lexical >"$tmp/o" 2>"$tmp/e" &&
    [ -f "$tmp/b/LEXICAL_BM25" ] && grep -q "lexical .* 1.000 " "$tmp/o"; then
     ok eval_lexical_only_finds_every_word; else no eval_lexical_only_finds_every_word; cat "$tmp/o" "$tmp/e"; fi

@@ -483,7 +483,8 @@ int bank_add(const cli_args *a) {
     /* the documents are durable now; the lexical index follows them (a crash before it is saved leaves it stale,
      * and read mode then routes alone until the next add) */
     bool lexical = false;
-    if (!st && !cli_has(a, "--no-lexical")) st = msa_bm25_refresh(b, (float)cli_float(a, "--lexical", MSA_BM25_DEFAULT_WEIGHT), &lexical);
+    if (!st && !cli_has(a, "--no-lexical"))
+        st = msa_bm25_refresh(b, (float)cli_float(a, "--lexical", MSA_BM25_DEFAULT_WEIGHT), &lexical);
     msa_model_free(run.m);
     msa_bank_close(b);
     run.rep.n_unchanged += plan.n_unchanged;
