@@ -585,16 +585,17 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
     }
     if (o->progress) fputc('\n', stderr);
     if (so) fclose(so);
+    const double lex_w = lex ? msa_bm25_weight(lex) : -1; /* for the report: < 0, routing alone */
     msa_bm25_free(lex);
     free(ext), free(ctx);
     ranking_free(&rk);
     if (!rc) { /* report */
         json_t *res = json_object(), *kinds = json_object();
         char sys[64]; /* the default name says whether read mode fused */
-        if (lex) snprintf(sys, sizeof sys, "read+bm25 w %.2f", msa_bm25_weight(lex));
-        const char *sysname = o->system ? o->system : o->full_context ? "full-context" : o->ranking ? "external" : lex ? sys : "read";
+        if (lex_w >= 0) snprintf(sys, sizeof sys, "read+bm25 w %.2f", lex_w);
+        const char *sysname = o->system ? o->system : o->full_context ? "full-context" : o->ranking ? "external" : lex_w >= 0 ? sys : "read";
         json_object_set_new(res, "system", json_string(sysname));
-        if (lex) json_object_set_new(res, "lexical_weight", json_real(msa_bm25_weight(lex)));
+        if (lex_w >= 0) json_object_set_new(res, "lexical_weight", json_real(lex_w));
         if (o->full_context) {
             json_object_set_new(res, "full_context", json_true());
             json_object_set_new(res, "context_docs", json_integer((json_int_t)n_ctx_docs));
