@@ -380,30 +380,25 @@ msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out) 
     return MSA_OK;
 }
 
+bool msa_bm25_current_weight(const msa_bank *bank, float *w) {
+    msa_bm25 *ix = NULL;
+    const bool current = msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix) == MSA_OK;
+    if (current) *w = msa_bm25_weight(ix);
+    else msa_clear_error(); /* absent, stale or unreadable: not an error here */
+    msa_bm25_free(ix);
+    return current;
+}
+
 msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated) {
-    *updated = false;
+    if (updated) *updated = false;
     msa_bank_info bi;
     msa_bank_get_info(bank, &bi);
-    if (bi.shape.mode != MSA_BANK_READ) return MSA_OK;
+    float cur;
+    if (bi.shape.mode != MSA_BANK_READ || (msa_bm25_current_weight(bank, &cur) && cur == w)) return MSA_OK;
     msa_bm25 *ix = NULL;
-    if (msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix) == MSA_OK && msa_bm25_weight(ix) == w) {
-        msa_bm25_free(ix);
-        return MSA_OK;
-    }
-    msa_clear_error(); /* absent, stale or unreadable: rebuilt */
-    msa_bm25_free(ix);
-    ix = NULL;
     msa_status st = msa_bm25_build(bank, &ix);
     if (!st) msa_bm25_set_weight(ix, w), st = msa_bm25_save(ix, msa_bm25_bank_dir(bank));
     msa_bm25_free(ix);
-    *updated = !st;
-    return st;
-}
-
-msa_status msa_bm25_current_weight(const msa_bank *bank, float *w) {
-    msa_bm25 *ix = NULL;
-    msa_status st = msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix);
-    if (!st) *w = msa_bm25_weight(ix);
-    msa_bm25_free(ix);
+    if (updated) *updated = !st;
     return st;
 }

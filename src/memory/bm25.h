@@ -45,13 +45,14 @@ msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out);
 #define MSA_BM25_DEFAULT_WEIGHT 0.35f
 
 /* Make a read bank's LEXICAL_BM25 current with weight w (what `msa bank add` and `msa eval niah` leave behind, so
- * read mode fuses by default): rebuilt whole when absent, stale, unreadable or of another weight; *updated says
- * whether it was written. A native bank is left alone (no fusion there). */
+ * read mode fuses by default): rebuilt whole when absent, stale, unreadable or of another weight; *updated (may be
+ * NULL) says whether it was written. A native bank is left alone (no fusion there). */
 msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated);
 
-/* The weight of the bank's LEXICAL_BM25 when it is current (MSA_OK), else load's status: `msa bank rm` and
- * `compact` keep a current index current (with its weight) and leave an absent or stale one alone. */
-msa_status msa_bm25_current_weight(const msa_bank *bank, float *w);
+/* Whether the bank holds a current LEXICAL_BM25, and then its weight in *w (an absent, stale or unreadable one is
+ * false, no error left behind): `msa bank rm` and `compact` keep a current index current, with its weight, and
+ * leave an absent or stale one alone. */
+bool msa_bm25_current_weight(const msa_bank *bank, float *w);
 
 /* The directory of an open bank (owned by the bank). */
 const char *msa_bm25_bank_dir(const msa_bank *bank);

@@ -79,12 +79,10 @@ int bank_rm(const cli_args *a) {
     msa_status st = open_bank(a->pos[0], true, &b);
     if (st) return cli_fail(st);
     float w;
-    const bool lexical = msa_bm25_current_weight(b, &w) == MSA_OK; /* kept current below when it is now */
-    if (!lexical) msa_clear_error();
+    const bool lexical = msa_bm25_current_weight(b, &w); /* kept current below when it is now */
     for (int i = 1; i < a->n_pos && !st; i++) st = msa_bank_remove(b, a->pos[i]);
     if (!st) st = msa_bank_commit(b); /* all or nothing: a missing id commits none */
-    bool up;
-    if (!st && lexical) st = msa_bm25_refresh(b, w, &up);
+    if (!st && lexical) st = msa_bm25_refresh(b, w, NULL);
     msa_bank_close(b);
     if (st) return cli_fail(st);
     printf("removed %d\n", a->n_pos - 1);
@@ -269,11 +267,9 @@ int bank_compact(const cli_args *a) {
     msa_bank_info before, after;
     msa_bank_get_info(b, &before);
     float w;
-    const bool lexical = msa_bm25_current_weight(b, &w) == MSA_OK; /* kept current below when it is now */
-    if (!lexical) msa_clear_error();
+    const bool lexical = msa_bm25_current_weight(b, &w); /* kept current below when it is now */
     st = msa_bank_compact(b);
-    bool up;
-    if (!st && lexical) st = msa_bm25_refresh(b, w, &up);
+    if (!st && lexical) st = msa_bm25_refresh(b, w, NULL);
     msa_bank_get_info(b, &after);
     msa_bank_close(b);
     if (st) return cli_fail(st);

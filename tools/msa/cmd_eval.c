@@ -87,8 +87,7 @@ int eval_bank_fill(const eval_opts *o, msa_model *model, const msa_doc_input *do
     ip.progress = o->progress;
     if (!st) st = msa_bank_ingest(bank, model, docs, n, &ip, rep); /* unchanged documents are skipped */
     /* as `msa bank add` leaves a read bank: with its BM25 index, so read mode's default fusion is measured */
-    bool lex_updated;
-    if (!st && !o->no_lexical) st = msa_bm25_refresh(bank, MSA_BM25_DEFAULT_WEIGHT, &lex_updated);
+    if (!st && !o->no_lexical) st = msa_bm25_refresh(bank, MSA_BM25_DEFAULT_WEIGHT, NULL);
     if (st) {
         msa_bank_close(bank);
         return cli_fail(st);
