@@ -7,10 +7,12 @@ MSA=${MSA:-build-cuda/msa}
 M=${M:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 R=${R:-data/routers/smollm2-135m.safetensors}
 
-# $M from models/part-a? when it is missing, checked against its sha256 (shared/data/README.md); returns 1 and
-# leaves no $M when the result is not the model (parts missing or corrupt).
+# $M from $PARTS/part-a? (default models/; /dev/shm/parts when each call copied its part there) when it is
+# missing, checked against its sha256 (shared/data/README.md); returns 1 and leaves no $M when the result is not
+# the model (parts missing or corrupt).
 join_default_model() {
-    if [ ! -f "$M" ] && ls models/part-a? >/dev/null 2>&1; then cat models/part-a? > "$M"; fi
+    local parts=${PARTS:-models}
+    if [ ! -f "$M" ] && ls "$parts"/part-a? >/dev/null 2>&1; then cat "$parts"/part-a? > "$M"; fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $M" | sha256sum --quiet -c 2>/dev/null &&
         return 0
     rm -f "$M"
