@@ -133,6 +133,18 @@ def plant(text, fact, rng):
     return " ".join(s[:i] + [fact] + s[i:])
 
 
+def long_sentences(text):
+    """the sentences of text with at least 8 words (text itself when none has)"""
+    return [s for s in re.split(r"(?<=[.!?])\s+", text) if len(WORD.findall(s)) >= 8] or [text]
+
+
+def rarest_words(sentence, df):
+    """the sentence's content words (not STOP, over 2 letters), once each, rarest first (df: document frequency)"""
+    cw = [w for w in dict.fromkeys(WORD.findall(sentence)) if w.lower() not in STOP and len(w) > 2]
+    cw.sort(key=lambda w: (df[w.lower()], w))
+    return cw
+
+
 def make_bench(outdir):
     rng = random.Random(11)
     ps = bench_passages()
@@ -151,13 +163,8 @@ def make_bench(outdir):
     # lexical: 120 questions on 120 distinct passages that host no fact
     lex_passages = [next(hosts) for _ in range(120)]
     for i in lex_passages:
-        sents = [s for s in re.split(r"(?<=[.!?])\s+", text[i]) if len(WORD.findall(s)) >= 8]
-        if not sents:
-            sents = [text[i]]
-        s = rng.choice(sents)
-        cw = [w for w in dict.fromkeys(WORD.findall(s)) if w.lower() not in STOP and len(w) > 2]
-        cw.sort(key=lambda w: (df[w.lower()], w))
-        pick = cw[:4] if len(cw) >= 4 else cw
+        s = rng.choice(long_sentences(text[i]))
+        pick = rarest_words(s, df)[:4]
         pick = [w for w in dict.fromkeys(WORD.findall(s)) if w in pick][:4]  # sentence order, once each
         if len(pick) == 1:
             topic = pick[0]
@@ -285,11 +292,7 @@ def make_keywords(out, n=900):
         df.update(set(w.lower() for w in WORD.findall(t)))
     pairs = []
     for t in ps[3300:3300 + n]:
-        sents = [x for x in re.split(r"(?<=[.!?])\s+", t) if len(WORD.findall(x)) >= 8] or [t]
-        sent = rng.choice(sents)
-        cw = [w for w in dict.fromkeys(WORD.findall(sent)) if w.lower() not in STOP and len(w) > 2]
-        cw.sort(key=lambda w: (df[w.lower()], w))
-        pick = cw[:rng.randint(3, 5)]
+        pick = rarest_words(rng.choice(long_sentences(t)), df)[:rng.randint(3, 5)]
         if len(pick) < 2:
             continue
         rng.shuffle(pick)
