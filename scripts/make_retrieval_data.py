@@ -7,6 +7,7 @@ made deterministically (seeded) from the public-domain corpora in data/corpora/ 
     python3 scripts/make_retrieval_data.py passages OUT.jsonl  # training passages no pair uses (msa make-questions)
     python3 scripts/make_retrieval_data.py keywords OUT.jsonl  # keyword-query pairs (rare words of a sentence)
     python3 scripts/make_retrieval_data.py fit OUTDIR        # passages-fit.jsonl, questions-fit.jsonl (full context)
+    python3 scripts/make_retrieval_data.py big OUT.jsonl     # passages-100k: the 10K set + 90,000 recombined passages
 
 Benchmark texts: Moby-Dick and the State of the Union addresses from 1900 on. Training texts: the addresses
 before 1900 only, so no benchmark passage is ever a training passage. Passages: paragraphs packed to 50-90 words.
@@ -333,9 +334,52 @@ def make_fit(outdir, n_person=8, n_hop=10, n_lex=10):
                                                        len(chosen)), file=sys.stderr)
 
 
+def make_big(out, n_total=100000, lo=35, hi=65):
+    """the 100K-passage set for the GPU: passages-10k.jsonl as it is (every gold passage, planted facts included)
+    plus n_total - 10,000 distractors of lo..hi words, each a run of sentences drawn at random from the benchmark
+    texts (Moby-Dick, the addresses from 1900) outside the 1K set's passages, so that no distractor holds a gold
+    sentence, a planted fact or an invented name. The corpora have about 28,000 benchmark-text passages, too few
+    for 100K; recombined sentences keep the vocabulary and style of the 10K set's distractors. Shorter than the
+    50-90 words of the benchmark passages so that 100K fit a GPU-host RAM disk (design note in docs/quality.md).
+    A distractor holding all four topic words of a lexical question is drawn again."""
+    rng = random.Random(23)
+    d = os.path.join(ROOT, "data", "retrieval")
+    ten_k = [json.loads(l) for l in open(os.path.join(d, "passages-10k.jsonl"), encoding="utf-8")]
+    one_k = {json.loads(l)["id"] for l in open(os.path.join(d, "passages-1k.jsonl"), encoding="utf-8")}
+    topics = []
+    for l in open(os.path.join(d, "questions.jsonl"), encoding="utf-8"):
+        q = json.loads(l)
+        if q["kind"] == "lexical":
+            m = re.match(r"Find the passage about (.*)\.$", q["question"])
+            topics.append({w.lower() for w in re.split(r", | and ", m.group(1))})
+    sents = []
+    for p in bench_passages():
+        if p["id"] not in one_k:
+            sents.extend(s for s in re.split(r"(?<=[.!?])\s+", p["text"]) if 3 <= len(s.split()) <= hi)
+    rows, redrawn = list(ten_k), 0
+    while len(rows) < n_total:
+        target, words = rng.randint(lo, hi), []
+        while len(words) < target:
+            w = rng.choice(sents).split()
+            if len(words) + len(w) > hi and len(words) >= lo:
+                break
+            words.extend(w[:hi - len(words)])
+        text = " ".join(words)
+        low = {w.lower() for w in WORD.findall(text)}
+        if any(t <= low for t in topics):
+            redrawn += 1
+            continue
+        rows.append({"id": "mix-%06d" % (len(rows) - len(ten_k)), "text": text})
+    with open(out, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print("big: %d passages (%d from passages-10k.jsonl), %d words; %d sentences in the pool; %d redrawn"
+          % (len(rows), len(ten_k), sum(len(r["text"].split()) for r in rows), len(sents), redrawn), file=sys.stderr)
+
+
 if __name__ == "__main__":
     modes = {"bench": make_bench, "train": make_train, "passages": make_passages, "keywords": make_keywords,
-             "fit": make_fit}
+             "fit": make_fit, "big": make_big}
     if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     modes[sys.argv[1]](sys.argv[2])

@@ -124,6 +124,16 @@ typedef struct msa_backend_ops {
      * greedy decoding without moving the logits off the device. ids: [rows] int32. */
     void (*argmax)(msa_backend *be, const msa_buf *x, int rows, int cols, msa_buf *ids);
 
+    /* Optional (NULL: the caller scans on the CPU, readmode.c): read mode's routing scan over keys resident in
+     * backend memory. best[t][d] = max over the chunks c with doc[c] == d of dot(q[t], keys[c]) * inv(c), where
+     * dot sums in route_scan.h's canonical order and inv(c) = 1/sqrt(sum of keys[c][i]^2 in double, element
+     * order) as a float (0 for a zero key): readmode.c's bits. -inf where a document has no chunk; NaN never
+     * wins; doc[c] < 0 marks a chunk that is not routed. keys: [n_chunks][dim] bf16 (f32 when !bf16); doc:
+     * [n_chunks] int32 < n_docs, a document's chunks consecutive; q: [nq][dim] f32; best: [nq][n_docs] f32.
+     * MSA_ERR_UNSUPPORTED for a dim the kernel does not take (the caller then scans on the CPU). */
+    msa_status (*route_maxsim)(msa_backend *be, const msa_buf *keys, bool bf16, const msa_buf *doc, uint64_t n_chunks,
+                               int dim, const msa_buf *q, int nq, msa_buf *best, uint64_t n_docs);
+
     /* Optional (NULL where meaningless): the device's measured ceilings for benchmarks — device-to-device
      * copy bandwidth (GB/s, read + write) and a large bf16 GEMM (TFLOP/s) — and its memory in use / total. */
     msa_status (*ceilings)(msa_backend *be, double *copy_gbs, double *gemm_tflops);

@@ -598,11 +598,13 @@ static msa_status version_index(bank_version *v, const char *name) {
 
 /* A version taking over manifest m (m is emptied, and freed on failure) with room for its segment views. */
 static msa_status version_alloc(bank_manifest *m, const char *name, bank_version **out) {
+    static _Atomic uint64_t serials;
     bank_version *v = calloc(1, sizeof *v);
     if (!v) {
         bank_manifest_free(m);
         return msa_fail(MSA_ERR_NOMEM, "%s: out of memory", name);
     }
+    v->serial = atomic_fetch_add(&serials, 1) + 1;
     v->man = *m;
     memset(m, 0, sizeof *m);
     v->segs = calloc(v->man.n_segs + 1, sizeof *v->segs);
@@ -1177,6 +1179,8 @@ msa_status msa_bank_doc_content(const msa_bank *b, uint32_t index, int slot, con
     *vv = c + (uint64_t)slot * 2 * half + half;
     return MSA_OK;
 }
+
+uint64_t msa_bank_snapshot_id(const msa_bank *b) { return b->v->serial; }
 
 msa_status msa_bank_route_spans(const msa_bank *b, int slot, const msa_bank_span **spans, size_t *n_spans) {
     if (slot < 0 || slot >= b->v->man.shape.n_router)

@@ -60,6 +60,7 @@ typedef struct bank_version {
     uint64_t id_cap;
     msa_bank_span *spans[MSA_BANK_MAX_LAYERS]; /* [n_spans] per router slot */
     size_t n_spans;
+    uint64_t serial;        /* unique in the process (msa_bank_snapshot_id) */
 } bank_version;
 
 typedef struct bank_pending bank_pending;
@@ -95,6 +96,10 @@ msa_status bank_read_manifest(const char *path, bank_manifest *out);
 uint64_t bank_version_find_id(const bank_version *v, const char *id);
 /* Records indexed by version builds and derivations since the process started (tests: the work of a commit). */
 uint64_t bank_records_indexed(void);
+
+/* An id of the handle's current snapshot, unique within the process (a new one after every refresh or commit):
+ * what caches of a snapshot's routing keys key on (memory/route_resident.c). */
+uint64_t msa_bank_snapshot_id(const msa_bank *b);
 /* Entry position of the i-th live document (i < n_live), in index order. */
 uint64_t bank_version_nth(const bank_version *v, uint64_t i);
 /* Position of live index in v, or UINT64_MAX. */

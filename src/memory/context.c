@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "backend/cpu/kernels.h"
+#include "bank/bank.h"
+#include "memory/route_resident.h"
 #include "model/forward.h"
 #include "model/tensor.h"
 #include "util/error.h"
@@ -269,9 +271,13 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
             sp[i].n_chunks = bs[i].n_chunks;
         }
         const msa_route_dtype dt = c->info.shape.dtype == MSA_BANK_F32 ? MSA_ROUTE_F32 : MSA_ROUTE_BF16;
-        if (!st && c->info.shape.mode == MSA_BANK_READ) /* read mode's own scoring (readmode.c) */
-            st = msa_read_doc_scores(&q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
-        else if (!st)
+        if (!st && c->info.shape.mode == MSA_BANK_READ) { /* read mode's own scoring (readmode.c) */
+            bool on_backend = false; /* keys resident on a GPU, else the CPU scan (the same bits) */
+            st = msa_read_resident_scores(c->model, msa_bank_snapshot_id(c->bank), s, c->info.shape.n_router, sp, nsp,
+                                          dt, &q, n_index, R->all_scores, &on_backend);
+            if (!st && !on_backend)
+                st = msa_read_doc_scores(&q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
+        } else if (!st)
             st = msa_route_doc_scores(&c->rp, &q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
         free(sp);
         msa_route_query_free(&q);

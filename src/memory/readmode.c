@@ -131,12 +131,16 @@ msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *s
         free(qn), free(best);
         return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
     }
-    double *acc = calloc(n_index, sizeof *acc);
-    if (!acc) {
-        free(qn), free(best);
-        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
-    }
-    for (int t = 0; t < q->n; t++) { /* centre each token's bests over the documents that have chunks */
+    free(qn);
+    msa_status st = msa_read_center(best, q->n, n_index, doc_scores);
+    free(best);
+    return st;
+}
+
+msa_status msa_read_center(const float *best, int nq, uint64_t n_index, float *doc_scores) {
+    double *acc = calloc(n_index ? n_index : 1, sizeof *acc);
+    if (!acc) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
+    for (int t = 0; t < nq; t++) { /* centre each token's bests over the documents that have chunks */
         const float *b = best + (size_t)t * n_index;
         double sum = 0;
         uint64_t n = 0;
@@ -146,9 +150,8 @@ msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *s
         for (uint64_t d = 0; d < n_index; d++)
             if (isfinite(b[d])) acc[d] += b[d] - mu;
     }
-    for (uint64_t d = 0; d < n_index; d++)
-        if (isfinite(best[d])) doc_scores[d] = (float)(acc[d] / q->n);
-    free(acc), free(qn), free(best);
+    for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = isfinite(best[d]) ? (float)(acc[d] / nq) : -INFINITY;
+    free(acc);
     return MSA_OK;
 }
 

@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "backend/device.h"
+#include "memory/route_resident.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -410,6 +411,7 @@ void msa_model_free(msa_model *m) {
     }
     free(m->output_norm);
     free(m->chat_default_system);
+    msa_read_resident_free(m); /* backend buffers: before the backend */
     msa_backend_free(m->be);
     if (m->tp) msa_threadpool_free(m->tp);
     if (m->tok) msa_tokenizer_free(m->tok);

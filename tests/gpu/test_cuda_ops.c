@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/backend.h"
+#include "memory/ask.h"
+#include "memory/route_resident.h"
 #include "model/tensor.h"
 #include "test.h"
 
@@ -345,6 +348,98 @@ TEST(argmax_rows) {
     }
 }
 
+/* Read mode's routing scan on the GPU against the CPU's (msa_read_doc_scores, the production path): two spans,
+ * documents of 1..40 chunks with gaps in their indices (deleted ones), zero keys, a NaN key; the scores must be
+ * the same bits. Also the time of one scan of a bank-sized slot (1M chunks). */
+static void route_case(int dim, int nq, bool bf16, uint64_t n_chunks, bool timed) {
+    const size_t esz = bf16 ? 2 : 4;
+    uint8_t *keys = malloc(n_chunks * dim * esz);
+    uint32_t *doc = malloc(n_chunks * sizeof *doc);
+    uint32_t d = 0;
+    for (uint64_t c = 0; c < n_chunks;) {
+        const uint64_t len = 1 + rnd_u32() % 40;
+        for (uint64_t i = 0; i < len && c < n_chunks; i++) doc[c++] = d;
+        d += 1 + (rnd_u32() % 8 == 0); /* a gap: a deleted document */
+    }
+    const uint64_t n_index = (uint64_t)d + 3;
+    for (uint64_t i = 0; i < n_chunks * dim; i++) {
+        const float v = rnd_f() * 2.0f;
+        if (bf16) {
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            ((uint16_t *)keys)[i] = (uint16_t)(u >> 16);
+        } else ((float *)keys)[i] = v;
+    }
+    memset(keys + 5 * dim * esz, 0, dim * esz);  /* a zero key: cosine 0 */
+    if (bf16) ((uint16_t *)keys)[9 * dim + 3] = 0x7fc0;
+    else ((float *)keys)[9 * dim + 3] = NAN;     /* a NaN key never wins */
+    float *q = malloc((size_t)nq * dim * sizeof *q);
+    for (int i = 0; i < nq * dim; i++) q[i] = rnd_f();
+    const uint64_t half = n_chunks / 3; /* a span boundary between two chunks of one document is not allowed: */
+    uint64_t cut = half;                /* move it to a document boundary */
+    while (cut > 0 && cut < n_chunks && doc[cut] == doc[cut - 1]) cut++;
+    msa_route_span sp[2] = {{keys, doc, cut}, {keys + cut * dim * esz, doc + cut, n_chunks - cut}};
+    msa_route_query rq = {.n = nq, .dim = dim, .q = q};
+    const msa_route_dtype dt = bf16 ? MSA_ROUTE_BF16 : MSA_ROUTE_F32;
+    float *want = malloc(n_index * sizeof *want), *got = malloc(n_index * sizeof *got);
+    CHECK_EQ_INT(msa_read_doc_scores(&rq, sp, 2, dt, n_index, want, NULL), MSA_OK);
+    msa_read_keys k;
+    CHECK_EQ_INT(msa_read_keys_upload(gpu, sp, 2, dt, dim, n_index, &k), MSA_OK);
+    CHECK_EQ_INT(msa_read_keys_scores(gpu, &k, &rq, n_index, got), MSA_OK);
+    uint64_t differ = 0, finite = 0;
+    for (uint64_t i = 0; i < n_index; i++) {
+        differ += memcmp(&want[i], &got[i], 4) != 0;
+        finite += isfinite(want[i]);
+    }
+    printf("  route scan dim %d, %d tokens, %s keys, %llu chunks, %llu documents (%llu routed): %llu differ\n", dim,
+           nq, bf16 ? "bf16" : "f32", (unsigned long long)n_chunks, (unsigned long long)n_index,
+           (unsigned long long)finite, (unsigned long long)differ);
+    CHECK(differ == 0);
+    CHECK(finite > 0 && finite < n_index);
+    if (timed) {
+        msa_buf *dq = gpu->ops->alloc(gpu, (size_t)nq * dim * 4), *best = gpu->ops->alloc(gpu, (size_t)nq * n_index * 4);
+        CHECK(dq && best);
+        CHECK(gpu->ops->upload(gpu, dq, 0, q, (size_t)nq * dim * 4) == MSA_OK);
+        double ts[7];
+        for (int r = 0; r < 7; r++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            CHECK(gpu->ops->route_maxsim(gpu, k.keys, bf16, k.doc, k.n_chunks, dim, dq, nq, best, n_index) == MSA_OK);
+            CHECK(gpu->ops->sync(gpu) == MSA_OK);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            ts[r] = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        }
+        for (int i = 1; i < 7; i++)
+            for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
+                const double t = ts[j];
+                ts[j] = ts[j - 1], ts[j - 1] = t;
+            }
+        const double flop = 2.0 * (double)n_chunks * nq * dim, bytes = (double)n_chunks * dim * esz;
+        printf("  route scan timing: median %.3f ms (min %.3f, max %.3f) of 7: %.1f TFLOP/s f32 FMA, %.0f GB/s of keys\n",
+               ts[3] * 1e3, ts[0] * 1e3, ts[6] * 1e3, flop / ts[3] * 1e-12, bytes / ts[3] * 1e-9);
+        gpu->ops->free(gpu, dq), gpu->ops->free(gpu, best);
+    }
+    msa_read_keys_free(gpu, &k);
+    free(keys), free(doc), free(q), free(want), free(got);
+}
+
+TEST(route_scan_bit_identical) {
+    route_case(192, 30, true, 5000, false);   /* the default model: 3 kv heads x 64 */
+    route_case(192, 1, true, 777, false);
+    route_case(64, 45, false, 3001, false);   /* two query tiles, a partial pass */
+    route_case(1024, 9, true, 1500, false);   /* MSA-4B: 8 x 128 */
+    route_case(192, 30, true, 1u << 20, true); /* a 1M-token slot */
+    msa_read_keys k;
+    float q[8] = {0}, s[4];
+    uint16_t key[8] = {0};
+    uint32_t doc[1] = {0};
+    msa_route_span sp = {key, doc, 1};
+    msa_route_query rq = {.n = 1, .dim = 8, .q = q};
+    CHECK_EQ_INT(msa_read_keys_upload(gpu, &sp, 1, MSA_ROUTE_BF16, 8, 4, &k), MSA_OK);
+    CHECK_EQ_INT(msa_read_keys_scores(gpu, &k, &rq, 4, s), MSA_ERR_UNSUPPORTED); /* dim 8: the CPU scans it */
+    msa_read_keys_free(gpu, &k);
+}
+
 /* A batch of n rows after `base` cached slots, several sequences interleaved in runs, random validity and
  * multi-token blocks; the per-row controls computed as forward.c does (independently written here). */
 static void attention_case(int H, int KV, int D, int base, int n, int n_ex, bool bf16) {
@@ -440,6 +535,7 @@ int main(void) {
     RUN(attention_visibility_shapes);
     RUN(argmax_rows);
     RUN(pool_chunks_bit_identical);
+    RUN(route_scan_bit_identical);
     msa_backend_free(gpu);
     msa_backend_free(cpu);
     for (int i = 0; i < n_kept; i++) free(kept[i]);

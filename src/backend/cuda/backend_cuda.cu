@@ -1,7 +1,7 @@
 /* backend_cuda.cu — the CUDA backend's object: device selection, buffers and transfers on one stream, the
  * operation table (backend.h), construction (weights copied once, a clear error when they do not fit) and
- * the probe behind "auto" device selection. The operations themselves live in gemm.cu, elementwise.cu and
- * attention.cu. */
+ * the probe behind "auto" device selection. The operations themselves live in gemm.cu, elementwise.cu,
+ * attention.cu and route.cu. */
 #include <stdio.h>
 #include <string.h>
 
@@ -128,6 +128,7 @@ static const msa_backend_ops cuda_ops = {
     /* .swiglu      */ cuda_swiglu,
     /* .pool        */ cuda_pool,
     /* .argmax      */ cuda_argmax,
+    /* .route_maxsim*/ cuda_route_maxsim,
     /* .ceilings    */ cuda_ceilings,
     /* .memory      */ cuda_memory,
     /* .destroy     */ cb_destroy,

@@ -104,6 +104,10 @@ void cuda_f32_to_bf16(cuda_backend *c, const float *x, __nv_bfloat16 *y, size_t 
 msa_status cuda_ceilings(msa_backend *be, double *copy_gbs, double *gemm_tflops);
 void cuda_memory(msa_backend *be, size_t *used, size_t *total);
 
+/* route.cu */
+msa_status cuda_route_maxsim(msa_backend *be, const msa_buf *keys, bool bf16, const msa_buf *doc, uint64_t n_chunks,
+                             int dim, const msa_buf *q, int nq, msa_buf *best, uint64_t n_docs);
+
 /* attention.cu */
 msa_status cuda_attention(msa_backend *be, const msa_attn_args *a, int n_head, int n_head_kv, int head_dim);
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# gpu-100k.sh — the retrieval benchmark at 100K passages, on a GPU machine (issue 11; docs/quality.md "100K
+# passages on the GPU"): the CUDA backend encodes the bank, and routing scans its keys resident in GPU memory
+# (src/memory/route_resident.c). build-cuda/ from scripts/gpu-pack.sh; the passages from
+# `python3 scripts/make_retrieval_data.py big` (zstd-compressed to travel).
+#   bash scripts/gpu-100k.sh check OUTDIR          1K bank: the GPU scan against the CPU scan on the same bank
+#                                                   (every fused score identical) and the time of each
+#   bash scripts/gpu-100k.sh encode PASSAGES.jsonl  create or resume the 100K bank (ENCODE_TIMEOUT s, default 500;
+#                                                   a cut-off add resumes where it stopped)
+#   bash scripts/gpu-100k.sh eval OUTDIR [RANKDIR]  every system at 100K; RANKDIR holds bm25.jsonl/minilm.jsonl
+#                                                   rankings (scripts/eval_baselines.py rank) run through the
+#                                                   same harness
+# BANKS (default /dev/shm): where the banks go (the 100K bank is ~42 GB; the host's RAM disk holds it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/gpu-env.sh
+banks=${BANKS:-/dev/shm}
+Q=data/retrieval/questions.jsonl
+run() { # name, then the command: its JSON on stdout into $out/name.json, its log beside, the time printed
+    local name=$1
+    shift
+    SECONDS=0
+    "$@" > "$out/$name.json" 2> "$out/$name.log"
+    echo "$name: exit $? in ${SECONDS} s"
+}
+case "${1:-}" in
+check)
+    out=${2:?OUTDIR}
+    mkdir -p "$out"
+    b=$banks/bank1k
+    if [ ! -d "$b" ]; then
+        SECONDS=0
+        "$MSA" bank create "$b" -m "$M" --mode read >/dev/null &&
+            "$MSA" bank add "$b" -m "$M" --jsonl data/retrieval/passages-1k.jsonl --device cuda > "$out/add-1k.log" 2>&1
+        echo "bank 1k: exit $? in ${SECONDS} s"
+    fi
+    run gpu-1k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --scores-out "$out/scores-gpu.jsonl"
+    MSA_ROUTE_ON_HOST=1 run host-1k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json \
+        --scores-out "$out/scores-host.jsonl"
+    if cmp -s "$out/scores-gpu.jsonl" "$out/scores-host.jsonl"; then echo "scores: identical"; else echo "scores: DIFFER"; fi
+    ;;
+encode)
+    P=${2:?PASSAGES.jsonl}
+    b=$banks/bank100k
+    [ -d "$b" ] || "$MSA" bank create "$b" -m "$M" --mode read >/dev/null || exit 1
+    SECONDS=0
+    timeout "${ENCODE_TIMEOUT:-500}" "$MSA" bank add "$b" -m "$M" --jsonl "$P" --device cuda 2>&1 | tail -3
+    echo "bank add: exit ${PIPESTATUS[0]} in ${SECONDS} s"
+    "$MSA" bank info "$b"
+    ;;
+eval)
+    out=${2:?OUTDIR}
+    ranks=${3:-}
+    mkdir -p "$out"
+    b=$banks/bank100k
+    run default-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json
+    run trained-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --no-lexical --system trained
+    run identity-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --no-lexical --router none \
+        --system identity
+    for r in bm25 minilm; do
+        [ -n "$ranks" ] && [ -f "$ranks/$r.jsonl" ] &&
+            run "$r-100k" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --ranking "$ranks/$r.jsonl" \
+                --system "$r"
+    done
+    ;;
+*)
+    sed -n '2,14p' "$0" >&2
+    exit 64
+    ;;
+esac

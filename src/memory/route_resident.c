@@ -1,0 +1,171 @@
+/* route_resident.c — read mode's routing keys resident in a backend's memory (see route_resident.h). The
+ * cache holds one bank snapshot at a time: read mode routes one bank per question, and a new snapshot (the
+ * bank refreshed or another bank) makes the old keys unreachable anyway. */
+#include "memory/route_resident.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory/ask.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/fault_guard.h"
+
+enum { BOUNCE_BYTES = 64 << 20 }; /* host staging of one upload step */
+
+void msa_read_keys_free(msa_backend *be, msa_read_keys *k) {
+    if (k->keys) be->ops->free(be, k->keys);
+    if (k->doc) be->ops->free(be, k->doc);
+    memset(k, 0, sizeof *k);
+}
+
+msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
+                                int dim, uint64_t n_index, msa_read_keys *out) {
+    memset(out, 0, sizeof *out);
+    const size_t esz = dtype == MSA_ROUTE_F32 ? 4 : 2, row = (size_t)dim * esz;
+    uint64_t n = 0;
+    for (size_t s = 0; s < n_spans; s++) n += spans[s].n_chunks;
+    if (n > INT32_MAX || n > SIZE_MAX / row) return msa_fail(MSA_ERR_LIMIT, "routing: %llu chunks in one router slot",
+                                                              (unsigned long long)n);
+    out->n_chunks = n, out->dim = dim, out->bf16 = dtype == MSA_ROUTE_BF16;
+    out->keys = be->ops->alloc(be, n ? (size_t)n * row : 1);
+    out->doc = out->keys ? be->ops->alloc(be, n ? (size_t)n * sizeof(int32_t) : 1) : NULL;
+    const size_t step_rows = BOUNCE_BYTES / row ? BOUNCE_BYTES / row : 1;
+    uint8_t *bounce = malloc(step_rows * (row > sizeof(int32_t) ? row : sizeof(int32_t)));
+    msa_status st = out->keys && out->doc ? MSA_OK : MSA_ERR_NOMEM; /* alloc recorded why */
+    if (!st && !bounce) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
+    uint64_t at = 0;
+    for (size_t s = 0; !st && s < n_spans; s++) {
+        const msa_route_span *sp = &spans[s];
+        for (uint64_t c0 = 0; !st && c0 < sp->n_chunks; c0 += step_rows) {
+            const size_t m = sp->n_chunks - c0 < step_rows ? (size_t)(sp->n_chunks - c0) : step_rows;
+            if (!fault_guard_copy(bounce, (const uint8_t *)sp->keys + c0 * row, m * row)) {
+                st = msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
+                break;
+            }
+            st = be->ops->upload(be, out->keys, (size_t)(at + c0) * row, bounce, m * row);
+        }
+        /* the document table: readmode.c's skip rule (a document's first chunk, unless it is its only one) */
+        int32_t *d = (int32_t *)bounce;
+        for (uint64_t c0 = 0; !st && c0 < sp->n_chunks; c0 += step_rows) {
+            const size_t m = sp->n_chunks - c0 < step_rows ? (size_t)(sp->n_chunks - c0) : step_rows;
+            for (size_t i = 0; i < m; i++) {
+                const uint64_t c = c0 + i;
+                const uint32_t di = sp->doc_index[c];
+                if (di >= n_index) {
+                    st = msa_fail(MSA_ERR_BAD_DATA, "routing: chunk of document %u beyond the bank's %llu", di,
+                                  (unsigned long long)n_index);
+                    break;
+                }
+                const bool first = c == 0 || sp->doc_index[c - 1] != di;
+                const bool more = c + 1 < sp->n_chunks && sp->doc_index[c + 1] == di;
+                d[i] = first && more ? -1 : (int32_t)di;
+            }
+            if (!st) st = be->ops->upload(be, out->doc, (size_t)(at + c0) * sizeof(int32_t), d, m * sizeof(int32_t));
+        }
+        at += sp->n_chunks;
+    }
+    free(bounce);
+    if (!st) st = be->ops->sync(be);
+    if (st) msa_read_keys_free(be, out);
+    return st;
+}
+
+msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const msa_route_query *q, uint64_t n_index,
+                                float *doc_scores) {
+    if (!be->ops->route_maxsim) return msa_fail(MSA_ERR_UNSUPPORTED, "the %s backend has no routing scan", be->ops->name);
+    if (q->dim != k->dim) return msa_fail(MSA_ERR_INVALID_ARG, "routing: query rows of %d, keys of %d", q->dim, k->dim);
+    for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = -INFINITY;
+    if (n_index == 0 || q->n == 0) return MSA_OK;
+    if ((uint64_t)q->n > SIZE_MAX / sizeof(float) / n_index)
+        return msa_fail(MSA_ERR_LIMIT, "routing: %d tokens x %llu documents is too large", q->n,
+                        (unsigned long long)n_index);
+    const size_t qb = (size_t)q->n * q->dim * sizeof(float), bb = (size_t)q->n * n_index * sizeof(float);
+    float *qn = malloc(qb), *best = malloc(bb);
+    msa_buf *dq = NULL, *dbest = NULL;
+    msa_status st = qn && best ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %d tokens x %llu documents",
+                                                   q->n, (unsigned long long)n_index);
+    if (!st) {
+        memcpy(qn, q->q, qb);
+        msa_l2_normalize_rows(qn, (size_t)q->n, q->dim);
+        dq = be->ops->alloc(be, qb);
+        dbest = dq ? be->ops->alloc(be, bb) : NULL;
+        if (!dq || !dbest) st = MSA_ERR_NOMEM;
+    }
+    if (!st) st = be->ops->upload(be, dq, 0, qn, qb);
+    if (!st) st = be->ops->route_maxsim(be, k->keys, k->bf16, k->doc, k->n_chunks, k->dim, dq, q->n, dbest, n_index);
+    if (!st) st = be->ops->download(be, best, dbest, 0, bb);
+    if (!st) st = msa_read_center(best, q->n, n_index, doc_scores);
+    if (dq) be->ops->free(be, dq);
+    if (dbest) be->ops->free(be, dbest);
+    free(qn), free(best);
+    return st;
+}
+
+/* ---- the model's cache */
+
+typedef struct resident_cache {
+    uint64_t snapshot;
+    int n_slots;
+    bool off;             /* this snapshot routes on the CPU (no scan, or the keys did not fit) */
+    msa_read_keys *slot;  /* [n_slots]; keys == NULL until uploaded */
+} resident_cache;
+
+static void cache_clear(msa_backend *be, resident_cache *rc) {
+    for (int s = 0; s < rc->n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
+    free(rc->slot);
+    memset(rc, 0, sizeof *rc);
+}
+
+void msa_read_resident_free(msa_model *model) {
+    resident_cache *rc = model->read_resident;
+    if (!rc) return;
+    cache_clear(model->be, rc);
+    free(rc);
+    model->read_resident = NULL;
+}
+
+msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slot, int n_slots,
+                                    const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
+                                    const msa_route_query *q, uint64_t n_index, float *doc_scores, bool *done) {
+    *done = false;
+    msa_backend *be = model->be;
+    const char *env = getenv("MSA_ROUTE_ON_HOST"); /* benchmarks: the CPU scan on a GPU build, same process */
+    if (!be || !be->ops->route_maxsim || (env && *env && strcmp(env, "0")) || slot < 0 || slot >= n_slots)
+        return MSA_OK;
+    resident_cache *rc = model->read_resident;
+    if (!rc) {
+        rc = calloc(1, sizeof *rc);
+        if (!rc) return MSA_OK; /* the CPU scan needs no cache */
+        model->read_resident = rc;
+    }
+    if (rc->snapshot != snapshot || rc->n_slots != n_slots) { /* snapshot ids start at 1 */
+        cache_clear(be, rc);
+        rc->snapshot = snapshot;
+        rc->n_slots = n_slots;
+        rc->slot = calloc((size_t)n_slots, sizeof *rc->slot);
+        if (!rc->slot) rc->off = true;
+    }
+    if (rc->off) return MSA_OK;
+    msa_read_keys *k = &rc->slot[slot];
+    if (!k->keys) {
+        msa_status st = msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
+        if (st == MSA_ERR_NOMEM) { /* does not fit: give the memory back, route this snapshot on the CPU */
+            for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
+            rc->off = true;
+            msa_clear_error();
+            return MSA_OK;
+        }
+        MSA_TRY(st);
+    }
+    msa_status st = msa_read_keys_scores(be, k, q, n_index, doc_scores);
+    if (st == MSA_ERR_UNSUPPORTED) {
+        for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
+        rc->off = true;
+        msa_clear_error();
+        return MSA_OK;
+    }
+    if (!st) *done = true;
+    return st;
+}

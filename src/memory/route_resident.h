@@ -1,0 +1,46 @@
+/* route_resident.h — read mode's routing keys kept in a backend's memory (a GPU; design.md §7 "routing keys in
+ * GPU memory"): uploaded once per bank snapshot and router slot, after which routing a question reads no host
+ * memory, runs backend.h's route_maxsim and moves back only the [tokens][documents] best cosines. The scores
+ * are msa_read_doc_scores' bits (route.cu's exactness note), so a GPU routes exactly as the CPU does. */
+#ifndef MSA_MEMORY_ROUTE_RESIDENT_H
+#define MSA_MEMORY_ROUTE_RESIDENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "memory/route.h"
+
+/* One router slot's keys on a backend. */
+typedef struct msa_read_keys {
+    msa_buf *keys;      /* [n_chunks][dim] bf16 (f32 when !bf16): every span's keys, in span order */
+    msa_buf *doc;       /* [n_chunks] int32: the chunk's document index, -1 for a chunk read mode skips */
+    uint64_t n_chunks;
+    int dim;
+    bool bf16;
+} msa_read_keys;
+
+/* Copies the spans' keys to be (through a host bounce buffer, so that a SIGBUS under the bank's mapping is an
+ * error, not a crash) with the document table read mode routes by (a document's first chunk skipped when it
+ * has others). MSA_ERR_BAD_DATA for a chunk of a document >= n_index; MSA_ERR_NOMEM when the device is full
+ * (nothing is kept). On success *out holds backend buffers the caller releases with msa_read_keys_free. */
+msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
+                                int dim, uint64_t n_index, msa_read_keys *out);
+void msa_read_keys_free(msa_backend *be, msa_read_keys *k);
+
+/* msa_read_doc_scores over keys on the backend: doc_scores [n_index], bit-identical to the CPU scan. */
+msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const msa_route_query *q, uint64_t n_index,
+                                float *doc_scores);
+
+struct msa_model;
+/* The model's cache of one bank snapshot's keys (snapshot: msa_bank_snapshot_id; n_slots router slots),
+ * made on first use: doc_scores of slot `slot` computed on the model's backend. *done is false, with nothing
+ * computed and no error, when the backend has no routing scan or the keys do not fit its memory (the caller
+ * scans on the CPU; a cache that did not fit is not tried again for that snapshot). */
+msa_status msa_read_resident_scores(struct msa_model *model, uint64_t snapshot, int slot, int n_slots,
+                                    const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
+                                    const msa_route_query *q, uint64_t n_index, float *doc_scores, bool *done);
+/* Releases the model's cache (msa_model_free calls it). */
+void msa_read_resident_free(struct msa_model *model);
+
+#endif
