@@ -22,6 +22,11 @@ run() { # name, then the command: its JSON on stdout into $out/name.json, its lo
     SECONDS=0
     "$@" > "$out/$name.json" 2> "$out/$name.log"
     echo "$name: exit $? in ${SECONDS} s"
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("  " + "; ".join("%s %.3f/%.3f route %.3f s" % (k, v["recall@1"], v["recall@5"], v["seconds_route"])
+                       for k, v in d["kinds"].items()))' "$out/$name.json" 2>/dev/null
 }
 case "${1:-}" in
 check)
