@@ -13,6 +13,8 @@ measured fusion of read mode's routing score with BM25.
         two-fold cross-fitting (questions alternately in fold A and B; w picked on A by recall@1 then recall@5
         is applied to B and vice versa), so no question's ranking uses a weight fitted on itself. Prints both w.
         --w W: one fixed weight for every question instead (e.g. a weight fitted on another passage set).
+    python3 scripts/eval_baselines.py score RANKING.jsonl QUESTIONS.jsonl [PASSAGES.jsonl]
+        recall@1/@5 per question kind of a ranking (only PASSAGES' documents, in the ranking's order, when given)
 Rankings hold the first 100 documents.
 """
 import json
@@ -248,7 +250,25 @@ def fuse(args):
     write_ranking(out, qs, bids, F)
 
 
+def score(args):
+    """recall@1/@5 per question kind of a ranking, restricted to the passages of PASSAGES when given (a ranking
+    made over a superset keeps its order among them: exact while 5 of its first 100 are left)"""
+    rp, qp = args[:2]
+    keep = {p["id"] for p in load_jsonl(args[2])} if len(args) > 2 else None
+    rk = {l["id"]: [d for d in l["ranking"] if keep is None or d in keep] for l in load_jsonl(rp)}
+    per = {}
+    for q in load_jsonl(qp):
+        r = rk[q["id"]]
+        if len(r) < 5:
+            sys.exit("score: %s keeps %d ranked passages, fewer than 5" % (q["id"], len(r)))
+        hit = lambda k: sum(g in r[:k] for g in q["gold"]) / len(q["gold"])
+        per.setdefault(q["kind"], []).append((hit(1), hit(5)))
+    for kind, v in per.items():
+        print("%-10s n %3d  R@1 %.3f  R@5 %.3f" % (kind, len(v), np.mean([a for a, _ in v]), np.mean([b for _, b in v])))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("rank", "fuse"):
+    modes = {"rank": rank, "fuse": fuse, "score": score}
+    if len(sys.argv) < 2 or sys.argv[1] not in modes:
         sys.exit(__doc__)
-    (rank if sys.argv[1] == "rank" else fuse)(sys.argv[2:])
+    modes[sys.argv[1]](sys.argv[2:])
