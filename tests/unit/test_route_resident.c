@@ -1,0 +1,269 @@
+/* test_route_resident.c — read mode's resident routing keys (src/memory/route_resident.c) without a GPU: a
+ * test backend whose "device memory" is host memory it counts, with a memory budget, and whose route_maxsim is
+ * backend.h's contract written out plainly here (msa_route_dot_ref's canonical order, double norms). Checks:
+ * the scores equal the CPU scan's (msa_read_doc_scores) bit for bit — so the upload's span concatenation and
+ * skip rule and the shared centring are right; the model's cache uploads a snapshot once, replaces it for a new
+ * snapshot and frees everything; keys that do not fit, a dim the scan refuses and MSA_ROUTE_ON_HOST leave the
+ * caller to the CPU scan without an error; a chunk of a document beyond the bank is BAD_DATA. The CUDA kernel
+ * itself is checked against the CPU on a GPU (tests/gpu/test_cuda_ops.c). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory/ask.h"
+#include "memory/route_resident.h"
+#include "memory/route_scan.h"
+#include "model/model.h"
+#include "test.h"
+#include "util/error.h"
+
+/* ---- the test backend */
+
+typedef struct {
+    msa_backend base;
+    size_t budget, in_use;  /* bytes it will hand out, bytes handed out */
+    int live, uploads;      /* allocations alive; upload calls */
+    size_t uploaded;        /* bytes uploaded */
+} test_backend;
+
+typedef struct { size_t bytes; max_align_t pad[]; } hdr; /* each buffer remembers its size */
+
+static msa_buf *tb_alloc(msa_backend *be, size_t bytes) {
+    test_backend *t = (test_backend *)be;
+    if (t->in_use + bytes > t->budget) {
+        msa_fail(MSA_ERR_NOMEM, "test device: %zu bytes do not fit", bytes);
+        return NULL;
+    }
+    hdr *h = calloc(1, sizeof(hdr) + bytes);
+    if (!h) return NULL;
+    h->bytes = bytes;
+    t->in_use += bytes, t->live++;
+    return (msa_buf *)(void *)h->pad;
+}
+static hdr *hdr_of(const msa_buf *b) { return (hdr *)(void *)((char *)(void *)(uintptr_t)b - offsetof(hdr, pad)); }
+static void tb_free(msa_backend *be, msa_buf *b) {
+    test_backend *t = (test_backend *)be;
+    if (!b) return;
+    t->in_use -= hdr_of(b)->bytes, t->live--;
+    free(hdr_of(b));
+}
+static msa_status tb_upload(msa_backend *be, msa_buf *dst, size_t off, const void *src, size_t bytes) {
+    test_backend *t = (test_backend *)be;
+    if (off + bytes > hdr_of(dst)->bytes) return msa_fail(MSA_ERR_INVALID_ARG, "upload past the buffer");
+    memcpy((char *)(void *)dst + off, src, bytes);
+    t->uploads++, t->uploaded += bytes;
+    return MSA_OK;
+}
+static msa_status tb_download(msa_backend *be, void *dst, const msa_buf *src, size_t off, size_t bytes) {
+    (void)be;
+    if (off + bytes > hdr_of(src)->bytes) return msa_fail(MSA_ERR_INVALID_ARG, "download past the buffer");
+    memcpy(dst, (const char *)(const void *)src + off, bytes);
+    return MSA_OK;
+}
+static msa_status tb_sync(msa_backend *be) { return (void)be, MSA_OK; }
+
+/* backend.h's route_maxsim, as its comment states it */
+static msa_status tb_route_maxsim(msa_backend *be, const msa_buf *keys, bool bf16, const msa_buf *doc,
+                                  uint64_t n_chunks, int dim, const msa_buf *q, int nq, msa_buf *best, uint64_t n_docs) {
+    (void)be;
+    if (dim % 16) return msa_fail(MSA_ERR_UNSUPPORTED, "test device: dim %d", dim);
+    const int32_t *dc = (const int32_t *)(const void *)doc;
+    const float *qf = (const float *)(const void *)q;
+    float *bs = (float *)(void *)best, *k = malloc((size_t)dim * sizeof *k);
+    for (uint64_t i = 0; i < (uint64_t)nq * n_docs; i++) bs[i] = -INFINITY;
+    for (uint64_t c = 0; c < n_chunks; c++) {
+        if (dc[c] < 0) continue;
+        for (int i = 0; i < dim; i++) {
+            if (bf16) {
+                uint32_t u = (uint32_t)((const uint16_t *)(const void *)keys)[c * dim + i] << 16;
+                memcpy(&k[i], &u, 4);
+            } else k[i] = ((const float *)(const void *)keys)[c * dim + i];
+        }
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += (double)k[i] * k[i];
+        const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (int t = 0; t < nq; t++) {
+            const float v = msa_route_dot_ref(qf + (size_t)t * dim, k, dim) * inv;
+            float *b = &bs[(size_t)t * n_docs + (uint64_t)dc[c]];
+            if (v > *b) *b = v;
+        }
+    }
+    free(k);
+    return MSA_OK;
+}
+
+static const msa_backend_ops tb_ops = {
+    .name = "test", .alloc = tb_alloc, .free = tb_free, .upload = tb_upload, .download = tb_download,
+    .sync = tb_sync, .route_maxsim = tb_route_maxsim,
+};
+
+static test_backend tbe(size_t budget) {
+    return (test_backend){.base = {.ops = &tb_ops}, .budget = budget};
+}
+
+/* ---- a random slot: two spans, documents of 1..12 chunks with deleted ones between */
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float rndf(void) { return (float)((rnd() & 0xFFFFFF) / 8388608.0 - 1.0); }
+
+typedef struct {
+    uint16_t *keys;
+    uint32_t *doc;
+    uint64_t n, n_index;
+    msa_route_span sp[2];
+    float *q;
+    msa_route_query rq;
+} slot;
+
+static slot slot_new(uint64_t n, int dim, int nq) {
+    slot s = {.keys = malloc(n * dim * 2), .doc = malloc(n * 4), .n = n, .q = malloc((size_t)nq * dim * 4)};
+    uint32_t d = 0;
+    for (uint64_t c = 0; c < n;) {
+        for (uint32_t i = 0, len = 1 + rnd() % 12; i < len && c < n; i++) s.doc[c++] = d;
+        d += 1 + (rnd() % 5 == 0);
+    }
+    s.n_index = d + 2;
+    for (uint64_t i = 0; i < n * dim; i++) {
+        float v = rndf();
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        s.keys[i] = (uint16_t)(u >> 16);
+    }
+    memset(s.keys + 3 * dim, 0, (size_t)dim * 2); /* a zero key */
+    for (int i = 0; i < nq * dim; i++) s.q[i] = rndf();
+    uint64_t cut = n / 2;
+    while (cut < n && s.doc[cut] == s.doc[cut - 1]) cut++;
+    s.sp[0] = (msa_route_span){s.keys, s.doc, cut};
+    s.sp[1] = (msa_route_span){s.keys + cut * dim, s.doc + cut, n - cut};
+    s.rq = (msa_route_query){.n = nq, .dim = dim, .q = s.q};
+    return s;
+}
+static void slot_free(slot *s) { free(s->keys), free(s->doc), free(s->q); }
+
+static int differ(const float *a, const float *b, uint64_t n) {
+    int d = 0;
+    for (uint64_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], 4) != 0;
+    return d;
+}
+
+TEST(scores_equal_cpu_scan) {
+    const int shapes[][3] = {{2000, 64, 7}, {700, 192, 1}, {1500, 32, 20}};
+    for (int k = 0; k < 3; k++) {
+        slot s = slot_new((uint64_t)shapes[k][0], shapes[k][1], shapes[k][2]);
+        test_backend t = tbe(SIZE_MAX / 2);
+        float *want = malloc(s.n_index * 4), *got = malloc(s.n_index * 4);
+        CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
+        msa_read_keys keys;
+        CHECK_EQ_INT(msa_read_keys_upload(&t.base, s.sp, 2, MSA_ROUTE_BF16, shapes[k][1], s.n_index, &keys), MSA_OK);
+        CHECK_EQ_INT(keys.n_chunks, s.n);
+        CHECK_EQ_INT(msa_read_keys_scores(&t.base, &keys, &s.rq, s.n_index, got), MSA_OK);
+        CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+        int finite = 0;
+        for (uint64_t i = 0; i < s.n_index; i++) finite += isfinite(want[i]);
+        CHECK(finite > 0 && (uint64_t)finite < s.n_index); /* deleted documents stay -inf */
+        msa_read_keys_free(&t.base, &keys);
+        CHECK_EQ_INT(t.live, 0);
+        free(want), free(got);
+        slot_free(&s);
+    }
+}
+
+TEST(chunk_beyond_the_bank_is_bad_data) {
+    slot s = slot_new(100, 16, 2);
+    test_backend t = tbe(SIZE_MAX / 2);
+    msa_read_keys keys;
+    CHECK_EQ_INT(msa_read_keys_upload(&t.base, s.sp, 2, MSA_ROUTE_BF16, 16, s.doc[s.n - 1], &keys), MSA_ERR_BAD_DATA);
+    CHECK_EQ_INT(t.live, 0);
+    slot_free(&s);
+}
+
+/* The model's cache: msa_read_resident_scores on a model whose backend is the test one. */
+TEST(cache_uploads_once_per_snapshot) {
+    slot s = slot_new(800, 64, 5);
+    test_backend t = tbe(SIZE_MAX / 2);
+    msa_model m = {.be = &t.base};
+    float *want = malloc(s.n_index * 4), *got = malloc(s.n_index * 4);
+    CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
+    bool done = false;
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 7, 1, 3, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(done);
+    CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+    const size_t first = t.uploaded;
+    CHECK(first >= s.n * 64 * 2);
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 7, 1, 3, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(done);
+    CHECK(t.uploaded - first < s.n * 64 * 2); /* only the query: the keys stayed */
+    const int live_one = t.live;
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 7, 0, 3, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(t.live == live_one + 2); /* slot 0's keys and table beside slot 1's */
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 8, 1, 3, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(done && t.live == live_one); /* a new snapshot: the old keys freed, this slot's uploaded */
+    CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+    msa_read_resident_free(&m);
+    CHECK_EQ_INT(t.live, 0);
+    CHECK(m.read_resident == NULL);
+    free(want), free(got);
+    slot_free(&s);
+}
+
+TEST(falls_back_to_the_cpu_without_error) {
+    slot s = slot_new(600, 64, 3);
+    float *got = malloc(s.n_index * 4);
+    bool done = true;
+    /* keys that do not fit: nothing kept, no error, not tried again for the snapshot */
+    test_backend t = tbe(600 * 64 * 2 + 100);
+    msa_model m = {.be = &t.base};
+    msa_clear_error();
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 3, 0, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(!done);
+    CHECK_EQ_INT(t.live, 0);
+    CHECK(msa_last_error()[0] == '\0');
+    const int uploads = t.uploads;
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 3, 1, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(!done && t.uploads == uploads);
+    t.budget = SIZE_MAX / 2; /* a new snapshot is tried again */
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 4, 1, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(done);
+    /* MSA_ROUTE_ON_HOST: the CPU scan even where the backend has one */
+    setenv("MSA_ROUTE_ON_HOST", "1", 1);
+    CHECK_EQ_INT(msa_read_resident_scores(&m, 4, 1, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(!done);
+    unsetenv("MSA_ROUTE_ON_HOST");
+    msa_read_resident_free(&m);
+    CHECK_EQ_INT(t.live, 0);
+    slot_free(&s);
+    /* a dim the scan refuses: no error, the CPU scan */
+    slot s8 = slot_new(50, 8, 2);
+    test_backend t8 = tbe(SIZE_MAX / 2);
+    msa_model m8 = {.be = &t8.base};
+    CHECK_EQ_INT(msa_read_resident_scores(&m8, 1, 0, 1, s8.sp, 2, MSA_ROUTE_BF16, &s8.rq, s8.n_index, got, &done),
+                 MSA_OK);
+    CHECK(!done);
+    CHECK_EQ_INT(t8.live, 0);
+    msa_read_resident_free(&m8);
+    /* a backend without the scan (the CPU's): nothing is allocated */
+    msa_backend_ops bare = tb_ops;
+    bare.route_maxsim = NULL;
+    test_backend tn = tbe(SIZE_MAX / 2);
+    tn.base.ops = &bare;
+    msa_model mn = {.be = &tn.base};
+    CHECK_EQ_INT(msa_read_resident_scores(&mn, 1, 0, 1, s8.sp, 2, MSA_ROUTE_BF16, &s8.rq, s8.n_index, got, &done),
+                 MSA_OK);
+    CHECK(!done && tn.live == 0 && mn.read_resident == NULL);
+    slot_free(&s8);
+    free(got);
+}
+
+int main(void) {
+    RUN(scores_equal_cpu_scan);
+    RUN(chunk_beyond_the_bank_is_bad_data);
+    RUN(cache_uploads_once_per_snapshot);
+    RUN(falls_back_to_the_cpu_without_error);
+    return test_summary();
+}
