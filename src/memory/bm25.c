@@ -2,9 +2,11 @@
  * per question, saved atomically as the bank directory's optional LEXICAL_BM25 file and loaded back with every
  * field checked.
  *
- * File (little-endian): "MSABM25\0" | u32 format 1 | f32 weight | u64 manifest version | u64 live documents |
- * u64 next index | u32 n_terms | u64 total postings | doc lengths u32[next index] | per term: u16 length, bytes,
- * u32 df, df x (u32 doc index, u32 tf) | u64 XXH64 of everything before it. */
+ * File (little-endian): "MSABM25\0" | u32 format 2 | f32 weight | u64 manifest version | u64 live documents |
+ * u64 next index | u8 bank uuid[16] (format 2 only) | u32 n_terms | u64 total postings | doc lengths u32[next
+ * index] | per term: u16 length, bytes, u32 df, df x (u32 doc index, u32 tf) | u64 XXH64 of everything before it.
+ * Format 1 (no uuid) is still read, as current only; format 2 also lets a stale index be extended when the bank
+ * only gained documents since (msa_bm25_extend), instead of rebuilt from every document's text. */
 #include "memory/bm25.h"
 
 #include <fcntl.h>
@@ -31,6 +33,8 @@ struct msa_bm25 {
     uint32_t slot_cap;
     uint32_t *dlen;          /* [n_index] words per document, 0 for none */
     uint64_t n_index, n_docs, version;
+    uint8_t uuid[16];        /* the bank's (format 2); all zero from a format-1 file */
+    uint32_t format;
     double avg;
     float weight;
 };
@@ -135,39 +139,70 @@ static void finish(msa_bm25 *ix) {
     ix->avg = n ? tot / (double)n : 1;
 }
 
+/* Add live document number pos (msa_bank_doc_at order) to the index: its words' postings and its length. Its
+ * index must be above every index already posted (postings stay ascending). */
+static msa_status index_doc(const msa_bank *bank, msa_bm25 *ix, uint64_t pos, uint64_t min_index) {
+    msa_bank_doc_info di;
+    MSA_TRY(msa_bank_doc_at(bank, pos, &di));
+    if (di.index >= ix->n_index) return MSA_OK;
+    if (di.index < min_index) return msa_fail(MSA_ERR_MISMATCH, "lexical index: document %llu is not new",
+                                               (unsigned long long)di.index);
+    char *text = NULL, w[MAX_WORD];
+    size_t len = 0, p = 0, k;
+    msa_status st = msa_bank_doc_text(bank, di.index, &text, &len);
+    uint32_t words = 0;
+    while (!st && (k = next_word(text, len, &p, w)) > 0) {
+        uint32_t id;
+        st = add_term(ix, w, k, &id);
+        if (!st) st = post(&ix->t[id], di.index);
+        words++;
+    }
+    if (!st) ix->dlen[di.index] = words ? words : 1;
+    free(text);
+    return st;
+}
+
 msa_status msa_bm25_build(const msa_bank *bank, msa_bm25 **out) {
     msa_bank_info info;
     msa_bank_get_info(bank, &info);
     msa_bm25 *ix = calloc(1, sizeof *ix);
     if (!ix) return msa_fail(MSA_ERR_NOMEM, "out of memory (lexical index)");
     ix->n_index = info.next_index, ix->n_docs = info.n_docs, ix->version = info.version, ix->weight = 0.5f;
+    memcpy(ix->uuid, info.bank_uuid, sizeof ix->uuid);
+    ix->format = 2;
     ix->dlen = calloc(ix->n_index ? ix->n_index : 1, sizeof *ix->dlen);
     msa_status st = ix->dlen ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "out of memory (lexical index)");
     const uint64_t n = msa_bank_n_docs(bank);
-    char w[MAX_WORD];
-    for (uint64_t i = 0; i < n && !st; i++) {
-        msa_bank_doc_info di;
-        st = msa_bank_doc_at(bank, i, &di);
-        char *text = NULL;
-        size_t len = 0;
-        if (!st && di.index < ix->n_index) st = msa_bank_doc_text(bank, di.index, &text, &len);
-        size_t p = 0, k;
-        uint32_t words = 0;
-        while (!st && text && (k = next_word(text, len, &p, w)) > 0) {
-            uint32_t id;
-            st = add_term(ix, w, k, &id);
-            if (!st) st = post(&ix->t[id], di.index);
-            words++;
-        }
-        if (!st && di.index < ix->n_index) ix->dlen[di.index] = words ? words : 1;
-        free(text);
-    }
+    for (uint64_t i = 0; i < n && !st; i++) st = index_doc(bank, ix, i, 0);
     if (st) {
         msa_bm25_free(ix);
         return st;
     }
     finish(ix);
     *out = ix;
+    return MSA_OK;
+}
+
+msa_status msa_bm25_extend(const msa_bank *bank, msa_bm25 *ix) {
+    msa_bank_info info;
+    msa_bank_get_info(bank, &info);
+    /* only additions since: every document the index knows is still live and every newer index is live */
+    if (ix->format != 2 || memcmp(ix->uuid, info.bank_uuid, sizeof ix->uuid) || ix->version > info.version ||
+        ix->n_index > info.next_index || ix->n_docs > info.n_docs ||
+        info.n_docs - ix->n_docs != info.next_index - ix->n_index)
+        return msa_fail(MSA_ERR_MISMATCH, "lexical index: the bank did not only gain documents since it was made");
+    if (info.next_index > UINT32_MAX) return msa_fail(MSA_ERR_LIMIT, "lexical index: too many documents");
+    uint32_t *dl = realloc(ix->dlen, (info.next_index ? info.next_index : 1) * sizeof *dl);
+    if (!dl) return msa_fail(MSA_ERR_NOMEM, "out of memory (lexical index)");
+    for (uint64_t d = ix->n_index; d < info.next_index; d++) dl[d] = 0;
+    ix->dlen = dl;
+    const uint64_t old_index = ix->n_index;
+    ix->n_index = info.next_index;
+    msa_status st = MSA_OK;
+    for (uint64_t i = ix->n_docs; i < info.n_docs && !st; i++) st = index_doc(bank, ix, i, old_index);
+    if (st) return st; /* ix is then half-extended: the caller frees it */
+    ix->n_docs = info.n_docs, ix->version = info.version;
+    finish(ix);
     return MSA_OK;
 }
 
@@ -225,11 +260,12 @@ static void put(wbuf *b, const void *p, size_t n) {
 
 msa_status msa_bm25_save(const msa_bm25 *ix, const char *dir) {
     wbuf b = {0};
-    const uint32_t fmt = 1;
+    const uint32_t fmt = 2;
     uint64_t total = 0;
     for (uint32_t i = 0; i < ix->n_terms; i++) total += ix->t[i].n;
     put(&b, "MSABM25", 8);
     PUT(&b, fmt), PUT(&b, ix->weight), PUT(&b, ix->version), PUT(&b, ix->n_docs), PUT(&b, ix->n_index);
+    put(&b, ix->uuid, sizeof ix->uuid);
     PUT(&b, ix->n_terms), PUT(&b, total);
     put(&b, ix->dlen, ix->n_index * sizeof *ix->dlen);
     for (uint32_t i = 0; i < ix->n_terms; i++) {
@@ -282,7 +318,8 @@ static void get(rbuf *r, void *p, size_t n) {
 }
 #define GET(r, v) get((r), &(v), sizeof(v))
 
-msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out) {
+/* stale_ok: also an index made for an earlier version of this bank (msa_bm25_extend decides what it is worth) */
+static msa_status load_file(const msa_bank *bank, const char *dir, bool stale_ok, msa_bm25 **out) {
     char fin[4096];
     snprintf(fin, sizeof fin, "%s/%s", dir, MSA_BM25_FILE);
     FILE *f = fopen(fin, "rb");
@@ -323,12 +360,16 @@ msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out) 
         uint32_t fmt, nt;
         uint64_t total;
         GET(&rb, fmt), GET(&rb, ix->weight), GET(&rb, ix->version), GET(&rb, ix->n_docs), GET(&rb, ix->n_index);
+        if (fmt == 2) get(&rb, ix->uuid, sizeof ix->uuid);
+        ix->format = fmt;
         GET(&rb, nt), GET(&rb, total);
         msa_bank_info info;
         msa_bank_get_info(bank, &info);
-        if (rb.bad || fmt != 1 || !(ix->weight >= 0 && ix->weight <= 1))
+        if (rb.bad || (fmt != 1 && fmt != 2) || !(ix->weight >= 0 && ix->weight <= 1))
             st = msa_fail(MSA_ERR_BAD_DATA, "%s: unsupported format or bad weight", fin);
-        else if (ix->version != info.version || ix->n_docs != info.n_docs || ix->n_index != info.next_index)
+        else if (fmt == 2 && memcmp(ix->uuid, info.bank_uuid, sizeof ix->uuid))
+            st = msa_fail(MSA_ERR_MISMATCH, "%s: made for another bank", fin);
+        else if (!stale_ok && (ix->version != info.version || ix->n_docs != info.n_docs || ix->n_index != info.next_index))
             st = msa_fail(MSA_ERR_MISMATCH, "%s: made for another version of the bank", fin);
         else if (ix->n_index > (n - rb.at) / 4 || total > (n - rb.at) / 8 || nt > (n - rb.at) / 6)
             st = msa_fail(MSA_ERR_BAD_DATA, "%s: counts exceed the file", fin);
@@ -380,6 +421,14 @@ msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out) 
     return MSA_OK;
 }
 
+msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out) {
+    return load_file(bank, dir, false, out);
+}
+
+msa_status msa_bm25_load_stale(const msa_bank *bank, const char *dir, msa_bm25 **out) {
+    return load_file(bank, dir, true, out);
+}
+
 bool msa_bm25_current_weight(const msa_bank *bank, float *w) {
     msa_bm25 *ix = NULL;
     const bool current = msa_bm25_load(bank, msa_bm25_bank_dir(bank), &ix) == MSA_OK;
@@ -395,8 +444,15 @@ msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated) {
     msa_bank_get_info(bank, &bi);
     float cur;
     if (bi.shape.mode != MSA_BANK_READ || (msa_bm25_current_weight(bank, &cur) && cur == w)) return MSA_OK;
+    /* a stale index of this bank that only lacks the documents added since is extended; anything else rebuilt */
     msa_bm25 *ix = NULL;
-    msa_status st = msa_bm25_build(bank, &ix);
+    msa_status st = msa_bm25_load_stale(bank, msa_bm25_bank_dir(bank), &ix);
+    if (!st) st = msa_bm25_extend(bank, ix);
+    if (st) {
+        msa_bm25_free(ix), ix = NULL;
+        msa_clear_error();
+        st = msa_bm25_build(bank, &ix);
+    }
     if (!st) msa_bm25_set_weight(ix, w), st = msa_bm25_save(ix, msa_bm25_bank_dir(bank));
     msa_bm25_free(ix);
     if (updated) *updated = !st;

@@ -36,17 +36,26 @@ float msa_bm25_weight(const msa_bm25 *ix);
 void msa_bm25_set_weight(msa_bm25 *ix, float w);
 
 /* Save into dir/LEXICAL_BM25 atomically; load it back, MSA_ERR_NOT_FOUND when absent, MSA_ERR_MISMATCH when it
- * was made for another version of the bank, MSA_ERR_BAD_DATA when malformed. */
+ * was made for another bank or another version of the bank, MSA_ERR_BAD_DATA when malformed. _stale also takes
+ * an index made for an earlier version of the same bank (for msa_bm25_extend). */
 msa_status msa_bm25_save(const msa_bm25 *ix, const char *dir);
 msa_status msa_bm25_load(const msa_bank *bank, const char *dir, msa_bm25 **out);
+msa_status msa_bm25_load_stale(const msa_bank *bank, const char *dir, msa_bm25 **out);
+
+/* Bring an index of an earlier version of bank up to date by indexing only the documents added since: the same
+ * index msa_bm25_build would make (same bytes saved), at the cost of the new documents' text. MSA_ERR_MISMATCH
+ * (ix unchanged) when the bank did anything else since (a delete, a replace) or ix is of another bank or of
+ * format 1; after any other error ix is half-extended and only fit to be freed. */
+msa_status msa_bm25_extend(const msa_bank *bank, msa_bm25 *ix);
 
 /* Read mode's default fusion weight: the default model's trained router alone is below BM25 on lexical questions;
  * fused at this weight it is at or above BM25 on every kind (docs/quality.md). */
 #define MSA_BM25_DEFAULT_WEIGHT 0.35f
 
 /* Make a read bank's LEXICAL_BM25 current with weight w (what `msa bank add` and `msa eval niah` leave behind, so
- * read mode fuses by default): rebuilt whole when absent, stale, unreadable or of another weight; *updated (may be
- * NULL) says whether it was written. A native bank is left alone (no fusion there). */
+ * read mode fuses by default): extended when the bank only gained documents since it was written, else rebuilt
+ * whole when absent, stale, unreadable or of another weight; *updated (may be NULL) says whether it was written.
+ * A native bank is left alone (no fusion there). */
 msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated);
 
 /* Whether the bank holds a current LEXICAL_BM25, and then its weight in *w (an absent, stale or unreadable one is

@@ -2,12 +2,15 @@
  * the LEXICAL_BM25 file's round trip (same scores, same weight), a stale file (the bank changed) refused with
  * MSA_ERR_MISMATCH, and every truncation / a flipped byte of the file refused without crashing; msa_bm25_refresh
  * (what `msa bank add` runs): a read bank's index written, kept while current, rewritten when stale or of another
- * weight; a native bank left without one. Bounded: < 1 s. */
+ * weight; a native bank left without one; an index extended by the documents added since equals a fresh build
+ * byte for byte, and one is not extended across a delete, from format 1 or from another bank. Bounded: < 1 s. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "bank_synth.h"
 #include "memory/bm25.h"
@@ -128,6 +131,147 @@ TEST(bm25_scores_match_formula) {
     rm_bank();
 }
 
+/* documents k0 .. k0+n-1 with texts of their own, committed */
+static void add_docs(msa_bank *b, uint64_t k0, int n) {
+    msa_bank_info bi;
+    msa_bank_get_info(b, &bi);
+    static const char *more[] = {"The lookout saw a whale and a ship.", "Budget talks in Congress went on all night.",
+                                 "Starbuck and Stubb lowered the boats.", "A new deck for the Pequod."};
+    for (int i = 0; i < n; i++) {
+        synth_doc sd;
+        synth_make(&sd, &bi.shape, k0 + (uint64_t)i, 0, MAX_TEXT);
+        sd.d.text = more[(k0 + (uint64_t)i) % 4];
+        sd.d.text_len = strlen(sd.d.text);
+        msa_bank_add(b, &sd.d, false, NULL, NULL);
+        synth_free(&sd);
+    }
+    msa_bank_commit(b);
+}
+
+/* the saved LEXICAL_BM25's bytes (NULL when absent); *n its length */
+static unsigned char *index_bytes(size_t *n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
+    FILE *f = fopen(path, "rb");
+    *n = 0;
+    if (!f) return NULL;
+    unsigned char *b = malloc(1 << 20);
+    *n = fread(b, 1, 1 << 20, f);
+    fclose(f);
+    return b;
+}
+
+/* What a fresh build saves, with weight w */
+static unsigned char *rebuilt_bytes(msa_bank *b, float w, size_t *n) {
+    msa_bm25 *ix = NULL;
+    *n = 0;
+    if (msa_bm25_build(b, &ix)) return NULL;
+    msa_bm25_set_weight(ix, w);
+    msa_status st = msa_bm25_save(ix, dir);
+    msa_bm25_free(ix);
+    return st ? NULL : index_bytes(n);
+}
+
+TEST(bm25_extend_equals_rebuild) {
+    snprintf(dir, sizeof dir, "/tmp/msa-test-bm25x-%d", (int)getpid());
+    rm_bank();
+    msa_bank *b = make_bank_mode(4, MSA_BANK_READ);
+    CHECK(b != NULL);
+    if (!b) return;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, NULL), MSA_OK);
+    add_docs(b, 100, 3);
+    /* extended by the three new documents: the bytes a fresh build saves */
+    msa_bm25 *x = NULL;
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_ERR_MISMATCH);
+    CHECK_EQ_INT(msa_bm25_load_stale(b, dir, &x), MSA_OK);
+    CHECK_EQ_INT(msa_bm25_extend(b, x), MSA_OK);
+    CHECK_EQ_INT(msa_bm25_save(x, dir), MSA_OK);
+    msa_bm25_free(x), x = NULL;
+    size_t na, nb;
+    unsigned char *a = index_bytes(&na), *r = rebuilt_bytes(b, 0.35f, &nb);
+    CHECK(a && r && na == nb && na > 100 && !memcmp(a, r, na));
+    free(a), free(r);
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_OK); /* current again */
+    if (x) {
+        float sc[7];
+        CHECK_EQ_INT(msa_bm25_score(x, "lookout whale", 13, sc, 7), MSA_OK);
+        CHECK(sc[4] > 0 && sc[3] > 0 && sc[1] == 0); /* an added document and an old one both found */
+        msa_bm25_free(x), x = NULL;
+    }
+    /* the same through refresh (what bank add runs) */
+    add_docs(b, 200, 2);
+    bool up = false;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, &up), MSA_OK);
+    CHECK(up);
+    a = index_bytes(&na);
+    r = rebuilt_bytes(b, 0.35f, &nb);
+    CHECK(a && r && na == nb && !memcmp(a, r, na));
+    free(a), free(r);
+    /* a delete since: not extendable (refresh rebuilds) */
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, NULL), MSA_OK);
+    CHECK_EQ_INT(msa_bank_remove(b, "doc-000100"), MSA_OK);
+    CHECK_EQ_INT(msa_bank_commit(b), MSA_OK);
+    CHECK_EQ_INT(msa_bm25_load_stale(b, dir, &x), MSA_OK);
+    if (x) CHECK_EQ_INT(msa_bm25_extend(b, x), MSA_ERR_MISMATCH);
+    msa_bm25_free(x), x = NULL;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, &up), MSA_OK);
+    CHECK(up);
+    a = index_bytes(&na);
+    r = rebuilt_bytes(b, 0.35f, &nb);
+    CHECK(a && r && na == nb && !memcmp(a, r, na));
+    free(r);
+    /* a format-1 file (no bank uuid; written by earlier versions) is read as current, never extended */
+    if (a && na > 92) {
+        unsigned char *o = malloc(na);
+        memcpy(o, a, 40); /* magic, format, weight, version, live documents, next index; then the uuid */
+        memcpy(o + 40, a + 56, na - 56 - 8);
+        const uint32_t one = 1;
+        memcpy(o + 8, &one, 4);
+        const uint64_t h = XXH64(o, na - 24, 0);
+        memcpy(o + na - 24, &h, 8);
+        char path[400];
+        snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
+        FILE *f = fopen(path, "wb");
+        fwrite(o, 1, na - 16, f);
+        fclose(f);
+        free(o);
+        CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_OK);
+        if (x) CHECK_EQ_INT(msa_bm25_extend(b, x), MSA_ERR_MISMATCH);
+        msa_bm25_free(x), x = NULL;
+    }
+    /* another bank's index with the same counts and version is refused: the bank uuid differs */
+    msa_bank_close(b);
+    snprintf(dir, sizeof dir, "/tmp/msa-test-bm25x-%d-other", (int)getpid());
+    rm_bank();
+    msa_bank *b2 = make_bank_mode(4, MSA_BANK_READ);
+    CHECK(b2 != NULL);
+    if (b2) {
+        CHECK_EQ_INT(msa_bm25_refresh(b2, 0.35f, NULL), MSA_OK);
+        size_t n2;
+        unsigned char *i2 = index_bytes(&n2);
+        msa_bank_close(b2);
+        snprintf(dir, sizeof dir, "/tmp/msa-test-bm25x-%d", (int)getpid());
+        rm_bank();
+        b = make_bank_mode(4, MSA_BANK_READ);
+        CHECK(b != NULL);
+        char path[400];
+        snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
+        FILE *f = fopen(path, "wb");
+        if (f && i2) fwrite(i2, 1, n2, f);
+        if (f) fclose(f);
+        free(i2);
+        if (b) {
+            CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_ERR_MISMATCH);
+            msa_bm25_free(x), x = NULL;
+            msa_bank_close(b);
+        }
+        rm_bank();
+        snprintf(dir, sizeof dir, "/tmp/msa-test-bm25x-%d-other", (int)getpid());
+    }
+    rm_bank();
+    free(a);
+}
+
 static bool index_exists(void) {
     char path[400];
     snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
@@ -180,5 +324,6 @@ TEST(bm25_refresh_read_bank_only) {
 int main(void) {
     RUN(bm25_scores_match_formula);
     RUN(bm25_refresh_read_bank_only);
+    RUN(bm25_extend_equals_rebuild);
     return test_summary();
 }
