@@ -43,29 +43,40 @@ static bool skip_chunk(const msa_route_span *sp, uint64_t c) {
     return (c == 0 || sp->doc_index[c - 1] != d) && c + 1 < sp->n_chunks && sp->doc_index[c + 1] == d;
 }
 
-/* Thread ith takes the routing tokens ith, ith + nth, ...; keys are widened and scored a block of chunks at a
- * time with the routing scan's SIMD dot kernel (route_scan.h: one canonical summation order on every ISA). */
+/* Thread ith takes the ith of nth parts of every span's chunks, cut at document starts, and scores its chunks
+ * against every routing token: each key is widened and its norm summed once in all (a split by tokens made
+ * every thread repeat that for every key, so the scan did not speed up with threads), and each document belongs
+ * to one thread, so its bests need no lock. Keys are scored a block of chunks at a time with the routing scan's
+ * SIMD dot kernel (route_scan.h: one canonical summation order on every ISA). */
 enum { READ_BLOCK = 64 };
 typedef struct read_task {
     read_job *j;
-    int ith, nth, nt;
-    float *key, *y; /* [READ_BLOCK][dim] widened keys, [READ_BLOCK][nt] dots */
+    int ith, nth;
+    float *key, *y; /* [READ_BLOCK][dim] widened keys, [READ_BLOCK][q->n] dots */
 } read_task;
+
+/* the start of part i of nth of span sp's chunks: i * n / nth moved forward to a document's first chunk */
+static uint64_t part_start(const msa_route_span *sp, int i, int nth) {
+    uint64_t c = sp->n_chunks * (uint64_t)i / (uint64_t)nth; /* n_chunks < 2^40: no overflow */
+    while (c > 0 && c < sp->n_chunks && sp->doc_index[c] == sp->doc_index[c - 1]) c++;
+    return c;
+}
 
 /* reads keys and chunk tables through the bank's mapping: allocates nothing (read_range does), so a SIGBUS
  * may abandon it */
 static void read_blocks(void *arg) {
     const read_task *tk = arg;
     const read_job *j = tk->j;
-    const int dim = j->q->dim, ith = tk->ith, nth = tk->nth, nt = tk->nt;
+    const int dim = j->q->dim, nt = j->q->n;
     float *key = tk->key, *y = tk->y;
     float inv[READ_BLOCK];
     uint32_t doc[READ_BLOCK];
     for (size_t si = 0; si < j->n_spans; si++) {
         const msa_route_span *sp = &j->spans[si];
-        for (uint64_t c0 = 0; c0 < sp->n_chunks;) {
+        const uint64_t end = part_start(sp, tk->ith + 1, tk->nth);
+        for (uint64_t c0 = part_start(sp, tk->ith, tk->nth); c0 < end;) {
             int m = 0;
-            for (; c0 < sp->n_chunks && m < READ_BLOCK; c0++) {
+            for (; c0 < end && m < READ_BLOCK; c0++) {
                 const uint32_t d = sp->doc_index[c0];
                 if (d >= j->n_index || skip_chunk(sp, c0)) continue;
                 float *k = key + (size_t)m * dim;
@@ -77,11 +88,10 @@ static void read_blocks(void *arg) {
                 doc[m++] = d;
             }
             if (m == 0) continue;
-            msa_route_dots(key, (size_t)dim, m, j->q->q + (size_t)ith * dim, (size_t)nth * dim, nt, dim, y, (size_t)nt);
+            msa_route_dots(key, (size_t)dim, m, j->q->q, (size_t)dim, nt, dim, y, (size_t)nt);
             for (int b = 0; b < m; b++)
-                for (int r = 0; r < nt; r++) {
-                    const int t = ith + r * nth;
-                    const float v = y[(size_t)b * nt + r] * inv[b];
+                for (int t = 0; t < nt; t++) {
+                    const float v = y[(size_t)b * nt + t] * inv[b];
                     float *bp = &j->best[(size_t)t * j->n_index + doc[b]];
                     if (v > *bp) *bp = v;
                 }
@@ -92,11 +102,9 @@ static void read_blocks(void *arg) {
 static void read_range(void *ctx, int ith, int nth) {
     read_job *j = ctx;
     const int dim = j->q->dim, nq = j->q->n;
-    const int nt = nq > ith ? (nq - ith + nth - 1) / nth : 0;
-    if (nt == 0) return;
-    read_task tk = {j, ith, nth, nt, malloc((size_t)READ_BLOCK * dim * sizeof(float)),
-                    malloc((size_t)READ_BLOCK * nt * sizeof(float))};
-    /* no memory (unreachable for supported shapes): this thread's tokens keep -inf scores */
+    read_task tk = {j, ith, nth, malloc((size_t)READ_BLOCK * dim * sizeof(float)),
+                    malloc((size_t)READ_BLOCK * nq * sizeof(float))};
+    /* no memory (unreachable for supported shapes): this thread's documents keep -inf scores */
     if (tk.key && tk.y && !fault_guard_run(read_blocks, &tk)) atomic_store(&j->faulted, true);
     free(tk.key), free(tk.y);
 }
@@ -125,7 +133,7 @@ msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *s
     for (size_t i = 0; i < (size_t)q->n * n_index; i++) best[i] = -INFINITY;
     msa_route_query qq = {.n = q->n, .dim = q->dim, .q = qn};
     read_job j = {&qq, spans, n_spans, dtype, n_index, best, false};
-    if (tp && q->n > 1) msa_threadpool_run(tp, read_range, &j);
+    if (tp) msa_threadpool_run(tp, read_range, &j);
     else read_range(&j, 0, 1);
     if (atomic_load(&j.faulted)) {
         free(qn), free(best);

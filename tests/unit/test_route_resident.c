@@ -17,6 +17,7 @@
 #include "memory/route_scan.h"
 #include "model/model.h"
 #include "test.h"
+#include "util/threadpool.h"
 #include "util/error.h"
 
 /* ---- the test backend */
@@ -174,6 +175,33 @@ TEST(scores_equal_cpu_scan) {
     }
 }
 
+/* The CPU scan itself gives the same bits on any number of threads (each thread takes a run of whole documents:
+ * small spans leave some threads nothing, large ones cut mid-span at document starts). */
+TEST(cpu_scan_same_bits_any_threads) {
+    slot s = slot_new(3000, 64, 9);
+    float *want = malloc(s.n_index * 4), *got = malloc(s.n_index * 4);
+    CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
+    const int threads[] = {1, 2, 3, 7, 64};
+    for (int i = 0; i < 5; i++) {
+        msa_threadpool *tp = NULL;
+        CHECK_EQ_INT(msa_threadpool_new(threads[i], &tp), MSA_OK);
+        if (!tp) continue;
+        CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, got, tp), MSA_OK);
+        CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+        msa_threadpool_free(tp);
+    }
+    slot tiny = slot_new(5, 16, 1); /* fewer chunks than threads */
+    msa_threadpool *tp = NULL;
+    CHECK_EQ_INT(msa_threadpool_new(7, &tp), MSA_OK);
+    CHECK_EQ_INT(msa_read_doc_scores(&tiny.rq, tiny.sp, 2, MSA_ROUTE_BF16, tiny.n_index, want, NULL), MSA_OK);
+    if (tp) CHECK_EQ_INT(msa_read_doc_scores(&tiny.rq, tiny.sp, 2, MSA_ROUTE_BF16, tiny.n_index, got, tp), MSA_OK);
+    CHECK_EQ_INT(differ(want, got, tiny.n_index), 0);
+    msa_threadpool_free(tp);
+    slot_free(&tiny);
+    free(want), free(got);
+    slot_free(&s);
+}
+
 TEST(chunk_beyond_the_bank_is_bad_data) {
     slot s = slot_new(100, 16, 2);
     test_backend t = tbe(SIZE_MAX / 2);
@@ -262,6 +290,7 @@ TEST(falls_back_to_the_cpu_without_error) {
 
 int main(void) {
     RUN(scores_equal_cpu_scan);
+    RUN(cpu_scan_same_bits_any_threads);
     RUN(chunk_beyond_the_bank_is_bad_data);
     RUN(cache_uploads_once_per_snapshot);
     RUN(falls_back_to_the_cpu_without_error);
