@@ -59,6 +59,15 @@ msa_status msa_read_prompt_tokens(msa_model *model, msa_bank *bank, const uint32
  * without chunks. Parallel over tp. */
 msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
                                msa_route_dtype dtype, uint64_t n_index, float *doc_scores, msa_threadpool *tp);
+/* The same with every chunk's 1/|key| given (inv: msa_read_inv_norms of these spans; NULL: computed), which is
+ * what a question's scan spends most of its time on and does not depend on the question. */
+msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
+                                   msa_route_dtype dtype, uint64_t n_index, const float *inv, float *doc_scores,
+                                   msa_threadpool *tp);
+/* inv [every span's chunks, in span order] = 1/|key| as the scan computes it (0 for a zero key); MSA_ERR_IO on a
+ * SIGBUS under the bank's mapping. */
+msa_status msa_read_inv_norms(const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype, int dim, float *inv,
+                              msa_threadpool *tp);
 
 /* The last step of msa_read_doc_scores, shared with the scan on a GPU (route_resident.c): best [nq][n_index]
  * (each routing token's best cosine per document, -inf: no chunk) centred per token and averaged into

@@ -275,8 +275,13 @@ static msa_status route_layer(msa_memctx *c, int l, int s, const float *xn, cons
             bool on_backend = false; /* keys resident on a GPU, else the CPU scan (the same bits) */
             st = msa_read_resident_scores(c->model, msa_bank_snapshot_id(c->bank), s, c->info.shape.n_router, sp, nsp,
                                           dt, &q, n_index, R->all_scores, &on_backend);
-            if (!st && !on_backend)
-                st = msa_read_doc_scores(&q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
+            if (!st && !on_backend) { /* the host scan, with the keys' norms kept from earlier questions */
+                const float *inv = msa_read_resident_norms(c->model, msa_bank_snapshot_id(c->bank), s,
+                                                           c->info.shape.n_router, sp, nsp, dt, q.dim, &st);
+                if (!st)
+                    st = msa_read_doc_scores_inv(&q, sp, nsp, dt, n_index, inv, R->all_scores,
+                                                 msa_model_threadpool(c->model));
+            }
         } else if (!st)
             st = msa_route_doc_scores(&c->rp, &q, sp, nsp, dt, n_index, R->all_scores, msa_model_threadpool(c->model));
         free(sp);

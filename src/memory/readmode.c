@@ -33,6 +33,9 @@ typedef struct read_job {
     size_t n_spans;
     msa_route_dtype dtype;
     uint64_t n_index;
+    const float *inv;              /* [chunks of every span, in span order] 1/|key| (msa_read_inv_norms), or NULL:
+                                    * computed here */
+    float *inv_out;                /* msa_read_inv_norms: where to store them, no scoring */
     float *best;                   /* [q->n][n_index] best cosine per token and document; -inf: none */
     atomic_bool faulted;           /* a worker's read of the bank's mapping raised SIGBUS (fault_guard.h) */
 } read_job;
@@ -62,6 +65,14 @@ static uint64_t part_start(const msa_route_span *sp, int i, int nth) {
     return c;
 }
 
+/* 1/|k| as read mode scales a key's dot products: the sum of squares in double in element order (the GPU
+ * kernel's order too) */
+static float inv_norm(const float *k, int dim) {
+    double ss = 0;
+    for (int i = 0; i < dim; i++) ss += (double)k[i] * k[i];
+    return ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+}
+
 /* reads keys and chunk tables through the bank's mapping: allocates nothing (read_range does), so a SIGBUS
  * may abandon it */
 static void read_blocks(void *arg) {
@@ -71,20 +82,26 @@ static void read_blocks(void *arg) {
     float *key = tk->key, *y = tk->y;
     float inv[READ_BLOCK];
     uint32_t doc[READ_BLOCK];
-    for (size_t si = 0; si < j->n_spans; si++) {
+    uint64_t base = 0; /* the span's first chunk in j->inv */
+    for (size_t si = 0; si < j->n_spans; base += j->spans[si++].n_chunks) {
         const msa_route_span *sp = &j->spans[si];
         const uint64_t end = part_start(sp, tk->ith + 1, tk->nth);
         for (uint64_t c0 = part_start(sp, tk->ith, tk->nth); c0 < end;) {
             int m = 0;
             for (; c0 < end && m < READ_BLOCK; c0++) {
                 const uint32_t d = sp->doc_index[c0];
+                if (j->inv_out) { /* the norms only, of every chunk */
+                    float *k = key;
+                    if (j->dtype == MSA_ROUTE_F32) k = (float *)((const float *)sp->keys + c0 * (uint64_t)dim);
+                    else msa_route_widen_bf16((const uint16_t *)sp->keys + c0 * (uint64_t)dim, (size_t)dim, k);
+                    j->inv_out[base + c0] = inv_norm(k, dim);
+                    continue;
+                }
                 if (d >= j->n_index || skip_chunk(sp, c0)) continue;
                 float *k = key + (size_t)m * dim;
                 if (j->dtype == MSA_ROUTE_F32) memcpy(k, (const float *)sp->keys + c0 * (uint64_t)dim, (size_t)dim * sizeof *k);
                 else msa_route_widen_bf16((const uint16_t *)sp->keys + c0 * (uint64_t)dim, (size_t)dim, k);
-                double ss = 0;
-                for (int i = 0; i < dim; i++) ss += (double)k[i] * k[i];
-                inv[m] = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+                inv[m] = j->inv ? j->inv[base + c0] : inv_norm(k, dim);
                 doc[m++] = d;
             }
             if (m == 0) continue;
@@ -103,14 +120,30 @@ static void read_range(void *ctx, int ith, int nth) {
     read_job *j = ctx;
     const int dim = j->q->dim, nq = j->q->n;
     read_task tk = {j, ith, nth, malloc((size_t)READ_BLOCK * dim * sizeof(float)),
-                    malloc((size_t)READ_BLOCK * nq * sizeof(float))};
+                    malloc((size_t)READ_BLOCK * (nq ? nq : 1) * sizeof(float))};
     /* no memory (unreachable for supported shapes): this thread's documents keep -inf scores */
     if (tk.key && tk.y && !fault_guard_run(read_blocks, &tk)) atomic_store(&j->faulted, true);
     free(tk.key), free(tk.y);
 }
 
+msa_status msa_read_inv_norms(const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype, int dim, float *inv,
+                              msa_threadpool *tp) {
+    const msa_route_query none = {.n = 0, .dim = dim};
+    read_job j = {.q = &none, .spans = spans, .n_spans = n_spans, .dtype = dtype, .inv_out = inv};
+    if (tp) msa_threadpool_run(tp, read_range, &j);
+    else read_range(&j, 0, 1);
+    if (atomic_load(&j.faulted)) return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
+    return MSA_OK;
+}
+
 msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
                                msa_route_dtype dtype, uint64_t n_index, float *doc_scores, msa_threadpool *tp) {
+    return msa_read_doc_scores_inv(q, spans, n_spans, dtype, n_index, NULL, doc_scores, tp);
+}
+
+msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_span *spans, size_t n_spans,
+                                   msa_route_dtype dtype, uint64_t n_index, const float *inv, float *doc_scores,
+                                   msa_threadpool *tp) {
     for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = -INFINITY;
     if (n_index == 0 || q->n == 0) return MSA_OK;
     for (size_t si = 0; si < n_spans; si++)
@@ -132,7 +165,8 @@ msa_status msa_read_doc_scores(const msa_route_query *q, const msa_route_span *s
     msa_l2_normalize_rows(qn, (size_t)q->n, q->dim);
     for (size_t i = 0; i < (size_t)q->n * n_index; i++) best[i] = -INFINITY;
     msa_route_query qq = {.n = q->n, .dim = q->dim, .q = qn};
-    read_job j = {&qq, spans, n_spans, dtype, n_index, best, false};
+    read_job j = {.q = &qq, .spans = spans, .n_spans = n_spans, .dtype = dtype, .n_index = n_index, .inv = inv,
+                  .best = best};
     if (tp) msa_threadpool_run(tp, read_range, &j);
     else read_range(&j, 0, 1);
     if (atomic_load(&j.faulted)) {

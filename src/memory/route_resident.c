@@ -1,6 +1,6 @@
-/* route_resident.c — read mode's routing keys resident in a backend's memory (see route_resident.h). The
- * cache holds one bank snapshot at a time: read mode routes one bank per question, and a new snapshot (the
- * bank refreshed or another bank) makes the old keys unreachable anyway. */
+/* route_resident.c — read mode's routing keys resident in a backend's memory, and the host scan's key norms (see
+ * route_resident.h). The cache holds one bank snapshot at a time: read mode routes one bank per question, and a
+ * new snapshot (the bank refreshed or another bank) makes the old keys unreachable anyway. */
 #include "memory/route_resident.h"
 
 #include <math.h>
@@ -110,12 +110,60 @@ typedef struct resident_cache {
     int n_slots;
     bool off;             /* this snapshot routes on the CPU (no scan, or the keys did not fit) */
     msa_read_keys *slot;  /* [n_slots]; keys == NULL until uploaded */
+    float **inv;          /* [n_slots] host 1/|key| for the CPU scan (msa_read_inv_norms), NULL until made */
 } resident_cache;
 
 static void cache_clear(msa_backend *be, resident_cache *rc) {
-    for (int s = 0; s < rc->n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
-    free(rc->slot);
+    for (int s = 0; s < rc->n_slots; s++) {
+        if (rc->slot) msa_read_keys_free(be, &rc->slot[s]);
+        if (rc->inv) free(rc->inv[s]);
+    }
+    free(rc->slot), free(rc->inv);
     memset(rc, 0, sizeof *rc);
+}
+
+/* The model's cache, holding snapshot `snapshot` (an older one's contents released); NULL when out of memory. */
+static resident_cache *cache_for(msa_model *model, uint64_t snapshot, int n_slots) {
+    resident_cache *rc = model->read_resident;
+    if (!rc) {
+        rc = calloc(1, sizeof *rc);
+        if (!rc) return NULL;
+        model->read_resident = rc;
+    }
+    if (rc->snapshot != snapshot || rc->n_slots != n_slots) { /* snapshot ids start at 1 */
+        cache_clear(model->be, rc);
+        rc->snapshot = snapshot;
+        rc->n_slots = n_slots;
+        rc->slot = calloc((size_t)n_slots, sizeof *rc->slot);
+        rc->inv = calloc((size_t)n_slots, sizeof *rc->inv);
+        if (!rc->slot || !rc->inv) {
+            cache_clear(model->be, rc);
+            return NULL;
+        }
+    }
+    return rc;
+}
+
+const float *msa_read_resident_norms(msa_model *model, uint64_t snapshot, int slot, int n_slots,
+                                     const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype, int dim,
+                                     msa_status *st) {
+    *st = MSA_OK;
+    if (slot < 0 || slot >= n_slots) return NULL;
+    resident_cache *rc = cache_for(model, snapshot, n_slots);
+    if (!rc) return NULL;
+    if (!rc->inv[slot]) {
+        uint64_t n = 0;
+        for (size_t s = 0; s < n_spans; s++) n += spans[s].n_chunks;
+        float *inv = n < SIZE_MAX / sizeof(float) ? malloc((n ? n : 1) * sizeof *inv) : NULL;
+        if (!inv) return NULL; /* computed per question instead */
+        *st = msa_read_inv_norms(spans, n_spans, dtype, dim, inv, msa_model_threadpool(model));
+        if (*st) {
+            free(inv);
+            return NULL;
+        }
+        rc->inv[slot] = inv;
+    }
+    return rc->inv[slot];
 }
 
 void msa_read_resident_free(msa_model *model) {
@@ -134,20 +182,8 @@ msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slo
     const char *env = getenv("MSA_ROUTE_ON_HOST"); /* benchmarks: the CPU scan on a GPU build, same process */
     if (!be || !be->ops->route_maxsim || (env && *env && strcmp(env, "0")) || slot < 0 || slot >= n_slots)
         return MSA_OK;
-    resident_cache *rc = model->read_resident;
-    if (!rc) {
-        rc = calloc(1, sizeof *rc);
-        if (!rc) return MSA_OK; /* the CPU scan needs no cache */
-        model->read_resident = rc;
-    }
-    if (rc->snapshot != snapshot || rc->n_slots != n_slots) { /* snapshot ids start at 1 */
-        cache_clear(be, rc);
-        rc->snapshot = snapshot;
-        rc->n_slots = n_slots;
-        rc->slot = calloc((size_t)n_slots, sizeof *rc->slot);
-        if (!rc->slot) rc->off = true;
-    }
-    if (rc->off) return MSA_OK;
+    resident_cache *rc = cache_for(model, snapshot, n_slots);
+    if (!rc || rc->off) return MSA_OK; /* the CPU scan */
     msa_read_keys *k = &rc->slot[slot];
     if (!k->keys) {
         msa_status st = msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);

@@ -1,5 +1,5 @@
 /* route_resident.h — read mode's routing keys kept in a backend's memory (a GPU; design.md §7 "routing keys in
- * GPU memory"): uploaded once per bank snapshot and router slot, after which routing a question reads no host
+ * GPU memory"), and the host scan's key norms kept between questions: uploaded once per bank snapshot and router slot, after which routing a question reads no host
  * memory, runs backend.h's route_maxsim and moves back only the [tokens][documents] best cosines. The scores
  * are msa_read_doc_scores' bits (route.cu's exactness note), so a GPU routes exactly as the CPU does. */
 #ifndef MSA_MEMORY_ROUTE_RESIDENT_H
@@ -40,6 +40,13 @@ struct msa_model;
 msa_status msa_read_resident_scores(struct msa_model *model, uint64_t snapshot, int slot, int n_slots,
                                     const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
                                     const msa_route_query *q, uint64_t n_index, float *doc_scores, bool *done);
+/* The CPU scan's question-independent half, cached the same way: every chunk key's 1/|key| of slot `slot`
+ * (msa_read_inv_norms, for msa_read_doc_scores_inv), computed on the model's threads on first use. NULL when
+ * there is no memory for it (the scan then computes them itself) or on an error, which *st then holds (a SIGBUS
+ * under the bank's mapping: MSA_ERR_IO). The array belongs to the cache (valid until the next snapshot). */
+const float *msa_read_resident_norms(struct msa_model *model, uint64_t snapshot, int slot, int n_slots,
+                                     const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype, int dim,
+                                     msa_status *st);
 /* Releases the model's cache (msa_model_free calls it). */
 void msa_read_resident_free(struct msa_model *model);
 

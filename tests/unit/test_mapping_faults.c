@@ -170,6 +170,9 @@ TEST(bank_reads_after_truncation_are_io_errors) {
     }
     CHECK_EQ_INT(msa_read_doc_scores(&rq, sp, nbs < 8 ? nbs : 8, dt, bi.next_index, scores, NULL), MSA_ERR_IO);
     CHECK_EQ_INT(msa_read_doc_scores(&rq, sp, nbs < 8 ? nbs : 8, dt, bi.next_index, scores, tp), MSA_ERR_IO);
+    float *inv = malloc((size_t)bi.n_chunks * 4 + 4);
+    CHECK_EQ_INT(msa_read_inv_norms(sp, nbs < 8 ? nbs : 8, dt, dim, inv, tp), MSA_ERR_IO);
+    free(inv);
     msa_threadpool_free(tp);
     free(q), free(scores);
     msa_bank_close(b);

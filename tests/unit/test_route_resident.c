@@ -202,6 +202,39 @@ TEST(cpu_scan_same_bits_any_threads) {
     slot_free(&s);
 }
 
+/* The host scan's norms kept between questions: the same bits as computing them per question; one array per
+ * snapshot and slot, made once. */
+TEST(cpu_scan_norms_cached) {
+    slot s = slot_new(2500, 64, 6);
+    float *want = malloc(s.n_index * 4), *got = malloc(s.n_index * 4), *inv = malloc(s.n * 4);
+    CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
+    msa_threadpool *tp = NULL;
+    CHECK_EQ_INT(msa_threadpool_new(3, &tp), MSA_OK);
+    CHECK_EQ_INT(msa_read_inv_norms(s.sp, 2, MSA_ROUTE_BF16, 64, inv, tp), MSA_OK);
+    CHECK(inv[3] == 0.0f && inv[4] > 0.0f); /* slot_new's zero key */
+    CHECK_EQ_INT(msa_read_doc_scores_inv(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, inv, got, tp), MSA_OK);
+    CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+    test_backend t = tbe(SIZE_MAX / 2);
+    msa_backend_ops cpu_like = tb_ops;
+    cpu_like.route_maxsim = NULL; /* a backend without the scan: the host scan and its cached norms */
+    t.base.ops = &cpu_like;
+    msa_model m = {.be = &t.base, .tp = tp};
+    msa_status st = MSA_ERR_IO;
+    const float *a = msa_read_resident_norms(&m, 5, 1, 2, s.sp, 2, MSA_ROUTE_BF16, 64, &st);
+    CHECK(a != NULL && st == MSA_OK);
+    if (a) CHECK(!memcmp(a, inv, s.n * 4));
+    CHECK(msa_read_resident_norms(&m, 5, 1, 2, s.sp, 2, MSA_ROUTE_BF16, 64, &st) == a); /* kept */
+    CHECK(msa_read_resident_norms(&m, 5, 2, 2, s.sp, 2, MSA_ROUTE_BF16, 64, &st) == NULL && st == MSA_OK);
+    const float *b = msa_read_resident_norms(&m, 6, 1, 2, s.sp, 2, MSA_ROUTE_BF16, 64, &st); /* new snapshot */
+    CHECK(b != NULL);
+    if (b) CHECK(!memcmp(b, inv, s.n * 4));
+    msa_read_resident_free(&m);
+    CHECK(m.read_resident == NULL);
+    msa_threadpool_free(tp);
+    free(want), free(got), free(inv);
+    slot_free(&s);
+}
+
 TEST(chunk_beyond_the_bank_is_bad_data) {
     slot s = slot_new(100, 16, 2);
     test_backend t = tbe(SIZE_MAX / 2);
@@ -291,6 +324,7 @@ TEST(falls_back_to_the_cpu_without_error) {
 int main(void) {
     RUN(scores_equal_cpu_scan);
     RUN(cpu_scan_same_bits_any_threads);
+    RUN(cpu_scan_norms_cached);
     RUN(chunk_beyond_the_bank_is_bad_data);
     RUN(cache_uploads_once_per_snapshot);
     RUN(falls_back_to_the_cpu_without_error);
