@@ -144,6 +144,23 @@ static resident_cache *cache_for(msa_model *model, uint64_t snapshot, int n_slot
     return rc;
 }
 
+/* Whether every router slot's keys can go to the device and leave room for the forward pass (the answer's
+ * prompt and KV cache): at least a tenth of its memory, and 2 GiB, stay free. Checked once per snapshot, before
+ * the first upload, so that a bank that does not fit is not half uploaded first. */
+static bool fits(msa_backend *be, const resident_cache *rc, const msa_route_span *spans, size_t n_spans,
+                 msa_route_dtype dtype, int dim) {
+    for (int s = 0; s < rc->n_slots; s++)
+        if (rc->slot[s].keys) return true; /* checked when the first slot went up */
+    if (!be->ops->memory) return true;     /* unknown: an upload that does not fit fails cleanly anyway */
+    size_t used = 0, total = 0;
+    be->ops->memory(be, &used, &total);
+    uint64_t n = 0;
+    for (size_t i = 0; i < n_spans; i++) n += spans[i].n_chunks;
+    const double need = (double)rc->n_slots * (double)n * ((double)dim * (dtype == MSA_ROUTE_F32 ? 4 : 2) + 4);
+    const double reserve = (double)total / 10 > 2.0 * (1 << 30) ? (double)total / 10 : 2.0 * (1 << 30);
+    return (double)used + need + reserve <= (double)total;
+}
+
 const float *msa_read_resident_norms(msa_model *model, uint64_t snapshot, int slot, int n_slots,
                                      const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype, int dim,
                                      msa_status *st) {
@@ -185,6 +202,10 @@ msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slo
     resident_cache *rc = cache_for(model, snapshot, n_slots);
     if (!rc || rc->off) return MSA_OK; /* the CPU scan */
     msa_read_keys *k = &rc->slot[slot];
+    if (!k->keys && !fits(be, rc, spans, n_spans, dtype, q->dim)) {
+        rc->off = true;
+        return MSA_OK;
+    }
     if (!k->keys) {
         msa_status st = msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
         if (st == MSA_ERR_NOMEM) { /* does not fit: give the memory back, route this snapshot on the CPU */

@@ -35,8 +35,9 @@ msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const m
 struct msa_model;
 /* The model's cache of one bank snapshot's keys (snapshot: msa_bank_snapshot_id; n_slots router slots),
  * made on first use: doc_scores of slot `slot` computed on the model's backend. *done is false, with nothing
- * computed and no error, when the backend has no routing scan or the keys do not fit its memory (the caller
- * scans on the CPU; a cache that did not fit is not tried again for that snapshot). */
+ * computed and no error, when the backend has no routing scan or the keys of all n_slots slots would not fit
+ * its memory with a tenth of it (at least 2 GiB) left for the forward pass (the caller scans on the CPU; a
+ * snapshot that did not fit is not tried again). */
 msa_status msa_read_resident_scores(struct msa_model *model, uint64_t snapshot, int slot, int n_slots,
                                     const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
                                     const msa_route_query *q, uint64_t n_index, float *doc_scores, bool *done);

@@ -64,6 +64,10 @@ static msa_status tb_download(msa_backend *be, void *dst, const msa_buf *src, si
     return MSA_OK;
 }
 static msa_status tb_sync(msa_backend *be) { return (void)be, MSA_OK; }
+static size_t tb_total; /* what the memory op reports as the device's size */
+static void tb_memory(msa_backend *be, size_t *used, size_t *total) {
+    *used = ((test_backend *)be)->in_use, *total = tb_total;
+}
 
 /* backend.h's route_maxsim, as its comment states it */
 static msa_status tb_route_maxsim(msa_backend *be, const msa_buf *keys, bool bf16, const msa_buf *doc,
@@ -291,6 +295,21 @@ TEST(falls_back_to_the_cpu_without_error) {
     t.budget = SIZE_MAX / 2; /* a new snapshot is tried again */
     CHECK_EQ_INT(msa_read_resident_scores(&m, 4, 1, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
     CHECK(done);
+    /* a device that reports its memory: the whole bank (two slots) plus the reserve must fit, or nothing goes up */
+    msa_backend_ops with_memory = tb_ops;
+    with_memory.memory = tb_memory;
+    test_backend tm = tbe(SIZE_MAX / 2);
+    tm.base.ops = &with_memory;
+    msa_model mm = {.be = &tm.base};
+    const size_t bank = 2 * 600 * (64 * 2 + 4), gib2 = (size_t)2 << 30;
+    tb_total = bank + gib2 - 1; /* one byte short */
+    CHECK_EQ_INT(msa_read_resident_scores(&mm, 1, 0, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(!done && tm.live == 0 && tm.uploads == 0);
+    msa_read_resident_free(&mm);
+    tb_total = bank + gib2 + 4096; /* room for the keys, the tables and the scratch of one question */
+    CHECK_EQ_INT(msa_read_resident_scores(&mm, 2, 0, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
+    CHECK(done);
+    msa_read_resident_free(&mm);
     /* MSA_ROUTE_ON_HOST: the CPU scan even where the backend has one */
     setenv("MSA_ROUTE_ON_HOST", "1", 1);
     CHECK_EQ_INT(msa_read_resident_scores(&m, 4, 1, 2, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
