@@ -64,7 +64,8 @@ struct msa_model {
     bool llamacpp_attn;
     msa_threadpool *tp;         /* compute threads (msa_model_params.n_threads) */
     struct msa_backend *be;     /* where the forward pass runs (backend.h; msa_model_params.device) */
-    void *read_resident;        /* read-mode routing keys on be (memory/route_resident.c), NULL until used */
+    void *read_resident;        /* read mode's routing caches of one bank snapshot: keys on be, host key norms
+                                 * (memory/route_resident.c); NULL until used */
     msa_chat_kind chat_kind;
     char *chat_default_system;  /* ChatML default system message when the first message is not "system" */
     const char *weight_dtype;
