@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_msa.sh — `msa bench route` and `msa bench encode` through the CLI ($MSA), at toy sizes so that the
+# bench_msa.sh — `msa bench route`, `read` and `encode` through the CLI ($MSA), at toy sizes so that the
 # benchmark code (bank written through the writer, routed through its mapping, JSON rows that
 # scripts/plot_msa_bench.py reads) runs in CI: rows per size, the bank directories removed afterwards (kept
 # and reused with --keep), usage errors (64), and encode on the synthetic MSA checkpoint when python3+numpy
@@ -34,6 +34,17 @@ check route_bad_sizes "$?" 64
 check route_bad_layers "$?" 64
 "$MSA" bench encode >/dev/null 2>&1
 check encode_needs_model "$?" 64
+
+# read mode's scan: two sizes of 30-token documents; the host row per size (a GPU row needs --device cuda)
+"$MSA" bench read --sizes 600,1200 --layers 2 --kv-dim 64 --query-tokens 5 --doc-tokens 30 --reps 2 --json \
+    >"$T/read.json" 2>"$T/err"
+check read_exit "$?" 0
+check read_rows "$(rows "$T/read.json")" "host tokens=600 host tokens=1200"
+check read_rate "$(python3 -c 'import json,sys; print(all(r["GB/s"]["median"] > 0 for r in json.load(open(sys.argv[1]))["results"]))' "$T/read.json" 2>/dev/null)" True
+"$MSA" bench read --kv-dim 0 >/dev/null 2>&1
+check read_bad_dim "$?" 64
+"$MSA" bench read --sizes 600 --device nonsense >/dev/null 2>&1
+check read_bad_device "$?" 64
 
 # encoding on the small synthetic MSA checkpoint
 if need_python_numpy encode && synthetic_checkpoint "$T/ckpt" encode --variant base; then

@@ -1,4 +1,5 @@
-/* bench_msa.c — `msa bench route` and `msa bench encode`: how the MSA memory costs grow with its size.
+/* bench_msa.c — `msa bench route`, `msa bench read` and `msa bench encode`: how the MSA memory costs grow with
+ * its size.
  *
  *   msa bench route [--sizes 1e4,3e4,...] [--max-tokens N] [--layers L] [--query-tokens S] [--doc-tokens D]
  *                   [--dir DIR] [--in-memory] [--keep] [-t T] [--reps R] [--warmup W] [--json]
@@ -11,6 +12,14 @@
  *       documents — what the model's router hook does (context.c). Time per query (median, min-max, IQR),
  *       memory tokens/s, GB/s of routing keys, GMAC/s, CPU seconds. --in-memory scans malloc'd arrays
  *       instead of a bank; --keep keeps the banks and reuses them in the next run with the same --dir.
+ *   msa bench read [--sizes 1e5,3e5,...] [--max-tokens N] [--layers L] [--kv-dim K] [--query-tokens S]
+ *                  [--doc-tokens D] [--device cuda[:N]] [-t T] [--reps R] [--warmup W] [--json]
+ *       Read mode's routing scan per question (readmode.c: every routing token against every P=1 key, the best
+ *       cosine per document, centred per token) over in-memory synthetic keys of the default model's shape
+ *       (L = 15 router layers, K = 192 = 3 kv-heads x 64, documents of D = 110 tokens like the QA passages),
+ *       on the host (the norms kept per snapshot, as the engine does; their one-off cost in the note) and, with
+ *       --device, over keys resident on the GPU (route_resident.c) in the same run, its scores checked equal to
+ *       the host's (exit 70 if not). Default sizes 1e5, 3e5, 1e6 tokens (--max-tokens raises the cap).
  *   msa bench encode -m MODEL [--sizes ...] [--max-tokens N] [--doc-tokens D] [--mode native|read]
  *                   [--dir DIR] [--keep] [-t T] [--json]
  *       Stage-1 encoding through msa_bank_ingest (tokenize, one causal forward per document, chunk pooling,
@@ -31,7 +40,11 @@
 #include "bench_msa.h"
 #include "bench_util.h"
 #include "commands.h"
+#include "backend/backend.h"
+#include "backend/device.h"
+#include "memory/ask.h"
 #include "memory/route.h"
+#include "memory/route_resident.h"
 #include "model/tensor.h"
 #include "msa.h"
 #include "util/error.h"
@@ -340,6 +353,159 @@ static int bench_route(int argc, char **argv) {
     return rc;
 }
 
+/* ------------------------------------------------------------------------------------------------ read */
+
+typedef struct read_ctx {
+    int layers, S, K;
+    msa_route_query q[MSA_BANK_MAX_LAYERS]; /* [S][K] per layer */
+    msa_route_span span;                    /* one layer's keys; every layer scans its own copy (keys + l * C * K) */
+    const uint16_t *keys;
+    uint64_t C, n_index;
+    const float *inv;                       /* [layers][C] host scan: the norms kept per snapshot */
+    msa_backend *be;                        /* device scan: NULL for the host */
+    msa_read_keys dk[MSA_BANK_MAX_LAYERS];
+    float *scores;                          /* [n_index] */
+    msa_threadpool *tp;
+    msa_status st;
+} read_ctx;
+
+/* One question: every router layer's read-mode scan and its centring, as context.c runs them. */
+static void read_query(void *arg) {
+    read_ctx *c = arg;
+    for (int l = 0; l < c->layers && !c->st; l++) {
+        if (c->be) {
+            c->st = msa_read_keys_scores(c->be, &c->dk[l], &c->q[l], c->n_index, c->scores);
+            continue;
+        }
+        const msa_route_span sp = {c->keys + (uint64_t)l * c->C * c->K, c->span.doc_index, c->C};
+        c->st = msa_read_doc_scores_inv(&c->q[l], &sp, 1, MSA_ROUTE_BF16, c->n_index, c->inv + (uint64_t)l * c->C,
+                                        c->scores, c->tp);
+    }
+}
+
+static int bench_read(int argc, char **argv) {
+    bench_opts o = bench_default_opts();
+    o.reps = 5;
+    o.warmup = 1;
+    double max_tokens = 1e6;
+    int layers = 15, S = 25, K = 192, doc_tokens = 110;
+    const char *sizes_arg = NULL;
+    for (int i = 1; i < argc; i++) {
+        int rc;
+        if (bench_parse_opt(&o, "bench read", argc, argv, &i, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) return cli_usage_error("bench read", "unknown option '%s' (or it needs a value)", argv[i]);
+        i++;
+        if (!strcmp(argv[i - 1], "--max-tokens")) max_tokens = atof(v);
+        else if (!strcmp(argv[i - 1], "--sizes")) sizes_arg = v;
+        else if (!strcmp(argv[i - 1], "--layers")) layers = atoi(v);
+        else if (!strcmp(argv[i - 1], "--query-tokens")) S = atoi(v);
+        else if (!strcmp(argv[i - 1], "--kv-dim")) K = atoi(v);
+        else if (!strcmp(argv[i - 1], "--doc-tokens")) doc_tokens = atoi(v);
+        else return cli_usage_error("bench read", "unknown option '%s'", argv[i - 1]);
+    }
+    if (S < 1 || S > 4096 || layers < 1 || layers > MSA_BANK_MAX_LAYERS || doc_tokens < 2 || doc_tokens > 1 << 20 ||
+        K < 1 || K > 8192)
+        return cli_usage_error("bench read", "bad --query-tokens, --layers, --kv-dim or --doc-tokens");
+    static const double defaults[] = {1e5, 3e5, 1e6, 3e6, 1e7};
+    double sizes[MAX_SIZES];
+    int n_sizes = common_sizes("bench read", sizes_arg, max_tokens, defaults, 5, sizes);
+    if (n_sizes < 0) return 64;
+    msa_backend *be = NULL;
+    if (o.device && strcmp(o.device, "cpu")) {
+        msa_device dev;
+        msa_status st = msa_device_parse(o.device, &dev);
+        if (!st && dev.kind != MSA_DEVICE_CUDA) st = msa_fail(MSA_ERR_INVALID_ARG, "--device: cpu or cuda[:N]");
+        if (!st) st = msa_backend_cuda_new(NULL, dev.index, &be);
+        if (st) return cli_fail(st);
+    }
+    msa_threadpool *tp;
+    if (msa_threadpool_new(o.n_threads, &tp)) return cli_fail(MSA_ERR_NOMEM);
+    read_ctx c = {.layers = layers, .S = S, .K = K, .tp = tp};
+    float *qbuf = malloc((size_t)layers * S * K * sizeof *qbuf);
+    if (!qbuf) return cli_fail(MSA_ERR_NOMEM);
+    uint64_t seed = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < (size_t)layers * S * K; i++) qbuf[i] = (float)((xs(&seed) >> 40) / (double)(1 << 24)) - 0.5f;
+    for (int l = 0; l < layers; l++) c.q[l] = (msa_route_query){.n = S, .dim = K, .q = qbuf + (size_t)l * S * K};
+
+    bench_report *r = bench_report_new("read", &o);
+    bench_report_meta(r, "threads", "%d", msa_threadpool_size(tp));
+    bench_report_meta(r, "shape", "read mode: %d router layers, bf16 keys of %d per token (P=1), %d-token documents",
+                      layers, K, doc_tokens);
+    bench_report_meta(r, "query", "%d routing tokens: best cosine per document, centred per token, every layer", S);
+    bench_report_meta(r, "rows", "host: the CPU scan with the keys' norms kept; %s: keys resident on the device, "
+                      "the same scores checked against the host's", be ? o.device : "(no --device)");
+    int rc = 0;
+    for (int si = 0; si < n_sizes && !rc; si++) {
+        const uint64_t n_docs = (uint64_t)ceil(sizes[si] / doc_tokens), C = n_docs * (uint64_t)doc_tokens;
+        const double key_bytes = (double)C * K * 2 * layers;
+        uint16_t *keys = malloc((size_t)(C * (uint64_t)K * (uint64_t)layers) * sizeof *keys);
+        uint32_t *doc = malloc((size_t)C * sizeof *doc);
+        float *inv = malloc((size_t)(C * (uint64_t)layers) * sizeof *inv);
+        float *host = malloc((size_t)n_docs * sizeof *host);
+        c.scores = malloc((size_t)n_docs * sizeof *c.scores);
+        msa_status st = keys && doc && inv && host && c.scores
+                            ? MSA_OK
+                            : msa_fail(MSA_ERR_NOMEM, "bench read: out of memory at %" PRIu64 " tokens", C);
+        if (!st) {
+            uint64_t s2 = 0x9E3779B97F4A7C15ull;
+            fill_keys(keys, C * (uint64_t)K * (uint64_t)layers, &s2);
+            for (uint64_t k = 0; k < C; k++) doc[k] = (uint32_t)(k / (uint64_t)doc_tokens);
+            c.keys = keys, c.span.doc_index = doc, c.C = C, c.n_index = n_docs, c.inv = inv, c.be = NULL;
+        }
+        double norms_s = bench_now();
+        for (int l = 0; l < layers && !st; l++) {
+            const msa_route_span sp = {keys + (uint64_t)l * C * K, doc, C};
+            st = msa_read_inv_norms(&sp, 1, MSA_ROUTE_BF16, K, inv + (uint64_t)l * C, tp);
+        }
+        norms_s = bench_now() - norms_s;
+        char name[64], note[200];
+        if (!st) {
+            bench_stats s;
+            c.st = MSA_OK;
+            bench_time(read_query, &c, o.warmup, o.reps, &s);
+            st = c.st;
+            memcpy(host, c.scores, (size_t)n_docs * sizeof *host); /* the last layer's, for the device check */
+            bench_metric m[] = {{"tokens/s", (double)C, 0}, {"GB/s", key_bytes / 1e9, 0},
+                                {"GMAC/s", (double)S * (double)C * K * layers / 1e9, 0}};
+            snprintf(name, sizeof name, "host tokens=%" PRIu64, C);
+            snprintf(note, sizeof note, "%" PRIu64 " documents, %.1f MB keys/layer, norms once %.3f s", n_docs,
+                     key_bytes / layers / 1e6, norms_s);
+            if (!st) bench_report_row(r, name, &s, m, 3, note);
+        }
+        if (!st && be) {
+            double up = bench_now();
+            for (int l = 0; l < layers && !st; l++) {
+                const msa_route_span sp = {keys + (uint64_t)l * C * K, doc, C};
+                st = msa_read_keys_upload(be, &sp, 1, MSA_ROUTE_BF16, K, n_docs, &c.dk[l]);
+            }
+            up = bench_now() - up;
+            c.be = be;
+            bench_stats s;
+            c.st = MSA_OK;
+            if (!st) bench_time(read_query, &c, o.warmup, o.reps, &s), st = c.st;
+            if (!st && memcmp(host, c.scores, (size_t)n_docs * sizeof *host))
+                st = msa_fail(MSA_ERR_INTERNAL, "bench read: the device's scores differ from the host's");
+            bench_metric m[] = {{"tokens/s", (double)C, 0}, {"GB/s", key_bytes / 1e9, 0},
+                                {"GMAC/s", (double)S * (double)C * K * layers / 1e9, 0}};
+            snprintf(name, sizeof name, "%s tokens=%" PRIu64, o.device, C);
+            snprintf(note, sizeof note, "scores equal to the host's; upload %.2f s (%.1f GB/s)", up, key_bytes / up / 1e9);
+            if (!st) bench_report_row(r, name, &s, m, 3, note);
+            for (int l = 0; l < layers; l++) msa_read_keys_free(be, &c.dk[l]);
+        }
+        free(keys), free(doc), free(inv), free(host), free(c.scores);
+        if (st) rc = cli_fail(st);
+    }
+    bench_report_finish(r);
+    free(qbuf);
+    msa_threadpool_free(tp);
+    if (be) msa_backend_free(be);
+    return rc;
+}
+
 /* ---------------------------------------------------------------------------------------------- encode */
 
 /* Plain English-like text of n_words words, deterministic per document. */
@@ -488,5 +654,6 @@ static int bench_encode(int argc, char **argv) {
 
 int bench_msa(const char *what, int argc, char **argv) {
     if (!strcmp(what, "route")) return bench_route(argc, argv);
+    if (!strcmp(what, "read")) return bench_read(argc, argv);
     return bench_encode(argc, argv);
 }

@@ -162,6 +162,16 @@ static const cli_opt bench_route_own[] = {
     {"--keep", NULL, NULL, CLI_FLAG, 0, 0, NULL, "keep the banks and reuse them", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
 };
+static const cli_opt bench_read_own[] = {
+    {"--sizes", NULL, "LIST", CLI_STR, 0, 0, "1e5,3e5,1e6", "key counts (tokens) to scan", NULL, false, NULL},
+    {"--max-tokens", NULL, "N", CLI_STR, 0, 0, "1e6", "cap on the default sizes (1e5,3e5,1e6,3e6,1e7)", NULL, false,
+     NULL},
+    {"--layers", NULL, "L", CLI_INT, 1, 256, "15", "router layers", NULL, false, NULL},
+    {"--kv-dim", NULL, "K", CLI_INT, 1, 8192, "192", "key length (kv heads x head dim)", NULL, false, NULL},
+    {"--query-tokens", NULL, "S", CLI_INT, 1, 4096, "25", "routing tokens of the question", NULL, false, NULL},
+    {"--doc-tokens", NULL, "D", CLI_INT, 2, 1 << 20, "110", "tokens per document", NULL, false, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
+};
 static const cli_opt bench_encode_own[] = {
     {"--model", "-m", "MODEL", CLI_STR, 0, 0, NULL, "a GGUF file or a Hugging Face model directory", NULL, false, NULL},
     {"--sizes", NULL, "LIST", CLI_STR, 0, 0, "1e4,3e4,1e5", "bank sizes in tokens", NULL, false, NULL},
@@ -330,6 +340,8 @@ const cli_cmd cli_commands[] = {
     {"bench decode", "", "model decode tokens/s", NULL, bench_model_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
     {"bench route", "", "per-query routing cost over synthetic banks of growing size", NULL, bench_route_own, BENCH_NOTE,
      0, -1, NULL, cmd_bench},
+    {"bench read", "", "read mode's routing scan per question, host and --device cuda in the same run", NULL,
+     bench_read_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},
     {"bench encode", "", "stage-1 encoding cost into banks of growing size", NULL, bench_encode_own, BENCH_NOTE, 0, -1,
      NULL, cmd_bench},
     {"bench gpu", "", "load, prefill, batched decode, encode on a device, beside its measured ceilings", NULL, bench_gpu_own, BENCH_NOTE, 0, -1, NULL, cmd_bench},

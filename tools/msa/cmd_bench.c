@@ -402,7 +402,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(what, "matmul")) return bench_matmul(argc - 1, argv + 1);
     if (!strcmp(what, "pool")) return bench_pool(argc - 1, argv + 1);
     if (!strcmp(what, "bank")) return bench_bank(argc - 1, argv + 1);
-    if (!strcmp(what, "route") || !strcmp(what, "encode")) return bench_msa(what, argc - 1, argv + 1);
+    if (!strcmp(what, "route") || !strcmp(what, "read") || !strcmp(what, "encode")) return bench_msa(what, argc - 1, argv + 1);
     if (!strcmp(what, "prefill") || !strcmp(what, "decode")) return bench_model(what, argc - 1, argv + 1);
     if (!strcmp(what, "gpu")) return bench_gpu(argc - 1, argv + 1);
     fprintf(stderr, "msa bench: unknown benchmark '%s'\n", what);
