@@ -28,6 +28,8 @@ msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, si
     for (size_t s = 0; s < n_spans; s++) n += spans[s].n_chunks;
     if (n > INT32_MAX || n > SIZE_MAX / row) return msa_fail(MSA_ERR_LIMIT, "routing: %llu chunks in one router slot",
                                                               (unsigned long long)n);
+    if (n_index > INT32_MAX) /* the device's document table is int32 */
+        return msa_fail(MSA_ERR_LIMIT, "routing: %llu documents", (unsigned long long)n_index);
     out->n_chunks = n, out->dim = dim, out->bf16 = dtype == MSA_ROUTE_BF16;
     out->keys = be->ops->alloc(be, n ? (size_t)n * row : 1);
     out->doc = out->keys ? be->ops->alloc(be, n ? (size_t)n * sizeof(int32_t) : 1) : NULL;
@@ -208,7 +210,7 @@ msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slo
     }
     if (!k->keys) {
         msa_status st = msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
-        if (st == MSA_ERR_NOMEM) { /* does not fit: give the memory back, route this snapshot on the CPU */
+        if (st == MSA_ERR_NOMEM || st == MSA_ERR_LIMIT) { /* does not fit: route this snapshot on the CPU */
             for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
             rc->off = true;
             msa_clear_error();

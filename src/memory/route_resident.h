@@ -22,8 +22,8 @@ typedef struct msa_read_keys {
 
 /* Copies the spans' keys to be (through a host bounce buffer, so that a SIGBUS under the bank's mapping is an
  * error, not a crash) with the document table read mode routes by (a document's first chunk skipped when it
- * has others). MSA_ERR_BAD_DATA for a chunk of a document >= n_index; MSA_ERR_NOMEM when the device is full
- * (nothing is kept). On success *out holds backend buffers the caller releases with msa_read_keys_free. */
+ * has others). MSA_ERR_BAD_DATA for a chunk of a document >= n_index; MSA_ERR_NOMEM when the device is full,
+ * MSA_ERR_LIMIT beyond 2^31 chunks or documents (nothing is kept). On success *out holds backend buffers the caller releases with msa_read_keys_free. */
 msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype,
                                 int dim, uint64_t n_index, msa_read_keys *out);
 void msa_read_keys_free(msa_backend *be, msa_read_keys *k);
