@@ -36,7 +36,8 @@ typedef struct read_job {
     const float *inv;              /* [chunks of every span, in span order] 1/|key| (msa_read_inv_norms), or NULL:
                                     * computed here */
     float *inv_out;                /* msa_read_inv_norms: where to store them, no scoring */
-    float *best;                   /* [q->n][n_index] best cosine per token and document; -inf: none */
+    float *best;                   /* [n_index][q->n] best cosine per document and token (document-major, so that a
+                                    * chunk updates one contiguous row); -inf: none */
     atomic_bool faulted;           /* a worker's read of the bank's mapping raised SIGBUS (fault_guard.h) */
 } read_job;
 
@@ -106,12 +107,14 @@ static void read_blocks(void *arg) {
             }
             if (m == 0) continue;
             msa_route_dots(key, (size_t)dim, m, j->q->q, (size_t)dim, nt, dim, y, (size_t)nt);
-            for (int b = 0; b < m; b++)
+            for (int b = 0; b < m; b++) {
+                float *bp = j->best + (size_t)doc[b] * nt;
+                const float *yb = y + (size_t)b * nt, s = inv[b];
                 for (int t = 0; t < nt; t++) {
-                    const float v = y[(size_t)b * nt + t] * inv[b];
-                    float *bp = &j->best[(size_t)t * j->n_index + doc[b]];
-                    if (v > *bp) *bp = v;
+                    const float v = yb[t] * s;
+                    if (v > bp[t]) bp[t] = v;
                 }
+            }
         }
     }
 }
@@ -174,8 +177,17 @@ msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_spa
         return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
     }
     free(qn);
-    msa_status st = msa_read_center(best, q->n, n_index, doc_scores);
+    /* token-major for the centring (msa_read_center), reusing the buffer through a transposed copy */
+    float *tm = malloc((size_t)q->n * n_index * sizeof *tm);
+    if (!tm) {
+        free(best);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
+    }
+    for (uint64_t d = 0; d < n_index; d++)
+        for (int t = 0; t < q->n; t++) tm[(size_t)t * n_index + d] = best[d * (uint64_t)q->n + (uint64_t)t];
     free(best);
+    msa_status st = msa_read_center(tm, q->n, n_index, doc_scores);
+    free(tm);
     return st;
 }
 
