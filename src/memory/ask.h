@@ -69,10 +69,11 @@ msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_spa
 msa_status msa_read_inv_norms(const msa_route_span *spans, size_t n_spans, msa_route_dtype dtype, int dim, float *inv,
                               msa_threadpool *tp);
 
-/* The last step of msa_read_doc_scores, shared with the scan on a GPU (route_resident.c): best [nq][n_index]
- * (each routing token's best cosine per document, -inf: no chunk) centred per token and averaged into
- * doc_scores [n_index]. */
-msa_status msa_read_center(const float *best, int nq, uint64_t n_index, float *doc_scores);
+/* The last step of msa_read_doc_scores, shared with the scan on a GPU (route_resident.c): each routing token's
+ * best cosine per document (token t, document d at best[t * ts + d * ds]; -inf: no chunk) centred per token and
+ * averaged into doc_scores [n_index]. The host scan's bests are document-major (ts 1, ds nq), the GPU's
+ * token-major (ts n_index, ds 1). */
+msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t ts, size_t ds, float *doc_scores);
 
 /* The token count of question as plain text; MSA_ERR_LIMIT beyond p->max_question_tokens. */
 msa_status msa_ask_check_question(const msa_model *model, const char *question, size_t len, const msa_ask_params *p);

@@ -442,11 +442,16 @@ msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated) {
     if (updated) *updated = false;
     msa_bank_info bi;
     msa_bank_get_info(bank, &bi);
-    float cur;
-    if (bi.shape.mode != MSA_BANK_READ || (msa_bm25_current_weight(bank, &cur) && cur == w)) return MSA_OK;
-    /* a stale index of this bank that only lacks the documents added since is extended; anything else rebuilt */
+    if (bi.shape.mode != MSA_BANK_READ) return MSA_OK;
+    /* one read of the file: kept when current with weight w; a stale index of this bank that only lacks the
+     * documents added since is extended; anything else rebuilt */
     msa_bm25 *ix = NULL;
     msa_status st = msa_bm25_load_stale(bank, msa_bm25_bank_dir(bank), &ix);
+    if (!st && ix->version == bi.version && ix->n_docs == bi.n_docs && ix->n_index == bi.next_index &&
+        ix->weight == w) {
+        msa_bm25_free(ix);
+        return MSA_OK;
+    }
     if (!st) st = msa_bm25_extend(bank, ix);
     if (st) {
         msa_bm25_free(ix), ix = NULL;

@@ -177,34 +177,25 @@ msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_spa
         return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
     }
     free(qn);
-    /* token-major for the centring (msa_read_center), reusing the buffer through a transposed copy */
-    float *tm = malloc((size_t)q->n * n_index * sizeof *tm);
-    if (!tm) {
-        free(best);
-        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
-    }
-    for (uint64_t d = 0; d < n_index; d++)
-        for (int t = 0; t < q->n; t++) tm[(size_t)t * n_index + d] = best[d * (uint64_t)q->n + (uint64_t)t];
+    msa_status st = msa_read_center(best, q->n, n_index, 1, (size_t)q->n, doc_scores); /* document-major */
     free(best);
-    msa_status st = msa_read_center(tm, q->n, n_index, doc_scores);
-    free(tm);
     return st;
 }
 
-msa_status msa_read_center(const float *best, int nq, uint64_t n_index, float *doc_scores) {
+msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t ts, size_t ds, float *doc_scores) {
     double *acc = calloc(n_index ? n_index : 1, sizeof *acc);
     if (!acc) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
     for (int t = 0; t < nq; t++) { /* centre each token's bests over the documents that have chunks */
-        const float *b = best + (size_t)t * n_index;
+        const float *b = best + (size_t)t * ts;
         double sum = 0;
         uint64_t n = 0;
         for (uint64_t d = 0; d < n_index; d++)
-            if (isfinite(b[d])) sum += b[d], n++;
+            if (isfinite(b[d * ds])) sum += b[d * ds], n++;
         const double mu = n ? sum / (double)n : 0;
         for (uint64_t d = 0; d < n_index; d++)
-            if (isfinite(b[d])) acc[d] += b[d] - mu;
+            if (isfinite(b[d * ds])) acc[d] += b[d * ds] - mu;
     }
-    for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = isfinite(best[d]) ? (float)(acc[d] / nq) : -INFINITY;
+    for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = isfinite(best[d * ds]) ? (float)(acc[d] / nq) : -INFINITY;
     free(acc);
     return MSA_OK;
 }

@@ -98,7 +98,7 @@ msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const m
     if (!st) st = be->ops->upload(be, dq, 0, qn, qb);
     if (!st) st = be->ops->route_maxsim(be, k->keys, k->bf16, k->doc, k->n_chunks, k->dim, dq, q->n, dbest, n_index);
     if (!st) st = be->ops->download(be, best, dbest, 0, bb);
-    if (!st) st = msa_read_center(best, q->n, n_index, doc_scores);
+    if (!st) st = msa_read_center(best, q->n, n_index, (size_t)n_index, 1, doc_scores);
     if (dq) be->ops->free(be, dq);
     if (dbest) be->ops->free(be, dbest);
     free(qn), free(best);
@@ -208,18 +208,10 @@ msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slo
         rc->off = true;
         return MSA_OK;
     }
-    if (!k->keys) {
-        msa_status st = msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
-        if (st == MSA_ERR_NOMEM || st == MSA_ERR_LIMIT) { /* does not fit: route this snapshot on the CPU */
-            for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
-            rc->off = true;
-            msa_clear_error();
-            return MSA_OK;
-        }
-        MSA_TRY(st);
-    }
-    msa_status st = msa_read_keys_scores(be, k, q, n_index, doc_scores);
-    if (st == MSA_ERR_UNSUPPORTED) {
+    msa_status st = k->keys ? MSA_OK : msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
+    if (!st) st = msa_read_keys_scores(be, k, q, n_index, doc_scores);
+    /* the keys do not fit (NOMEM, LIMIT) or the scan refuses their length: this snapshot routes on the CPU */
+    if (st == MSA_ERR_NOMEM || st == MSA_ERR_LIMIT || st == MSA_ERR_UNSUPPORTED) {
         for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
         rc->off = true;
         msa_clear_error();
