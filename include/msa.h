@@ -101,7 +101,8 @@ bool msa_tokenizer_is_special(const msa_tokenizer *tok, int32_t id);
 typedef struct msa_model msa_model;
 
 typedef struct msa_model_params {
-    int n_threads;      /* worker threads for compute; 0 = all online CPUs */
+    int n_threads;      /* worker threads for compute; 0 = every CPU this process may use (its affinity mask,
+                         * capped by a cgroup CPU quota: a container limited to 2 of 16 CPUs gets 2) */
     bool prefault;      /* touch every mapped weight page at load (slower load, steadier first token) */
     const char *device; /* where the model runs: "cpu", "cuda" (GPU 0) or "cuda:N"; NULL, "" or "auto" = the
                          * first GPU when this build has CUDA and one is present, else the CPU. Asking for

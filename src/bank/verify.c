@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "bank/bank.h"
+#include "util/cpu_count.h"
 #include "util/error.h"
 #include "util/fault_guard.h"
 
@@ -205,8 +206,8 @@ msa_status msa_bank_verify(const msa_bank *b, void (*progress)(uint64_t, uint64_
     atomic_init(&vs.done, 0);
     atomic_init(&vs.failed, 0);
     pthread_mutex_init(&vs.lock, NULL);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int nth = ncpu < 1 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS : (int)ncpu;
+    const int ncpu = msa_cpu_count();
+    int nth = ncpu > MAX_THREADS ? MAX_THREADS : ncpu;
     if ((size_t)nth > n_items) nth = n_items ? (int)n_items : 1;
     pthread_t th[MAX_THREADS];
     worker_arg args[MAX_THREADS];

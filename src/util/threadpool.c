@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/cpu_count.h"
 #include "util/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -118,17 +119,14 @@ static void *worker_main(void *p) {
 
 msa_status msa_threadpool_new(int n_threads, msa_threadpool **out) {
     *out = NULL;
-    if (n_threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n > 0 ? (int)n : 1;
-    }
+    if (n_threads <= 0) n_threads = msa_cpu_count();
     if (n_threads > MAX_THREADS) return msa_fail(MSA_ERR_INVALID_ARG, "thread pool: %d threads (at most %d)", n_threads, MAX_THREADS);
     msa_threadpool *tp = calloc(1, sizeof *tp);
     if (!tp) return msa_fail(MSA_ERR_NOMEM, "thread pool: out of memory");
     tp->n_threads = n_threads;
-    /* More threads than CPUs: a spinning thread would take the CPU from one with work, so sleep at once. */
-    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
-    tp->spin_ns = n_cpu > 0 && n_threads > n_cpu ? 0 : 200 * 1000;
+    /* More threads than the CPUs this process may use (affinity, cgroup quota): a spinning thread would take the
+     * CPU, or the quota, from one with work, so sleep at once. */
+    tp->spin_ns = n_threads > msa_cpu_count() ? 0 : 200 * 1000;
     const char *env = getenv("MSA_SPIN_US");
     if (env && *env) {
         long us = strtol(env, NULL, 10);

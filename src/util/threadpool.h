@@ -6,7 +6,7 @@
 
 typedef struct msa_threadpool msa_threadpool;
 
-/* n_threads total including the caller (n_threads-1 workers are started); 0 = online CPUs.
+/* n_threads total including the caller (n_threads-1 workers are started); 0 = the CPUs this process may use (msa_cpu_count: affinity, cgroup quota).
  * On success *out is owned by the caller (msa_threadpool_free). */
 msa_status msa_threadpool_new(int n_threads, msa_threadpool **out);
 void msa_threadpool_free(msa_threadpool *tp);

@@ -13,5 +13,7 @@ fi
 . scripts/gpu-env.sh
 join_default_model || echo "lent-run: no complete $M (parts missing?); the default-model cases will fail" >&2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# the host's CPUs as the default thread count sees them (src/util/cpu_count.c): online, affinity, cgroup quota
+echo "host CPUs: $(getconf _NPROCESSORS_ONLN) online, $(nproc) in the affinity mask, cgroup quota: $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || echo none)"
 bash scripts/make-test-checkpoints.sh >"$out/checkpoints.log" 2>&1 || { echo "FAIL make-test-checkpoints"; tail "$out/checkpoints.log"; }
 MSA_GPU_PREBUILT=1 bash tests/gpu/run.sh 2>&1 | tee "$out/gpu-tests.log"

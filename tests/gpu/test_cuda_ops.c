@@ -428,7 +428,10 @@ TEST(route_scan_bit_identical) {
     route_case(192, 1, true, 777, false);
     route_case(64, 45, false, 3001, false);   /* two query tiles, a partial pass */
     route_case(1024, 9, true, 1500, false);   /* MSA-4B: 8 x 128 */
-    route_case(192, 30, true, 1u << 20, true); /* a 1M-token slot */
+    /* a 1M-token slot, timed; under compute-sanitizer (tests/gpu/run.sh sets MSA_TEST_SMALL) 16K chunks, untimed:
+     * racecheck instruments every shared-memory access and did not finish the 1M slot in 60 s */
+    const bool small = getenv("MSA_TEST_SMALL") != NULL;
+    route_case(192, 30, true, small ? 1u << 14 : 1u << 20, !small);
     msa_read_keys k;
     float q[8] = {0}, s[4];
     uint16_t key[8] = {0};

@@ -31,6 +31,7 @@
 
 #include "bench_util.h"
 #include "commands.h"
+#include "util/cpu_count.h"
 #include "util/error.h"
 
 static bool bank_json; /* --json: the report is one JSON document */
@@ -54,10 +55,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int n_cpus(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
 
 /* Drop every file of dir from the page cache (best effort). */
 static void drop_cache(const char *dir) {
@@ -269,7 +266,7 @@ static int bench_scan(const char *dir, bool cold) {
     if (st) return cli_fail(st);
     msa_bank_info in;
     msa_bank_get_info(b, &in);
-    int nth = n_cpus();
+    int nth = msa_cpu_count();
     float *q = malloc((size_t)MSA_BANK_MAX_LAYERS * 4096 * sizeof *q);
     for (int i = 0; i < MSA_BANK_MAX_LAYERS * 4096; i++) q[i] = (float)(i % 17) / 17.0f - 0.5f;
     int runs = cold ? 1 : 3;
@@ -421,7 +418,7 @@ static int bench_ceilings(const char *dir) {
     uint64_t *buf = malloc(words * 8);
     if (!buf) return cli_fail(MSA_ERR_NOMEM);
     for (uint64_t i = 0; i < words; i++) buf[i] = i;
-    int nth = n_cpus();
+    int nth = msa_cpu_count();
     if (nth > 64) nth = 64;
     double mem_t[3];
     for (int r = 0; r < 3; r++) {

@@ -47,6 +47,7 @@
 #include "memory/route_resident.h"
 #include "model/tensor.h"
 #include "msa.h"
+#include "util/cpu_count.h"
 #include "util/error.h"
 #include "util/threadpool.h"
 
@@ -596,7 +597,7 @@ static int bench_encode(int argc, char **argv) {
     bench_report_meta(r, "model", "%s (%s, %d layers, %s)", model_path, info.arch, info.n_layer, info.weight_dtype);
     bench_report_meta(r, "mode", "%s: %d router layers, P=%d, %s", native ? "native" : "read", cp.shape.n_router,
                       cp.shape.pooling, cp.shape.dtype == MSA_BANK_BF16 ? "bf16" : "f32");
-    bench_report_meta(r, "threads", "%d", o.n_threads ? o.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    bench_report_meta(r, "threads", "%d", o.n_threads ? o.n_threads : msa_cpu_count());
     bench_report_meta(r, "documents", "synthetic English-like text, about %d tokens each (%d words)", doc_tokens, words);
     bench_report_meta(r, "row", "tokens=N: msa_bank_ingest of N tokens into a fresh bank (encode + durable write), 1 run");
     int rc = st ? cli_fail(st) : 0;

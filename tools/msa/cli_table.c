@@ -11,7 +11,7 @@ const cli_opt cli_shared[] = {
     {"--device", NULL, "DEV", CLI_DEVICE, 0, 0, "auto",
      "where the model runs: cpu, cuda (GPU 0), cuda:N or auto (a GPU when this build has CUDA and one is present); "
      "a build without CUDA refuses cuda with exit 69", NULL, false, NULL},
-    {"--threads", "-t", "N", CLI_INT, 0, 4096, "0", "compute threads; 0 = all CPUs", NULL, false, NULL},
+    {"--threads", "-t", "N", CLI_INT, 0, 4096, "0", "compute threads; 0 = the CPUs this process may use (affinity, cgroup quota)", NULL, false, NULL},
     {"--prompt", "-p", "TEXT", CLI_STR, 0, 0, NULL, "the prompt text", NULL, false, NULL},
     {"--file", "-f", "FILE", CLI_STR, 0, 0, NULL, "read the prompt from FILE ('-' = stdin)", NULL, false, NULL},
     {"--n-predict", "-n", "N", CLI_INT, 0, BIG, "128 in run, 512 per round in ask and chat, 48 in demo, 40 in make-questions",
@@ -276,7 +276,7 @@ static const cli_opt mkq_own[] = {
 };
 
 /* Bench rows list their own flags and the common ones; raw parsing stays in the benchmark. */
-#define BENCH_NOTE "common options: -t N (0 = all CPUs), --reps R, --warmup W, --json, --device DEV"
+#define BENCH_NOTE "common options: -t N (0 = the usable CPUs), --reps R, --warmup W, --json, --device DEV"
 
 static const char chat_notes[] =
     "In the chat: /help lists the commands, /bye (or Ctrl-D) ends, /docs shows the routing of the last answer,\n"
@@ -354,7 +354,7 @@ const char cli_doc_intro[] =
     "\n"
     "The binary is `build/msa` after `make` (`make install PREFIX=DIR` copies it to `DIR/bin/msa`).\n"
     "Every command takes `--help` (exit 0). Flags have one meaning everywhere, llama.cpp's where it has one:\n"
-    "`--top-k` is sampling, documents are `--docs`; `-t 0` is all CPUs; `-` is stdin wherever a file is read.\n"
+    "`--top-k` is sampling, documents are `--docs`; `-t 0` is every CPU the process may use (its affinity and cgroup CPU quota); `-` is stdin wherever a file is read.\n"
     "Options may come before or after positional arguments; `--name=value` works too; `--` ends the options.\n"
     "\n"
     "## Exit codes\n"

@@ -385,7 +385,7 @@ static void usage(FILE *f) {
                "  prefill  model prefill tokens/s (see msa bench prefill --help)\n"
                "  decode   model decode tokens/s\n"
                "  gpu      load, prefill, batched decode and encode on a device beside its ceilings (--help)\n"
-               "common: -t N threads (0 = all CPUs), --reps R, --warmup W, --json\n");
+               "common: -t N threads (0 = the usable CPUs), --reps R, --warmup W, --json\n");
 }
 
 int cmd_bench(int argc, char **argv) {
