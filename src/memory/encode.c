@@ -24,7 +24,8 @@ struct msa_encoder {
     bool own_keys;                     /* native without router projectors (decouple_router false):
                                         * K̄_R = K̄ itself (msa-reference.md §2.1, §3.3) */
     bool pooled_by_forward;            /* the forward pools K, V and the router projection where the model runs
-                                        * (msa_fwd_pool): every case but read mode's identity router */
+                                        * (msa_fwd_pool): every case but read mode's identity router on an
+                                        * architecture with k_norm */
     float *stage;                      /* [3][n_router][max chunks][route_dim] pooled outputs of one batch */
     size_t stage_chunks;               /* chunks the stage holds */
     /* the batch being encoded */
@@ -118,11 +119,18 @@ msa_status msa_encoder_new(msa_model *model, const msa_bank_shape *shape, int ba
     }
     e->cosine = shape->mode == MSA_BANK_NATIVE && !strcmp(hp->msa.aux_loss_method, "INFONCE");
     e->own_keys = shape->mode == MSA_BANK_NATIVE && !hp->msa.decouple_router;
-    /* read mode without trained router weights keeps the identity router's host-side key norm (hooks) */
+    /* Read mode's identity router (no router_k_proj) keys are the layer's own pre-RoPE k_proj(x): the forward
+     * pools them where the model runs, with k_proj as the projection. Only where the architecture has a k_norm
+     * do the hooks compute them on the host (the forward's pooled projection has no norm). With the hooks a GPU
+     * encode downloaded every layer's input and K/V and ran the router layers' k_proj on the host's CPU: about
+     * 8K tokens/s on an H100 for 100-token passages. */
     e->pooled_by_forward = true;
     if (shape->mode != MSA_BANK_NATIVE)
-        for (int s = 0; s < shape->n_router; s++)
-            if (!model->router_st || !msa_model_router_k(model, shape->router_layers[s])) e->pooled_by_forward = false;
+        for (int s = 0; s < shape->n_router; s++) {
+            const int l = shape->router_layers[s];
+            if (!(model->router_st && msa_model_router_k(model, l)) && model->layers[l].k_norm)
+                e->pooled_by_forward = false;
+        }
     e->batch_tokens = batch_tokens > 0 ? batch_tokens : 2048;
     msa_status st = reserve(e, e->batch_tokens);
     if (st) {
@@ -286,7 +294,12 @@ static msa_status run_pooled_batch(msa_encoder *e, msa_fwd_batch *b) {
             const int l = e->shape.router_layers[sl];
             float *base = e->stage + (size_t)sl * total * D;
             if (native) k[l] = base + (size_t)NR * total * D, v[l] = base + (size_t)2 * NR * total * D;
-            if (!e->own_keys) r[l] = base, proj[l] = msa_model_router_k(e->model, l);
+            if (!e->own_keys) {
+                /* native: the checkpoint's router_k_proj; read mode: a --router file's, else the identity router's
+                 * k_proj (read mode ignores a checkpoint's own router, as hook_attn_input does) */
+                const msa_tensor *rk = native || e->model->router_st ? msa_model_router_k(e->model, l) : NULL;
+                r[l] = base, proj[l] = rk ? rk : e->model->layers[l].wk;
+            }
         }
         msa_fwd_pool pool = {.n_chunks = total, .chunk_row0 = row0, .chunk_len = len, .k = k, .v = v, .r = r,
                              .proj = proj};
