@@ -10,7 +10,7 @@
 #   scripts/quality.sh niah        NIAH at 32K and 128K tokens (NIAH_SIZES adds 1048576), identity and trained router
 #   scripts/quality.sh niahfc      NIAH where the haystack fits the model's context: full context vs read mode
 #   scripts/quality.sh qafit       a 54-passage subset of the 1K set that fits the context: full context vs every system
-#   scripts/quality.sh plot        docs/quality.png from the JSON results in $OUT
+#   scripts/quality.sh plot        docs/quality.png from docs/quality-cells.tsv (the tables' measured cells)
 #
 # Results go to $OUT (default /tmp/msa-quality): one JSON per cell, named SYSTEM-SET.json.
 # `msa bank add` keeps a read bank's BM25 index and eval fuses with it by default: the router-alone cells pass
@@ -136,7 +136,7 @@ qafit)
     "$MSA" eval qa -m "$M" --bank "$B" "$F/questions-fit.jsonl" --full-context --answer --system full-context --json > "$OUT/full-context-fit.json"
     ;;
 plot)
-    python3 scripts/plot_quality.py "$OUT" docs/quality.png
+    python3 scripts/plot_quality.py docs/quality-cells.tsv docs/quality.png
     ;;
 *)
     sed -n 2,9p "$0"; exit 64 ;;
