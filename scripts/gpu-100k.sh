@@ -9,7 +9,9 @@
 #                                                   a cut-off add resumes where it stopped)
 #   bash scripts/gpu-100k.sh eval OUTDIR [RANKDIR]  every system at 100K; RANKDIR holds bm25.jsonl/minilm.jsonl
 #                                                   rankings (scripts/eval_baselines.py rank) run through the
-#                                                   same harness
+#                                                   same harness. ANSWER=1: also answer and score exact match;
+#                                                   SYSTEMS (default "default trained identity bm25 minilm"):
+#                                                   which rows, so a call can take a few at a time
 # BANKS (default /dev/shm): where the banks go (the 100K bank is ~42 GB; the host's RAM disk holds it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,18 +60,25 @@ eval)
     ranks=${3:-}
     mkdir -p "$out"
     b=$banks/bank100k
-    run default-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json
-    run trained-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --no-lexical --system trained
-    run identity-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --no-lexical --router none \
-        --system identity
-    for r in bm25 minilm; do
-        [ -n "$ranks" ] && [ -f "$ranks/$r.jsonl" ] &&
-            run "$r-100k" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json --ranking "$ranks/$r.jsonl" \
-                --system "$r"
+    ans=()
+    [ -n "${ANSWER:-}" ] && ans=(--answer)
+    for sys in ${SYSTEMS:-default trained identity bm25 minilm}; do
+        case $sys in
+        default) run default-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" ;;
+        trained) run trained-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
+            --no-lexical --system trained ;;
+        identity) run identity-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
+            --no-lexical --router none --system identity ;;
+        bm25 | minilm)
+            [ -n "$ranks" ] && [ -f "$ranks/$sys.jsonl" ] &&
+                run "$sys-100k" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
+                    --ranking "$ranks/$sys.jsonl" --system "$sys" ;;
+        *) echo "gpu-100k: unknown system '$sys'" >&2 ;;
+        esac
     done
     ;;
 *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 64
     ;;
 esac
