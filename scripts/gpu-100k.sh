@@ -12,7 +12,7 @@
 #                                                   same harness. ANSWER=1: also answer and score exact match;
 #                                                   SYSTEMS (default "default trained identity bm25 minilm"):
 #                                                   which rows, so a call can take a few at a time
-# BANKS (default /dev/shm): where the banks go (the 100K bank is ~42 GB; the host's RAM disk holds it).
+# BANKS (default /dev/shm): where the banks go (the 100K bank is 43.4 GB; the host's RAM disk holds it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu-env.sh
@@ -78,7 +78,7 @@ eval)
     done
     ;;
 *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,15p' "$0" >&2
     exit 64
     ;;
 esac
