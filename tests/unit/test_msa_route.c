@@ -295,6 +295,41 @@ TEST(kernel_dots_equal_scalar) {
     if (n_levels == 0) SKIP("this CPU has neither AVX2 nor AVX-512: only the scalar path exists");
 }
 
+/* The running maximum read mode keeps per routing token: every SIMD level equals the scalar comparison bit for bit,
+ * for every length (vector tails included), with NaN products (never replace), equal values of either zero sign
+ * (keep best's bits) and -inf starts. */
+TEST(max_scaled_equal_scalar) {
+    enum { N = 41 };
+    float y[N], start[N], want[N], got[N];
+    int n_levels = 0;
+    for (int l = MSA_SIMD_SCALAR; l < MSA_SIMD_COUNT; l++) {
+        if (!msa_cpu_set_simd((msa_simd)l)) continue;
+        n_levels++;
+        for (int trial = 0; trial < 20; trial++)
+            for (int n = 0; n <= N; n++) {
+                for (int t = 0; t < N; t++) {
+                    y[t] = frand();
+                    start[t] = trial == 0 ? -INFINITY : frand();
+                    if (t % 7 == 3) y[t] = NAN;
+                    if (t % 11 == 5) y[t] = 0.0f, start[t] = -0.0f; /* +0 * s against -0: keep -0 */
+                    if (t % 13 == 6) y[t] = -0.0f, start[t] = 0.0f;
+                    if (t % 5 == 1) start[t] = y[t] * 0.75f;         /* equal: keep */
+                }
+                const float s = trial % 4 == 0 ? 0.75f : frand() + 1.5f;
+                memcpy(want, start, sizeof want);
+                for (int t = 0; t < n; t++) {
+                    const float v = y[t] * s;
+                    if (v > want[t]) want[t] = v;
+                }
+                memcpy(got, start, sizeof got);
+                msa_route_max_scaled(y, s, n, got);
+                CHECK(memcmp(want, got, sizeof got) == 0); /* lanes past n untouched too */
+            }
+    }
+    msa_cpu_set_simd(msa_cpu_simd_max());
+    CHECK(n_levels >= 1);
+}
+
 /* Random banks through msa_route_doc_scores: every reduce variant, cosine and scaled dot, bf16 and f32 keys
  * (query_reduce "last" and the 3-token mask take the direct-bf16 path), standardized or not; the scalar path with no thread pool is the reference, and every SIMD level with 1, 2
  * and 3 threads must give the same scores bit for bit and the same top-k, ties included (documents 5 and 9
@@ -390,6 +425,7 @@ int main(void) {
     RUN(topk_ties_through_routing);
     RUN(normalize_rows);
     RUN(kernel_dots_equal_scalar);
+    RUN(max_scaled_equal_scalar);
     RUN(simd_and_threads_equal_scalar);
     return test_summary();
 }
