@@ -55,15 +55,9 @@ static void widen_scalar(const uint16_t *src, size_t n, float *dst) {
 #define MR512 6
 #define NR512 4
 
-static inline __attribute__((always_inline)) T512 float hsum512(__m512 v) {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)); /* j + j+8 */
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));   /* j + j+4 */
-    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));                                    /* j + j+2 */
-    return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));                          /* 0 + 1 */
-}
-
-/* hsum512 of 16 vectors at once: r[i] = hsum512(v[i]), each by the same additions in the same order (lanes j and
- * j+8, then j+4, j+2, then 0 and 1; the pairing was checked against the canonical tree symbolically), with the
+/* The canonical reduction (route_scan.h) of 16 vectors at once: r[i] = the halving sum of v[i]'s 16 lanes (lanes j
+ * and j+8, then j+4, j+2, then 0 and 1, each addition's operands in that order; checked against the canonical tree
+ * symbolically, and bit for bit by test_msa_route), with the
  * vectors interleaved across lanes so that one addition serves 16 dots instead of one: the per-dot reduction took
  * about a third of the kernel's time. The sums come out in lane order 0,4,8,12,1,5,... and are put back in order. */
 static inline __attribute__((always_inline)) T512 __m512 hsum512x16(const __m512 v[16]) {
