@@ -107,7 +107,7 @@ static void read_blocks(void *arg) {
             }
             if (m == 0) continue;
             msa_route_dots(key, (size_t)dim, m, j->q->q, (size_t)dim, nt, dim, y, (size_t)nt);
-            for (int b = 0; b < m; b++) msa_route_max_scaled(y + (size_t)b * nt, inv[b], nt, j->best + (size_t)doc[b] * nt);
+            msa_route_max_scaled(y, inv, doc, m, nt, j->best);
         }
     }
 }

@@ -27,7 +27,7 @@ static void dots_scalar(const float *k, size_t ks, int nc, const float *q, size_
         for (int t = 0; t < nt; t++) out[(size_t)c * ldo + (size_t)t] = msa_route_dot_ref(q + (size_t)t * qs, k + (size_t)c * ks, len);
 }
 
-static void max_scaled_scalar(const float *y, float s, int n, float *best) {
+static void max_row_scalar(const float *y, float s, int n, float *best) {
     for (int t = 0; t < n; t++) {
         const float v = y[t] * s;
         if (v > best[t]) best[t] = v;
@@ -185,15 +185,19 @@ T512 static void widen_avx512(const uint16_t *src, size_t n, float *dst) {
 
 /* max(v, best) returns its second operand when the two are equal or either is NaN (MAXPS): best is kept unless v is
  * greater, as the scalar comparison does */
-T512 static void max_scaled_avx512(const float *y, float s, int n, float *best) {
-    const __m512 sv = _mm512_set1_ps(s);
-    int t = 0;
-    for (; t + 16 <= n; t += 16)
-        _mm512_storeu_ps(best + t, _mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(y + t), sv), _mm512_loadu_ps(best + t)));
-    if (t < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - t)) - 1);
-        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + t), sv);
-        _mm512_mask_storeu_ps(best + t, m, _mm512_max_ps(v, _mm512_maskz_loadu_ps(m, best + t)));
+T512 static void max_scaled_avx512(const float *y, const float *scale, const uint32_t *row, int m, int n, float *best) {
+    const __mmask16 tail = (__mmask16)((1u << (n & 15)) - 1);
+    for (int b = 0; b < m; b++) {
+        const float *yb = y + (size_t)b * n;
+        float *bp = best + (size_t)row[b] * n;
+        const __m512 sv = _mm512_set1_ps(scale[b]);
+        int t = 0;
+        for (; t + 16 <= n; t += 16)
+            _mm512_storeu_ps(bp + t, _mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(yb + t), sv), _mm512_loadu_ps(bp + t)));
+        if (t < n) {
+            const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, yb + t), sv);
+            _mm512_mask_storeu_ps(bp + t, tail, _mm512_max_ps(v, _mm512_maskz_loadu_ps(tail, bp + t)));
+        }
     }
 }
 
@@ -282,12 +286,16 @@ T256 static void dots_avx2(const float *k, size_t ks, int nc, const float *q, si
     }
 }
 
-T256 static void max_scaled_avx2(const float *y, float s, int n, float *best) {
-    const __m256 sv = _mm256_set1_ps(s);
-    int t = 0;
-    for (; t + 8 <= n; t += 8)
-        _mm256_storeu_ps(best + t, _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(y + t), sv), _mm256_loadu_ps(best + t)));
-    max_scaled_scalar(y + t, s, n - t, best + t);
+T256 static void max_scaled_avx2(const float *y, const float *scale, const uint32_t *row, int m, int n, float *best) {
+    for (int b = 0; b < m; b++) {
+        const float *yb = y + (size_t)b * n;
+        float *bp = best + (size_t)row[b] * n;
+        const __m256 sv = _mm256_set1_ps(scale[b]);
+        int t = 0;
+        for (; t + 8 <= n; t += 8)
+            _mm256_storeu_ps(bp + t, _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(yb + t), sv), _mm256_loadu_ps(bp + t)));
+        max_row_scalar(yb + t, scale[b], n - t, bp + t);
+    }
 }
 
 T256 static void widen_avx2(const uint16_t *src, size_t n, float *dst) {
@@ -344,17 +352,17 @@ void msa_route_widen_bf16(const uint16_t *src, size_t n, float *dst) {
     widen_scalar(src, n, dst);
 }
 
-void msa_route_max_scaled(const float *y, float s, int n, float *best) {
+void msa_route_max_scaled(const float *y, const float *scale, const uint32_t *row, int m, int n, float *best) {
 #ifdef HAVE_X86_KERNELS
     msa_simd simd = msa_cpu_simd();
     if (simd >= MSA_SIMD_AVX512) {
-        max_scaled_avx512(y, s, n, best);
+        max_scaled_avx512(y, scale, row, m, n, best);
         return;
     }
     if (simd >= MSA_SIMD_AVX2) {
-        max_scaled_avx2(y, s, n, best);
+        max_scaled_avx2(y, scale, row, m, n, best);
         return;
     }
 #endif
-    max_scaled_scalar(y, s, n, best);
+    for (int b = 0; b < m; b++) max_row_scalar(y + (size_t)b * n, scale[b], n, best + (size_t)row[b] * n);
 }

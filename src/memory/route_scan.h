@@ -36,9 +36,9 @@ bool msa_route_dots_bf16(const uint16_t *k, size_t ks, int nc, const float *q, s
 /* dst[i] = the f32 value of the bf16 src[i], i < n (exact). */
 void msa_route_widen_bf16(const uint16_t *src, size_t n, float *dst);
 
-/* best[t] = y[t] * s where that is greater than best[t], t < n: exactly `if (y[t] * s > best[t]) best[t] = y[t] *
- * s` (a NaN product never replaces, an equal one keeps best's bits), in SIMD where the CPU has it. Read mode's
- * running maximum per routing token of one document (readmode.c). */
-void msa_route_max_scaled(const float *y, float s, int n, float *best);
+/* For each of m rows b: best[row[b] * n + t] = y[b * n + t] * scale[b] where that is greater, t < n: exactly
+ * `if (v > best) best = v` (a NaN product never replaces, an equal one keeps best's bits), in SIMD where the CPU
+ * has it. Read mode's running maximum per routing token of each key's document (readmode.c); rows may repeat. */
+void msa_route_max_scaled(const float *y, const float *scale, const uint32_t *row, int m, int n, float *best);
 
 #endif

@@ -296,34 +296,37 @@ TEST(kernel_dots_equal_scalar) {
 }
 
 /* The running maximum read mode keeps per routing token: every SIMD level equals the scalar comparison bit for bit,
- * for every length (vector tails included), with NaN products (never replace), equal values of either zero sign
- * (keep best's bits) and -inf starts. */
+ * for every length (vector tails included), rows that repeat (one document's several keys), NaN products (never
+ * replace), equal values of either zero sign (keep best's bits) and -inf starts. */
 TEST(max_scaled_equal_scalar) {
-    enum { N = 41 };
-    float y[N], start[N], want[N], got[N];
+    enum { N = 41, M = 5, R = 3 };
+    static float y[M * N], start[R * N], want[R * N], got[R * N];
+    const uint32_t row[M] = {2, 0, 2, 1, 2};
+    float scale[M];
     int n_levels = 0;
     for (int l = MSA_SIMD_SCALAR; l < MSA_SIMD_COUNT; l++) {
         if (!msa_cpu_set_simd((msa_simd)l)) continue;
         n_levels++;
         for (int trial = 0; trial < 20; trial++)
             for (int n = 0; n <= N; n++) {
-                for (int t = 0; t < N; t++) {
-                    y[t] = frand();
-                    start[t] = trial == 0 ? -INFINITY : frand();
+                for (int b = 0; b < M; b++) scale[b] = trial % 4 == 0 ? 0.75f : frand() + 1.5f;
+                for (int i = 0; i < M * N; i++) y[i] = frand();
+                for (int i = 0; i < R * N; i++) start[i] = trial == 0 ? -INFINITY : frand();
+                for (int t = 0; t < n; t++) { /* rows 0 and 1 of y write best rows 2 and 0 */
                     if (t % 7 == 3) y[t] = NAN;
-                    if (t % 11 == 5) y[t] = 0.0f, start[t] = -0.0f; /* +0 * s against -0: keep -0 */
-                    if (t % 13 == 6) y[t] = -0.0f, start[t] = 0.0f;
-                    if (t % 5 == 1) start[t] = y[t] * 0.75f;         /* equal: keep */
+                    if (t % 11 == 5) y[t] = 0.0f, start[2 * n + t] = -0.0f; /* +0 * s against -0: keep -0 */
+                    if (t % 13 == 6) y[n + t] = -0.0f, start[t] = 0.0f;
+                    if (t % 5 == 1) start[2 * n + t] = y[t] * scale[0]; /* equal: keep */
                 }
-                const float s = trial % 4 == 0 ? 0.75f : frand() + 1.5f;
                 memcpy(want, start, sizeof want);
-                for (int t = 0; t < n; t++) {
-                    const float v = y[t] * s;
-                    if (v > want[t]) want[t] = v;
-                }
+                for (int b = 0; b < M; b++)
+                    for (int t = 0; t < n; t++) {
+                        const float v = y[b * n + t] * scale[b];
+                        if (v > want[row[b] * n + t]) want[row[b] * n + t] = v;
+                    }
                 memcpy(got, start, sizeof got);
-                msa_route_max_scaled(y, s, n, got);
-                CHECK(memcmp(want, got, sizeof got) == 0); /* lanes past n untouched too */
+                msa_route_max_scaled(y, scale, row, M, n, got);
+                CHECK(memcmp(want, got, sizeof got) == 0); /* past the rows untouched too */
             }
     }
     msa_cpu_set_simd(msa_cpu_simd_max());
