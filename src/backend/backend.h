@@ -134,6 +134,15 @@ typedef struct msa_backend_ops {
     msa_status (*route_maxsim)(msa_backend *be, const msa_buf *keys, bool bf16, const msa_buf *doc, uint64_t n_chunks,
                                int dim, const msa_buf *q, int nq, msa_buf *best, uint64_t n_docs);
 
+    /* Optional (NULL: the caller fills a buffer of its own and calls upload): bytes into dst at offset, their source
+     * written piece by piece by fill(ctx, piece, src_offset, n) into the backend's staging memory — pinned on a
+     * GPU, so that the source is copied once (not into a bounce buffer and then again by the driver) and filling
+     * one piece overlaps the transfer of the one before. fill returns false to give up (a fault reading a
+     * mapping): the call then returns MSA_ERR_IO with dst partly written. Returns when the bytes are on the
+     * device. For uploads of many MB (read mode's resident keys, src/memory/route_resident.c). */
+    msa_status (*upload_fill)(msa_backend *be, msa_buf *dst, size_t offset, size_t bytes,
+                              bool (*fill)(void *ctx, void *piece, size_t src_offset, size_t n), void *ctx);
+
     /* Optional (NULL where meaningless): the device's measured ceilings for benchmarks — device-to-device
      * copy bandwidth (GB/s, read + write) and a large bf16 GEMM (TFLOP/s) — and its memory in use / total. */
     msa_status (*ceilings)(msa_backend *be, double *copy_gbs, double *gemm_tflops);

@@ -14,6 +14,18 @@
 
 enum { BOUNCE_BYTES = 64 << 20 }; /* host staging of one upload step */
 
+/* upload_fill's source: a span's keys read through the bank's mapping, where a read may fault (SIGBUS) */
+typedef struct key_source {
+    const uint8_t *keys;
+    bool faulted;
+} key_source;
+
+static bool fill_keys(void *ctx, void *piece, size_t off, size_t n) {
+    key_source *ks = ctx;
+    if (!fault_guard_copy(piece, ks->keys + off, n)) ks->faulted = true;
+    return !ks->faulted;
+}
+
 void msa_read_keys_free(msa_backend *be, msa_read_keys *k) {
     if (k->keys) be->ops->free(be, k->keys);
     if (k->doc) be->ops->free(be, k->doc);
@@ -40,7 +52,12 @@ msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, si
     uint64_t at = 0;
     for (size_t s = 0; !st && s < n_spans; s++) {
         const msa_route_span *sp = &spans[s];
-        for (uint64_t c0 = 0; !st && c0 < sp->n_chunks; c0 += step_rows) {
+        if (be->ops->upload_fill && sp->n_chunks) { /* into the backend's (pinned) staging directly */
+            key_source ks = {sp->keys, false};
+            st = be->ops->upload_fill(be, out->keys, (size_t)at * row, (size_t)sp->n_chunks * row, fill_keys, &ks);
+            if (ks.faulted) st = msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
+        }
+        for (uint64_t c0 = 0; !st && !be->ops->upload_fill && c0 < sp->n_chunks; c0 += step_rows) {
             const size_t m = sp->n_chunks - c0 < step_rows ? (size_t)(sp->n_chunks - c0) : step_rows;
             if (!fault_guard_copy(bounce, (const uint8_t *)sp->keys + c0 * row, m * row)) {
                 st = msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");

@@ -27,6 +27,7 @@ typedef struct {
     size_t budget, in_use;  /* bytes it will hand out, bytes handed out */
     int live, uploads;      /* allocations alive; upload calls */
     size_t uploaded;        /* bytes uploaded */
+    int fills;              /* upload_fill's pieces */
 } test_backend;
 
 typedef struct { size_t bytes; max_align_t pad[]; } hdr; /* each buffer remembers its size */
@@ -55,6 +56,22 @@ static msa_status tb_upload(msa_backend *be, msa_buf *dst, size_t off, const voi
     if (off + bytes > hdr_of(dst)->bytes) return msa_fail(MSA_ERR_INVALID_ARG, "upload past the buffer");
     memcpy((char *)(void *)dst + off, src, bytes);
     t->uploads++, t->uploaded += bytes;
+    return MSA_OK;
+}
+/* backend.h's upload_fill, in pieces of an odd size (they straddle key rows) through a staging buffer */
+static msa_status tb_upload_fill(msa_backend *be, msa_buf *dst, size_t off, size_t bytes,
+                                 bool (*fill)(void *, void *, size_t, size_t), void *ctx) {
+    test_backend *t = (test_backend *)be;
+    enum { PIECE = 1000 };
+    char piece[PIECE];
+    if (off + bytes > hdr_of(dst)->bytes) return msa_fail(MSA_ERR_INVALID_ARG, "upload past the buffer");
+    for (size_t o = 0; o < bytes; o += PIECE) {
+        const size_t n = bytes - o < PIECE ? bytes - o : PIECE;
+        if (!fill(ctx, piece, o, n)) return msa_fail(MSA_ERR_IO, "test device: the source failed");
+        memcpy((char *)(void *)dst + off + o, piece, n);
+        t->fills++;
+    }
+    t->uploaded += bytes;
     return MSA_OK;
 }
 static msa_status tb_download(msa_backend *be, void *dst, const msa_buf *src, size_t off, size_t bytes) {
@@ -102,6 +119,11 @@ static msa_status tb_route_maxsim(msa_backend *be, const msa_buf *keys, bool bf1
 static const msa_backend_ops tb_ops = {
     .name = "test", .alloc = tb_alloc, .free = tb_free, .upload = tb_upload, .download = tb_download,
     .sync = tb_sync, .route_maxsim = tb_route_maxsim,
+};
+
+static const msa_backend_ops tb_ops_fill = {
+    .name = "test-fill", .alloc = tb_alloc, .free = tb_free, .upload = tb_upload, .download = tb_download,
+    .sync = tb_sync, .route_maxsim = tb_route_maxsim, .upload_fill = tb_upload_fill,
 };
 
 static test_backend tbe(size_t budget) {
@@ -159,14 +181,16 @@ static int differ(const float *a, const float *b, uint64_t n) {
 
 TEST(scores_equal_cpu_scan) {
     const int shapes[][3] = {{2000, 64, 7}, {700, 192, 1}, {1500, 32, 20}};
-    for (int k = 0; k < 3; k++) {
-        slot s = slot_new((uint64_t)shapes[k][0], shapes[k][1], shapes[k][2]);
+    for (int k = 0; k < 6; k++) { /* each shape uploaded through upload and, from k = 3, upload_fill */
+        slot s = slot_new((uint64_t)shapes[k % 3][0], shapes[k % 3][1], shapes[k % 3][2]);
         test_backend t = tbe(SIZE_MAX / 2);
+        if (k >= 3) t.base.ops = &tb_ops_fill;
         float *want = malloc(s.n_index * 4), *got = malloc(s.n_index * 4);
         CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
         msa_read_keys keys;
-        CHECK_EQ_INT(msa_read_keys_upload(&t.base, s.sp, 2, MSA_ROUTE_BF16, shapes[k][1], s.n_index, &keys), MSA_OK);
+        CHECK_EQ_INT(msa_read_keys_upload(&t.base, s.sp, 2, MSA_ROUTE_BF16, shapes[k % 3][1], s.n_index, &keys), MSA_OK);
         CHECK_EQ_INT(keys.n_chunks, s.n);
+        if (k >= 3) CHECK(t.fills > 2); /* the keys went through the pieces */
         CHECK_EQ_INT(msa_read_keys_scores(&t.base, &keys, &s.rq, s.n_index, got), MSA_OK);
         CHECK_EQ_INT(differ(want, got, s.n_index), 0);
         int finite = 0;

@@ -65,6 +65,13 @@ static msa_status cb_upload(msa_backend *be, msa_buf *dst, size_t off, const voi
                        "upload");
 }
 
+static msa_status cb_upload_fill(msa_backend *be, msa_buf *dst, size_t off, size_t bytes,
+                                 bool (*fill)(void *, void *, size_t, size_t), void *ctx) {
+    cuda_backend *c = (cuda_backend *)be;
+    MSA_TRY(cuda_status(c, cudaStreamSynchronize(c->stream), "upload")); /* the staging buffers are free */
+    return cuda_upload_fill(c, (uint8_t *)dst + off, bytes, fill, ctx);
+}
+
 static msa_status cb_download(msa_backend *be, void *dst, const msa_buf *src, size_t off, size_t bytes) {
     cuda_backend *c = (cuda_backend *)be;
     if (!bytes) return MSA_OK;
@@ -129,6 +136,7 @@ static const msa_backend_ops cuda_ops = {
     /* .pool        */ cuda_pool,
     /* .argmax      */ cuda_argmax,
     /* .route_maxsim*/ cuda_route_maxsim,
+    /* .upload_fill */ cb_upload_fill,
     /* .ceilings    */ cuda_ceilings,
     /* .memory      */ cuda_memory,
     /* .destroy     */ cb_destroy,

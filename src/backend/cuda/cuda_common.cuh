@@ -75,6 +75,10 @@ static inline unsigned grid_for(size_t n, unsigned block) { return (unsigned)((n
 const dev_weight *cuda_weight(cuda_backend *c, const msa_tensor *t);
 const float *cuda_norm_weight(cuda_backend *c, const float *w, int n);
 msa_status cuda_upload_model_weights(cuda_backend *c, const msa_model *m);
+/* bytes to device address dst through the two pinned staging buffers, the source written into each piece by
+ * fill(ctx, piece, src_offset, n) (msa_backend_ops.upload_fill); synchronous */
+msa_status cuda_upload_fill(cuda_backend *c, void *dst, size_t bytes, bool (*fill)(void *, void *, size_t, size_t),
+                            void *ctx);
 void cuda_free_weights(cuda_backend *c);
 
 /* gemm.cu */

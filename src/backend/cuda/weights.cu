@@ -82,37 +82,63 @@ static bool grow_table(cuda_backend *c) {
     return true;
 }
 
-/* Copy bytes from host memory (the mapped file) to the device in STAGE_BYTES pieces through two pinned
- * buffers. Synchronous: returns when the bytes are on the device. */
-static msa_status stage_copy(cuda_backend *c, void *dst, const void *src, size_t bytes) {
+/* Copy bytes to the device in STAGE_BYTES pieces through two pinned buffers, each piece written into a buffer by
+ * fill(ctx, piece, src_off, n) while the other buffer's piece is in flight. Synchronous: returns when the bytes
+ * are on the device. Without pinned memory each piece goes through a pageable buffer the driver stages itself. */
+msa_status cuda_upload_fill(cuda_backend *c, void *dst, size_t bytes, bool (*fill)(void *, void *, size_t, size_t),
+                            void *ctx) {
     uint8_t **pinned = c->pinned;
     cudaEvent_t *done = c->staged;
-    if (!pinned[1]) {
-        for (int i = 0; i < 2; i++) {
-            if ((!pinned[i] && cudaMallocHost((void **)&pinned[i], STAGE_BYTES) != cudaSuccess) ||
-                (!done[i] && cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming) != cudaSuccess)) {
-                cudaGetLastError();
-                /* no pinned memory: let the driver stage pageable memory itself */
-                cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
-                return e == cudaSuccess ? MSA_OK
-                                        : msa_fail(MSA_ERR_IO, "cuda:%d: copying weights: %s", c->device,
-                                                   cudaGetErrorString(e));
-            }
+    bool have_pinned = true;
+    for (int i = 0; i < 2 && have_pinned; i++)
+        if ((!pinned[i] && cudaMallocHost((void **)&pinned[i], STAGE_BYTES) != cudaSuccess) ||
+            (!done[i] && cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming) != cudaSuccess)) {
+            cudaGetLastError();
+            have_pinned = false;
         }
+    if (!have_pinned) {
+        uint8_t *bounce = (uint8_t *)malloc(bytes < STAGE_BYTES ? (bytes ? bytes : 1) : STAGE_BYTES);
+        if (!bounce) return msa_fail(MSA_ERR_NOMEM, "out of memory");
+        msa_status st = MSA_OK;
+        for (size_t off = 0; st == MSA_OK && off < bytes;) {
+            const size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+            if (!fill(ctx, bounce, off, n)) st = msa_fail(MSA_ERR_IO, "cuda:%d: reading the source of a copy", c->device);
+            cudaError_t e = st ? cudaSuccess : cudaMemcpy((uint8_t *)dst + off, bounce, n, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+                st = msa_fail(MSA_ERR_IO, "cuda:%d: copying to the device: %s", c->device, cudaGetErrorString(e));
+            off += n;
+        }
+        free(bounce);
+        return st;
     }
+    msa_status st = MSA_OK;
     size_t off = 0;
     for (int k = 0; off < bytes; k ^= 1) {
         size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
         cudaEventSynchronize(done[k]); /* the copy that last used this buffer has finished */
-        memcpy(pinned[k], (const uint8_t *)src + off, n);
+        if (!fill(ctx, pinned[k], off, n)) {
+            st = msa_fail(MSA_ERR_IO, "cuda:%d: reading the source of a copy", c->device);
+            break;
+        }
         if (!cuda_ok(c, cudaMemcpyAsync((uint8_t *)dst + off, pinned[k], n, cudaMemcpyHostToDevice, c->stream)) ||
             !cuda_ok(c, cudaEventRecord(done[k], c->stream)))
-            return msa_fail(MSA_ERR_IO, "cuda:%d: copying weights: %s", c->device, cudaGetErrorString(c->sticky));
+            return msa_fail(MSA_ERR_IO, "cuda:%d: copying to the device: %s", c->device, cudaGetErrorString(c->sticky));
         off += n;
     }
-    cudaError_t e = cudaStreamSynchronize(c->stream);
+    cudaError_t e = cudaStreamSynchronize(c->stream); /* also when fill gave up: no copy may still read pinned[] */
+    if (st) return st;
     return e == cudaSuccess ? MSA_OK
-                            : msa_fail(MSA_ERR_IO, "cuda:%d: copying weights: %s", c->device, cudaGetErrorString(e));
+                            : msa_fail(MSA_ERR_IO, "cuda:%d: copying to the device: %s", c->device, cudaGetErrorString(e));
+}
+
+static bool fill_from_memory(void *src, void *piece, size_t off, size_t n) {
+    memcpy(piece, (const uint8_t *)src + off, n);
+    return true;
+}
+
+/* Copy bytes from host memory (the mapped file) to the device. */
+static msa_status stage_copy(cuda_backend *c, void *dst, const void *src, size_t bytes) {
+    return cuda_upload_fill(c, dst, bytes, fill_from_memory, (void *)src);
 }
 
 static dev_wtype device_type_of(msa_dtype t) { return t == MSA_DTYPE_BF16 ? DW_BF16 : DW_F32; }
