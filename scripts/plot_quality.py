@@ -48,12 +48,16 @@ def main(cells_path, out):
     def color(system):
         return colors.setdefault(system, "C%d" % len(colors))
 
-    for i, kind in enumerate(KINDS):
-        a = ax[0][i]
-        for metric, ls, mk in (("r5", "-", "o"), ("r1", "--", "s")):
-            for s, pts in series(cells, "qa", kind, metric).items():
+    def recall_lines(a, bench, kind, styles):
+        """one line per system and metric, in the system's color: styles = ((metric, linestyle, marker), ...)"""
+        for metric, ls, mk in styles:
+            for s, pts in series(cells, bench, kind, metric).items():
                 a.plot([x for x, _ in pts], [y for _, y in pts], ls=ls, marker=mk, color=color(s),
                        label="%s R@%s" % (s, metric[1]))
+
+    for i, kind in enumerate(KINDS):
+        a = ax[0][i]
+        recall_lines(a, "qa", kind, (("r5", "-", "o"), ("r1", "--", "s")))
         a.set_xscale("log")
         a.set_ylim(0, 1.05)
         a.set_xlabel("memory size (passages in the bank)")
@@ -61,10 +65,7 @@ def main(cells_path, out):
         a.set_title("QA retrieval, %s questions (R@5 solid, R@1 dashed)" % kind)
     ax[0][2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # one legend, beside the row
     a = ax[1][0]
-    for metric, ls, mk in (("r1", "-", "o"), ("r5", "--", "s")):
-        for s, pts in series(cells, "niah", "all", metric).items():
-            a.plot([x for x, _ in pts], [y for _, y in pts], ls=ls, marker=mk, color=color(s),
-                   label="%s R@%s" % (s, metric[1]))
+    recall_lines(a, "niah", "all", (("r1", "-", "o"), ("r5", "--", "s")))
     a.set_xscale("log")
     a.set_ylim(0, 1.05)
     a.set_xlabel("haystack (tokens)")
