@@ -91,8 +91,40 @@ msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, si
     return st;
 }
 
+void msa_read_scratch_free(msa_backend *be, msa_read_scratch *s) {
+    if (s->q) be->ops->free(be, s->q);
+    if (s->best) be->ops->free(be, s->best);
+    free(s->host_q), free(s->host_best);
+    memset(s, 0, sizeof *s);
+}
+
+/* s's pair of q buffers and pair of best buffers hold at least qb and bb bytes */
+static msa_status scratch_reserve(msa_backend *be, msa_read_scratch *s, size_t qb, size_t bb) {
+    if (qb > s->q_bytes) {
+        if (s->q) be->ops->free(be, s->q);
+        free(s->host_q);
+        s->q_bytes = 0;
+        s->host_q = malloc(qb);
+        s->q = s->host_q ? be->ops->alloc(be, qb) : NULL;
+        if (!s->host_q) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for the question's rows");
+        if (!s->q) return MSA_ERR_NOMEM; /* alloc recorded why */
+        s->q_bytes = qb;
+    }
+    if (bb > s->best_bytes) {
+        if (s->best) be->ops->free(be, s->best);
+        free(s->host_best);
+        s->best_bytes = 0;
+        s->host_best = malloc(bb);
+        s->best = s->host_best ? be->ops->alloc(be, bb) : NULL;
+        if (!s->host_best) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %zu bytes of best scores", bb);
+        if (!s->best) return MSA_ERR_NOMEM;
+        s->best_bytes = bb;
+    }
+    return MSA_OK;
+}
+
 msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const msa_route_query *q, uint64_t n_index,
-                                float *doc_scores) {
+                                float *doc_scores, msa_read_scratch *scratch) {
     if (!be->ops->route_maxsim) return msa_fail(MSA_ERR_UNSUPPORTED, "the %s backend has no routing scan", be->ops->name);
     if (q->dim != k->dim) return msa_fail(MSA_ERR_INVALID_ARG, "routing: query rows of %d, keys of %d", q->dim, k->dim);
     for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = -INFINITY;
@@ -101,24 +133,17 @@ msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const m
         return msa_fail(MSA_ERR_LIMIT, "routing: %d tokens x %llu documents is too large", q->n,
                         (unsigned long long)n_index);
     const size_t qb = (size_t)q->n * q->dim * sizeof(float), bb = (size_t)q->n * n_index * sizeof(float);
-    float *qn = malloc(qb), *best = malloc(bb);
-    msa_buf *dq = NULL, *dbest = NULL;
-    msa_status st = qn && best ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %d tokens x %llu documents",
-                                                   q->n, (unsigned long long)n_index);
+    msa_read_scratch own = {0}, *s = scratch ? scratch : &own;
+    msa_status st = scratch_reserve(be, s, qb, bb);
     if (!st) {
-        memcpy(qn, q->q, qb);
-        msa_l2_normalize_rows(qn, (size_t)q->n, q->dim);
-        dq = be->ops->alloc(be, qb);
-        dbest = dq ? be->ops->alloc(be, bb) : NULL;
-        if (!dq || !dbest) st = MSA_ERR_NOMEM;
+        memcpy(s->host_q, q->q, qb);
+        msa_l2_normalize_rows(s->host_q, (size_t)q->n, q->dim);
+        st = be->ops->upload(be, s->q, 0, s->host_q, qb);
     }
-    if (!st) st = be->ops->upload(be, dq, 0, qn, qb);
-    if (!st) st = be->ops->route_maxsim(be, k->keys, k->bf16, k->doc, k->n_chunks, k->dim, dq, q->n, dbest, n_index);
-    if (!st) st = be->ops->download(be, best, dbest, 0, bb);
-    if (!st) st = msa_read_center(best, q->n, n_index, (size_t)n_index, 1, doc_scores);
-    if (dq) be->ops->free(be, dq);
-    if (dbest) be->ops->free(be, dbest);
-    free(qn), free(best);
+    if (!st) st = be->ops->route_maxsim(be, k->keys, k->bf16, k->doc, k->n_chunks, k->dim, s->q, q->n, s->best, n_index);
+    if (!st) st = be->ops->download(be, s->host_best, s->best, 0, bb);
+    if (!st) st = msa_read_center(s->host_best, q->n, n_index, (size_t)n_index, 1, doc_scores);
+    if (!scratch) msa_read_scratch_free(be, &own);
     return st;
 }
 
@@ -130,6 +155,7 @@ typedef struct resident_cache {
     bool off;             /* this snapshot routes on the CPU (no scan, or the keys did not fit) */
     msa_read_keys *slot;  /* [n_slots]; keys == NULL until uploaded */
     float **inv;          /* [n_slots] host 1/|key| for the CPU scan (msa_read_inv_norms), NULL until made */
+    msa_read_scratch scratch; /* the scans' buffers, shared by the slots (a question routes them in turn) */
 } resident_cache;
 
 static void cache_clear(msa_backend *be, resident_cache *rc) {
@@ -138,6 +164,7 @@ static void cache_clear(msa_backend *be, resident_cache *rc) {
         if (rc->inv) free(rc->inv[s]);
     }
     free(rc->slot), free(rc->inv);
+    msa_read_scratch_free(be, &rc->scratch);
     memset(rc, 0, sizeof *rc);
 }
 
@@ -226,10 +253,11 @@ msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slo
         return MSA_OK;
     }
     msa_status st = k->keys ? MSA_OK : msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
-    if (!st) st = msa_read_keys_scores(be, k, q, n_index, doc_scores);
+    if (!st) st = msa_read_keys_scores(be, k, q, n_index, doc_scores, &rc->scratch);
     /* the keys do not fit (NOMEM, LIMIT) or the scan refuses their length: this snapshot routes on the CPU */
     if (st == MSA_ERR_NOMEM || st == MSA_ERR_LIMIT || st == MSA_ERR_UNSUPPORTED) {
         for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);
+        msa_read_scratch_free(be, &rc->scratch);
         rc->off = true;
         msa_clear_error();
         return MSA_OK;

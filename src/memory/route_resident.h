@@ -28,9 +28,21 @@ msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, si
                                 int dim, uint64_t n_index, msa_read_keys *out);
 void msa_read_keys_free(msa_backend *be, msa_read_keys *k);
 
-/* msa_read_doc_scores over keys on the backend: doc_scores [n_index], bit-identical to the CPU scan. */
+/* The buffers msa_read_keys_scores needs, kept between calls and grown when a call needs more: a question routes
+ * every router slot with the same shapes, and allocating device memory per call synchronises the device (and
+ * a fresh host array of tokens x documents floats is page-faulted in anew). Zero-initialise; release with
+ * msa_read_scratch_free. */
+typedef struct msa_read_scratch {
+    msa_buf *q, *best;          /* backend: [nq][dim] f32 queries, [nq][n_docs] f32 bests */
+    float *host_q, *host_best;  /* the same on the host */
+    size_t q_bytes, best_bytes; /* the capacity of each pair */
+} msa_read_scratch;
+void msa_read_scratch_free(msa_backend *be, msa_read_scratch *s);
+
+/* msa_read_doc_scores over keys on the backend: doc_scores [n_index], bit-identical to the CPU scan. scratch:
+ * buffers reused between calls (NULL: allocated and released by this call). */
 msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const msa_route_query *q, uint64_t n_index,
-                                float *doc_scores);
+                                float *doc_scores, msa_read_scratch *scratch);
 
 struct msa_model;
 /* The model's cache of one bank snapshot's keys (snapshot: msa_bank_snapshot_id; n_slots router slots),

@@ -28,6 +28,7 @@ typedef struct {
     int live, uploads;      /* allocations alive; upload calls */
     size_t uploaded;        /* bytes uploaded */
     int fills;              /* upload_fill's pieces */
+    int allocs;             /* alloc calls */
 } test_backend;
 
 typedef struct { size_t bytes; max_align_t pad[]; } hdr; /* each buffer remembers its size */
@@ -41,7 +42,7 @@ static msa_buf *tb_alloc(msa_backend *be, size_t bytes) {
     hdr *h = calloc(1, sizeof(hdr) + bytes);
     if (!h) return NULL;
     h->bytes = bytes;
-    t->in_use += bytes, t->live++;
+    t->in_use += bytes, t->live++, t->allocs++;
     return (msa_buf *)(void *)h->pad;
 }
 static hdr *hdr_of(const msa_buf *b) { return (hdr *)(void *)((char *)(void *)(uintptr_t)b - offsetof(hdr, pad)); }
@@ -191,7 +192,7 @@ TEST(scores_equal_cpu_scan) {
         CHECK_EQ_INT(msa_read_keys_upload(&t.base, s.sp, 2, MSA_ROUTE_BF16, shapes[k % 3][1], s.n_index, &keys), MSA_OK);
         CHECK_EQ_INT(keys.n_chunks, s.n);
         if (k >= 3) CHECK(t.fills > 2); /* the keys went through the pieces */
-        CHECK_EQ_INT(msa_read_keys_scores(&t.base, &keys, &s.rq, s.n_index, got), MSA_OK);
+        CHECK_EQ_INT(msa_read_keys_scores(&t.base, &keys, &s.rq, s.n_index, got, NULL), MSA_OK);
         CHECK_EQ_INT(differ(want, got, s.n_index), 0);
         int finite = 0;
         for (uint64_t i = 0; i < s.n_index; i++) finite += isfinite(want[i]);
@@ -285,9 +286,23 @@ TEST(cache_uploads_once_per_snapshot) {
     CHECK_EQ_INT(differ(want, got, s.n_index), 0);
     const size_t first = t.uploaded;
     CHECK(first >= s.n * 64 * 2);
+    const int allocs = t.allocs, live_first = t.live;
     CHECK_EQ_INT(msa_read_resident_scores(&m, 7, 1, 3, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
     CHECK(done);
     CHECK(t.uploaded - first < s.n * 64 * 2); /* only the query: the keys stayed */
+    CHECK_EQ_INT(t.allocs, allocs);           /* and the scan's buffers too */
+    CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+    { /* a longer question: the buffers grow, the scores stay the CPU's */
+        float *qb = malloc((size_t)s.rq.n * 3 * 64 * sizeof *qb);
+        for (int i = 0; i < s.rq.n * 3 * 64; i++) qb[i] = rndf();
+        const msa_route_query big = {.n = s.rq.n * 3, .dim = 64, .q = qb};
+        CHECK_EQ_INT(msa_read_doc_scores(&big, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
+        CHECK_EQ_INT(msa_read_resident_scores(&m, 7, 1, 3, s.sp, 2, MSA_ROUTE_BF16, &big, s.n_index, got, &done), MSA_OK);
+        CHECK(done && t.allocs > allocs && t.live == live_first);
+        CHECK_EQ_INT(differ(want, got, s.n_index), 0);
+        CHECK_EQ_INT(msa_read_doc_scores(&s.rq, s.sp, 2, MSA_ROUTE_BF16, s.n_index, want, NULL), MSA_OK);
+        free(qb);
+    }
     const int live_one = t.live;
     CHECK_EQ_INT(msa_read_resident_scores(&m, 7, 0, 3, s.sp, 2, MSA_ROUTE_BF16, &s.rq, s.n_index, got, &done), MSA_OK);
     CHECK(t.live == live_one + 2); /* slot 0's keys and table beside slot 1's */

@@ -365,6 +365,7 @@ typedef struct read_ctx {
     const float *inv;                       /* [layers][C] host scan: the norms kept per snapshot */
     msa_backend *be;                        /* device scan: NULL for the host */
     msa_read_keys dk[MSA_BANK_MAX_LAYERS];
+    msa_read_scratch scratch;               /* the device scan's buffers, kept between questions as read mode does */
     float *scores;                          /* [n_index] */
     msa_threadpool *tp;
     msa_status st;
@@ -375,7 +376,7 @@ static void read_query(void *arg) {
     read_ctx *c = arg;
     for (int l = 0; l < c->layers && !c->st; l++) {
         if (c->be) {
-            c->st = msa_read_keys_scores(c->be, &c->dk[l], &c->q[l], c->n_index, c->scores);
+            c->st = msa_read_keys_scores(c->be, &c->dk[l], &c->q[l], c->n_index, c->scores, &c->scratch);
             continue;
         }
         const msa_route_span sp = {c->keys + (uint64_t)l * c->C * c->K, c->span.doc_index, c->C};
@@ -496,6 +497,7 @@ static int bench_read(int argc, char **argv) {
             snprintf(note, sizeof note, "scores equal to the host's; upload %.2f s (%.1f GB/s)", up, key_bytes / up / 1e9);
             if (!st) bench_report_row(r, name, &s, m, 3, note);
             for (int l = 0; l < layers; l++) msa_read_keys_free(be, &c.dk[l]);
+            msa_read_scratch_free(be, &c.scratch);
         }
         free(keys), free(doc), free(inv), free(host), free(c.scores);
         if (st) rc = cli_fail(st);
