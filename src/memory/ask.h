@@ -72,8 +72,9 @@ msa_status msa_read_inv_norms(const msa_route_span *spans, size_t n_spans, msa_r
 /* The last step of msa_read_doc_scores, shared with the scan on a GPU (route_resident.c): each routing token's
  * best cosine per document (token t, document d at best[t * ts + d * ds]; -inf: no chunk) centred per token and
  * averaged into doc_scores [n_index]. The host scan's bests are document-major (ts 1, ds nq), the GPU's
- * token-major (ts n_index, ds 1). */
-msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t ts, size_t ds, float *doc_scores);
+ * token-major (ts n_index, ds 1). tp (may be NULL) splits the work; the bits do not depend on it. */
+msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t ts, size_t ds, float *doc_scores,
+                           msa_threadpool *tp);
 
 /* The token count of question as plain text; MSA_ERR_LIMIT beyond p->max_question_tokens. */
 msa_status msa_ask_check_question(const msa_model *model, const char *question, size_t len, const msa_ask_params *p);

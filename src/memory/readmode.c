@@ -170,26 +170,66 @@ msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_spa
         return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
     }
     free(qn);
-    msa_status st = msa_read_center(best, q->n, n_index, 1, (size_t)q->n, doc_scores); /* document-major */
+    msa_status st = msa_read_center(best, q->n, n_index, 1, (size_t)q->n, doc_scores, tp); /* document-major */
     free(best);
     return st;
 }
 
-msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t ts, size_t ds, float *doc_scores) {
-    double *acc = calloc(n_index ? n_index : 1, sizeof *acc);
-    if (!acc) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
-    for (int t = 0; t < nq; t++) { /* centre each token's bests over the documents that have chunks */
-        const float *b = best + (size_t)t * ts;
+/* msa_read_center's two passes, split over threads without changing a sum's order: each token's mean is one
+ * thread's sum over the documents in index order, and each document's centred sum one thread's over the tokens
+ * in order, so the result has the single-thread bits on any thread count. */
+typedef struct center_job {
+    const float *best;
+    int nq;
+    uint64_t n_index;
+    size_t ts, ds;
+    double *mu;  /* [nq] each token's mean best over the documents that have chunks */
+    double *acc; /* [n_index] */
+    float *out;  /* [n_index] */
+} center_job;
+
+static void center_means(void *ctx, int ith, int nth) {
+    const center_job *j = ctx;
+    for (int t = ith; t < j->nq; t += nth) {
+        const float *b = j->best + (size_t)t * j->ts;
         double sum = 0;
         uint64_t n = 0;
-        for (uint64_t d = 0; d < n_index; d++)
-            if (isfinite(b[d * ds])) sum += b[d * ds], n++;
-        const double mu = n ? sum / (double)n : 0;
-        for (uint64_t d = 0; d < n_index; d++)
-            if (isfinite(b[d * ds])) acc[d] += b[d * ds] - mu;
+        for (uint64_t d = 0; d < j->n_index; d++)
+            if (isfinite(b[d * j->ds])) sum += b[d * j->ds], n++;
+        j->mu[t] = n ? sum / (double)n : 0;
     }
-    for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = isfinite(best[d * ds]) ? (float)(acc[d] / nq) : -INFINITY;
-    free(acc);
+}
+
+static void center_docs(void *ctx, int ith, int nth) {
+    const center_job *j = ctx;
+    const uint64_t d0 = j->n_index * (uint64_t)ith / (uint64_t)nth, d1 = j->n_index * (uint64_t)(ith + 1) / (uint64_t)nth;
+    for (uint64_t d = d0; d < d1; d++) j->acc[d] = 0;
+    for (int t = 0; t < j->nq; t++) {
+        const float *b = j->best + (size_t)t * j->ts;
+        const double mu = j->mu[t];
+        for (uint64_t d = d0; d < d1; d++)
+            if (isfinite(b[d * j->ds])) j->acc[d] += b[d * j->ds] - mu;
+    }
+    for (uint64_t d = d0; d < d1; d++)
+        j->out[d] = isfinite(j->best[d * j->ds]) ? (float)(j->acc[d] / j->nq) : -INFINITY;
+}
+
+msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t ts, size_t ds, float *doc_scores,
+                           msa_threadpool *tp) {
+    center_job j = {best, nq, n_index, ts, ds, malloc((nq > 0 ? (size_t)nq : 1) * sizeof(double)),
+                    malloc((n_index ? n_index : 1) * sizeof(double)), doc_scores};
+    if (!j.mu || !j.acc) {
+        free(j.mu), free(j.acc);
+        return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
+    }
+    if (tp) {
+        msa_threadpool_run(tp, center_means, &j);
+        msa_threadpool_run(tp, center_docs, &j);
+    } else {
+        center_means(&j, 0, 1);
+        center_docs(&j, 0, 1);
+    }
+    free(j.mu), free(j.acc);
     return MSA_OK;
 }
 

@@ -124,7 +124,7 @@ static msa_status scratch_reserve(msa_backend *be, msa_read_scratch *s, size_t q
 }
 
 msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const msa_route_query *q, uint64_t n_index,
-                                float *doc_scores, msa_read_scratch *scratch) {
+                                float *doc_scores, msa_read_scratch *scratch, msa_threadpool *tp) {
     if (!be->ops->route_maxsim) return msa_fail(MSA_ERR_UNSUPPORTED, "the %s backend has no routing scan", be->ops->name);
     if (q->dim != k->dim) return msa_fail(MSA_ERR_INVALID_ARG, "routing: query rows of %d, keys of %d", q->dim, k->dim);
     for (uint64_t d = 0; d < n_index; d++) doc_scores[d] = -INFINITY;
@@ -142,7 +142,7 @@ msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const m
     }
     if (!st) st = be->ops->route_maxsim(be, k->keys, k->bf16, k->doc, k->n_chunks, k->dim, s->q, q->n, s->best, n_index);
     if (!st) st = be->ops->download(be, s->host_best, s->best, 0, bb);
-    if (!st) st = msa_read_center(s->host_best, q->n, n_index, (size_t)n_index, 1, doc_scores);
+    if (!st) st = msa_read_center(s->host_best, q->n, n_index, (size_t)n_index, 1, doc_scores, tp);
     if (!scratch) msa_read_scratch_free(be, &own);
     return st;
 }
@@ -253,7 +253,7 @@ msa_status msa_read_resident_scores(msa_model *model, uint64_t snapshot, int slo
         return MSA_OK;
     }
     msa_status st = k->keys ? MSA_OK : msa_read_keys_upload(be, spans, n_spans, dtype, q->dim, n_index, k);
-    if (!st) st = msa_read_keys_scores(be, k, q, n_index, doc_scores, &rc->scratch);
+    if (!st) st = msa_read_keys_scores(be, k, q, n_index, doc_scores, &rc->scratch, msa_model_threadpool(model));
     /* the keys do not fit (NOMEM, LIMIT) or the scan refuses their length: this snapshot routes on the CPU */
     if (st == MSA_ERR_NOMEM || st == MSA_ERR_LIMIT || st == MSA_ERR_UNSUPPORTED) {
         for (int s = 0; s < n_slots; s++) msa_read_keys_free(be, &rc->slot[s]);

@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "memory/route.h"
+#include "util/threadpool.h"
 
 /* One router slot's keys on a backend. */
 typedef struct msa_read_keys {
@@ -40,9 +41,10 @@ typedef struct msa_read_scratch {
 void msa_read_scratch_free(msa_backend *be, msa_read_scratch *s);
 
 /* msa_read_doc_scores over keys on the backend: doc_scores [n_index], bit-identical to the CPU scan. scratch:
- * buffers reused between calls (NULL: allocated and released by this call). */
+ * buffers reused between calls (NULL: allocated and released by this call); tp (may be NULL): the host threads
+ * that centre the bests (msa_read_center). */
 msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const msa_route_query *q, uint64_t n_index,
-                                float *doc_scores, msa_read_scratch *scratch);
+                                float *doc_scores, msa_read_scratch *scratch, msa_threadpool *tp);
 
 struct msa_model;
 /* The model's cache of one bank snapshot's keys (snapshot: msa_bank_snapshot_id; n_slots router slots),

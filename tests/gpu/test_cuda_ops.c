@@ -385,7 +385,7 @@ static void route_case(int dim, int nq, bool bf16, uint64_t n_chunks, bool timed
     CHECK_EQ_INT(msa_read_doc_scores(&rq, sp, 2, dt, n_index, want, NULL), MSA_OK);
     msa_read_keys k;
     CHECK_EQ_INT(msa_read_keys_upload(gpu, sp, 2, dt, dim, n_index, &k), MSA_OK);
-    CHECK_EQ_INT(msa_read_keys_scores(gpu, &k, &rq, n_index, got, NULL), MSA_OK);
+    CHECK_EQ_INT(msa_read_keys_scores(gpu, &k, &rq, n_index, got, NULL, NULL), MSA_OK);
     uint64_t differ = 0, finite = 0;
     for (uint64_t i = 0; i < n_index; i++) {
         differ += memcmp(&want[i], &got[i], 4) != 0;
@@ -439,7 +439,7 @@ TEST(route_scan_bit_identical) {
     msa_route_span sp = {key, doc, 1};
     msa_route_query rq = {.n = 1, .dim = 8, .q = q};
     CHECK_EQ_INT(msa_read_keys_upload(gpu, &sp, 1, MSA_ROUTE_BF16, 8, 4, &k), MSA_OK);
-    CHECK_EQ_INT(msa_read_keys_scores(gpu, &k, &rq, 4, s, NULL), MSA_ERR_UNSUPPORTED); /* dim 8: the CPU scans it */
+    CHECK_EQ_INT(msa_read_keys_scores(gpu, &k, &rq, 4, s, NULL, NULL), MSA_ERR_UNSUPPORTED); /* dim 8: the CPU scans it */
     msa_read_keys_free(gpu, &k);
 }
 

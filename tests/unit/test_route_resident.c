@@ -192,7 +192,7 @@ TEST(scores_equal_cpu_scan) {
         CHECK_EQ_INT(msa_read_keys_upload(&t.base, s.sp, 2, MSA_ROUTE_BF16, shapes[k % 3][1], s.n_index, &keys), MSA_OK);
         CHECK_EQ_INT(keys.n_chunks, s.n);
         if (k >= 3) CHECK(t.fills > 2); /* the keys went through the pieces */
-        CHECK_EQ_INT(msa_read_keys_scores(&t.base, &keys, &s.rq, s.n_index, got, NULL), MSA_OK);
+        CHECK_EQ_INT(msa_read_keys_scores(&t.base, &keys, &s.rq, s.n_index, got, NULL, NULL), MSA_OK);
         CHECK_EQ_INT(differ(want, got, s.n_index), 0);
         int finite = 0;
         for (uint64_t i = 0; i < s.n_index; i++) finite += isfinite(want[i]);
@@ -202,6 +202,58 @@ TEST(scores_equal_cpu_scan) {
         free(want), free(got);
         slot_free(&s);
     }
+}
+
+/* The centring, written out plainly (the single-pass loop it replaced): per token the mean best over the documents
+ * that have chunks, subtracted, summed over tokens in order, averaged */
+static void center_ref(const float *best, int nq, uint64_t n, size_t ts, size_t ds, float *out) {
+    double *acc = calloc(n, sizeof *acc);
+    for (int t = 0; t < nq; t++) {
+        double sum = 0;
+        uint64_t c = 0;
+        for (uint64_t d = 0; d < n; d++)
+            if (isfinite(best[t * ts + d * ds])) sum += best[t * ts + d * ds], c++;
+        const double mu = c ? sum / (double)c : 0;
+        for (uint64_t d = 0; d < n; d++)
+            if (isfinite(best[t * ts + d * ds])) acc[d] += best[t * ts + d * ds] - mu;
+    }
+    for (uint64_t d = 0; d < n; d++) out[d] = isfinite(best[d * ds]) ? (float)(acc[d] / nq) : -INFINITY;
+    free(acc);
+}
+
+/* msa_read_center: both layouts (token-major from a GPU, document-major from the host scan), any thread count,
+ * the reference's bits; documents without chunks stay -inf */
+TEST(centring_same_bits_any_threads) {
+    enum { NQ = 13, N = 1001 };
+    float *best = malloc(NQ * N * sizeof *best), *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
+    for (uint64_t d = 0; d < N; d++) {
+        const bool none = rnd() % 9 == 0;
+        for (int t = 0; t < NQ; t++) best[t * N + d] = none ? -INFINITY : rndf();
+    }
+    for (int layout = 0; layout < 2; layout++) {
+        const size_t ts = layout ? 1 : N, ds = layout ? NQ : 1;
+        float *b = best, *dm = NULL;
+        if (layout) { /* the same values, document-major */
+            dm = malloc(NQ * N * sizeof *dm);
+            for (int t = 0; t < NQ; t++)
+                for (uint64_t d = 0; d < N; d++) dm[d * NQ + t] = best[t * N + d];
+            b = dm;
+        }
+        center_ref(b, NQ, N, ts, ds, want);
+        int finite = 0;
+        for (uint64_t d = 0; d < N; d++) finite += isfinite(want[d]);
+        CHECK(finite > N / 2 && finite < N);
+        const int threads[] = {0, 1, 2, 5, 64};
+        for (int i = 0; i < 5; i++) {
+            msa_threadpool *tp = NULL;
+            if (threads[i]) CHECK_EQ_INT(msa_threadpool_new(threads[i], &tp), MSA_OK);
+            CHECK_EQ_INT(msa_read_center(b, NQ, N, ts, ds, got, tp), MSA_OK);
+            CHECK_EQ_INT(differ(want, got, N), 0);
+            msa_threadpool_free(tp);
+        }
+        free(dm);
+    }
+    free(best), free(want), free(got);
 }
 
 /* The CPU scan itself gives the same bits on any number of threads (each thread takes a run of whole documents:
@@ -382,6 +434,7 @@ TEST(falls_back_to_the_cpu_without_error) {
 int main(void) {
     RUN(scores_equal_cpu_scan);
     RUN(cpu_scan_same_bits_any_threads);
+    RUN(centring_same_bits_any_threads);
     RUN(cpu_scan_norms_cached);
     RUN(chunk_beyond_the_bank_is_bad_data);
     RUN(cache_uploads_once_per_snapshot);

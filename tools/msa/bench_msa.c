@@ -376,7 +376,7 @@ static void read_query(void *arg) {
     read_ctx *c = arg;
     for (int l = 0; l < c->layers && !c->st; l++) {
         if (c->be) {
-            c->st = msa_read_keys_scores(c->be, &c->dk[l], &c->q[l], c->n_index, c->scores, &c->scratch);
+            c->st = msa_read_keys_scores(c->be, &c->dk[l], &c->q[l], c->n_index, c->scores, &c->scratch, c->tp);
             continue;
         }
         const msa_route_span sp = {c->keys + (uint64_t)l * c->C * c->K, c->span.doc_index, c->C};
