@@ -98,28 +98,17 @@ void msa_read_scratch_free(msa_backend *be, msa_read_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* s's pair of q buffers and pair of best buffers hold at least qb and bb bytes */
-static msa_status scratch_reserve(msa_backend *be, msa_read_scratch *s, size_t qb, size_t bb) {
-    if (qb > s->q_bytes) {
-        if (s->q) be->ops->free(be, s->q);
-        free(s->host_q);
-        s->q_bytes = 0;
-        s->host_q = malloc(qb);
-        s->q = s->host_q ? be->ops->alloc(be, qb) : NULL;
-        if (!s->host_q) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for the question's rows");
-        if (!s->q) return MSA_ERR_NOMEM; /* alloc recorded why */
-        s->q_bytes = qb;
-    }
-    if (bb > s->best_bytes) {
-        if (s->best) be->ops->free(be, s->best);
-        free(s->host_best);
-        s->best_bytes = 0;
-        s->host_best = malloc(bb);
-        s->best = s->host_best ? be->ops->alloc(be, bb) : NULL;
-        if (!s->host_best) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %zu bytes of best scores", bb);
-        if (!s->best) return MSA_ERR_NOMEM;
-        s->best_bytes = bb;
-    }
+/* a device buffer and its host twin of at least bytes bytes (cap: their size now) */
+static msa_status reserve_pair(msa_backend *be, msa_buf **dev, float **host, size_t *cap, size_t bytes) {
+    if (bytes <= *cap) return MSA_OK;
+    if (*dev) be->ops->free(be, *dev);
+    free(*host);
+    *cap = 0;
+    *host = malloc(bytes);
+    *dev = *host ? be->ops->alloc(be, bytes) : NULL;
+    if (!*host) return msa_fail(MSA_ERR_NOMEM, "routing: out of memory for %zu bytes", bytes);
+    if (!*dev) return MSA_ERR_NOMEM; /* alloc recorded why */
+    *cap = bytes;
     return MSA_OK;
 }
 
@@ -134,7 +123,8 @@ msa_status msa_read_keys_scores(msa_backend *be, const msa_read_keys *k, const m
                         (unsigned long long)n_index);
     const size_t qb = (size_t)q->n * q->dim * sizeof(float), bb = (size_t)q->n * n_index * sizeof(float);
     msa_read_scratch own = {0}, *s = scratch ? scratch : &own;
-    msa_status st = scratch_reserve(be, s, qb, bb);
+    msa_status st = reserve_pair(be, &s->q, &s->host_q, &s->q_bytes, qb);
+    if (!st) st = reserve_pair(be, &s->best, &s->host_best, &s->best_bytes, bb);
     if (!st) {
         memcpy(s->host_q, q->q, qb);
         msa_l2_normalize_rows(s->host_q, (size_t)q->n, q->dim);
