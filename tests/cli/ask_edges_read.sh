@@ -28,9 +28,16 @@ then ok empty_bank_read; else no "empty_bank_read (rc $rc)"; cat "$tmp/err"; fi
 printf 'The lighthouse keeper on Skerry Island was named Oswin Tamsworth.' >"$tmp/norm.txt"
 run_msa bank add "$tmp/rb" -m "$M" "$tmp/empty.txt" "$tmp/one.txt" "$tmp/bad.txt" "$tmp/norm.txt"
 if [ $rc -eq 0 ] && grep -q "added 4, replaced 0, unchanged 0" "$tmp/out"; then ok read_edge_docs_added; else no "read_edge_docs_added (rc $rc)"; cat "$tmp/out" "$tmp/err"; fi
-python3 -c 'print("lighthouse keeper " * 4500)' >"$tmp/long2.txt"   # ~9000 tokens > SmolLM2's 8192
 # over the context: split into long2.txt#0, #1 (a bank of its own: the parts would crowd the one below)
-run_msa bank create "$tmp/rb2" -m "$M"
+if [ "${MSA_SUITE:-}" = asan ]; then
+    # under ASan 9,000 tokens through SmolLM2 took over the 50-minute program limit on a 2-core Xeon: the same
+    # split (the CLI's, whatever the model) through the synthetic checkpoint, whose context is 256 tokens
+    python3 -c 'print("lighthouse keeper " * 100)' >"$tmp/long2.txt" # ~300 tokens: 2 parts of <= 192
+    run_msa bank create "$tmp/rb2" -m "$tmp/ck" --mode read
+else
+    python3 -c 'print("lighthouse keeper " * 4500)' >"$tmp/long2.txt" # ~9000 tokens > SmolLM2's 8192
+    run_msa bank create "$tmp/rb2" -m "$M"
+fi
 run_msa bank add "$tmp/rb2" "$tmp/long2.txt"
 if [ $rc -eq 0 ] && grep -q "split into" "$tmp/err" && [ "$($MSA bank ls "$tmp/rb2" | grep -c 'long2.txt#')" -eq 2 ]; then ok read_too_long_document_split; else no "read_too_long_document_split (rc $rc)"; cat "$tmp/err"; fi
 run_msa ask -m "$M" --bank "$tmp/rb" -q "Who kept the lighthouse?" --json -n 2 --docs 50
