@@ -126,8 +126,7 @@ msa_status msa_read_inv_norms(const msa_route_span *spans, size_t n_spans, msa_r
                               msa_threadpool *tp) {
     const msa_route_query none = {.n = 0, .dim = dim};
     read_job j = {.q = &none, .spans = spans, .n_spans = n_spans, .dtype = dtype, .inv_out = inv};
-    if (tp) msa_threadpool_run(tp, read_range, &j);
-    else read_range(&j, 0, 1);
+    msa_threadpool_run(tp, read_range, &j); /* inline when tp is NULL */
     if (atomic_load(&j.faulted)) return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
     return MSA_OK;
 }
@@ -163,8 +162,7 @@ msa_status msa_read_doc_scores_inv(const msa_route_query *q, const msa_route_spa
     msa_route_query qq = {.n = q->n, .dim = q->dim, .q = qn};
     read_job j = {.q = &qq, .spans = spans, .n_spans = n_spans, .dtype = dtype, .n_index = n_index, .inv = inv,
                   .best = best};
-    if (tp) msa_threadpool_run(tp, read_range, &j);
-    else read_range(&j, 0, 1);
+    msa_threadpool_run(tp, read_range, &j); /* inline when tp is NULL */
     if (atomic_load(&j.faulted)) {
         free(qn), free(best);
         return msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
@@ -222,13 +220,8 @@ msa_status msa_read_center(const float *best, int nq, uint64_t n_index, size_t t
         free(j.mu), free(j.acc);
         return msa_fail(MSA_ERR_NOMEM, "routing: out of memory");
     }
-    if (tp) {
-        msa_threadpool_run(tp, center_means, &j);
-        msa_threadpool_run(tp, center_docs, &j);
-    } else {
-        center_means(&j, 0, 1);
-        center_docs(&j, 0, 1);
-    }
+    msa_threadpool_run(tp, center_means, &j); /* inline when tp is NULL */
+    msa_threadpool_run(tp, center_docs, &j);
     free(j.mu), free(j.acc);
     return MSA_OK;
 }

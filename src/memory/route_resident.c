@@ -26,6 +26,20 @@ static bool fill_keys(void *ctx, void *piece, size_t off, size_t n) {
     return !ks->faulted;
 }
 
+/* bytes of a key source into dst at off: through the backend's own staging (upload_fill) where it has one, else
+ * through bounce (bounce_bytes) and upload */
+static msa_status upload_filled(msa_backend *be, msa_buf *dst, size_t off, size_t bytes, key_source *ks,
+                                uint8_t *bounce, size_t bounce_bytes) {
+    if (!bytes) return MSA_OK;
+    if (be->ops->upload_fill) return be->ops->upload_fill(be, dst, off, bytes, fill_keys, ks);
+    msa_status st = MSA_OK;
+    for (size_t o = 0; !st && o < bytes; o += bounce_bytes) {
+        const size_t n = bytes - o < bounce_bytes ? bytes - o : bounce_bytes;
+        st = fill_keys(ks, bounce, o, n) ? be->ops->upload(be, dst, off + o, bounce, n) : MSA_ERR_IO;
+    }
+    return st;
+}
+
 void msa_read_keys_free(msa_backend *be, msa_read_keys *k) {
     if (k->keys) be->ops->free(be, k->keys);
     if (k->doc) be->ops->free(be, k->doc);
@@ -52,19 +66,9 @@ msa_status msa_read_keys_upload(msa_backend *be, const msa_route_span *spans, si
     uint64_t at = 0;
     for (size_t s = 0; !st && s < n_spans; s++) {
         const msa_route_span *sp = &spans[s];
-        if (be->ops->upload_fill && sp->n_chunks) { /* into the backend's (pinned) staging directly */
-            key_source ks = {sp->keys, false};
-            st = be->ops->upload_fill(be, out->keys, (size_t)at * row, (size_t)sp->n_chunks * row, fill_keys, &ks);
-            if (ks.faulted) st = msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
-        }
-        for (uint64_t c0 = 0; !st && !be->ops->upload_fill && c0 < sp->n_chunks; c0 += step_rows) {
-            const size_t m = sp->n_chunks - c0 < step_rows ? (size_t)(sp->n_chunks - c0) : step_rows;
-            if (!fault_guard_copy(bounce, (const uint8_t *)sp->keys + c0 * row, m * row)) {
-                st = msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
-                break;
-            }
-            st = be->ops->upload(be, out->keys, (size_t)(at + c0) * row, bounce, m * row);
-        }
+        key_source ks = {sp->keys, false};
+        st = upload_filled(be, out->keys, (size_t)at * row, (size_t)sp->n_chunks * row, &ks, bounce, step_rows * row);
+        if (ks.faulted) st = msa_fail(MSA_ERR_IO, "routing: I/O error reading the bank's keys (SIGBUS)");
         /* the document table: readmode.c's skip rule (a document's first chunk, unless it is its only one) */
         int32_t *d = (int32_t *)bounce;
         for (uint64_t c0 = 0; !st && c0 < sp->n_chunks; c0 += step_rows) {
