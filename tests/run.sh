@@ -26,7 +26,7 @@ set -u
 cd "$(dirname "$0")/.."
 suites=${MSA_TEST_SUITES:-plain harness mutate cuda asan fuzz}
 jobs=$(nproc 2>/dev/null || echo 2)
-passed=0; failed=0; skipped=0
+passed=0; failed=0; skipped=0; last_count=$SECONDS
 log=$(mktemp); checklog=$(mktemp); trap 'rm -f "$log" "$checklog"' EXIT
 
 SANITIZER_RE='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|SUMMARY: [A-Za-z]+Sanitizer'
@@ -56,7 +56,9 @@ count() { # name, exit status[, kind: unit|cli|other]; reads the log
     if [ $((p + f + s)) -eq 0 ]; then echo "FAIL $1 (no PASS/FAIL/SKIP line at all)"; f=1; fi
     grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  [$1] |"
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-    printf '%-48s %3d passed %3d failed %3d skipped\n' "$1" "$p" "$f" "$s"
+    # the seconds since the previous line (a suite's first line includes its build): where CI's time goes
+    printf '%-48s %3d passed %3d failed %3d skipped %5ds\n' "$1" "$p" "$f" "$s" $((SECONDS - last_count))
+    last_count=$SECONDS
 }
 
 run_suite() { # build dir, label[, program timeout s, case timeout s]
