@@ -2,11 +2,14 @@
  * per question, saved atomically as the bank directory's optional LEXICAL_BM25 file and loaded back with every
  * field checked.
  *
- * File (little-endian): "MSABM25\0" | u32 format 2 | f32 weight | u64 manifest version | u64 live documents |
- * u64 next index | u8 bank uuid[16] (format 2 only) | u32 n_terms | u64 total postings | doc lengths u32[next
+ * File (little-endian): "MSABM25\0" | u32 format 3 | f32 weight | u64 manifest version | u64 live documents |
+ * u64 next index | u8 bank uuid[16] (format 2 and 3) | u32 n_terms | u64 total postings | doc lengths u32[next
  * index] | per term: u16 length, bytes, u32 df, df x (u32 doc index, u32 tf) | u64 XXH64 of everything before it.
- * Format 1 (no uuid) is still read, as current only; format 2 also lets a stale index be extended when the bank
- * only gained documents since (msa_bm25_extend), instead of rebuilt from every document's text. */
+ * The format also names the word rule (next_word): format 3 splits words at Unicode punctuation; formats 1 and 2
+ * were made by the byte rule before it. Those are still read and scored by their own rule while current, never
+ * extended, and rebuilt as format 3 by msa_bm25_refresh (what `msa bank add` runs). A stale format-3 index is
+ * extended when the bank only gained documents since (msa_bm25_extend), instead of rebuilt from every document's
+ * text. */
 #include "memory/bm25.h"
 
 #include <fcntl.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 #include <xxhash.h>
 
 #include "bank/bank.h"
@@ -23,6 +27,8 @@
 #define BM25_K1 1.2
 #define BM25_B 0.75
 #define MAX_WORD 64
+#define BM25_FORMAT 3      /* what this code writes */
+#define BM25_FORMAT_BYTES 2 /* the last format made by the byte word rule */
 
 typedef struct term { char *w; uint16_t len; uint32_t n, cap; uint32_t *doc, *tf; } term;
 
@@ -33,21 +39,67 @@ struct msa_bm25 {
     uint32_t slot_cap;
     uint32_t *dlen;          /* [n_index] words per document, 0 for none */
     uint64_t n_index, n_docs, version;
-    uint8_t uuid[16];        /* the bank's (format 2); all zero from a format-1 file */
+    uint8_t uuid[16];        /* the bank's (format 2 and 3); all zero from a format-1 file */
     uint32_t format;
     double avg;
     float weight;
 };
 
-static bool wchar(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80; }
+/* The byte word rule of formats 1 and 2: ASCII letters and digits and every byte >= 0x80, so that curly quotes
+ * and dashes stuck to the words beside them ("“the" was not "the"). */
+static bool byte_wchar(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80; }
 
-/* next word of s[*i..n) lower-cased into w (truncated to MAX_WORD); its length, 0 at the end */
-static size_t next_word(const char *s, size_t n, size_t *i, char *w) {
-    while (*i < n && !wchar((unsigned char)s[*i])) (*i)++;
+static size_t next_word_bytes(const char *s, size_t n, size_t *i, char *w) {
+    while (*i < n && !byte_wchar((unsigned char)s[*i])) (*i)++;
     size_t k = 0;
-    while (*i < n && wchar((unsigned char)s[*i])) {
+    while (*i < n && byte_wchar((unsigned char)s[*i])) {
         unsigned char c = (unsigned char)s[(*i)++];
         if (k < MAX_WORD) w[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    return k;
+}
+
+/* Format 3's rule: a word is a run of Unicode letters, marks and digits (categories L, M, N), lower-cased by
+ * utf8proc's simple case mapping; everything else separates words, punctuation in any script and invalid UTF-8
+ * included. A word longer than MAX_WORD bytes keeps its first whole characters that fit. */
+static bool word_cp(utf8proc_int32_t c) {
+    if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    const utf8proc_category_t cat = utf8proc_category(c);
+    return cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_NO; /* Lu Ll Lt Lm Lo Mn Mc Me Nd Nl No */
+}
+
+/* one character of s[*i..n): its code point, or -1 for a byte that does not start valid UTF-8; *i moves past it */
+static utf8proc_int32_t next_cp(const char *s, size_t n, size_t *i) {
+    const unsigned char b = (unsigned char)s[*i];
+    if (b < 0x80) return (*i)++, b;
+    utf8proc_int32_t c;
+    const utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &c);
+    if (l < 1) return (*i)++, -1;
+    *i += (size_t)l;
+    return c;
+}
+
+/* next word of s[*i..n) by the rule of index format fmt, lower-cased into w; its length in bytes, 0 at the end */
+static size_t next_word(uint32_t fmt, const char *s, size_t n, size_t *i, char *w) {
+    if (fmt <= BM25_FORMAT_BYTES) return next_word_bytes(s, n, i, w);
+    size_t k = 0;
+    bool full = false;
+    while (*i < n) {
+        const size_t at = *i;
+        utf8proc_int32_t c = next_cp(s, n, i);
+        if (c < 0 || !word_cp(c)) {
+            if (k) {
+                *i = at; /* the separator is the next call's to skip */
+                break;
+            }
+            continue;
+        }
+        if (full) continue;
+        c = utf8proc_tolower(c);
+        utf8proc_uint8_t enc[4];
+        const utf8proc_ssize_t el = c < 0x80 ? (enc[0] = (utf8proc_uint8_t)c, 1) : utf8proc_encode_char(c, enc);
+        if (k + (size_t)el > MAX_WORD) full = true;
+        else memcpy(w + k, enc, (size_t)el), k += (size_t)el;
     }
     return k;
 }
@@ -151,7 +203,7 @@ static msa_status index_doc(const msa_bank *bank, msa_bm25 *ix, uint64_t pos, ui
     size_t len = 0, p = 0, k;
     msa_status st = msa_bank_doc_text(bank, di.index, &text, &len);
     uint32_t words = 0;
-    while (!st && (k = next_word(text, len, &p, w)) > 0) {
+    while (!st && (k = next_word(ix->format, text, len, &p, w)) > 0) {
         uint32_t id;
         st = add_term(ix, w, k, &id);
         if (!st) st = post(&ix->t[id], di.index);
@@ -169,7 +221,7 @@ msa_status msa_bm25_build(const msa_bank *bank, msa_bm25 **out) {
     if (!ix) return msa_fail(MSA_ERR_NOMEM, "out of memory (lexical index)");
     ix->n_index = info.next_index, ix->n_docs = info.n_docs, ix->version = info.version, ix->weight = 0.5f;
     memcpy(ix->uuid, info.bank_uuid, sizeof ix->uuid);
-    ix->format = 2;
+    ix->format = BM25_FORMAT;
     ix->dlen = calloc(ix->n_index ? ix->n_index : 1, sizeof *ix->dlen);
     msa_status st = ix->dlen ? MSA_OK : msa_fail(MSA_ERR_NOMEM, "out of memory (lexical index)");
     const uint64_t n = msa_bank_n_docs(bank);
@@ -187,7 +239,7 @@ msa_status msa_bm25_extend(const msa_bank *bank, msa_bm25 *ix) {
     msa_bank_info info;
     msa_bank_get_info(bank, &info);
     /* only additions since: every document the index knows is still live and every newer index is live */
-    if (ix->format != 2 || memcmp(ix->uuid, info.bank_uuid, sizeof ix->uuid) || ix->version > info.version ||
+    if (ix->format != BM25_FORMAT || memcmp(ix->uuid, info.bank_uuid, sizeof ix->uuid) || ix->version > info.version ||
         ix->n_index > info.next_index || ix->n_docs > info.n_docs ||
         info.n_docs - ix->n_docs != info.next_index - ix->n_index)
         return msa_fail(MSA_ERR_MISMATCH, "lexical index: the bank did not only gain documents since it was made");
@@ -211,7 +263,7 @@ msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *
     size_t p = 0, k;
     char w[MAX_WORD];
     const double N = (double)ix->n_docs;
-    while ((k = next_word(q, len, &p, w)) > 0) {
+    while ((k = next_word(ix->format, q, len, &p, w)) > 0) {
         int64_t f = find(ix, w, k);
         if (f < 0) continue;
         const term *t = &ix->t[f];
@@ -228,7 +280,7 @@ msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *
 
 double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len) {
     char w[MAX_WORD];
-    size_t p = 0, k = next_word(word, len, &p, w);
+    size_t p = 0, k = next_word(ix->format, word, len, &p, w);
     int64_t f = k ? find(ix, w, k) : -1;
     const double N = (double)ix->n_docs, df = f >= 0 ? ix->t[f].n : 0;
     return log(1.0 + (N - df + 0.5) / (df + 0.5));
@@ -260,7 +312,7 @@ static void put(wbuf *b, const void *p, size_t n) {
 
 msa_status msa_bm25_save(const msa_bm25 *ix, const char *dir) {
     wbuf b = {0};
-    const uint32_t fmt = 2;
+    const uint32_t fmt = ix->format >= BM25_FORMAT ? BM25_FORMAT : BM25_FORMAT_BYTES; /* the word rule it was made by */
     uint64_t total = 0;
     for (uint32_t i = 0; i < ix->n_terms; i++) total += ix->t[i].n;
     put(&b, "MSABM25", 8);
@@ -360,14 +412,14 @@ static msa_status load_file(const msa_bank *bank, const char *dir, bool stale_ok
         uint32_t fmt, nt;
         uint64_t total;
         GET(&rb, fmt), GET(&rb, ix->weight), GET(&rb, ix->version), GET(&rb, ix->n_docs), GET(&rb, ix->n_index);
-        if (fmt == 2) get(&rb, ix->uuid, sizeof ix->uuid);
+        if (fmt >= 2) get(&rb, ix->uuid, sizeof ix->uuid);
         ix->format = fmt;
         GET(&rb, nt), GET(&rb, total);
         msa_bank_info info;
         msa_bank_get_info(bank, &info);
-        if (rb.bad || (fmt != 1 && fmt != 2) || !(ix->weight >= 0 && ix->weight <= 1))
+        if (rb.bad || fmt < 1 || fmt > BM25_FORMAT || !(ix->weight >= 0 && ix->weight <= 1))
             st = msa_fail(MSA_ERR_BAD_DATA, "%s: unsupported format or bad weight", fin);
-        else if (fmt == 2 && memcmp(ix->uuid, info.bank_uuid, sizeof ix->uuid))
+        else if (fmt >= 2 && memcmp(ix->uuid, info.bank_uuid, sizeof ix->uuid))
             st = msa_fail(MSA_ERR_MISMATCH, "%s: made for another bank", fin);
         else if (!stale_ok && (ix->version != info.version || ix->n_docs != info.n_docs || ix->n_index != info.next_index))
             st = msa_fail(MSA_ERR_MISMATCH, "%s: made for another version of the bank", fin);
@@ -443,12 +495,12 @@ msa_status msa_bm25_refresh(msa_bank *bank, float w, bool *updated) {
     msa_bank_info bi;
     msa_bank_get_info(bank, &bi);
     if (bi.shape.mode != MSA_BANK_READ) return MSA_OK;
-    /* one read of the file: kept when current with weight w; a stale index of this bank that only lacks the
-     * documents added since is extended; anything else rebuilt */
+    /* one read of the file: kept when current with weight w and made by today's word rule; a stale index of this
+     * bank that only lacks the documents added since is extended; anything else rebuilt */
     msa_bm25 *ix = NULL;
     msa_status st = msa_bm25_load_stale(bank, msa_bm25_bank_dir(bank), &ix);
     if (!st && ix->version == bi.version && ix->n_docs == bi.n_docs && ix->n_index == bi.next_index &&
-        ix->weight == w) {
+        ix->weight == w && ix->format == BM25_FORMAT) {
         msa_bm25_free(ix);
         return MSA_OK;
     }

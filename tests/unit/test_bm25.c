@@ -3,7 +3,9 @@
  * MSA_ERR_MISMATCH, and every truncation / a flipped byte of the file refused without crashing; msa_bm25_refresh
  * (what `msa bank add` runs): a read bank's index written, kept while current, rewritten when stale or of another
  * weight; a native bank left without one; an index extended by the documents added since equals a fresh build
- * byte for byte, and one is not extended across a delete, from format 1 or from another bank. Bounded: < 1 s. */
+ * byte for byte, and one is not extended across a delete, from format 1 or from another bank; format 3's word rule
+ * (Unicode letters, marks and digits; punctuation of any script and invalid UTF-8 split words), and a format-2 file
+ * scored by the byte rule it was made with until refresh rebuilds it as format 3. Bounded: < 1 s. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@ static char dir[256];
 static const char *TEXTS[] = {"The whale swam past the Pequod at dawn.", "Ahab stood on the deck; the deck was wet.",
                               "Congress shall pass the budget.", "A whale, a whale! cried the lookout."};
 
+static const char **texts = TEXTS; /* what make_bank_mode's documents hold */
+
 static msa_bank *make_bank_mode(int n, msa_bank_mode mode) {
     msa_bank_create_params cp = {0};
     if (msa_bank_shape_named("synthetic-small", &cp.shape)) return NULL;
@@ -37,8 +41,8 @@ static msa_bank *make_bank_mode(int n, msa_bank_mode mode) {
     for (int i = 0; i < n; i++) {
         synth_doc s;
         if (synth_make(&s, &cp.shape, (uint64_t)i, 0, MAX_TEXT)) return NULL;
-        s.d.text = TEXTS[i];
-        s.d.text_len = strlen(TEXTS[i]);
+        s.d.text = texts[i];
+        s.d.text_len = strlen(texts[i]);
         msa_bank_add(b, &s.d, false, NULL, NULL);
         synth_free(&s);
     }
@@ -321,8 +325,92 @@ TEST(bm25_refresh_read_bank_only) {
     rm_bank();
 }
 
+/* this index's bytes with its format field set to fmt and the checksum redone, written back */
+static void rewrite_format(uint32_t fmt) {
+    size_t n;
+    unsigned char *a = index_bytes(&n);
+    if (!a || n < 24) {
+        free(a);
+        return;
+    }
+    memcpy(a + 8, &fmt, 4);
+    const uint64_t h = XXH64(a, n - 8, 0);
+    memcpy(a + n - 8, &h, 8);
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(a, 1, n, f), fclose(f);
+    free(a);
+}
+
+TEST(bm25_unicode_words) {
+    static const char *uni[] = {"\u201cThe whale\u2014ship,\u201d said Ahab.", "\u00dcBER den Flu\u00df, na\u00efve caf\u00e9.",
+                                "the plain deck", "bad \xff bytes\xc3 here"};
+    texts = uni;
+    snprintf(dir, sizeof dir, "/tmp/msa-test-bm25u-%d", (int)getpid());
+    rm_bank();
+    msa_bank *b = make_bank_mode(4, MSA_BANK_READ);
+    texts = TEXTS;
+    CHECK(b != NULL);
+    if (!b) return;
+    msa_bm25 *ix = NULL;
+    CHECK_EQ_INT(msa_bm25_build(b, &ix), MSA_OK);
+    if (!ix) return;
+    float s[4];
+#define SCORE(ix, q) msa_bm25_score((ix), (q), strlen(q), s, 4)
+    CHECK_EQ_INT(SCORE(ix, "the"), MSA_OK);
+    CHECK(s[0] > 0 && s[2] > 0 && s[1] == 0); /* the curly quote is not part of the word */
+    SCORE(ix, "ship");
+    CHECK(s[0] > 0); /* nor the em dash */
+    SCORE(ix, "\u00fcber NA\u00cfVE");
+    CHECK(s[1] > 0 && s[0] == 0 && s[2] == 0); /* lower-cased beyond ASCII, in the document and the question */
+    const float both = s[1];
+    SCORE(ix, "\u00fcber");
+    CHECK(s[1] > 0 && s[1] < both);
+    SCORE(ix, "bytes here bad");
+    CHECK(s[3] > 0 && s[0] == 0); /* invalid UTF-8 separates words */
+    CHECK(msa_bm25_idf(ix, "\u201cthe\u201d", 9) == msa_bm25_idf(ix, "the", 3));
+    CHECK(msa_bm25_idf(ix, "whale", 5) > msa_bm25_idf(ix, "the", 3));
+    msa_bm25_set_weight(ix, 0.35f);
+    CHECK_EQ_INT(msa_bm25_save(ix, dir), MSA_OK);
+    msa_bm25_free(ix), ix = NULL;
+    /* a format-2 file: scored by the byte rule, under which "\u201cthe\u201d" is one word of its own */
+    rewrite_format(2);
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &ix), MSA_OK);
+    if (ix) {
+        SCORE(ix, "\u201cthe\u201d");
+        CHECK(s[0] == 0 && s[2] == 0);
+        SCORE(ix, "the");
+        CHECK(s[0] > 0 && s[2] > 0);
+        msa_bm25_free(ix), ix = NULL;
+    }
+    /* refresh rebuilds it by today's rule although it is current with the same weight */
+    bool up = false;
+    CHECK_EQ_INT(msa_bm25_refresh(b, 0.35f, &up), MSA_OK);
+    CHECK(up);
+    size_t n;
+    unsigned char *a = index_bytes(&n);
+    uint32_t fmt = 0;
+    if (a && n > 12) memcpy(&fmt, a + 8, 4);
+    CHECK_EQ_INT((int)fmt, 3);
+    free(a);
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &ix), MSA_OK);
+    if (ix) {
+        SCORE(ix, "\u201cthe\u201d");
+        CHECK(s[0] > 0 && s[2] > 0);
+        msa_bm25_free(ix);
+    }
+#undef SCORE
+    /* a format beyond this code's is refused */
+    rewrite_format(4);
+    CHECK_EQ_INT(msa_bm25_load(b, dir, &ix), MSA_ERR_BAD_DATA);
+    msa_bank_close(b);
+    rm_bank();
+}
+
 int main(void) {
     RUN(bm25_scores_match_formula);
+    RUN(bm25_unicode_words);
     RUN(bm25_refresh_read_bank_only);
     RUN(bm25_extend_equals_rebuild);
     return test_summary();
