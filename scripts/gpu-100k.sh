@@ -13,6 +13,9 @@
 #                                                   SYSTEMS (default "default trained identity bm25 minilm"):
 #                                                   which rows, so a call can take a few at a time
 # BANKS (default /dev/shm): where the banks go (the 100K bank is 43.4 GB; the host's RAM disk holds it).
+# BANK (default bank100k): the bank's name under BANKS and the suffix of the eval's files, so the 10K set (the
+# first 10,000 passages of the same file) runs as BANK=bank10k with `head -n 10000` of the passages.
+# SCORES=1: the trained and identity rows also write their per-document scores (--scores-out) beside the JSON.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu-env.sh
@@ -48,7 +51,7 @@ check)
     ;;
 encode)
     P=${2:?PASSAGES.jsonl}
-    b=$banks/bank100k
+    b=$banks/${BANK:-bank100k}
     [ -d "$b" ] || "$MSA" bank create "$b" -m "$M" --mode read >/dev/null || exit 1
     SECONDS=0
     timeout "${ENCODE_TIMEOUT:-500}" "$MSA" bank add "$b" -m "$M" --jsonl "$P" --device cuda 2>&1 | tail -3
@@ -59,19 +62,21 @@ eval)
     out=${2:?OUTDIR}
     ranks=${3:-}
     mkdir -p "$out"
-    b=$banks/bank100k
+    b=$banks/${BANK:-bank100k}
+    sfx=${BANK:-bank100k}; sfx=${sfx#bank}
     ans=()
     [ -n "${ANSWER:-}" ] && ans=(--answer)
+    sc() { [ -n "${SCORES:-}" ] && echo --scores-out "$out/scores-$1-$sfx.jsonl"; }
     for sys in ${SYSTEMS:-default trained identity bm25 minilm}; do
         case $sys in
-        default) run default-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" ;;
-        trained) run trained-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
-            --no-lexical --system trained ;;
-        identity) run identity-100k "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
-            --no-lexical --router none --system identity ;;
+        default) run "default-$sfx" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" ;;
+        trained) run "trained-$sfx" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
+            --no-lexical --system trained $(sc trained) ;;
+        identity) run "identity-$sfx" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
+            --no-lexical --router none --system identity $(sc identity) ;;
         bm25 | minilm)
             [ -n "$ranks" ] && [ -f "$ranks/$sys.jsonl" ] &&
-                run "$sys-100k" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
+                run "$sys-$sfx" "$MSA" eval qa -m "$M" --bank "$b" "$Q" --device cuda --json "${ans[@]}" \
                     --ranking "$ranks/$sys.jsonl" --system "$sys" ;;
         *) echo "gpu-100k: unknown system '$sys'" >&2 ;;
         esac
