@@ -15,7 +15,8 @@ if [ ! -f "$M" ]; then
     done
     finish; exit 0
 fi
-head -n 4 data/retrieval/passages-1k.jsonl >"$tmp/p.jsonl"
+np=4; [ "${MSA_SUITE:-}" = asan ] && np=2 # every passage is a generation, ~20 s each under ASan on 2 cores
+head -n $np data/retrieval/passages-1k.jsonl >"$tmp/p.jsonl"
 run_msa make-questions -m "$M" -t 2 --passages "$tmp/p.jsonl" -o "$tmp/a.jsonl"
 if [ "$rc" -eq 0 ] && python3 - "$tmp/p.jsonl" "$tmp/a.jsonl" <<'PY'
 import json, sys
@@ -40,7 +41,7 @@ run_msa make-questions -m "$M" --passages "$tmp/same.jsonl" -o "$tmp/s.jsonl"
 # examples whose every question is about "the passage": the model copies the form, and such questions go
 printf 'Passage: The mill stood by the river.\nQuestion: What is the main idea of the passage?\n\nPassage: Snow fell on the hills all week.\nQuestion: What is the main idea of the passage?\n\n' >"$tmp/ex.txt"
 run_msa make-questions -m "$M" --passages "$tmp/p.jsonl" --examples "$tmp/ex.txt" -o "$tmp/g.jsonl"
-[ "$rc" -eq 0 ] && [ ! -s "$tmp/g.jsonl" ] && grep -q '0 questions kept, 4 dropped' "$tmp/err" &&
+[ "$rc" -eq 0 ] && [ ! -s "$tmp/g.jsonl" ] && grep -q "0 questions kept, $np dropped" "$tmp/err" &&
     ok make_questions_generic_dropped || { no make_questions_generic_dropped; cat "$tmp/err" "$tmp/g.jsonl"; }
 { head -n 1 "$tmp/p.jsonl"; echo '{"text": 7}'; } >"$tmp/bad.jsonl"
 run_msa make-questions -m "$M" --passages "$tmp/bad.jsonl" -o "$tmp/x.jsonl"
