@@ -165,6 +165,14 @@ static unsigned char *index_bytes(size_t *n) {
     return b;
 }
 
+/* b[0..n) written as the bank's LEXICAL_BM25 */
+static void write_index_bytes(const void *b, size_t n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(b, 1, n, f), fclose(f);
+}
+
 /* What a fresh build saves, with weight w */
 static unsigned char *rebuilt_bytes(msa_bank *b, float w, size_t *n) {
     msa_bm25 *ix = NULL;
@@ -233,11 +241,7 @@ TEST(bm25_extend_equals_rebuild) {
         memcpy(o + 8, &one, 4);
         const uint64_t h = XXH64(o, na - 24, 0);
         memcpy(o + na - 24, &h, 8);
-        char path[400];
-        snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
-        FILE *f = fopen(path, "wb");
-        fwrite(o, 1, na - 16, f);
-        fclose(f);
+        write_index_bytes(o, na - 16);
         free(o);
         CHECK_EQ_INT(msa_bm25_load(b, dir, &x), MSA_OK);
         if (x) CHECK_EQ_INT(msa_bm25_extend(b, x), MSA_ERR_MISMATCH);
@@ -336,10 +340,7 @@ static void rewrite_format(uint32_t fmt) {
     memcpy(a + 8, &fmt, 4);
     const uint64_t h = XXH64(a, n - 8, 0);
     memcpy(a + n - 8, &h, 8);
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, MSA_BM25_FILE);
-    FILE *f = fopen(path, "wb");
-    if (f) fwrite(a, 1, n, f), fclose(f);
+    write_index_bytes(a, n);
     free(a);
 }
 
