@@ -5,8 +5,8 @@
  * File (little-endian): "MSABM25\0" | u32 format 3 | f32 weight | u64 manifest version | u64 live documents |
  * u64 next index | u8 bank uuid[16] (format 2 and 3) | u32 n_terms | u64 total postings | doc lengths u32[next
  * index] | per term: u16 length, bytes, u32 df, df x (u32 doc index, u32 tf) | u64 XXH64 of everything before it.
- * The format also names the word rule (next_word): format 3 splits words at Unicode punctuation; formats 1 and 2
- * were made by the byte rule before it. Those are still read and scored by their own rule while current, never
+ * The format also names the word rule (msa_bm25_next_word): format 3 splits words at Unicode punctuation;
+ * formats 1 and 2 were made by the byte rule before it. Those are still read and scored by their own rule while current, never
  * extended, and rebuilt as format 3 by msa_bm25_refresh (what `msa bank add` runs). A stale format-3 index is
  * extended when the bank only gained documents since (msa_bm25_extend), instead of rebuilt from every document's
  * text. */
@@ -26,7 +26,7 @@
 
 #define BM25_K1 1.2
 #define BM25_B 0.75
-#define MAX_WORD 64
+#define MAX_WORD MSA_BM25_MAX_WORD
 #define BM25_FORMAT 3      /* what this code writes */
 #define BM25_FORMAT_BYTES 2 /* the last format made by the byte word rule */
 
@@ -49,8 +49,9 @@ struct msa_bm25 {
  * and dashes stuck to the words beside them ("“the" was not "the"). */
 static bool byte_wchar(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80; }
 
-static size_t next_word_bytes(const char *s, size_t n, size_t *i, char *w) {
+static size_t next_word_bytes(const char *s, size_t n, size_t *i, char *w, size_t *start) {
     while (*i < n && !byte_wchar((unsigned char)s[*i])) (*i)++;
+    *start = *i;
     size_t k = 0;
     while (*i < n && byte_wchar((unsigned char)s[*i])) {
         unsigned char c = (unsigned char)s[(*i)++];
@@ -79,11 +80,13 @@ static utf8proc_int32_t next_cp(const char *s, size_t n, size_t *i) {
     return c;
 }
 
-/* next word of s[*i..n) by the rule of index format fmt, lower-cased into w; its length in bytes, 0 at the end */
-static size_t next_word(uint32_t fmt, const char *s, size_t n, size_t *i, char *w) {
-    if (fmt <= BM25_FORMAT_BYTES) return next_word_bytes(s, n, i, w);
+size_t msa_bm25_next_word(const msa_bm25 *ix, const char *s, size_t n, size_t *i, char *w, size_t *start) {
+    size_t unused;
+    if (!start) start = &unused;
+    if (ix && ix->format <= BM25_FORMAT_BYTES) return next_word_bytes(s, n, i, w, start);
     size_t k = 0;
     bool full = false;
+    *start = n;
     while (*i < n) {
         const size_t at = *i;
         utf8proc_int32_t c = next_cp(s, n, i);
@@ -94,6 +97,7 @@ static size_t next_word(uint32_t fmt, const char *s, size_t n, size_t *i, char *
             }
             continue;
         }
+        if (!k) *start = at;
         if (full) continue;
         c = utf8proc_tolower(c);
         utf8proc_uint8_t enc[4];
@@ -203,7 +207,7 @@ static msa_status index_doc(const msa_bank *bank, msa_bm25 *ix, uint64_t pos, ui
     size_t len = 0, p = 0, k;
     msa_status st = msa_bank_doc_text(bank, di.index, &text, &len);
     uint32_t words = 0;
-    while (!st && (k = next_word(ix->format, text, len, &p, w)) > 0) {
+    while (!st && (k = msa_bm25_next_word(ix, text, len, &p, w, NULL)) > 0) {
         uint32_t id;
         st = add_term(ix, w, k, &id);
         if (!st) st = post(&ix->t[id], di.index);
@@ -263,7 +267,7 @@ msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *
     size_t p = 0, k;
     char w[MAX_WORD];
     const double N = (double)ix->n_docs;
-    while ((k = next_word(ix->format, q, len, &p, w)) > 0) {
+    while ((k = msa_bm25_next_word(ix, q, len, &p, w, NULL)) > 0) {
         int64_t f = find(ix, w, k);
         if (f < 0) continue;
         const term *t = &ix->t[f];
@@ -280,7 +284,7 @@ msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *
 
 double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len) {
     char w[MAX_WORD];
-    size_t p = 0, k = next_word(ix->format, word, len, &p, w);
+    size_t p = 0, k = msa_bm25_next_word(ix, word, len, &p, w, NULL);
     int64_t f = k ? find(ix, w, k) : -1;
     const double N = (double)ix->n_docs, df = f >= 0 ? ix->t[f].n : 0;
     return log(1.0 + (N - df + 0.5) / (df + 0.5));

@@ -1,9 +1,10 @@
 /* bm25.h — a lexical (Okapi BM25) index over a bank's stored document text, for read mode's fused ranking
  * (docs/msa-deviations.md "Read mode", docs/quality.md). Native MSA mode never uses it.
  *
- * Words: maximal runs of ASCII letters/digits or non-ASCII bytes, ASCII lower-cased; no stop list, no stemming.
- * Score of document d for query words w (repeats counted): sum idf(w) tf (k1 + 1) / (tf + k1 (1 - b + b |d|/avg)),
- * idf = ln(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.2, b = 0.75 (scripts/eval_baselines.py computes the same).
+ * Words (msa_bm25_next_word): maximal runs of Unicode letters, marks and digits, lower-cased; no stop list, no
+ * stemming (indexes of formats 1 and 2 keep the byte rule they were made by). Score of document d for query words
+ * w (repeats counted): sum idf(w) tf (k1 + 1) / (tf + k1 (1 - b + b |d|/avg)), idf = ln(1 + (N - df + 0.5) / (df +
+ * 0.5)), k1 = 1.2, b = 0.75 (scripts/eval_baselines.py's BM25 baseline: the same formula over ASCII words).
  *
  * Durable form: the optional file LEXICAL_BM25 in the bank directory (docs/bank-format.md, "Optional files"),
  * written atomically (temp file, fsync, rename, fsync of the directory), stamped with the bank's manifest
@@ -27,6 +28,12 @@ void msa_bm25_free(msa_bm25 *ix);
 
 /* scores[d] for d < n_index (documents the index does not know score 0). */
 msa_status msa_bm25_score(const msa_bm25 *ix, const char *query, size_t len, float *scores, uint64_t n_index);
+
+/* The next word of s[*i..n) by the word rule of ix (today's when ix is NULL), lower-cased into w (at most
+ * MSA_BM25_MAX_WORD bytes, a longer word cut at a character boundary): its length in bytes, 0 at the end of s.
+ * *start (may be NULL) gets the word's offset in s; *i ends past its last character. */
+#define MSA_BM25_MAX_WORD 64
+size_t msa_bm25_next_word(const msa_bm25 *ix, const char *s, size_t n, size_t *i, char *w, size_t *start);
 
 /* idf of the first word of word[0..len) (an unknown word has the largest idf) */
 double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len);

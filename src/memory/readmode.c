@@ -463,47 +463,25 @@ msa_status msa_read_fuse_lexical(msa_read_scores *s, const msa_bm25 *ix, const c
     return st;
 }
 
-/* The sentence of text sharing the most (idf-weighted) words with the question: [*a, *b). */
-static bool same_word(const char *x, size_t nx, const char *y, size_t ny) {
-    if (nx != ny) return false;
-    for (size_t i = 0; i < nx; i++) {
-        char p = x[i], q = y[i];
-        if (p >= 'A' && p <= 'Z') p = (char)(p + 32);
-        if (q >= 'A' && q <= 'Z') q = (char)(q + 32);
-        if (p != q) return false;
-    }
-    return true;
+/* Whether text s[0..n) has the word w[0..k) (as msa_bm25_next_word gives it, by lex's word rule). */
+static bool has_word(const msa_bm25 *lex, const char *s, size_t n, const char *w, size_t k) {
+    char x[MSA_BM25_MAX_WORD];
+    size_t m;
+    for (size_t p = 0; (m = msa_bm25_next_word(lex, s, n, &p, x, NULL)) > 0;)
+        if (m == k && !memcmp(x, w, k)) return true;
+    return false;
 }
-static bool word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (unsigned char)c >= 0x80; }
-/* Sum over the distinct words (3+ characters) a sentence shares with the question of their idf (1 each without
- * a lexical index). */
+/* Sum over the distinct words (3+ bytes) a sentence shares with the question of their idf. */
 static double shared_words(const msa_bm25 *lex, const char *q, size_t ql, const char *s, size_t sl) {
     double n = 0;
-    for (size_t j = 0; j < ql;) { /* each question word once, if the sentence has it */
-        while (j < ql && !word_char(q[j])) j++;
-        size_t c = j;
-        while (j < ql && word_char(q[j])) j++;
-        if (j - c < 3) continue;
-        bool seen = false;
-        for (size_t k = 0; k < c && !seen;) { /* an earlier occurrence in the question */
-            while (k < c && !word_char(q[k])) k++;
-            size_t e = k;
-            while (k < c && word_char(q[k])) k++;
-            seen = same_word(q + e, k - e, q + c, j - c);
-        }
-        if (seen) continue;
-        for (size_t i = 0; i < sl;) {
-            while (i < sl && !word_char(s[i])) i++;
-            size_t a = i;
-            while (i < sl && word_char(s[i])) i++;
-            if (same_word(s + a, i - a, q + c, j - c)) {
-                n += lex ? msa_bm25_idf(lex, q + c, j - c) : 1.0;
-                break;
-            }
-        }
-    }
+    char w[MSA_BM25_MAX_WORD];
+    size_t k, c;
+    for (size_t j = 0; (k = msa_bm25_next_word(lex, q, ql, &j, w, &c)) > 0;) /* each question word once */
+        if (k >= 3 && !has_word(lex, q, c, w, k) && has_word(lex, s, sl, w, k))
+            n += lex ? msa_bm25_idf(lex, w, k) : 1.0;
     return n;
 }
+/* The sentence of text sharing the most (idf-weighted) words with the question: [*a, *b). */
 static void best_sentence(const msa_bm25 *lex, const char *q, size_t ql, const char *t, size_t tl, size_t *a_out,
                           size_t *b_out) {
     double best = -1;
@@ -540,11 +518,10 @@ msa_status msa_read_route_rounds(msa_model *model, msa_bank *bank, const msa_bm2
         char *q2 = st ? NULL : malloc(sb - sa + 1);
         size_t n2 = 0;
         if (!st && !q2) st = msa_fail(MSA_ERR_NOMEM, "out of memory");
-        for (size_t i = sa; !st && i < sb;) {
-            while (i < sb && !word_char(t[i])) i++;
-            size_t a = i;
-            while (i < sb && word_char(t[i])) i++;
-            if (i == a || shared_words(NULL, question, len, t + a, i - a) > 0) continue;
+        char w[MSA_BM25_MAX_WORD];
+        size_t m, a;
+        for (size_t i = sa; !st && (m = msa_bm25_next_word(lex, t, sb, &i, w, &a)) > 0;) {
+            if (m >= 3 && has_word(lex, question, len, w, m)) continue;
             if (n2) q2[n2++] = ' ';
             memcpy(q2 + n2, t + a, i - a);
             n2 += i - a;
