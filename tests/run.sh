@@ -5,7 +5,9 @@
 #     cuda   the CUDA build (make CUDA=1: nvcc, cuBLASLt) compiles and links with its GPU tests, and what of it
 #            needs no GPU runs: test_device (auto falls back to the CPU, cuda is a clear error) and the CUDA
 #            build's msa on the CPU. The GPU tests themselves run on a GPU machine: tests/gpu/run.sh
-#     asan   the same against build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)
+#     asan   the same against build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer), with MSA_TEST_SMALL=1:
+#            the scripts whose model runs would take many minutes under ASan shrink them (as tests/gpu/run.sh does
+#            under compute-sanitizer)
 #     fuzz   every libFuzzer target in tests/fuzz/ for FUZZ_SECONDS (default 60) from its seed corpus
 # A test program prints "PASS name" / "FAIL name" / "SKIP name" per case; a CLI script does the same.
 # What the runner adds so that nothing passes without proof (issue 13; tests/harness checks each rule):
@@ -119,7 +121,7 @@ for suite in $suites; do
         fi ;;
     asan)
         make -s -j"$jobs" asan >"$log" 2>&1 || { cat "$log"; echo "FAIL build (asan)"; failed=$((failed + 1)); continue; }
-        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        MSA_TEST_SMALL=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             run_suite build-asan asan 3000 1500 ;;
     tsan)
         make -s -j"$jobs" tsan >"$log" 2>&1 || { cat "$log"; echo "FAIL build (tsan)"; failed=$((failed + 1)); continue; }

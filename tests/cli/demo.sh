@@ -12,7 +12,7 @@ if [ ! -f "$model" ]; then echo "SKIP demo (default model not installed: make mo
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 corpus=data/demo
 n_docs=$(grep -c . data/demo/passages.jsonl)
-if [ "${MSA_SUITE:-}" = asan ]; then
+if [ -n "${MSA_TEST_SMALL:-}" ]; then
     mkdir -p "$tmp/corpus"
     (grep -v '"fact-' data/demo/passages.jsonl | awk 'NR%12==1'; grep '"fact-' data/demo/passages.jsonl) >"$tmp/corpus/passages.jsonl"
     cp data/demo/facts.jsonl "$tmp/corpus/"
@@ -20,7 +20,7 @@ if [ "${MSA_SUITE:-}" = asan ]; then
     n_docs=$(grep -c . "$corpus/passages.jsonl")
 fi
 n_facts=$(grep -c . data/demo/facts.jsonl)
-if [ "${MSA_SUITE:-}" = asan ]; then # answers (48 tokens each) are too slow under ASan: routing only
+if [ -n "${MSA_TEST_SMALL:-}" ]; then # answers (48 tokens each) are too slow under ASan: routing only
     $MSA demo --corpus "$corpus" --bank "$tmp/bank" -n 1 >"$tmp/out1" 2>"$tmp/err1"; rc=$?
     want='document routed'
 else

@@ -232,7 +232,7 @@ tty_run "$MSA_BIN bank add $tmp/pbank $tmp/pdocs"
 grep -q "encoding: 0/6 documents" "$tmp/tty" && grep -q "encoding: .*tokens/s.*elapsed, ETA" "$tmp/tty"; chk f8_bank_add_progress_on_tty $? "$(tail -c 300 "$tmp/tty")"
 # within one group too: a single long document (one group, several seconds) still gets a line every second
 # (~3,300 tokens; under ASan ~400 are already several seconds, and 3,300 took 11-18 minutes on a 2-core CI machine)
-n_sent=330; [ "${MSA_SUITE:-}" = asan ] && n_sent=40
+n_sent=330; [ -n "${MSA_TEST_SMALL:-}" ] && n_sent=40
 python3 -c '
 import sys
 open(sys.argv[1], "w").write(" ".join("Ishmael watched the grey sea %d times." % i for i in range(int(sys.argv[2]))))' "$tmp/long.txt" $n_sent

@@ -15,7 +15,7 @@ if [ ! -f "$M" ]; then
     done
     finish; exit 0
 fi
-np=4; [ "${MSA_SUITE:-}" = asan ] && np=2 # every passage is a generation, ~20 s each under ASan on 2 cores
+np=4; [ -n "${MSA_TEST_SMALL:-}" ] && np=2 # every passage is a generation, ~20 s each under ASan on 2 cores
 head -n $np data/retrieval/passages-1k.jsonl >"$tmp/p.jsonl"
 run_msa make-questions -m "$M" -t 2 --passages "$tmp/p.jsonl" -o "$tmp/a.jsonl"
 if [ "$rc" -eq 0 ] && python3 - "$tmp/p.jsonl" "$tmp/a.jsonl" <<'PY'
