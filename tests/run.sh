@@ -58,36 +58,92 @@ count() { # name, exit status[, kind: unit|cli|other]; reads the log
     if [ $((p + f + s)) -eq 0 ]; then echo "FAIL $1 (no PASS/FAIL/SKIP line at all)"; f=1; fi
     grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  [$1] |"
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-    # the seconds since the previous line (a suite's first line includes its build): where CI's time goes
-    printf '%-48s %3d passed %3d failed %3d skipped %5ds\n' "$1" "$p" "$f" "$s" $((SECONDS - last_count))
+    # the job's own seconds (or, run inline, those since the previous line): where CI's time goes
+    printf '%-48s %3d passed %3d failed %3d skipped %5ds\n' "$1" "$p" "$f" "$s" "${5:-$((SECONDS - last_count))}"
     last_count=$SECONDS
 }
 
+# The programs of a suite run $jobs at a time (MSA_TEST_JOBS, default the number of CPUs): CI's machine has 2
+# cores and most of a suite's time is single-threaded (sanitizers, libFuzzer, a model at -t 1), so two at once
+# nearly halve it. Each job has its own log, check log and exit status under $pool; results are counted in the
+# order the jobs were started, each as soon as it and every job before it have finished, with its own seconds.
+# A script whose first lines say "# test: alone" (its assertions time a terminal or a stream) runs with no
+# other job beside it.
+jobs_at_once=${MSA_TEST_JOBS:-$jobs}
+pool=$(mktemp -d); trap 'rm -f "$log" "$checklog"; rm -rf "$pool"' EXIT
+n_started=0; n_counted=0; n_running=0
+declare -a job_name job_kind job_script
+start_job() { # name, kind (unit|cli|other), script or "", alone (1 or ""), then the command
+    local name=$1 kind=$2 script=$3 alone=$4 i=$n_started
+    shift 4
+    if [ -n "$alone" ]; then wait_jobs 1; else wait_jobs "$jobs_at_once"; fi
+    job_name[i]=$name; job_kind[i]=$kind; job_script[i]=$script
+    : >"$pool/$i.check"
+    (
+        s=$SECONDS
+        MSA_CHECK_LOG=$pool/$i.check "$@" >"$pool/$i.log" 2>&1
+        echo $? >"$pool/$i.rc.tmp"; echo $((SECONDS - s)) >"$pool/$i.sec"; mv "$pool/$i.rc.tmp" "$pool/$i.rc"
+    ) &
+    n_started=$((n_started + 1)); n_running=$((n_running + 1))
+    [ -n "$alone" ] && wait_jobs 1
+}
+wait_jobs() { # until fewer than $1 jobs run (0: all done), counting what has finished, in order
+    while :; do
+        count_finished
+        [ "$n_running" -lt "${1:-1}" ] && [ "$1" -gt 0 ] && return
+        [ "$n_running" -eq 0 ] && return
+        wait -n 2>/dev/null || sleep 0.2
+    done
+}
+count_finished() {
+    local i rc
+    n_running=0
+    for ((i = n_counted; i < n_started; i++)); do [ -f "$pool/$i.rc" ] || n_running=$((n_running + 1)); done
+    while [ "$n_counted" -lt "$n_started" ] && [ -f "$pool/$n_counted.rc" ]; do
+        i=$n_counted; rc=$(cat "$pool/$i.rc")
+        cp "$pool/$i.log" "$log"; cp "$pool/$i.check" "$checklog"
+        [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
+        if [ "$rc" -ne 0 ]; then tail -n 40 "$log" | sed 's/^/    /'; fi
+        grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 | sed "s|^|  [${job_name[i]}] |" # libFuzzer's last stats
+        count "${job_name[i]}" "$rc" "${job_kind[i]}" "${job_script[i]}" "$(cat "$pool/$i.sec")"
+        rm -f "$pool/$i".*
+        n_counted=$((n_counted + 1))
+    done
+}
+
+fuzz_one() { # a libFuzzer target for FUZZ_SECONDS from a copy of its seed corpus; then PASS/FAIL and its status
+    local t=$1 name corpus rc
+    name=$(basename "$t"); corpus=$(mktemp -d)
+    [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$corpus/"
+    "$t" -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=4096 -timeout=20 "$corpus" 2>&1; rc=$?
+    rm -rf "$corpus"
+    if [ $rc -eq 0 ]; then echo "PASS $name"; else echo "FAIL $name"; fi
+    return $rc
+}
+
 run_suite() { # build dir, label[, program timeout s, case timeout s]
-    local build=$1 label=$2 t rc ptime=${MSA_TEST_TIMEOUT:-${3:-1200}} ctime=${MSA_TEST_CASE_TIMEOUT:-${4:-600}}
-    local real
+    local build=$1 label=$2 t ptime=${MSA_TEST_TIMEOUT:-${3:-1200}} ctime=${MSA_TEST_CASE_TIMEOUT:-${4:-600}}
+    local real alone
     local u units=()
     for u in ${MSA_TEST_UNIT-test_*}; do units+=("$build"/tests/$u); done # MSA_TEST_UNIT: names or globs
     for t in "${units[@]}"; do
         [ -x "$t" ] || continue
-        MSA_BUILD=$build MSA_SUITE=$label MSA_TEST_CASE_TIMEOUT=$ctime timeout -k 10 "$ptime" "$t" >"$log" 2>&1; rc=$?
-        [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
-        if [ $rc -ne 0 ]; then tail -n 40 "$log" | sed 's/^/    /'; fi
-        count "$label/$(basename "$t")" $rc unit
+        start_job "$label/$(basename "$t")" unit "" "" \
+            env MSA_BUILD="$build" MSA_SUITE="$label" MSA_TEST_CASE_TIMEOUT="$ctime" timeout -k 10 "$ptime" "$t"
     done
     real=$(cd "$build" && pwd)/msa
     for t in ${MSA_TEST_CLI-tests/cli/*.sh}; do
         [ -f "$t" ] || continue
-        : >"$checklog"
-        MSA="$PWD/tests/cli/lib/msa-checked.sh" MSA_REAL=$real MSA_CHECK_LOG=$checklog MSA_BUILD=$build \
-            MSA_SUITE=$label timeout -k 10 "$ptime" bash "$t" >"$log" 2>&1; rc=$?
-        [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
-        if [ $rc -ne 0 ]; then tail -n 40 "$log" | sed 's/^/    /'; fi
-        count "$label/$(basename "$t")" $rc cli "$t"
+        alone=; head -n 20 "$t" | grep -q '^# test: alone' && alone=1
+        start_job "$label/$(basename "$t")" cli "$t" "$alone" \
+            env MSA="$PWD/tests/cli/lib/msa-checked.sh" MSA_REAL="$real" MSA_BUILD="$build" MSA_SUITE="$label" \
+            timeout -k 10 "$ptime" bash "$t"
     done
+    wait_jobs 0
 }
 
 for suite in $suites; do
+    suite_start=$SECONDS
     case $suite in
     plain)
         make -s -j"$jobs" tests-bin >"$log" 2>&1 || { cat "$log"; echo "FAIL build (plain)"; failed=$((failed + 1)); continue; }
@@ -130,17 +186,12 @@ for suite in $suites; do
         if ! command -v clang >/dev/null; then echo "FAIL fuzz (clang not installed)"; failed=$((failed + 1)); continue; fi
         make -s -j"$jobs" fuzz >"$log" 2>&1 || { cat "$log"; echo "FAIL build (fuzz)"; failed=$((failed + 1)); continue; }
         for t in build-fuzz/fuzz/fuzz_*; do
-            [ -x "$t" ] || continue
-            name=$(basename "$t"); corpus=$(mktemp -d)
-            [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$corpus/"
-            "$t" -max_total_time="${FUZZ_SECONDS:-60}" -rss_limit_mb=4096 -timeout=20 "$corpus" >"$log" 2>&1; rc=$?
-            if [ $rc -eq 0 ]; then echo "PASS $name" >>"$log"; else tail -n 60 "$log"; echo "FAIL $name" >>"$log"; fi
-            grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 | sed "s/^/  [$name] /"
-            rm -rf "$corpus"
-            count "fuzz/$name" 0
-        done ;;
+            [ -x "$t" ] && start_job "fuzz/$(basename "$t")" other "" "" fuzz_one "$t"
+        done
+        wait_jobs 0 ;;
     *) echo "unknown suite $suite"; failed=$((failed + 1)) ;;
     esac
+    echo "# suite $suite: $((SECONDS - suite_start)) s, builds included ($jobs_at_once jobs at once)"
 done
 echo "($skipped skipped)"
 echo "$passed passed, $failed failed"

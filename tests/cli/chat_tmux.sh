@@ -6,6 +6,7 @@
 # the previous question and answer, /context), /docs, /help, a blank line ignored, a question continued with a
 # trailing '\', pasted lines as one question, line editing (Ctrl-A/Ctrl-E, cursor keys through libedit) and
 # /bye. Screen captures are asserted. SKIP without tmux or the default model.
+# test: alone (its streaming checks time the output: tests/run.sh runs no other job beside it)
 set -u
 . tests/cli/lib/common.sh
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf

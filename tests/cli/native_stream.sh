@@ -5,6 +5,7 @@
 # what it had, "interrupted" and the timing line and exits 130; chat prints "[answer stopped]" and goes on to
 # the next line of input (also on a terminal, driven through tmux). -n cutting the answer is flagged ("truncated" in --json, a warning otherwise), and
 # the streamed text is the answer --json reports. SKIP when the checkpoint is not generated.
+# test: alone (its streaming checks time the output: tests/run.sh runs no other job beside it)
 set -u
 . tests/cli/lib/common.sh
 MC=tests/fixtures/generated/hf/msa-f32
