@@ -144,8 +144,10 @@ test-fast:
 	$(MAKE) tests-bin
 	MSA_TEST_SUITES=plain bash tests/run.sh
 
+# -O2, not -O1: the model's kernels dominate the asan suite (CI's longest), and at -O1 they ran half as fast
+# (read-mode encoding of 1,116 tokens: 116 s against 56 s under ASan; 4.7 s without)
 asan:
-	$(MAKE) BUILD=build-asan SAN=asan OPT=-O1 tests-bin
+	$(MAKE) BUILD=build-asan SAN=asan OPT=-O2 tests-bin
 
 tsan:
 	$(MAKE) BUILD=build-tsan SAN=tsan OPT=-O1 tests-bin
