@@ -166,26 +166,29 @@ echo "# import into an existing empty bank: peak heap $anon KiB, peak RSS $kb Ki
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$M" ]; then
     mkdir -p "$tmp/m"
+    # ~1,000 tokens in parts of 200; under the sanitizers (MSA_TEST_SMALL) ~330 in parts of 100 (each add of the
+    # 1,000 took 55 s under ASan), at least 3 parts either way
+    n_lines=60 split=200; [ -n "${MSA_TEST_SMALL:-}" ] && n_lines=20 split=100
     python3 -c "
 import json
 with open('$tmp/m/long.txt','w') as f:
-    for i in range(60): f.write('Line %d of the long document tells about river number %d and its bridges.\\n' % (i, i * 7))
+    for i in range($n_lines): f.write('Line %d of the long document tells about river number %d and its bridges.\\n' % (i, i * 7))
 with open('$tmp/m/d.jsonl','w') as f:
     for i in range(5): f.write(json.dumps({'id': 'j%d' % i, 'text': 'Short note %d: the lighthouse keeper counts %d ships.' % (i, i * 3)}) + '\\n')
 "
     for k in one many; do
         "$MSA" bank create "$tmp/m/$k" -m "$M" >/dev/null 2>&1 || no "stream_model_create_$k"
     done
-    run_msa bank add "$tmp/m/one" "$tmp/m/long.txt" --jsonl "$tmp/m/d.jsonl" --split-tokens 200
+    run_msa bank add "$tmp/m/one" "$tmp/m/long.txt" --jsonl "$tmp/m/d.jsonl" --split-tokens $split
     rc1=$rc
-    run_msa bank add "$tmp/m/many" "$tmp/m/long.txt" --jsonl "$tmp/m/d.jsonl" --split-tokens 200 --batch-mib 0.001
+    run_msa bank add "$tmp/m/many" "$tmp/m/long.txt" --jsonl "$tmp/m/d.jsonl" --split-tokens $split --batch-mib 0.001
     if [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ] && grep -q "split into" "$tmp/err" && grep -q "batches, each committed" "$tmp/out"; then
         ok stream_model_batches_ran
     else no "stream_model_batches_ran (exit $rc1 / $rc: $(cat "$tmp/out") $(head -c 300 "$tmp/err"))"; fi
     "$MSA" bank ls "$tmp/m/one" >"$tmp/m/ls1"; "$MSA" bank ls "$tmp/m/many" >"$tmp/m/ls2"
     [ "$(grep -c 'long.txt#' "$tmp/m/ls1")" -ge 3 ] && cmp -s "$tmp/m/ls1" "$tmp/m/ls2" && ok stream_model_batches_same_bank ||
         no "stream_model_batches_same_bank ($(diff "$tmp/m/ls1" "$tmp/m/ls2" | head -5))"
-    run_msa bank add "$tmp/m/many" "$tmp/m/long.txt" --jsonl "$tmp/m/d.jsonl" --split-tokens 200 --batch-mib 0.001
+    run_msa bank add "$tmp/m/many" "$tmp/m/long.txt" --jsonl "$tmp/m/d.jsonl" --split-tokens $split --batch-mib 0.001
     [ "$rc" -eq 0 ] && grep -q "added 0, replaced 0, unchanged $(($(wc -l <"$tmp/m/ls1") - 1));" "$tmp/out" &&
         ok stream_model_rerun_unchanged || no "stream_model_rerun_unchanged (exit $rc: $(cat "$tmp/out"))"
 else
