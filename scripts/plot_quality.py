@@ -4,7 +4,7 @@
     python3 scripts/plot_quality.py docs/quality-cells.tsv docs/quality.png
 
 Top row: the QA benchmark's recall@5 (solid) and recall@1 (dashed) per system against the bank's size in
-passages, one panel per question kind. Bottom row: NIAH mean recall@1 (solid) and recall@5 (dashed) against the
+passages, one panel per question kind, then its exact match (paraphrase solid, multi-hop dotted). Bottom row: NIAH mean recall@1 (solid) and recall@5 (dashed) against the
 haystack's tokens; NIAH exact match where measured; the shipped router's training curve
 (data/routers/smollm2-135m.curve.tsv: held-out loss and recall@1/@5 per evaluated step), when that file exists.
 The cells are the tables' numbers, each row naming the section of docs/quality.md that has its command; the
@@ -42,7 +42,7 @@ def series(cells, bench, kind, metric):
 
 def main(cells_path, out):
     cells = read_cells(cells_path)
-    fig, ax = plt.subplots(2, 3, figsize=(20, 9))
+    fig, ax = plt.subplots(2, 4, figsize=(26, 9))
     colors = {}
 
     def color(system):
@@ -63,7 +63,17 @@ def main(cells_path, out):
         a.set_xlabel("memory size (passages in the bank)")
         a.set_ylabel("recall")
         a.set_title("QA retrieval, %s questions (R@5 solid, R@1 dashed)" % kind)
-    ax[0][2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # one legend, beside the row
+    a = ax[0][3]
+    for kind, ls in (("paraphrase", "-"), ("multihop", ":")):
+        for s, pts in series(cells, "qa", kind, "em").items():
+            a.plot([x for x, _ in pts], [y for _, y in pts], ls=ls, marker="o", color=color(s),
+                   label="%s, %s EM" % (s, kind))
+    a.set_xscale("log")
+    a.set_ylim(0, 1.05)
+    a.set_xlabel("memory size (passages in the bank)")
+    a.set_ylabel("exact match")
+    a.set_title("QA exact match (the 135M reader, top 3 documents)")
+    a.legend(fontsize=6, loc="upper right")
     a = ax[1][0]
     recall_lines(a, "niah", "all", (("r1", "-", "o"), ("r5", "--", "s")))
     a.set_xscale("log")
@@ -98,6 +108,8 @@ def main(cells_path, out):
         a.legend(fontsize=7, loc="upper left")
     else:
         a.axis("off")
+    ax[1][3].axis("off")  # the QA recall panels' one legend
+    ax[1][3].legend(*ax[0][2].get_legend_handles_labels(), loc="center", fontsize=8, title="QA recall")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
