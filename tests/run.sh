@@ -66,10 +66,10 @@ count() { # name, exit status[, kind: unit|cli|other]; reads the log
 # A suite's programs, scripts or fuzz targets can run several at a time (MSA_TEST_JOBS): each job has its own
 # log, check log and exit status under $pool; results are counted in the order the jobs were started, each as
 # soon as it and every job before it have finished, with its own seconds. Default: fuzz targets (one thread
-# each) run as many at once as there are CPUs; the plain and asan programs one at a time, because most of them
-# use every CPU already and two at once on CI's 2 cores were slower, not faster (plain 344 s -> 450 s, asan
-# 1,069 s -> 1,174 s: the thread pools' spin-waits lose their CPU to the other job). A script whose first lines
-# say "# test: alone" (its assertions time a terminal or a stream) never runs beside another job.
+# each) run as many at once as there are CPUs (CI's fuzz suite 500 s -> 322 s); the plain and asan programs one
+# at a time: most of them already use every CPU (with thread pools that spin-wait), several time a stream, and
+# two at once gave no clear gain on the 2-core machine (docs/testing.md has the numbers). A script whose
+# first lines say "# test: alone" (its assertions time a terminal or a stream) never runs beside another job.
 jobs_at_once=1
 pool=$(mktemp -d); trap 'rm -f "$log" "$checklog"; rm -rf "$pool"' EXIT
 n_started=0; n_counted=0; n_running=0
