@@ -4,9 +4,10 @@
     python3 scripts/plot_quality.py docs/quality-cells.tsv docs/quality.png
 
 Top row: the QA benchmark's recall@5 (solid) and recall@1 (dashed) per system against the bank's size in
-passages, one panel per question kind, then its exact match (paraphrase solid, multi-hop dotted). Bottom row: NIAH mean recall@1 (solid) and recall@5 (dashed) against the
-haystack's tokens; NIAH exact match where measured; the shipped router's training curve
-(data/routers/smollm2-135m.curve.tsv: held-out loss and recall@1/@5 per evaluated step), when that file exists.
+passages, one panel per question kind, then its exact match (paraphrase solid, multi-hop dotted). Bottom row:
+NIAH mean recall@1 (solid) and recall@5 (dashed) against the haystack's tokens; NIAH exact match where
+measured; the shipped router's training curve (data/routers/smollm2-135m.curve.tsv: held-out loss and
+recall@1/@5 per evaluated step), when that file exists; the QA recall panels' legend.
 The cells are the tables' numbers, each row naming the section of docs/quality.md that has its command; the
 JSON of `msa eval --json` they came from is not kept."""
 import csv
@@ -48,46 +49,37 @@ def main(cells_path, out):
     def color(system):
         return colors.setdefault(system, "C%d" % len(colors))
 
-    def recall_lines(a, bench, kind, styles):
-        """one line per system and metric, in the system's color: styles = ((metric, linestyle, marker), ...)"""
+    def lines(a, bench, kind, styles, label="{s} R@{m[1]}"):
+        """one line per system and metric, in the system's color: styles = ((metric, linestyle, marker), ...);
+        label: a format of the system s and the metric m"""
         for metric, ls, mk in styles:
             for s, pts in series(cells, bench, kind, metric).items():
                 a.plot([x for x, _ in pts], [y for _, y in pts], ls=ls, marker=mk, color=color(s),
-                       label="%s R@%s" % (s, metric[1]))
+                       label=label.format(s=s, m=metric))
 
-    for i, kind in enumerate(KINDS):
-        a = ax[0][i]
-        recall_lines(a, "qa", kind, (("r5", "-", "o"), ("r1", "--", "s")))
+    def against_size(a, xlabel, ylabel, title):
         a.set_xscale("log")
         a.set_ylim(0, 1.05)
-        a.set_xlabel("memory size (passages in the bank)")
-        a.set_ylabel("recall")
-        a.set_title("QA retrieval, %s questions (R@5 solid, R@1 dashed)" % kind)
+        a.set_xlabel(xlabel)
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+
+    passages, tokens = "memory size (passages in the bank)", "haystack (tokens)"
+    for i, kind in enumerate(KINDS):
+        lines(ax[0][i], "qa", kind, (("r5", "-", "o"), ("r1", "--", "s")))
+        against_size(ax[0][i], passages, "recall", "QA retrieval, %s questions (R@5 solid, R@1 dashed)" % kind)
     a = ax[0][3]
     for kind, ls in (("paraphrase", "-"), ("multihop", ":")):
-        for s, pts in series(cells, "qa", kind, "em").items():
-            a.plot([x for x, _ in pts], [y for _, y in pts], ls=ls, marker="o", color=color(s),
-                   label="%s, %s EM" % (s, kind))
-    a.set_xscale("log")
-    a.set_ylim(0, 1.05)
-    a.set_xlabel("memory size (passages in the bank)")
-    a.set_ylabel("exact match")
-    a.set_title("QA exact match (the 135M reader, top 3 documents)")
+        lines(a, "qa", kind, (("em", ls, "o"),), "{s}, %s EM" % kind)
+    against_size(a, passages, "exact match", "QA exact match (the 135M reader, top 3 documents)")
     a.legend(fontsize=6, loc="upper right")
     a = ax[1][0]
-    recall_lines(a, "niah", "all", (("r1", "-", "o"), ("r5", "--", "s")))
-    a.set_xscale("log")
-    a.set_ylim(0, 1.05)
-    a.set_xlabel("haystack (tokens)")
-    a.set_title("NIAH, 8 RULER-style tasks (R@1 solid, R@5 dashed)")
+    lines(a, "niah", "all", (("r1", "-", "o"), ("r5", "--", "s")))
+    against_size(a, tokens, "recall", "NIAH, 8 RULER-style tasks (R@1 solid, R@5 dashed)")
     a.legend(fontsize=7, loc="lower left")
     a = ax[1][1]
-    for s, pts in series(cells, "niah", "all", "em").items():
-        a.plot([x for x, _ in pts], [y for _, y in pts], marker="o", color=color(s), label="%s EM" % s)
-    a.set_xscale("log")
-    a.set_ylim(0, 1.05)
-    a.set_xlabel("haystack (tokens)")
-    a.set_title("NIAH exact match (the 135M reader, top 3 documents)")
+    lines(a, "niah", "all", (("em", "-", "o"),), "{s} EM")
+    against_size(a, tokens, "exact match", "NIAH exact match (the 135M reader, top 3 documents)")
     a.legend(fontsize=7)
     a = ax[1][2]
     curve = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "routers", "smollm2-135m.curve.tsv")

@@ -85,7 +85,7 @@ start_job() { # name, kind (unit|cli|other), script or "", alone (1 or ""), then
         MSA_CHECK_LOG=$pool/$i.check "$@" >"$pool/$i.log" 2>&1
         echo $? >"$pool/$i.rc.tmp"; echo $((SECONDS - s)) >"$pool/$i.sec"; mv "$pool/$i.rc.tmp" "$pool/$i.rc"
     ) &
-    n_started=$((n_started + 1)); n_running=$((n_running + 1))
+    n_started=$((n_started + 1))
     [ -n "$alone" ] && wait_jobs 1
 }
 wait_jobs() { # until fewer than $1 jobs run (0: all done), counting what has finished, in order
@@ -96,16 +96,15 @@ wait_jobs() { # until fewer than $1 jobs run (0: all done), counting what has fi
         wait -n 2>/dev/null || sleep 0.2
     done
 }
-count_finished() {
-    local i rc
+count_finished() { # (count reads $log and $checklog: here the job's own files)
+    local i rc log checklog
     n_running=0
     for ((i = n_counted; i < n_started; i++)); do [ -f "$pool/$i.rc" ] || n_running=$((n_running + 1)); done
     while [ "$n_counted" -lt "$n_started" ] && [ -f "$pool/$n_counted.rc" ]; do
-        i=$n_counted; rc=$(cat "$pool/$i.rc")
-        cp "$pool/$i.log" "$log"; cp "$pool/$i.check" "$checklog"
+        i=$n_counted; rc=$(cat "$pool/$i.rc") log=$pool/$i.log checklog=$pool/$i.check
         [ -n "${MSA_TEST_VERBOSE:-}" ] && cat "$log"
         if [ "$rc" -ne 0 ]; then tail -n 40 "$log" | sed 's/^/    /'; fi
-        grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 | sed "s|^|  [${job_name[i]}] |" # libFuzzer's last stats
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 | sed "s|^|  [${job_name[i]}] |" # libFuzzer's last stats
         count "${job_name[i]}" "$rc" "${job_kind[i]}" "${job_script[i]}" "$(cat "$pool/$i.sec")"
         rm -f "$pool/$i".*
         n_counted=$((n_counted + 1))

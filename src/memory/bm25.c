@@ -26,7 +26,6 @@
 
 #define BM25_K1 1.2
 #define BM25_B 0.75
-#define MAX_WORD MSA_BM25_MAX_WORD
 #define BM25_FORMAT 3      /* what this code writes */
 #define BM25_FORMAT_BYTES 2 /* the last format made by the byte word rule */
 
@@ -55,14 +54,14 @@ static size_t next_word_bytes(const char *s, size_t n, size_t *i, char *w, size_
     size_t k = 0;
     while (*i < n && byte_wchar((unsigned char)s[*i])) {
         unsigned char c = (unsigned char)s[(*i)++];
-        if (k < MAX_WORD) w[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        if (k < MSA_BM25_MAX_WORD) w[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
     return k;
 }
 
 /* Format 3's rule: a word is a run of Unicode letters, marks and digits (categories L, M, N), lower-cased by
  * utf8proc's simple case mapping; everything else separates words, punctuation in any script and invalid UTF-8
- * included. A word longer than MAX_WORD bytes keeps its first whole characters that fit. */
+ * included. A word longer than MSA_BM25_MAX_WORD bytes keeps its first whole characters that fit. */
 static bool word_cp(utf8proc_int32_t c) {
     if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
     const utf8proc_category_t cat = utf8proc_category(c);
@@ -102,7 +101,7 @@ size_t msa_bm25_next_word(const msa_bm25 *ix, const char *s, size_t n, size_t *i
         c = utf8proc_tolower(c);
         utf8proc_uint8_t enc[4];
         const utf8proc_ssize_t el = c < 0x80 ? (enc[0] = (utf8proc_uint8_t)c, 1) : utf8proc_encode_char(c, enc);
-        if (k + (size_t)el > MAX_WORD) full = true;
+        if (k + (size_t)el > MSA_BM25_MAX_WORD) full = true;
         else memcpy(w + k, enc, (size_t)el), k += (size_t)el;
     }
     return k;
@@ -203,7 +202,7 @@ static msa_status index_doc(const msa_bank *bank, msa_bm25 *ix, uint64_t pos, ui
     if (di.index >= ix->n_index) return MSA_OK;
     if (di.index < min_index) return msa_fail(MSA_ERR_MISMATCH, "lexical index: document %llu is not new",
                                                (unsigned long long)di.index);
-    char *text = NULL, w[MAX_WORD];
+    char *text = NULL, w[MSA_BM25_MAX_WORD];
     size_t len = 0, p = 0, k;
     msa_status st = msa_bank_doc_text(bank, di.index, &text, &len);
     uint32_t words = 0;
@@ -265,7 +264,7 @@ msa_status msa_bm25_extend(const msa_bank *bank, msa_bm25 *ix) {
 msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *scores, uint64_t n_index) {
     for (uint64_t d = 0; d < n_index; d++) scores[d] = 0;
     size_t p = 0, k;
-    char w[MAX_WORD];
+    char w[MSA_BM25_MAX_WORD];
     const double N = (double)ix->n_docs;
     while ((k = msa_bm25_next_word(ix, q, len, &p, w, NULL)) > 0) {
         int64_t f = find(ix, w, k);
@@ -283,7 +282,7 @@ msa_status msa_bm25_score(const msa_bm25 *ix, const char *q, size_t len, float *
 }
 
 double msa_bm25_idf(const msa_bm25 *ix, const char *word, size_t len) {
-    char w[MAX_WORD];
+    char w[MSA_BM25_MAX_WORD];
     size_t p = 0, k = msa_bm25_next_word(ix, word, len, &p, w, NULL);
     int64_t f = k ? find(ix, w, k) : -1;
     const double N = (double)ix->n_docs, df = f >= 0 ? ix->t[f].n : 0;
@@ -437,9 +436,9 @@ static msa_status load_file(const msa_bank *bank, const char *dir, bool stale_ok
         for (uint32_t i = 0; !st && i < nt; i++) {
             uint16_t len;
             uint32_t df;
-            char w[MAX_WORD];
+            char w[MSA_BM25_MAX_WORD];
             GET(&rb, len);
-            if (rb.bad || len == 0 || len > MAX_WORD) {
+            if (rb.bad || len == 0 || len > MSA_BM25_MAX_WORD) {
                 st = msa_fail(MSA_ERR_BAD_DATA, "%s: bad term", fin);
                 break;
             }
