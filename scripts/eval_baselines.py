@@ -15,7 +15,8 @@ measured fusion of read mode's routing score with BM25.
         --w W: one fixed weight for every question instead (e.g. a weight fitted on another passage set).
     python3 scripts/eval_baselines.py score RANKING.jsonl QUESTIONS.jsonl [PASSAGES.jsonl]
         recall@1/@5 per question kind of a ranking (only PASSAGES' documents, in the ranking's order, when given)
-Rankings hold the first 100 documents.
+Rankings hold the first 100 documents. PASSAGES and QUESTIONS may be one file holding both (the passages are its
+lines without "question"), as `msa eval niah --write-set FILE` writes the NIAH set.
 """
 import json
 import math
@@ -35,6 +36,15 @@ TOK = re.compile(r"[a-z0-9]+")
 def load_jsonl(p):
     with open(p, encoding="utf-8") as f:
         return [json.loads(l) for l in f if l.strip()]
+
+
+# a QA-format file may hold both (`msa eval niah --write-set` writes one): passages are the lines without "question"
+def passages_of(lines):
+    return [p for p in lines if "question" not in p]
+
+
+def questions_of(lines):
+    return [q for q in lines if "question" in q]
 
 
 def bm25_scores(passages, questions, k1=1.2, b=0.75):
@@ -188,7 +198,7 @@ def write_ranking(path, questions, ids, S, top=100):
 def rank(args):
     pp, qp, out = args[:3]
     mdir = args[args.index("--minilm") + 1] if "--minilm" in args else None
-    ps, qs = load_jsonl(pp), load_jsonl(qp)
+    ps, qs = passages_of(load_jsonl(pp)), questions_of(load_jsonl(qp))
     ids = [p["id"] for p in ps]
     os.makedirs(out, exist_ok=True)
     S = bm25_scores(ps, qs)
@@ -229,7 +239,7 @@ def fuse(args):
     B = np.load(os.path.join(bdir, "bm25_scores.npy"))
     pos = {d: i for i, d in enumerate(docs) if d is not None}
     perm = np.array([pos[d] for d in bids])  # engine index of each bm25 column
-    qs = load_jsonl(qp)
+    qs = questions_of(load_jsonl(qp))
     E = np.array([eng[q["id"]][perm] for q in qs])
     Ez = np.array([z(e) for e in E])
     Bz = np.array([z(b) for b in B])
@@ -254,10 +264,10 @@ def score(args):
     """recall@1/@5 per question kind of a ranking, restricted to the passages of PASSAGES when given (a ranking
     made over a superset keeps its order among them: exact while 5 of its first 100 are left)"""
     rp, qp = args[:2]
-    keep = {p["id"] for p in load_jsonl(args[2])} if len(args) > 2 else None
+    keep = {p["id"] for p in passages_of(load_jsonl(args[2]))} if len(args) > 2 else None
     rk = {l["id"]: [d for d in l["ranking"] if keep is None or d in keep] for l in load_jsonl(rp)}
     per = {}
-    for q in load_jsonl(qp):
+    for q in questions_of(load_jsonl(qp)):
         r = rk[q["id"]]
         if len(r) < 5:
             sys.exit("score: %s keeps %d ranked passages, fewer than 5" % (q["id"], len(r)))

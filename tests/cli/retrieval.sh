@@ -80,6 +80,27 @@ if [ -f "$tmp/n/LEXICAL_BM25" ] && [ "$(lw "$tmp/j" | cut -d' ' -f1)" = 0.35 ] &
    $MSA eval niah -m "$m" --bank "$tmp/n" --haystack "$tmp/hay.txt" --tokens 2048 --doc-tokens 64 --per-task 1 \
        --json --no-lexical >"$tmp/j2" 2>"$tmp/e" && [ "$(lw "$tmp/j2" | cut -d' ' -f1)" = none ]; then
     ok eval_niah_fuses_by_default; else no eval_niah_fuses_by_default; cat "$tmp/j" "$tmp/e"; fi
+# --write-set: the set niah evaluates, as a qa file (no bank needed): every gold id is one of its documents and
+# holds its answers, and `eval qa` over it on the niah bank gives niah's own numbers to the last digit
+if $MSA eval niah -m "$m" --haystack "$tmp/hay.txt" --tokens 2048 --doc-tokens 64 --per-task 1 \
+       --write-set "$tmp/set.jsonl" >"$tmp/o" 2>"$tmp/e" &&
+   python3 - "$tmp/set.jsonl" <<'PY' &&
+import json, re, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+docs = {l["id"]: l["text"] for l in lines if "question" not in l}
+qs = [l for l in lines if "question" in l]
+assert len(qs) == 8 and len(docs) > 10 and len(docs) + len(qs) == len(lines), (len(docs), len(qs))
+for q in qs:
+    gold = " ".join(docs[g] for g in q["gold"])
+    assert q["answer"] and all(re.search(r"\b%s\b" % re.escape(a), gold) for a in q["answer"]), q
+PY
+   $MSA eval qa -m "$m" --bank "$tmp/n" "$tmp/set.jsonl" --json >"$tmp/jq" 2>>"$tmp/e" &&
+   python3 -c 'import json,sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+key = lambda d: {k: (v["n"], v["recall@1"], v["recall@5"], v["recall@10"]) for k, v in d["kinds"].items()}
+assert key(a) == key(b) and a["n_docs"] == b["n_docs"], (key(a), key(b))' "$tmp/j" "$tmp/jq" &&
+   ! $MSA eval qa -m "$m" --bank "$tmp/n" "$tmp/set.jsonl" --write-set "$tmp/x" >/dev/null 2>&1; then
+    ok eval_niah_write_set_is_the_set_evaluated; else no eval_niah_write_set_is_the_set_evaluated; cat "$tmp/o" "$tmp/e"; fi
 # a passages + questions file: the passages go into the bank (created, with its BM25 index) before the questions
 cat "$tmp/docs.jsonl" "$tmp/q.jsonl" >"$tmp/pq.jsonl"
 if $MSA eval qa -m "$m" --router "$tmp/rt.safetensors" --bank "$tmp/pqb" "$tmp/pq.jsonl" --json >"$tmp/j1" 2>"$tmp/e" &&

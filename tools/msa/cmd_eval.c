@@ -670,7 +670,7 @@ int eval_run(msa_model *model, msa_bank *bank, const eval_question *qs, size_t n
 static void eval_usage(FILE *f) {
     fprintf(f, "usage: msa eval qa -m MODEL --bank BANK QUESTIONS.jsonl [--passages PASSAGES.jsonl] [options]\n"
                "       msa eval niah -m MODEL --bank DIR --tokens N [--seed S] [--per-task N] [--doc-tokens T]\n"
-               "                     [--haystack FILE] [options]\n"
+               "                     [--haystack FILE] [--write-set FILE] [options]\n"
                "  qa: {\"id\", \"text\"} lines (in QUESTIONS.jsonl or --passages) are passages: added to BANK first\n"
                "                  (created when missing; unchanged passages are skipped), then the questions run\n"
                "  --router FILE   read mode with trained router weights (a full router: the bank must be built with\n"
@@ -685,6 +685,8 @@ static void eval_usage(FILE *f) {
                "  --full-context  answer from every document at once (niah: haystack order; qa: the bank's order), no\n"
                "                  routing; refused (64) when the prompt + -n answer tokens exceed the model's context\n"
                "  --scores-out F  write every question's fused scores (jsonl)\n"
+               "  --write-set F   niah: write the documents and questions as one qa-format JSONL (for eval qa and\n"
+               "                  scripts/eval_baselines.py), then stop: no bank, no --bank needed\n"
                "  --system NAME   the system's name in the report\n"
                "  --lexical W     fuse read mode's routing with BM25 over the bank's text: W z(routing) + (1-W) z(bm25);\n"
                "                  without it, the bank's own current index is fused as read mode does (msa bank add\n"
@@ -731,6 +733,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--system")) { NEEDV(); o.system = v; }
         else if (!strcmp(a, "--haystack")) { NEEDV(); o.haystack = v; }
         else if (!strcmp(a, "--passages")) { NEEDV(); o.passages = v; }
+        else if (!strcmp(a, "--write-set")) { NEEDV(); o.write_set = v; }
         else if (!strcmp(a, "--device")) { NEEDV(); o.device = v; }
         else if (!strcmp(a, "--answer")) o.answer = true;
         else if (!strcmp(a, "--full-context")) o.full_context = true;
@@ -759,7 +762,8 @@ int cmd_eval(int argc, char **argv) {
 #undef NUMV
 #undef NEEDV
     }
-    if (!o.model || !o.bank) return cli_usage_error("eval", "-m MODEL and --bank BANK are required");
+    if (o.write_set && strcmp(what, "niah")) return cli_usage_error("eval", "--write-set is for niah");
+    if (!o.model || (!o.bank && !o.write_set)) return cli_usage_error("eval", "-m MODEL and --bank BANK are required");
     if (!strcmp(what, "qa") && !file) return cli_usage_error("eval", "qa needs a QUESTIONS.jsonl file");
     if (!strcmp(what, "niah") && !o.tokens) return cli_usage_error("eval", "niah needs --tokens N");
     if (o.full_context) {

@@ -20,6 +20,7 @@ typedef struct eval_question {
 typedef struct eval_opts {
     const char *model, *bank, *router, *ranking, *scores_out, *system, *haystack, *device;
     const char *passages;    /* qa: a {"id", "text"} JSONL added to the bank (created when missing) first */
+    const char *write_set;   /* niah: write the set (documents, questions) as a QA-format JSONL, then stop */
     bool answer, json, verbose, progress, save_lexical, no_lexical;
     bool full_context;       /* answer from every document at once (no routing; refused when over the context) */
     const char *const *context_ids; /* full context: the documents in reading order (NULL: the bank's, index order) */

@@ -16,11 +16,16 @@
  * Deviation from RULER: all samples share one haystack per size (a bank is encoded once per size, not once per
  * sample), so the other samples' needles are further distractors; single_1 uses the text haystack, not RULER's
  * repeated-noise one. The bank at --bank is created (read mode, P=1, with --router if given) when missing and
- * the haystack documents are added (unchanged ones are skipped). */
+ * the haystack documents are added (unchanged ones are skipped).
+ * --write-set FILE writes the same documents and questions as one QA-format JSONL ({"id", "text"} lines, then
+ * {"id", "kind", "question", "gold", "answer"} lines) and stops before the bank: `msa eval qa` reads it, and
+ * scripts/eval_baselines.py ranks it for the BM25 and MiniLM rows, which then run here with --ranking. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "commands.h"
 #include "eval.h"
@@ -142,6 +147,36 @@ static int make_needles(uint64_t seed, int per_task, eval_question **qs_out, siz
             if (!q->id || !q->kind || !q->question) rc = 70;
         }
     *qs_out = qs, *nq_out = nq, *nd_out = nd, *nn_out = nn;
+    return rc;
+}
+
+static int put_json_line(FILE *f, json_t *o) {
+    char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(o);
+    int rc = !line ? 70 : fputs(line, f) < 0 || fputc('\n', f) < 0 ? 74 : 0;
+    free(line);
+    return rc;
+}
+
+/* the set as eval qa reads it: documents in haystack order, then the questions with their gold ids and answers */
+static int write_set(const char *path, const msa_doc_input *docs, size_t n_docs, const eval_question *qs, size_t nq) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "msa eval niah: cannot write %s\n", path);
+        return 73;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n_docs && !rc; i++)
+        rc = put_json_line(f, json_pack("{s:s, s:s%}", "id", docs[i].id, "text", docs[i].text, docs[i].text_len));
+    for (size_t i = 0; i < nq && !rc; i++) {
+        json_t *gold = json_array(), *ans = json_array();
+        for (int g = 0; g < qs[i].n_gold; g++) json_array_append_new(gold, json_string(qs[i].gold[g]));
+        for (int a = 0; a < qs[i].n_answer; a++) json_array_append_new(ans, json_string(qs[i].answer[a]));
+        rc = put_json_line(f, json_pack("{s:s, s:s, s:s, s:o, s:o}", "id", qs[i].id, "kind", qs[i].kind, "question",
+                                        qs[i].question, "gold", gold, "answer", ans));
+    }
+    if (fclose(f) && !rc) rc = 74;
+    if (rc == 74) fprintf(stderr, "msa eval niah: writing %s failed\n", path);
     return rc;
 }
 
@@ -272,6 +307,12 @@ int eval_niah(const eval_opts *o) {
         for (size_t i = 0; !rc && i < nd_docs; i++)
             docs[i] = (msa_doc_input){.id = did[i], .text = dtext[i], .text_len = strlen(dtext[i])};
     }
+    if (!rc && o->write_set) {
+        rc = write_set(o->write_set, docs, nd_docs, qs, nq);
+        if (!rc && !o->json)
+            printf("niah: wrote %zu documents and %zu questions to %s\n", nd_docs, nq, o->write_set);
+        goto done;
+    }
     /* --full-context: the haystack alone over the model's context is refused before encoding it (eval_run then
      * checks each question's whole prompt) */
     if (!rc && o->full_context) {
@@ -303,6 +344,7 @@ int eval_niah(const eval_opts *o) {
     ro.context_ids = (const char *const *)did, ro.n_context = nd_docs;
     if (!rc) rc = eval_run(model, bank, qs, nq, &ro);
     if (bank) msa_bank_close(bank);
+done:
     if (model) msa_model_free(model);
     for (size_t i = 0; i < nd_docs; i++) free(dtext[i]), free(did[i]);
     free(dtext), free(did), free(docs), free(nd), free(ss), free(text.s);
