@@ -231,6 +231,8 @@ static const cli_opt eval_own[] = {
      "(created when missing); such lines in QUESTIONS.jsonl are passages too", NULL, false, NULL},
     {"--haystack", NULL, "FILE", CLI_STR, 0, 0, NULL, "niah: the haystack's text (default: the bundled corpus)", NULL,
      false, NULL},
+    {"--write-set", NULL, "FILE", CLI_STR, 0, 0, NULL, "niah: write the documents and questions as one qa-format "
+     "JSONL (for eval qa and scripts/eval_baselines.py), then stop: no bank, no --bank needed", NULL, false, NULL},
     {"--device", NULL, "DEV", CLI_DEVICE, 0, 0, "auto", "where the model runs (encoding the haystack, routing queries, "
      "answering): cpu, cuda, cuda:N or auto", NULL, false, NULL},
     {NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, false, NULL},
