@@ -116,10 +116,7 @@ static void print_json(const char *schema, const ask_opts *o, const char *questi
         json_array_append_new(rounds, jr);
     }
     json_object_set_new(root, "rounds", rounds);
-    char *s = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (s) puts(s);
-    free(s);
-    json_decref(root);
+    cli_put_json_line(stdout, root);
     fflush(stdout);
 }
 

@@ -135,11 +135,7 @@ static int write_pair(FILE *out, const char *q, const char *text, json_t *id) {
     json_object_set_new(row, "positive", json_string(text));
     json_object_set_new(row, "kind", json_string("generated"));
     if (json_is_string(id)) json_object_set(row, "source", id);
-    char *s = json_dumps(row, JSON_COMPACT | JSON_ENSURE_ASCII);
-    int rc = !s || fprintf(out, "%s\n", s) < 0 ? 74 : 0;
-    free(s);
-    json_decref(row);
-    return rc;
+    return cli_put_json_line(out, row) ? 74 : 0;
 }
 
 int cmd_make_questions(const cli_args *a) {

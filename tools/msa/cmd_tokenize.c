@@ -103,11 +103,8 @@ int cmd_tokenize(const cli_args *a) {
                         if ((unsigned char)text[i] >= 0x80) text[i] = '?';
                     t = json_stringn(text, tlen);
                 }
-                json_t *o = json_pack("{s:s, s:o}", "schema", "msa.tokenize/1", "text", t ? t : json_string(""));
-                char *js = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-                if (js) puts(js);
-                free(js);
-                json_decref(o);
+                cli_put_json_line(stdout, json_pack("{s:s, s:o}", "schema", "msa.tokenize/1", "text",
+                                                    t ? t : json_string("")));
                 free(text);
             } else {
                 fwrite(text, 1, tlen, stdout);

@@ -4,6 +4,9 @@
 #ifndef MSA_TOOLS_COMMANDS_H
 #define MSA_TOOLS_COMMANDS_H
 
+#include <jansson.h>
+#include <stdio.h>
+
 #include "cli.h"
 #include "msa.h"
 
@@ -41,6 +44,9 @@ int cli_fail(msa_status st);
  * object on stdout ({"schema": "msa.error/1", "error": {"status", "exit_code", "message"}}, docs/cli.md). */
 extern bool cli_json_errors;
 void cli_json_error(const char *status, int code, const char *msg);
+/* Write o as one compact, ASCII-only JSON line to f and release o (NULL is taken: a failed json_pack). Returns 0,
+ * 70 when o is NULL or cannot be serialised, 74 when the write fails. */
+int cli_put_json_line(FILE *f, json_t *o);
 /* Print "msa <cmd>: <message>" to stderr and return 64 (usage). */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

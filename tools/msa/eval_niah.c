@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "commands.h"
 #include "eval.h"
 #include "model_glue.h"
@@ -150,14 +148,6 @@ static int make_needles(uint64_t seed, int per_task, eval_question **qs_out, siz
     return rc;
 }
 
-static int put_json_line(FILE *f, json_t *o) {
-    char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-    json_decref(o);
-    int rc = !line ? 70 : fputs(line, f) < 0 || fputc('\n', f) < 0 ? 74 : 0;
-    free(line);
-    return rc;
-}
-
 /* the set as eval qa reads it: documents in haystack order, then the questions with their gold ids and answers */
 static int write_set(const char *path, const msa_doc_input *docs, size_t n_docs, const eval_question *qs, size_t nq) {
     FILE *f = fopen(path, "w");
@@ -167,12 +157,12 @@ static int write_set(const char *path, const msa_doc_input *docs, size_t n_docs,
     }
     int rc = 0;
     for (size_t i = 0; i < n_docs && !rc; i++)
-        rc = put_json_line(f, json_pack("{s:s, s:s%}", "id", docs[i].id, "text", docs[i].text, docs[i].text_len));
+        rc = cli_put_json_line(f, json_pack("{s:s, s:s%}", "id", docs[i].id, "text", docs[i].text, docs[i].text_len));
     for (size_t i = 0; i < nq && !rc; i++) {
         json_t *gold = json_array(), *ans = json_array();
         for (int g = 0; g < qs[i].n_gold; g++) json_array_append_new(gold, json_string(qs[i].gold[g]));
         for (int a = 0; a < qs[i].n_answer; a++) json_array_append_new(ans, json_string(qs[i].answer[a]));
-        rc = put_json_line(f, json_pack("{s:s, s:s, s:s, s:o, s:o}", "id", qs[i].id, "kind", qs[i].kind, "question",
+        rc = cli_put_json_line(f, json_pack("{s:s, s:s, s:s, s:o, s:o}", "id", qs[i].id, "kind", qs[i].kind, "question",
                                         qs[i].question, "gold", gold, "answer", ans));
     }
     if (fclose(f) && !rc) rc = 74;

@@ -17,11 +17,16 @@ void cli_json_error(const char *status, int code, const char *msg) {
         o = json_pack("{s:s, s:{s:s, s:i, s:s}}", "schema", "msa.error/1", "error", "status", status, "exit_code", code,
                       "message", "(message not valid UTF-8; see stderr)");
     }
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-    if (s) puts(s);
+    cli_put_json_line(stdout, o);
     fflush(stdout);
-    free(s);
+}
+
+int cli_put_json_line(FILE *f, json_t *o) {
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(o);
+    const int rc = !s ? 70 : fputs(s, f) < 0 || fputc('\n', f) < 0 ? 74 : 0;
+    free(s);
+    return rc;
 }
 
 int cli_fail(msa_status st) {
